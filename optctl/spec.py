@@ -1,0 +1,186 @@
+"""Frozen, self-validating specifications: the problem, and how to solve it.
+
+Variants come from :func:`dataclasses.replace`, which re-runs the validation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from optctl.errors import SpecError, SpecTypeError
+
+GridKind = Literal["auto", "per_step", "uniform", "refined"]
+ModesKind = Literal["auto", "exact", "grouped"]
+PropagatorKind = Literal["auto", "step", "block"]
+
+
+def _check_real(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SpecTypeError(name, value, "a real number")
+    x = float(value)
+    if not math.isfinite(x):
+        raise SpecError(name, value, "must be a finite number")
+    return x
+
+
+def _check_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise SpecTypeError(name, value, "an integer")
+    return int(value)
+
+
+def _check_bool(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise SpecTypeError(name, value, "true or false")
+    return value
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise SpecError(name, value, f"choose one of {', '.join(choices)}")
+    return str(value)
+
+
+@dataclass(frozen=True)
+class ProblemSpec:
+    """The power-law random-feature model and the control problem on it.
+
+    Bordelon & Mori (arXiv:2602.04774), section 2: eigenvalues ``λ_k = k^(-b)``,
+    initial errors ``c_{0,k} = k^(-(a-b))`` for ``k = 1..N``, label noise ``σ``,
+    batch size ``m``, horizon ``T`` updates, learning rate bounded by ``η_max``.
+
+    Args map to symbols as: ``a`` → a (task power), ``b`` → b (spectral decay),
+    ``N`` → N, ``sigma`` → σ, ``batch_size`` → m, ``T`` → T, ``eta_max`` → η_max.
+    ``normalize_init`` rescales ``c_0`` so that the initial loss is 1; ``tail``
+    adds the unrepresented teacher power ``Σ_{k>N} k^(-a)`` as extra label noise.
+    """
+
+    a: float
+    b: float
+    N: int = 1000
+    sigma: float = 0.5
+    batch_size: float = 1.0
+    T: int = 1000
+    eta_max: float = 1.0
+    normalize_init: bool = False
+    tail: bool = False
+
+    def __post_init__(self) -> None:
+        a = _check_real("model.a", self.a)
+        b = _check_real("model.b", self.b)
+        if a <= 1.0:
+            raise SpecError("model.a", self.a, "must be > 1 so that the initial loss is finite")
+        if b <= 0.0:
+            raise SpecError("model.b", self.b, "must be > 0 (the spectrum is k^(-b))")
+        n = _check_int("model.N", self.N)
+        if n < 1:
+            raise SpecError("model.N", self.N, "must be a positive number of features")
+        sigma = _check_real("model.sigma", self.sigma)
+        if sigma < 0:
+            raise SpecError("model.sigma", self.sigma, "must be >= 0 (a standard deviation)")
+        m = _check_real("training.batch_size", self.batch_size)
+        if m < 1:
+            raise SpecError("training.batch_size", self.batch_size, "must be >= 1")
+        t = _check_int("training.T", self.T)
+        if t < 1:
+            raise SpecError("training.T", self.T, "must be >= 1 (number of SGD updates)")
+        eta_max = _check_real("training.eta_max", self.eta_max)
+        if eta_max <= 0:
+            raise SpecError("training.eta_max", self.eta_max, "must be > 0")
+        for name, val in (("a", a), ("b", b), ("sigma", sigma), ("batch_size", m),
+                          ("eta_max", eta_max)):
+            object.__setattr__(self, name, val)
+        object.__setattr__(self, "N", n)
+        object.__setattr__(self, "T", t)
+        _check_bool("model.normalize_init", self.normalize_init)
+        _check_bool("model.tail", self.tail)
+
+    @property
+    def phase(self) -> str:
+        """Theory label: ``"easy"`` if ``b < a``, ``"hard"`` if ``b > a``, else ``"boundary"``."""
+        if self.b < self.a:
+            return "easy"
+        if self.b > self.a:
+            return "hard"
+        return "boundary"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def digest(self) -> str:
+        """A stable short hash of the spec, for file names and tables."""
+        return _digest(self.to_dict())
+
+
+@dataclass(frozen=True)
+class SolverOptions:
+    """How to transcribe and solve the control problem.
+
+    ``grid``: ``"per_step"`` (one control per update, exact), ``"uniform"`` (``K``
+    piecewise-constant blocks), ``"refined"`` (``K`` blocks, fine at both ends of
+    training, so the cost grows like ``log T``), or ``"auto"`` (per step up to
+    ``per_step_max_T`` updates, refined beyond).
+
+    ``propagator``: ``"step"`` unrolls the exact per-step recursion; ``"block"``
+    propagates each block in closed form with the loss linear in ``t`` inside
+    sub-blocks (approximate, cost independent of ``T``); ``"auto"`` picks ``step``
+    for per-step grids and short horizons, ``block`` otherwise.
+
+    ``modes``: ``"exact"`` keeps all ``N`` modes; ``"grouped"`` replaces the dense
+    tail of the spectrum by a Gauss quadrature (approximate, far fewer modes);
+    ``"auto"`` groups when ``N`` exceeds ``group_min_N``.
+
+    Every approximate transcription is replayed step by step; the result reports
+    the replay gap and users see the replayed loss.
+    """
+
+    grid: GridKind = "auto"
+    K: int = 100
+    propagator: PropagatorKind = "auto"
+    modes: ModesKind = "auto"
+    per_step_max_T: int = 1000
+    group_min_N: int = 200
+    max_iter: int = 3000
+    tol: float = 1e-10
+    hessian: Literal["limited-memory", "exact"] = "limited-memory"
+    warm_start: bool = True
+    progress: bool = False
+    ipopt: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_choice("solver.grid", self.grid, ("auto", "per_step", "uniform", "refined"))
+        _check_choice("solver.propagator", self.propagator, ("auto", "step", "block"))
+        _check_choice("solver.modes", self.modes, ("auto", "exact", "grouped"))
+        _check_choice("solver.hessian", self.hessian, ("limited-memory", "exact"))
+        k = _check_int("solver.K", self.K)
+        if k < 1:
+            raise SpecError("solver.K", self.K, "must be >= 1 control blocks")
+        object.__setattr__(self, "K", k)
+        for name in ("per_step_max_T", "group_min_N", "max_iter"):
+            v = _check_int(f"solver.{name}", getattr(self, name))
+            if v < 1:
+                raise SpecError(f"solver.{name}", v, "must be >= 1")
+            object.__setattr__(self, name, v)
+        tol = _check_real("solver.tol", self.tol)
+        if tol <= 0:
+            raise SpecError("solver.tol", self.tol, "must be > 0")
+        object.__setattr__(self, "tol", tol)
+        _check_bool("solver.warm_start", self.warm_start)
+        _check_bool("solver.progress", self.progress)
+        if not isinstance(self.ipopt, dict):
+            raise SpecTypeError("solver.ipopt", self.ipopt, "a mapping of IPOPT options")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _digest(obj: object) -> str:
+    text = json.dumps(obj, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

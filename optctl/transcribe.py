@@ -1,0 +1,155 @@
+"""Spec + model → a CasADi NLP on a control grid. Builds the problem; never solves it.
+
+The decision variables are the learning rates of the control blocks, scaled by a
+reference schedule (``η_j = s_j y_j``) so that a limited-memory Hessian sees a
+well-conditioned problem even where the schedule spans decades. The dynamics are
+chained with ``mapaccum`` (single shooting) over integration sub-blocks; each
+sub-block maps a scalar per-mode kernel over the modes, so the generated code is a
+pair of small loops whatever ``N``, ``T`` and the grid are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import casadi as ca
+import numpy as np
+
+from optctl.grid import make_grid, subdivide
+from optctl.model import Spectrum, group_modes, sgd_step, spectrum
+from optctl.propagate import CASADI, block_weights
+from optctl.spec import ProblemSpec, SolverOptions
+
+# Integration sub-blocks of the block propagator: at most this fraction of the
+# distance to either end of training, restarting at 1, 4, 16, ... updates after every
+# control change. Replay gaps measured with these are ~1e-5 relative (docs/solver.md).
+SUBBLOCK_REL = 0.1
+SUBBLOCK_RESTART = 4
+# Mode grouping: modes up to GROUP_EXACT stay, the rest become 3-point Gauss bins
+# whose edges grow by GROUP_RATIO (49 modes stand for N = 1000).
+GROUP_EXACT = 16
+GROUP_RATIO = 1.5
+GROUP_NODES = 3
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The resolved transcription choices for one solve."""
+
+    grid: np.ndarray
+    lengths: np.ndarray
+    owner: np.ndarray
+    propagator: str
+    modes: str
+    spectrum: Spectrum
+
+    @property
+    def exact(self) -> bool:
+        """True when the transcription is the per-step recursion itself."""
+        return self.propagator == "step" and self.modes == "exact"
+
+    @property
+    def n_controls(self) -> int:
+        return int(self.grid.size - 1)
+
+
+def plan(spec: ProblemSpec, options: SolverOptions) -> Plan:
+    """Resolve ``auto`` choices: grid, propagator, modes, sub-blocks."""
+    grid_kind = options.grid
+    if grid_kind == "auto":
+        grid_kind = "per_step" if spec.T <= options.per_step_max_T else "refined"
+    grid = make_grid(grid_kind, spec.T, options.K)
+    propagator = options.propagator
+    if propagator == "auto":
+        propagator = "step" if grid_kind == "per_step" else "block"
+    if propagator == "step":
+        lengths = np.ones(spec.T, dtype=np.int64)
+        owner = np.repeat(np.arange(grid.size - 1), np.diff(grid))
+    else:
+        lengths, owner = subdivide(grid, SUBBLOCK_REL, SUBBLOCK_RESTART)
+    modes = options.modes
+    if modes == "auto":
+        modes = "grouped" if propagator == "block" and spec.N > options.group_min_N else "exact"
+    sp = spectrum(spec)
+    if modes == "grouped":
+        sp = group_modes(sp, spec, GROUP_EXACT, GROUP_RATIO, GROUP_NODES)
+    return Plan(grid=grid, lengths=lengths, owner=owner, propagator=propagator,
+                modes=modes, spectrum=sp)
+
+
+def _step_function(n_modes: int, propagator: str) -> ca.Function:
+    """One integration sub-block as a CasADi Function.
+
+    Inputs ``(c, η, m, n, λ, wλ, σ²)``, outputs ``(c_next, L_next)``. The per-mode
+    arithmetic is a scalar SX kernel mapped over the modes; the dot products that
+    couple the modes stay outside it.
+    """
+    lam, c, e, m, n, u0 = (ca.SX.sym(s) for s in ("lam", "c", "eta", "m", "n", "u0"))
+    if propagator == "step":
+        kernel = ca.Function("sgd_step", [lam, c, e, m, n, u0],
+                             [sgd_step(c, u0, e, m, lam, 0.0), ca.SX(0)])
+    else:
+        x = e * lam * (-2 + (1 + 1 / m) * e * lam)
+        P, S, W = block_weights(x, n, CASADI)
+        q = e * e / m * lam
+        kernel = ca.Function("block_kernel", [lam, c, e, m, n, u0], [P * c + q * S * u0, q * W])
+    kmap = kernel.map(n_modes)
+
+    cM, lamM, lwM = ca.MX.sym("c", n_modes), ca.MX.sym("lam", n_modes), ca.MX.sym("lw", n_modes)
+    eM, mM, nM, s2M = ca.MX.sym("eta"), ca.MX.sym("m"), ca.MX.sym("n"), ca.MX.sym("s2")
+    u0M = ca.dot(lwM, cM) + s2M
+    free, qW = kmap(lamM.T, cM.T, eM, mM, nM, u0M)
+    free, qW = free.T, qW.T
+    if propagator == "step":
+        c_next = free
+        loss_next = ca.dot(lwM, c_next)
+    else:
+        alpha = ca.dot(lwM, qW)
+        u_end = (ca.dot(lwM, free) - alpha * u0M + s2M) / (1 - alpha)
+        c_next = free + qW * (u_end - u0M)
+        loss_next = u_end - s2M
+    return ca.Function("subblock", [cM, eM, mM, nM, lamM, lwM, s2M], [c_next, loss_next])
+
+
+@dataclass(frozen=True)
+class NLP:
+    """A built problem: CasADi expressions plus what is needed to read the answer.
+
+    ``x`` are the scaled controls ``y`` and ``p`` the per-block scale ``s``; the
+    learning rate of block ``j`` is ``η_j = s_j y_j``. ``losses`` maps ``(y, s)`` to
+    the excess loss at the end of every integration sub-block.
+    """
+
+    plan: Plan
+    x: ca.MX
+    p: ca.MX
+    f: ca.MX
+    losses: ca.Function
+
+
+def transcribe(spec: ProblemSpec, pl: Plan) -> NLP:
+    """Single-shooting NLP ``min_y L_T(s ⊙ y)`` subject to ``0 ≤ s ⊙ y ≤ η_max``."""
+    sp = pl.spectrum
+    K = pl.n_controls
+    n_sub = int(pl.lengths.size)
+    F = _step_function(sp.n_modes, pl.propagator)
+    chain = F.mapaccum("chain", n_sub)
+    y = ca.MX.sym("y", K)
+    s = ca.MX.sym("s", K)
+    select = ca.DM(ca.Sparsity.triplet(n_sub, K, list(range(n_sub)), [int(j) for j in pl.owner]), 1.0)
+    eta_seq = ca.mtimes(select, y * s).T
+    m_seq = ca.DM.ones(1, n_sub) * spec.batch_size
+    _, losses = chain(ca.DM(sp.c0), eta_seq, m_seq, ca.DM(pl.lengths.astype(float)).T,
+                      ca.DM(sp.lam), ca.DM(sp.weight * sp.lam), sp.sigma2)
+    return NLP(plan=pl, x=y, p=s, f=losses[-1], losses=ca.Function("losses", [y, s], [losses]))
+
+
+def jit_options() -> dict[str, Any]:
+    """Compile the NLP functions with the system C compiler when one is present."""
+    import shutil
+
+    if shutil.which("gcc") is None and shutil.which("cc") is None:
+        return {}
+    return {"jit": True, "compiler": "shell",
+            "jit_options": {"flags": ["-O1"], "verbose": False}}
