@@ -6,7 +6,7 @@ Learning Rate Schedules and Scaling Laws for a Random Feature Model*
 """
 
 from optctl.errors import OptctlError, SolverError, SpecError, SpecTypeError
-from optctl.replay import Replay, final_loss, replay
+from optctl.replay import Replay, final_loss
 from optctl.solve import ScheduleResult, solve
 from optctl.spec import ProblemSpec, SolverOptions
 
@@ -14,5 +14,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "OptctlError", "ProblemSpec", "Replay", "ScheduleResult", "SolverError", "SolverOptions",
-    "SpecError", "SpecTypeError", "final_loss", "replay", "solve", "__version__",
+    "SpecError", "SpecTypeError", "final_loss", "solve", "__version__",
 ]

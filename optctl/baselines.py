@@ -108,7 +108,7 @@ class _Objective:
 
 
 def _clipped(spec: ProblemSpec, schedule: schedules.Schedule) -> np.ndarray:
-    return np.clip(schedules.sample(schedule, spec.T), 0.0, spec.eta_max)
+    return np.asarray(np.clip(schedules.sample(schedule, spec.T), 0.0, spec.eta_max))
 
 
 def _families(spec: ProblemSpec) -> dict[str, _Family]:
@@ -116,7 +116,7 @@ def _families(spec: ProblemSpec) -> dict[str, _Family]:
     v_floor = float(np.log10(1.0 / T))
 
     def rate(u: float) -> float:
-        return hi * 10.0 ** min(float(u), 0.0)
+        return float(hi * 10.0 ** min(float(u), 0.0))
 
     def make_constant(x: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
         eta = rate(x[0])
@@ -221,7 +221,8 @@ def tune_baselines(spec: ProblemSpec, names: Sequence[str] = BASELINE_NAMES,
         raise SpecTypeError("names", names, "a sequence of baseline names, e.g. ('constant',)")
     for n in names:
         if n not in BASELINE_NAMES:
-            raise SpecError("names", n, f"unknown baseline; choose from {', '.join(BASELINE_NAMES)}")
+            raise SpecError("names", n,
+                            f"unknown baseline; choose from {', '.join(BASELINE_NAMES)}")
     if evaluate is None:
         def evaluate(eta: np.ndarray) -> float:
             return final_loss(spec, eta)

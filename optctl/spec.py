@@ -148,9 +148,11 @@ class SolverOptions:
     per_step_max_T: int = 1000
     group_min_N: int = 200
     max_iter: int = 3000
+    round_iter: int = 200
     tol: float = 1e-10
     hessian: Literal["limited-memory", "exact"] = "limited-memory"
     warm_start: bool = True
+    precondition: bool = True
     progress: bool = False
     ipopt: dict[str, Any] = field(default_factory=dict)
 
@@ -163,7 +165,7 @@ class SolverOptions:
         if k < 1:
             raise SpecError("solver.K", self.K, "must be >= 1 control blocks")
         object.__setattr__(self, "K", k)
-        for name in ("per_step_max_T", "group_min_N", "max_iter"):
+        for name in ("per_step_max_T", "group_min_N", "max_iter", "round_iter"):
             v = _check_int(f"solver.{name}", getattr(self, name))
             if v < 1:
                 raise SpecError(f"solver.{name}", v, "must be >= 1")
@@ -173,6 +175,7 @@ class SolverOptions:
             raise SpecError("solver.tol", self.tol, "must be > 0")
         object.__setattr__(self, "tol", tol)
         _check_bool("solver.warm_start", self.warm_start)
+        _check_bool("solver.precondition", self.precondition)
         _check_bool("solver.progress", self.progress)
         if not isinstance(self.ipopt, dict):
             raise SpecTypeError("solver.ipopt", self.ipopt, "a mapping of IPOPT options")

@@ -11,14 +11,14 @@ pair of small loops whatever ``N``, ``T`` and the grid are.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import casadi as ca
 import numpy as np
 
-from optctl.grid import make_grid, subdivide
+from optctl.grid import block_means, make_grid, subdivide
 from optctl.model import Spectrum, group_modes, sgd_step, spectrum
-from optctl.propagate import CASADI, block_weights
+from optctl.propagate import CASADI, NUMPY, block_weights, propagate_block
 from optctl.spec import ProblemSpec, SolverOptions
 
 # Integration sub-blocks of the block propagator: at most this fraction of the
@@ -153,3 +153,27 @@ def jit_options() -> dict[str, Any]:
         return {}
     return {"jit": True, "compiler": "shell",
             "jit_options": {"flags": ["-O1"], "verbose": False}}
+
+
+def approximate_evaluator(spec: ProblemSpec, K: int = 200) -> Callable[[np.ndarray], float]:
+    """A fast, approximate ``L_T`` (tail included) of any per-step schedule.
+
+    The schedule is averaged over the integration sub-blocks of a refined grid and
+    propagated with the block propagator on grouped modes, in numpy: the cost does
+    not depend on ``T``. Meant for tuning baselines at long horizons; the schedule
+    it picks is then replayed exactly.
+    """
+    pl = plan(spec, SolverOptions(grid="refined", K=K, propagator="block", modes="auto"))
+    edges = np.concatenate([[0], np.cumsum(pl.lengths)])
+    sp = pl.spectrum
+    lw = sp.weight * sp.lam
+    tail = spectrum(spec).tail
+
+    def evaluate(eta: np.ndarray) -> float:
+        eta_sub = block_means(np.asarray(eta, dtype=float), edges)
+        c, loss = sp.c0, float(lw @ sp.c0)
+        for n, e in zip(pl.lengths, eta_sub):
+            c, loss = propagate_block(c, e, spec.batch_size, float(n), sp.lam, lw, sp.sigma2, NUMPY)
+        return float(loss) + tail
+
+    return evaluate

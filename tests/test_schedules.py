@@ -249,7 +249,8 @@ def test_warmup_decay_properties(peak: float, frac: float, D: int, W: int, shape
        shape=st.sampled_from(list(S.DECAY_SHAPES)))
 def test_wsd_properties(peak: float, frac: float, D: int, Sst: int, shape: str) -> None:
     end = peak * frac
-    eta = S.sample(S.warmup_stable_decay(peak, 0, Sst, D, end, shape), Sst + D + 5)  # type: ignore[arg-type]
+    sched = S.warmup_stable_decay(peak, 0, Sst, D, end, shape)  # type: ignore[arg-type]
+    eta = S.sample(sched, Sst + D + 5)
     assert np.all(eta[: Sst + 1] == peak)
     _assert_decay(eta, peak, end)
     assert np.all(eta[Sst + D:] == end)

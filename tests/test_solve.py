@@ -1,0 +1,83 @@
+"""The solver against the per-step replay, the paper's regression value and the baselines."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import APPROX_GAP, EXACT_GAP, REGRESSION_RTOL
+
+from optctl import ProblemSpec, SolverOptions, solve
+from optctl.baselines import tune_baselines
+from optctl.grid import expand
+from optctl.replay import final_loss
+
+
+@pytest.fixture(scope="module")
+def regression():
+    """MODEL.md §5: N=500, a=1.5, b=1.25, σ=0.5, m=1, T=500, η ∈ [0, 2], per-step controls."""
+    spec = ProblemSpec(a=1.5, b=1.25, N=500, sigma=0.5, batch_size=1, T=500, eta_max=2.0)
+    return solve(spec, SolverOptions(grid="per_step"))
+
+
+def test_public_regression_value(regression) -> None:
+    assert regression.success, regression.message
+    assert regression.final_loss == pytest.approx(0.22306, rel=REGRESSION_RTOL)
+    np.testing.assert_allclose(regression.eta[:3], [0.163, 0.171, 0.178], atol=1e-3)
+    np.testing.assert_allclose(regression.eta[-3:], [0.0200, 0.0197, 0.0194], atol=1e-4)
+
+
+def test_exact_transcription_equals_replay(regression) -> None:
+    assert regression.exact
+    assert abs(regression.replay_gap) <= EXACT_GAP
+    assert regression.final_loss == pytest.approx(final_loss(regression.spec, regression.eta), rel=1e-14)
+    assert regression.loss.shape == (501,)
+    assert np.all((regression.eta >= 0) & (regression.eta <= 2.0))
+
+
+def test_solution_is_a_local_minimum_of_the_replay(regression) -> None:
+    """Perturbing the schedule in any of a few directions never lowers the *replayed* loss."""
+    rng = np.random.default_rng(0)
+    base = regression.final_loss
+    for _ in range(5):
+        direction = rng.standard_normal(regression.spec.T)
+        for eps in (1e-3, -1e-3):
+            eta = np.clip(regression.eta * (1 + eps * direction), 0.0, 2.0)
+            assert final_loss(regression.spec, eta) >= base * (1 - 1e-9)
+
+
+@pytest.mark.parametrize("b", [2.0, 5.0])
+def test_reference_cases_beat_every_tuned_baseline(b: float) -> None:
+    spec = ProblemSpec(a=3.5, b=b, N=1000, sigma=0.5, batch_size=5, T=1000, eta_max=1.0)
+    result = solve(spec, SolverOptions(grid="uniform", K=100))
+    assert result.success, result.message
+    assert not result.exact
+    assert abs(result.replay_gap) <= APPROX_GAP
+    assert result.final_loss == pytest.approx(final_loss(spec, expand(result.eta_blocks, result.grid)))
+    baselines = tune_baselines(spec)
+    for name, bl in baselines.items():
+        assert result.final_loss < bl.final_loss, name
+
+
+def test_long_horizon_refined_grid() -> None:
+    spec = ProblemSpec(a=3.5, b=5.0, N=300, sigma=0.5, batch_size=5, T=100_000)
+    result = solve(spec, SolverOptions(grid="refined", K=60))
+    assert result.success, result.message
+    assert abs(result.replay_gap) <= APPROX_GAP
+    assert result.eta.shape == (100_000,)
+    # hard phase: the schedule sits at eta_max for most of training, then anneals
+    assert np.median(result.eta) == pytest.approx(1.0, rel=1e-3)
+    assert result.eta[-1] < 0.5
+
+
+def test_warm_start_from_another_horizon() -> None:
+    spec = ProblemSpec(a=3.5, b=2.0, N=200, sigma=0.5, batch_size=5, T=400)
+    first = solve(spec, SolverOptions(grid="uniform", K=40))
+    u = np.arange(first.spec.T) / first.spec.T
+
+    def init(v: np.ndarray) -> np.ndarray:
+        return np.interp(v, u, first.eta)
+
+    second = solve(ProblemSpec(a=3.5, b=2.0, N=200, sigma=0.5, batch_size=5, T=800),
+                   SolverOptions(grid="uniform", K=40), init=init)
+    assert second.success
+    assert second.final_loss < first.final_loss
