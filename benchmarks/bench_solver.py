@@ -73,7 +73,8 @@ def method_label(method: str, K: int) -> str:
     """Row label of a method in the markdown table."""
     return {"per_step": "(i) per-step single shooting",
             "authors": f"(ii) authors' formulation, K={K}",
-            "optctl": f"(iii) optctl uniform K={K}"}[method]
+            "optctl": f"(iii) optctl uniform K={K}",
+            "optctl_per_step": "(iii) optctl per step"}[method]
 
 
 @dataclass
@@ -270,13 +271,18 @@ def run_authors(case: str, spec: ProblemSpec, K: int, cap_s: float | None) -> Ru
 # ---------------------------------------------------------------------------------------
 
 
-def run_optctl(case: str, spec: ProblemSpec, K: int) -> Run:
-    """(iii): the whole ``solve`` call (compilation, start ranking, IPOPT, exact replay)."""
+def run_optctl(case: str, spec: ProblemSpec, K: int, grid: str = "uniform") -> Run:
+    """(iii): the whole ``solve`` call (compilation, start ranking, IPOPT, exact replay).
+
+    ``grid="uniform"`` is compared with (ii) on the same K-block grid,
+    ``grid="per_step"`` with (i) on the same one-control-per-update grid.
+    """
     t0 = time.perf_counter()
-    res = solve(spec, SolverOptions(grid="uniform", K=K))
+    res = solve(spec, SolverOptions(grid=grid, K=K))
     wall = time.perf_counter() - t0
     replayed = final_loss(spec, res.eta)
-    return Run(case=case, T=spec.T, N=spec.N, method="optctl", n_controls=int(res.grid.size - 1),
+    method = "optctl" if grid == "uniform" else "optctl_per_step"
+    return Run(case=case, T=spec.T, N=spec.N, method=method, n_controls=int(res.grid.size - 1),
                wall_s=wall, build_s=res.build_time, solve_s=res.solve_time,
                iterations=res.iterations, status=res.status, success=res.success,
                objective=res.objective, replayed_loss=replayed,
@@ -383,16 +389,13 @@ def machine_info() -> dict[str, Any]:
 
 
 def comparisons(runs: list[Run]) -> list[dict[str, Any]]:
-    """Per ``(case, T)``: each method's time and loss relative to optctl's."""
+    """Per ``(case, T)``: each method's time and loss relative to optctl's on the same grid."""
     out = []
     for key in sorted({(r.case, r.T) for r in runs}):
         group = {r.method: r for r in runs if (r.case, r.T) == key}
-        ref = group.get("optctl")
-        if ref is None:
-            continue
-        for method in ("authors", "per_step"):
-            other = group.get(method)
-            if other is None:
+        for method, ref_method in (("authors", "optctl"), ("per_step", "optctl_per_step")):
+            ref, other = group.get(ref_method), group.get(method)
+            if ref is None or other is None:
                 continue
             out.append({
                 "case": key[0], "T": key[1], "method": method,
@@ -426,7 +429,8 @@ def markdown(payload: dict[str, Any]) -> str:
         f"Model: a = 3.5, N = {cfg['N']}, σ = 0.5, m = 5, η_max = 1; easy b = 2, hard b = 5. "
         "Replayed L_T is the exact per-step recursion (`optctl.replay.final_loss`) of each "
         "method's schedule. Rel. diff = (L_method − L_optctl) / L_optctl: positive means "
-        "optctl found the lower loss. Speed-up = wall(method) / wall(optctl); "
+        "optctl found the lower loss; (ii) is compared with optctl on the same uniform grid, "
+        "(i) with optctl per step. Speed-up = wall(method) / wall(optctl on that grid); "
         f"'≥' marks a run stopped by its time cap (per-step cap {cfg['per_step_cap_s']:.0f} s).",
         "",
         "| case | T | method | wall s | iterations | status | replayed L_T "
@@ -434,10 +438,10 @@ def markdown(payload: dict[str, Any]) -> str:
         "|---|---:|---|---:|---:|---|---:|---:|---:|",
     ]
     comps = {(c["case"], c["T"], c["method"]): c for c in payload["comparisons"]}
-    order = {"optctl": 0, "authors": 1, "per_step": 2}
+    order = {"optctl": 0, "authors": 1, "optctl_per_step": 2, "per_step": 3}
     for r in sorted(payload["runs"], key=lambda r: (r["case"], r["T"], order[r["method"]])):
         c = comps.get((r["case"], r["T"], r["method"]))
-        if r["method"] == "optctl":
+        if r["method"] in ("optctl", "optctl_per_step"):
             rel, speed = "—", "1 (ref.)"
         elif c is None:
             rel, speed = "n/a", "n/a"
@@ -573,6 +577,8 @@ def main(argv: list[str] | None = None) -> int:
             _log(f"{case} T={T}: authors' formulation K={cfg.K} ...")
             record(run_authors(case, spec, cfg.K, cfg.authors_cap_s))
             if T <= cfg.per_step_max_T:
+                _log(f"{case} T={T} N={cfg.N}: optctl per step ...")
+                record(run_optctl(case, spec, cfg.K, grid="per_step"))
                 _log(f"{case} T={T}: per-step single shooting (cap {cfg.per_step_cap_s:.0f} s) ...")
                 record(run_per_step(case, spec, cfg.per_step_cap_s))
             for c in payload["comparisons"]:

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from optctl.model import Spectrum, sgd_step, spectrum
+from optctl.model import Spectrum, sgd_decay, sgd_step, spectrum
 from optctl.spec import ProblemSpec
 
 jax.config.update("jax_enable_x64", True)
@@ -127,3 +127,31 @@ def final_loss(spec: ProblemSpec, eta: np.ndarray | float,
     """``L_T`` of a per-step schedule, tail included: the number users are shown."""
     sp = spectrum(spec)
     return float(loss_curve(spec, eta, batch_size, sp=sp)[-1]) + sp.tail
+
+
+def gradient(spec: ProblemSpec, eta: np.ndarray,
+             batch_size: np.ndarray | float | None = None) -> tuple[float, np.ndarray]:
+    """``L_T`` and its exact gradient with respect to every ``η_t`` (discrete adjoint).
+
+    MODEL.md §2: ``p_T = λ``, ``p_t = d_t ⊙ p_{t+1} + (η_t²/m_t) λ (λ · p_{t+1})`` and
+    ``∂L_T/∂η_t = Σ_k p_{t+1,k} [(−2λ_k + 2(1 + 1/m_t) η_t λ_k²) c_{t,k}
+    + (2η_t/m_t) λ_k (L_t + σ²)]``. Stores the ``T × N`` trajectory, so it is meant
+    for horizons up to a few ten thousand updates. ``L_T`` includes the tail.
+    """
+    sp = spectrum(spec)
+    eta_t = _per_step(eta, spec.T, "eta")
+    m_t = _per_step(spec.batch_size if batch_size is None else batch_size, spec.T, "batch_size")
+    lam = sp.lam
+    states = np.empty((spec.T + 1, lam.size))
+    states[0] = sp.c0
+    for t in range(spec.T):
+        c = states[t]
+        states[t + 1] = sgd_step(c, float(lam @ c), eta_t[t], m_t[t], lam, sp.sigma2)
+    grad = np.empty(spec.T)
+    p = lam.copy()
+    for t in range(spec.T - 1, -1, -1):
+        c, e, m = states[t], eta_t[t], m_t[t]
+        u = float(lam @ c) + sp.sigma2
+        grad[t] = p @ ((-2 * lam + 2 * (1 + 1 / m) * e * lam**2) * c + (2 * e / m) * lam * u)
+        p = sgd_decay(e, m, lam) * p + (e * e / m) * lam * float(lam @ p)
+    return float(lam @ states[-1]) + sp.tail, grad

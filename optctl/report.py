@@ -11,7 +11,7 @@ import numpy as np
 
 from optctl.baselines import Baseline, tune_baselines
 from optctl.replay import replay
-from optctl.solve import ScheduleResult, solve
+from optctl.solver import ScheduleResult, solve
 from optctl.spec import ProblemSpec, SolverOptions
 from optctl.transcribe import approximate_evaluator
 

@@ -145,7 +145,7 @@ class SolverOptions:
     K: int = 100
     propagator: PropagatorKind = "auto"
     modes: ModesKind = "auto"
-    per_step_max_T: int = 1000
+    per_step_max_T: int = 500
     group_min_N: int = 200
     max_iter: int = 3000
     round_iter: int = 200
@@ -153,6 +153,7 @@ class SolverOptions:
     hessian: Literal["limited-memory", "exact"] = "limited-memory"
     warm_start: bool = True
     precondition: bool = True
+    polish: bool = True
     progress: bool = False
     ipopt: dict[str, Any] = field(default_factory=dict)
 
@@ -176,6 +177,7 @@ class SolverOptions:
         object.__setattr__(self, "tol", tol)
         _check_bool("solver.warm_start", self.warm_start)
         _check_bool("solver.precondition", self.precondition)
+        _check_bool("solver.polish", self.polish)
         _check_bool("solver.progress", self.progress)
         if not isinstance(self.ipopt, dict):
             raise SpecTypeError("solver.ipopt", self.ipopt, "a mapping of IPOPT options")

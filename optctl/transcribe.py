@@ -116,9 +116,11 @@ def _step_function(n_modes: int, propagator: str) -> ca.Function:
 class NLP:
     """A built problem: CasADi expressions plus what is needed to read the answer.
 
-    ``x`` are the scaled controls ``y`` and ``p`` the per-block scale ``s``; the
-    learning rate of block ``j`` is ``η_j = s_j y_j``. ``losses`` maps ``(y, s)`` to
-    the excess loss at the end of every integration sub-block.
+    ``x`` are the scaled controls ``y``; ``p`` stacks the per-block scale ``s`` and a
+    gradient correction ``g``. The learning rate of block ``j`` is ``η_j = s_j y_j``
+    and the objective is ``L_T + g · y`` (``g = 0`` except when polishing an
+    approximate transcription against the exact gradient). ``losses`` maps
+    ``(y, s)`` to the excess loss at the end of every integration sub-block.
     """
 
     plan: Plan
@@ -129,7 +131,7 @@ class NLP:
 
 
 def transcribe(spec: ProblemSpec, pl: Plan) -> NLP:
-    """Single-shooting NLP ``min_y L_T(s ⊙ y)`` subject to ``0 ≤ s ⊙ y ≤ η_max``."""
+    """Single-shooting NLP ``min_y L_T(s ⊙ y) + g · y`` subject to ``0 ≤ s ⊙ y ≤ η_max``."""
     sp = pl.spectrum
     K = pl.n_controls
     n_sub = int(pl.lengths.size)
@@ -137,12 +139,14 @@ def transcribe(spec: ProblemSpec, pl: Plan) -> NLP:
     chain = F.mapaccum("chain", n_sub)
     y = ca.MX.sym("y", K)
     s = ca.MX.sym("s", K)
+    g = ca.MX.sym("g", K)
     select = ca.DM(ca.Sparsity.triplet(n_sub, K, list(range(n_sub)), [int(j) for j in pl.owner]), 1.0)
     eta_seq = ca.mtimes(select, y * s).T
     m_seq = ca.DM.ones(1, n_sub) * spec.batch_size
     _, losses = chain(ca.DM(sp.c0), eta_seq, m_seq, ca.DM(pl.lengths.astype(float)).T,
                       ca.DM(sp.lam), ca.DM(sp.weight * sp.lam), sp.sigma2)
-    return NLP(plan=pl, x=y, p=s, f=losses[-1], losses=ca.Function("losses", [y, s], [losses]))
+    return NLP(plan=pl, x=y, p=ca.vertcat(s, g), f=losses[-1] + ca.dot(g, y),
+               losses=ca.Function("losses", [y, s], [losses]))
 
 
 def jit_options() -> dict[str, Any]:

@@ -11,10 +11,17 @@ import casadi as ca
 import numpy as np
 
 from optctl.grid import block_means, expand
-from optctl.replay import Replay, replay
+from optctl.replay import Replay, gradient, replay
 from optctl.spec import ProblemSpec, SolverOptions
 from optctl.transcribe import Plan, jit_options, plan, transcribe
 from optctl.versions import versions
+
+# Above this horizon the exact adjoint gradient (which stores the T × N trajectory)
+# is not computed and approximate transcriptions are not polished.
+POLISH_MAX_T = 20_000
+POLISH_ROUNDS = 1
+# Controls whose curvature is measured when rescaling; the rest are interpolated.
+CURVATURE_PROBES = 64
 
 Init = np.ndarray | Callable[[np.ndarray], np.ndarray] | None
 
@@ -162,7 +169,7 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *, init: Init
     solver_opts: dict[str, Any] = {"ipopt": _ipopt_options(options), "print_time": False}
     solver_opts.update(jit_options())
     if options.progress:
-        progress = _Progress(K, K)
+        progress = _Progress(K, 2 * K)
         solver_opts["iteration_callback"] = progress
     solver = ca.nlpsol("optctl", "ipopt", {"x": nlp.x, "p": nlp.p, "f": nlp.f}, solver_opts)
 
@@ -170,7 +177,8 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *, init: Init
     cands = _candidates(spec, pl.grid, init if options.warm_start else None)
     f_nlp = solver.get_function("nlp_f")
     ones = np.ones(K)
-    scores = [float(f_nlp(ones, c)[0]) for c in cands]
+    zero = np.zeros(K)
+    scores = [float(f_nlp(ones, np.concatenate([c, zero]))[0]) for c in cands]
     best = cands[int(np.nanargmin(scores))]
     scale = np.maximum(best, 1e-3 * spec.eta_max)
     if options.precondition:
@@ -178,14 +186,19 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *, init: Init
     build_time = time.perf_counter() - t_start
 
     t0 = time.perf_counter()
-    eta_blocks, sol, stats, iterations, rounds = _run_ipopt(solver, best, scale, spec, options)
+    eta_blocks, scale, stats, iterations, rounds = _run_ipopt(solver, best, scale, zero, spec, options)
+    polished = 0
+    if options.polish and not pl.exact and spec.T <= POLISH_MAX_T:
+        eta_blocks, scale, stats, iterations, polished = _polish(
+            solver, pl, eta_blocks, scale, stats, iterations, spec, options)
+    objective = float(f_nlp(eta_blocks / scale, np.concatenate([scale, zero]))[0])
     solve_time = time.perf_counter() - t0
 
     eta = expand(eta_blocks, pl.grid)
     t0 = time.perf_counter()
     rp: Replay = replay(spec, eta)
     replay_time = time.perf_counter() - t0
-    objective = float(sol["f"]) + rp.tail
+    objective += rp.tail
     final = rp.final
     status = str(stats.get("return_status", "unknown"))
     return ScheduleResult(
@@ -199,34 +212,67 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *, init: Init
         solve_time=solve_time, replay_time=replay_time,
         transcription={"grid": int(K), "propagator": pl.propagator, "modes": pl.modes,
                        "n_modes": pl.spectrum.n_modes, "n_subblocks": int(pl.lengths.size),
-                       "ipopt_rounds": rounds,
+                       "ipopt_rounds": rounds, "polish_rounds": polished,
                        "initial_objective": float(np.nanmin(scores)) + rp.tail},
         versions=versions(),
     )
 
 
-def _run_ipopt(solver: ca.Function, start: np.ndarray, scale: np.ndarray, spec: ProblemSpec,
-               options: SolverOptions) -> tuple[np.ndarray, dict[str, Any], dict[str, Any], int, int]:
+def _run_ipopt(solver: ca.Function, start: np.ndarray, scale: np.ndarray, corr: np.ndarray,
+               spec: ProblemSpec, options: SolverOptions
+               ) -> tuple[np.ndarray, np.ndarray, dict[str, Any], int, int]:
     """IPOPT in rounds of ``options.round_iter`` iterations, re-scaling between rounds.
 
     The curvature scaling is estimated where a round starts; far from there it goes
     stale and the quasi-Newton run slows down, so an unfinished round restarts from
     its last iterate with a fresh scaling, until IPOPT converges or ``max_iter``
-    iterations are spent.
+    iterations are spent. ``corr`` is the gradient correction per block, in units
+    of ``η`` (it is rescaled with the controls). Returns the block learning rates, the
+    last scale, IPOPT's stats, the iterations and the rounds.
     """
     eta = start
     total, rounds = 0, 0
     while True:
         rounds += 1
-        sol = solver(x0=eta / scale, p=scale, lbx=0.0, ubx=spec.eta_max / scale)
+        sol = solver(x0=eta / scale, p=np.concatenate([scale, corr * scale]),
+                     lbx=0.0, ubx=spec.eta_max / scale)
         stats = solver.stats()
         total += int(stats.get("iter_count", 0))
         eta = np.clip(np.asarray(sol["x"]).ravel() * scale, 0.0, spec.eta_max)
         if stats.get("return_status") != "Maximum_Iterations_Exceeded" or total >= options.max_iter:
-            return eta, sol, stats, total, rounds
+            return eta, scale, stats, total, rounds
         scale = np.maximum(eta, 1e-3 * spec.eta_max)
         if options.precondition:
             scale = _curvature_scale(solver, eta / scale, scale)
+
+
+def _polish(solver: ca.Function, pl: Plan, eta: np.ndarray, scale: np.ndarray,
+            stats: dict[str, Any], iterations: int, spec: ProblemSpec, options: SolverOptions
+            ) -> tuple[np.ndarray, np.ndarray, dict[str, Any], int, int]:
+    """Move an approximate transcription's optimum onto the exact problem's.
+
+    The approximate objective ``L̃`` is corrected by the linear term
+    ``(∇L − ∇L̃)(η*) · η``, with ``∇L`` the exact per-step adjoint gradient summed
+    over each block: the corrected problem has the exact first-order optimality
+    conditions at ``η*``, so its optimum agrees with the exact one up to the
+    (small) error in curvature. Kept only while the replayed loss improves.
+    """
+    grad = solver.get_function("nlp_grad_f")
+    zero = np.zeros(pl.n_controls)
+    best_loss, exact_grad = gradient(spec, expand(eta, pl.grid))
+    rounds = 0
+    for _ in range(POLISH_ROUNDS):
+        approx_grad = np.asarray(grad(eta / scale, np.concatenate([scale, zero]))[1]).ravel() / scale
+        block_grad = np.add.reduceat(exact_grad, pl.grid[:-1])
+        new_eta, new_scale, new_stats, its, _ = _run_ipopt(
+            solver, eta, scale, block_grad - approx_grad, spec, options)
+        iterations += its
+        loss, new_grad = gradient(spec, expand(new_eta, pl.grid))
+        if not loss < best_loss:
+            break
+        rounds += 1
+        eta, scale, stats, best_loss, exact_grad = new_eta, new_scale, new_stats, loss, new_grad
+    return eta, scale, stats, iterations, rounds
 
 
 def _curvature_scale(solver: ca.Function, y: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -236,20 +282,24 @@ def _curvature_scale(solver: ca.Function, y: np.ndarray, scale: np.ndarray) -> n
     rates of a schedule differ in their effect on ``L_T`` by many orders of magnitude
     (early blocks are forgotten, the last updates set the noise floor), so without
     this a quasi-Newton run crawls. The diagonal of the Hessian is estimated by
-    forward differences of the compiled gradient (``K + 1`` gradient calls).
+    forward differences of the compiled gradient at up to ``CURVATURE_PROBES``
+    controls, and interpolated (in log scale) between them.
     """
     grad = solver.get_function("nlp_grad_f")
     K = y.size
-    g0 = np.asarray(grad(y, scale)[1]).ravel()
+    p = np.concatenate([scale, np.zeros(K)])
+    g0 = np.asarray(grad(y, p)[1]).ravel()
+    probes = np.unique(np.rint(np.linspace(0, K - 1, min(K, CURVATURE_PROBES))).astype(int))
     h = 1e-4 * np.maximum(np.abs(y), 1e-2)
-    diag = np.empty(K)
-    for j in range(K):
+    diag = np.empty(probes.size)
+    for i, j in enumerate(probes):
         yj = y.copy()
         yj[j] += h[j]
-        diag[j] = (float(grad(yj, scale)[1][j]) - g0[j]) / h[j]
+        diag[i] = (float(grad(yj, p)[1][j]) - g0[j]) / h[j]
     curv = np.abs(diag)
     ref = np.median(curv[curv > 0]) if np.any(curv > 0) else 1.0
     curv = np.clip(curv, 1e-8 * ref, None)
+    curv = np.exp(np.interp(np.arange(K), probes, np.log(curv)))
     return scale * np.sqrt(ref / curv)
 
 
