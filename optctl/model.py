@@ -9,7 +9,7 @@ CasADi symbols.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from scipy.special import zeta
@@ -66,7 +66,7 @@ def sgd_decay(eta: X, m: X, lam: X) -> X:
     return 1 - 2 * eta * lam + (1 + 1 / m) * eta**2 * lam**2  # type: ignore[operator]
 
 
-def sgd_step(c: X, loss: X, eta: X, m: X, lam: X, sigma2: float) -> X:
+def sgd_step(c: X, loss: X, eta: X, m: X, lam: X, sigma2: Any) -> X:
     """One SGD update of the per-mode second moments (MODEL.md §2).
 
     ``c_{t+1,k} = d_{t,k} c_{t,k} + (η_t² / m_t) λ_k (L_t + σ²)``, with ``loss`` the

@@ -155,7 +155,7 @@ def simulate_sgd(spec: ProblemSpec, eta: np.ndarray | float,
     # Merge per-chunk means and centred sums of squares (Chan et al.), which
     # avoids the cancellation of a running sum of squares.
     count, mean, m2 = 0, np.zeros(T + 1), np.zeros(T + 1)
-    for rng, n in zip(rngs, sizes):
+    for rng, n in zip(rngs, sizes, strict=False):
         losses = _run_chunk(rng, n, sqrt_lam, w_abs, sigma_eff, eta_t, m_t)
         c_mean = losses.mean(axis=0)
         c_m2 = ((losses - c_mean) ** 2).sum(axis=0)

@@ -11,8 +11,9 @@ code runs on numpy arrays and CasADi symbols.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import casadi as ca
 import numpy as np

@@ -98,7 +98,7 @@ def write_arrays(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
     os.close(fd)
     try:
-        np.savez_compressed(tmp, **{k: np.asarray(v) for k, v in arrays.items()})
+        np.savez_compressed(tmp, **{k: np.asarray(v) for k, v in arrays.items()})  # type: ignore[arg-type]
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import casadi as ca
 import numpy as np
@@ -13,7 +15,7 @@ import numpy as np
 from optctl.grid import block_means, expand
 from optctl.replay import Replay, gradient, replay
 from optctl.spec import ProblemSpec, SolverOptions
-from optctl.transcribe import Plan, jit_options, plan, transcribe
+from optctl.transcribe import Plan, jit_options, model_parameters, plan, structure_key, transcribe
 from optctl.versions import versions
 
 # Above this horizon the exact adjoint gradient (which stores the T × N trajectory)
@@ -69,8 +71,12 @@ class _Progress(ca.Callback):
 
     def __init__(self, n_x: int, n_p: int, every: int = 25) -> None:
         ca.Callback.__init__(self)
-        self.n_x, self.n_p, self.every, self.it, self.t0 = n_x, n_p, every, 0, time.perf_counter()
+        self.n_x, self.n_p, self.every = n_x, n_p, every
+        self.reset()
         self.construct("progress", {})
+
+    def reset(self) -> None:
+        self.it, self.t0 = 0, time.perf_counter()
 
     def get_n_in(self) -> int:
         return ca.nlpsol_n_out()
@@ -94,7 +100,7 @@ class _Progress(ca.Callback):
             return ca.Sparsity.dense(self.n_p)
         return ca.Sparsity(0, 0)
 
-    def eval(self, arg: list[Any]) -> list[Any]:
+    def eval(self, arg: Any) -> list[Any]:  # type: ignore[override]
         if self.it % self.every == 0:
             print(f"  ipopt iter {self.it:5d}  L_T (transcribed) = {float(arg[1]):.8e}  "
                   f"[{time.perf_counter() - self.t0:.1f} s]", file=sys.stderr, flush=True)
@@ -152,6 +158,53 @@ def _ipopt_options(options: SolverOptions) -> dict[str, Any]:
     return ipopt
 
 
+@dataclass
+class _Compiled:
+    """A compiled NLP and its functions, reusable for every spec of the same shape."""
+
+    solver: ca.Function
+    f: ca.Function
+    grad: ca.Function
+    progress: _Progress | None
+    K: int
+    model: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def p(self, scale: np.ndarray, corr: np.ndarray | None = None) -> np.ndarray:
+        """The NLP parameter vector: scale, gradient correction (in ``y`` units), model."""
+        return np.concatenate([scale, np.zeros(self.K) if corr is None else corr, self.model])
+
+
+# Compiled problems by shape (grid, sub-blocks, modes, IPOPT options): a sweep over
+# (a, b) or σ at one horizon compiles once.
+_CACHE: OrderedDict[tuple[object, ...], _Compiled] = OrderedDict()
+_CACHE_SIZE = 8
+
+
+def _compile(pl: Plan, options: SolverOptions) -> _Compiled:
+    ipopt = _ipopt_options(options)
+    key = (structure_key(pl), repr(sorted(ipopt.items())), options.progress)
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        hit = _CACHE[key]
+        if hit.progress is not None:
+            hit.progress.reset()
+        return hit
+    nlp = transcribe(pl)
+    K = pl.n_controls
+    solver_opts: dict[str, Any] = {"ipopt": ipopt, "print_time": False}
+    solver_opts.update(jit_options())
+    progress = _Progress(K, int(nlp.p.numel())) if options.progress else None
+    if progress is not None:
+        solver_opts["iteration_callback"] = progress
+    solver = ca.nlpsol("optctl", "ipopt", {"x": nlp.x, "p": nlp.p, "f": nlp.f}, solver_opts)
+    out = _Compiled(solver=solver, f=solver.get_function("nlp_f"),
+                    grad=solver.get_function("nlp_grad_f"), progress=progress, K=K)
+    _CACHE[key] = out
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return out
+
+
 def solve(spec: ProblemSpec, options: SolverOptions | None = None, *, init: Init = None) -> ScheduleResult:
     """Minimise ``L_T`` over the learning-rate schedule with IPOPT (MODEL.md §4.1).
 
@@ -164,34 +217,28 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *, init: Init
     options = SolverOptions() if options is None else options
     t_start = time.perf_counter()
     pl: Plan = plan(spec, options)
-    nlp = transcribe(spec, pl)
+    prob = _compile(pl, options)
+    prob.model = model_parameters(pl, spec)
     K = pl.n_controls
-    solver_opts: dict[str, Any] = {"ipopt": _ipopt_options(options), "print_time": False}
-    solver_opts.update(jit_options())
-    if options.progress:
-        progress = _Progress(K, 2 * K)
-        solver_opts["iteration_callback"] = progress
-    solver = ca.nlpsol("optctl", "ipopt", {"x": nlp.x, "p": nlp.p, "f": nlp.f}, solver_opts)
 
     # Rank candidate schedules with the compiled objective, start from the best.
     cands = _candidates(spec, pl.grid, init if options.warm_start else None)
-    f_nlp = solver.get_function("nlp_f")
     ones = np.ones(K)
-    zero = np.zeros(K)
-    scores = [float(f_nlp(ones, np.concatenate([c, zero]))[0]) for c in cands]
+    scores = [float(prob.f(ones, prob.p(c))[0]) for c in cands]
     best = cands[int(np.nanargmin(scores))]
     scale = np.maximum(best, 1e-3 * spec.eta_max)
     if options.precondition:
-        scale = _curvature_scale(solver, best / scale, scale)
+        scale = _curvature_scale(prob, best / scale, scale)
     build_time = time.perf_counter() - t_start
 
     t0 = time.perf_counter()
-    eta_blocks, scale, stats, iterations, rounds = _run_ipopt(solver, best, scale, zero, spec, options)
+    eta_blocks, scale, stats, iterations, rounds = _run_ipopt(prob, best, scale, np.zeros(K),
+                                                              spec, options)
     polished = 0
     if options.polish and not pl.exact and spec.T <= POLISH_MAX_T:
         eta_blocks, scale, stats, iterations, polished = _polish(
-            solver, pl, eta_blocks, scale, stats, iterations, spec, options)
-    objective = float(f_nlp(eta_blocks / scale, np.concatenate([scale, zero]))[0])
+            prob, pl, eta_blocks, scale, stats, iterations, spec, options)
+    objective = float(prob.f(eta_blocks / scale, prob.p(scale))[0])
     solve_time = time.perf_counter() - t0
 
     eta = expand(eta_blocks, pl.grid)
@@ -218,7 +265,7 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *, init: Init
     )
 
 
-def _run_ipopt(solver: ca.Function, start: np.ndarray, scale: np.ndarray, corr: np.ndarray,
+def _run_ipopt(prob: _Compiled, start: np.ndarray, scale: np.ndarray, corr: np.ndarray,
                spec: ProblemSpec, options: SolverOptions
                ) -> tuple[np.ndarray, np.ndarray, dict[str, Any], int, int]:
     """IPOPT in rounds of ``options.round_iter`` iterations, re-scaling between rounds.
@@ -234,19 +281,19 @@ def _run_ipopt(solver: ca.Function, start: np.ndarray, scale: np.ndarray, corr: 
     total, rounds = 0, 0
     while True:
         rounds += 1
-        sol = solver(x0=eta / scale, p=np.concatenate([scale, corr * scale]),
-                     lbx=0.0, ubx=spec.eta_max / scale)
-        stats = solver.stats()
+        sol = prob.solver(x0=eta / scale, p=prob.p(scale, corr * scale),
+                          lbx=0.0, ubx=spec.eta_max / scale)
+        stats = prob.solver.stats()
         total += int(stats.get("iter_count", 0))
         eta = np.clip(np.asarray(sol["x"]).ravel() * scale, 0.0, spec.eta_max)
         if stats.get("return_status") != "Maximum_Iterations_Exceeded" or total >= options.max_iter:
             return eta, scale, stats, total, rounds
         scale = np.maximum(eta, 1e-3 * spec.eta_max)
         if options.precondition:
-            scale = _curvature_scale(solver, eta / scale, scale)
+            scale = _curvature_scale(prob, eta / scale, scale)
 
 
-def _polish(solver: ca.Function, pl: Plan, eta: np.ndarray, scale: np.ndarray,
+def _polish(prob: _Compiled, pl: Plan, eta: np.ndarray, scale: np.ndarray,
             stats: dict[str, Any], iterations: int, spec: ProblemSpec, options: SolverOptions
             ) -> tuple[np.ndarray, np.ndarray, dict[str, Any], int, int]:
     """Move an approximate transcription's optimum onto the exact problem's.
@@ -257,15 +304,13 @@ def _polish(solver: ca.Function, pl: Plan, eta: np.ndarray, scale: np.ndarray,
     conditions at ``η*``, so its optimum agrees with the exact one up to the
     (small) error in curvature. Kept only while the replayed loss improves.
     """
-    grad = solver.get_function("nlp_grad_f")
-    zero = np.zeros(pl.n_controls)
     best_loss, exact_grad = gradient(spec, expand(eta, pl.grid))
     rounds = 0
     for _ in range(POLISH_ROUNDS):
-        approx_grad = np.asarray(grad(eta / scale, np.concatenate([scale, zero]))[1]).ravel() / scale
+        approx_grad = np.asarray(prob.grad(eta / scale, prob.p(scale))[1]).ravel() / scale
         block_grad = np.add.reduceat(exact_grad, pl.grid[:-1])
         new_eta, new_scale, new_stats, its, _ = _run_ipopt(
-            solver, eta, scale, block_grad - approx_grad, spec, options)
+            prob, eta, scale, block_grad - approx_grad, spec, options)
         iterations += its
         loss, new_grad = gradient(spec, expand(new_eta, pl.grid))
         if not loss < best_loss:
@@ -275,7 +320,7 @@ def _polish(solver: ca.Function, pl: Plan, eta: np.ndarray, scale: np.ndarray,
     return eta, scale, stats, iterations, rounds
 
 
-def _curvature_scale(solver: ca.Function, y: np.ndarray, scale: np.ndarray) -> np.ndarray:
+def _curvature_scale(prob: _Compiled, y: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """Rescale the controls so that every one has unit curvature at the start.
 
     A limited-memory Hessian starts from a multiple of the identity; the learning
@@ -285,17 +330,16 @@ def _curvature_scale(solver: ca.Function, y: np.ndarray, scale: np.ndarray) -> n
     forward differences of the compiled gradient at up to ``CURVATURE_PROBES``
     controls, and interpolated (in log scale) between them.
     """
-    grad = solver.get_function("nlp_grad_f")
     K = y.size
-    p = np.concatenate([scale, np.zeros(K)])
-    g0 = np.asarray(grad(y, p)[1]).ravel()
+    p = prob.p(scale)
+    g0 = np.asarray(prob.grad(y, p)[1]).ravel()
     probes = np.unique(np.rint(np.linspace(0, K - 1, min(K, CURVATURE_PROBES))).astype(int))
     h = 1e-4 * np.maximum(np.abs(y), 1e-2)
     diag = np.empty(probes.size)
     for i, j in enumerate(probes):
         yj = y.copy()
         yj[j] += h[j]
-        diag[i] = (float(grad(yj, p)[1][j]) - g0[j]) / h[j]
+        diag[i] = (float(prob.grad(yj, p)[1][j]) - g0[j]) / h[j]
     curv = np.abs(diag)
     ref = np.median(curv[curv > 0]) if np.any(curv > 0) else 1.0
     curv = np.clip(curv, 1e-8 * ref, None)

@@ -10,8 +10,9 @@ pair of small loops whatever ``N``, ``T`` and the grid are.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import casadi as ca
 import numpy as np
@@ -116,37 +117,48 @@ def _step_function(n_modes: int, propagator: str) -> ca.Function:
 class NLP:
     """A built problem: CasADi expressions plus what is needed to read the answer.
 
-    ``x`` are the scaled controls ``y``; ``p`` stacks the per-block scale ``s`` and a
-    gradient correction ``g``. The learning rate of block ``j`` is ``η_j = s_j y_j``
-    and the objective is ``L_T + g · y`` (``g = 0`` except when polishing an
-    approximate transcription against the exact gradient). ``losses`` maps
-    ``(y, s)`` to the excess loss at the end of every integration sub-block.
+    ``x`` are the scaled controls ``y``; ``p`` stacks the per-block scale ``s``, a
+    gradient correction ``g`` and the model data ``(λ, wλ, c_0, σ², m)``. The
+    learning rate of block ``j`` is ``η_j = s_j y_j`` and the objective is
+    ``L_T + g · y`` (``g = 0`` except when polishing an approximate transcription
+    against the exact gradient). Because the model enters as parameters, one compiled
+    problem serves every spec with the same grid and number of modes.
     """
 
     plan: Plan
     x: ca.MX
     p: ca.MX
     f: ca.MX
-    losses: ca.Function
 
 
-def transcribe(spec: ProblemSpec, pl: Plan) -> NLP:
-    """Single-shooting NLP ``min_y L_T(s ⊙ y) + g · y`` subject to ``0 ≤ s ⊙ y ≤ η_max``."""
+def model_parameters(pl: Plan, spec: ProblemSpec) -> np.ndarray:
+    """The model part of the NLP parameters: ``(λ, wλ, c_0, σ², m)`` of the plan's modes."""
     sp = pl.spectrum
+    return np.concatenate([sp.lam, sp.weight * sp.lam, sp.c0, [sp.sigma2, spec.batch_size]])
+
+
+def structure_key(pl: Plan) -> tuple[object, ...]:
+    """What the compiled NLP depends on: the grid, the sub-blocks and the number of modes."""
+    return (pl.propagator, pl.spectrum.n_modes, pl.n_controls, pl.lengths.tobytes(),
+            pl.owner.tobytes())
+
+
+def transcribe(pl: Plan) -> NLP:
+    """Single-shooting NLP ``min_y L_T(s ⊙ y) + g · y`` subject to ``0 ≤ s ⊙ y ≤ η_max``."""
+    n = pl.spectrum.n_modes
     K = pl.n_controls
     n_sub = int(pl.lengths.size)
-    F = _step_function(sp.n_modes, pl.propagator)
+    F = _step_function(n, pl.propagator)
     chain = F.mapaccum("chain", n_sub)
-    y = ca.MX.sym("y", K)
-    s = ca.MX.sym("s", K)
-    g = ca.MX.sym("g", K)
+    y, s, g = ca.MX.sym("y", K), ca.MX.sym("s", K), ca.MX.sym("g", K)
+    lam, lw, c0 = ca.MX.sym("lam", n), ca.MX.sym("lw", n), ca.MX.sym("c0", n)
+    sigma2, m = ca.MX.sym("sigma2"), ca.MX.sym("m")
     select = ca.DM(ca.Sparsity.triplet(n_sub, K, list(range(n_sub)), [int(j) for j in pl.owner]), 1.0)
     eta_seq = ca.mtimes(select, y * s).T
-    m_seq = ca.DM.ones(1, n_sub) * spec.batch_size
-    _, losses = chain(ca.DM(sp.c0), eta_seq, m_seq, ca.DM(pl.lengths.astype(float)).T,
-                      ca.DM(sp.lam), ca.DM(sp.weight * sp.lam), sp.sigma2)
-    return NLP(plan=pl, x=y, p=ca.vertcat(s, g), f=losses[-1] + ca.dot(g, y),
-               losses=ca.Function("losses", [y, s], [losses]))
+    m_seq = ca.repmat(m, 1, n_sub)
+    _, losses = chain(c0, eta_seq, m_seq, ca.DM(pl.lengths.astype(float)).T, lam, lw, sigma2)
+    return NLP(plan=pl, x=y, p=ca.vertcat(s, g, lam, lw, c0, sigma2, m),
+               f=losses[-1] + ca.dot(g, y))
 
 
 def jit_options() -> dict[str, Any]:
@@ -176,7 +188,7 @@ def approximate_evaluator(spec: ProblemSpec, K: int = 200) -> Callable[[np.ndarr
     def evaluate(eta: np.ndarray) -> float:
         eta_sub = block_means(np.asarray(eta, dtype=float), edges)
         c, loss = sp.c0, float(lw @ sp.c0)
-        for n, e in zip(pl.lengths, eta_sub):
+        for n, e in zip(pl.lengths, eta_sub, strict=False):
             c, loss = propagate_block(c, e, spec.batch_size, float(n), sp.lam, lw, sp.sigma2, NUMPY)
         return float(loss) + tail
 

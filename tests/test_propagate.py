@@ -44,7 +44,7 @@ def test_block_propagation_tracks_the_replay(b: float) -> None:
     eta_blocks = np.minimum(1.0, (1 - u) / 0.2)
     lengths, owner = subdivide(grid, 0.1, 4)
     c, loss = sp.c0, 0.0
-    for n, j in zip(lengths, owner):
+    for n, j in zip(lengths, owner, strict=False):
         c, loss = propagate_block(c, eta_blocks[j], 5.0, float(n), sp.lam, sp.lam, sp.sigma2, NUMPY)
     exact = loss_curve(spec, expand(eta_blocks, grid))[-1]
     assert abs(loss - exact) / exact < APPROX_GAP / 10

@@ -1,0 +1,76 @@
+"""`optctl solve`: the results folder on success; one line, exit 2 and nothing written on bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from optctl.cli import main
+from optctl.replay import final_loss
+from optctl.spec import ProblemSpec
+
+SMALL = """schema_version: 1
+name: small
+model: {a: 2.5, b: 1.5, N: 60, sigma: 0.5}
+training: {T: 300, batch_size: 4, eta_max: 1.0}
+solver: {grid: uniform, K: 30}
+baselines: [constant, wsd]
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "cfg.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_solve_writes_a_complete_run_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert main(["solve", str(_write(tmp_path, SMALL)), "--out", str(out), "--quiet"]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert names == {"config.yaml", "summary.json", "arrays.npz", "schedule.png", "loss.png"}
+    summary = json.loads((out / "summary.json").read_text())
+    arrays = np.load(out / "arrays.npz")
+    spec = ProblemSpec(a=2.5, b=1.5, N=60, sigma=0.5, batch_size=4, T=300)
+    # The summary's number is the replay of the stored schedule, not the NLP's claim.
+    assert summary["final_loss"] == pytest.approx(final_loss(spec, arrays["eta"]), rel=1e-12)
+    assert set(summary["baselines"]) == {"constant", "wsd"}
+    assert summary["final_loss"] < min(b["final_loss"] for b in summary["baselines"].values())
+    assert summary["gain_over_best_baseline"]["loss_ratio"] > 1
+    assert summary["solver"]["iterations"] > 0 and "casadi" in summary["versions"]
+    assert arrays["loss"].shape == (301,)
+    assert "optimal" in capsys.readouterr().out
+    # --T overrides the horizon and the folder refuses to be overwritten silently
+    assert main(["solve", str(_write(tmp_path, SMALL)), "--out", str(out), "--quiet"]) == 2
+
+
+@pytest.mark.parametrize(("bad", "field"), [
+    ("a: 2.5", "a: 0.5"),
+    ("N: 60", "N: -3"),
+    ("sigma: 0.5}", "sigma: .nan}"),
+    ("T: 300", "T: 0"),
+    ("eta_max: 1.0", "eta_max: 0"),
+    ("N: 60", "N: 60, M: 3"),
+])
+def test_bad_config_one_line_exit_2_no_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                              bad: str, field: str) -> None:
+    out = tmp_path / "run"
+    code = main(["solve", str(_write(tmp_path, SMALL.replace(bad, field))), "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("optctl: error: ") and "\n" not in err
+    key = field.split(",")[-1].split(":")[0].strip()
+    assert key in err
+    assert not out.exists()
+    assert [p for p in tmp_path.iterdir() if p.name != "cfg.yaml"] == []
+
+
+def test_bad_override_and_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["solve", str(_write(tmp_path, SMALL)), "--T", "0", "--out", str(tmp_path / "r")]) == 2
+    assert "T" in capsys.readouterr().err
+    assert main(["solve", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "r")]) == 2
+    assert "nope.yaml" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
