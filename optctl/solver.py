@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
+import os
+import shutil
 import sys
+import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -180,6 +185,13 @@ _CACHE: OrderedDict[tuple[object, ...], _Compiled] = OrderedDict()
 _CACHE_SIZE = 8
 
 
+@functools.cache
+def _scratch_dir() -> str:
+    path = tempfile.mkdtemp(prefix="optctl-jit-")
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
 def _compile(pl: Plan, options: SolverOptions) -> _Compiled:
     ipopt = _ipopt_options(options)
     key = (structure_key(pl), repr(sorted(ipopt.items())), options.progress)
@@ -196,7 +208,14 @@ def _compile(pl: Plan, options: SolverOptions) -> _Compiled:
     progress = _Progress(K, int(nlp.p.numel())) if options.progress else None
     if progress is not None:
         solver_opts["iteration_callback"] = progress
-    solver = ca.nlpsol("optctl", "ipopt", {"x": nlp.x, "p": nlp.p, "f": nlp.f}, solver_opts)
+    # CasADi's C compiler writes its sources and objects into the working directory;
+    # build in a scratch one (removed at exit) so that users' folders stay clean.
+    here = os.getcwd()
+    os.chdir(_scratch_dir())
+    try:
+        solver = ca.nlpsol("optctl", "ipopt", {"x": nlp.x, "p": nlp.p, "f": nlp.f}, solver_opts)
+    finally:
+        os.chdir(here)
     out = _Compiled(solver=solver, f=solver.get_function("nlp_f"),
                     grad=solver.get_function("nlp_grad_f"), progress=progress, K=K)
     _CACHE[key] = out

@@ -167,8 +167,10 @@ def jit_options() -> dict[str, Any]:
 
     if shutil.which("gcc") is None and shutil.which("cc") is None:
         return {}
-    return {"jit": True, "compiler": "shell",
-            "jit_options": {"flags": ["-O1"], "verbose": False}}
+    # CasADi would delete its files when the solver is destroyed, at interpreter exit;
+    # optctl removes its scratch folder itself instead.
+    return {"jit": True, "compiler": "shell", "jit_cleanup": False,
+            "jit_options": {"flags": ["-O1"], "verbose": False, "cleanup": False}}
 
 
 def approximate_evaluator(spec: ProblemSpec, K: int = 200) -> Callable[[np.ndarray], float]:
