@@ -70,15 +70,9 @@ def _recurse(lam_w: np.ndarray, lam: np.ndarray, c0: np.ndarray, sigma2: np.ndar
     """
     T = eta.size
     if T <= _NUMPY_MAX_T:
-        out = np.empty((T + 1, c0.shape[0]))
-        c = c0.copy()
-        s2 = sigma2[:, None]
-        for t in range(T):
-            loss = c @ lam_w
-            out[t] = loss
-            c = sgd_step(c, loss[:, None], eta[t], m[t], lam, s2)
-        out[T] = c @ lam_w
-        return out
+        # An unstable schedule (η beyond 2m/(m+1)) overflows to inf: a valid answer.
+        with np.errstate(over="ignore", invalid="ignore"):
+            return _recurse_numpy(lam_w, lam, c0, sigma2, eta, m)
     P = _bucket(T)
     eta_p = np.concatenate([eta, np.zeros(P - T)])
     m_p = np.concatenate([m, np.ones(P - T)])
@@ -94,6 +88,20 @@ def _per_step(x: np.ndarray | float, T: int, name: str) -> np.ndarray:
     if arr.shape != (T,):
         raise ValueError(f"{name} has shape {arr.shape}; expected a scalar or ({T},)")
     return arr
+
+
+def _recurse_numpy(lam_w: np.ndarray, lam: np.ndarray, c0: np.ndarray, sigma2: np.ndarray,
+                   eta: np.ndarray, m: np.ndarray) -> np.ndarray:
+    T = eta.size
+    out = np.empty((T + 1, c0.shape[0]))
+    c = c0.copy()
+    s2 = sigma2[:, None]
+    for t in range(T):
+        loss = c @ lam_w
+        out[t] = loss
+        c = sgd_step(c, loss[:, None], eta[t], m[t], lam, s2)
+    out[T] = c @ lam_w
+    return out
 
 
 def loss_curve(spec: ProblemSpec, eta: np.ndarray | float, batch_size: np.ndarray | float | None = None,

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,17 +74,25 @@ class ScheduleResult:
     versions: dict[str, str] = field(default_factory=dict)
 
 
-class _Progress(ca.Callback):
-    """IPOPT iteration callback that prints the objective every ``every`` iterations."""
+class _Monitor(ca.Callback):
+    """IPOPT iteration callback: progress lines, and a clean stop on Ctrl-C.
+
+    IPOPT runs in C; a ``KeyboardInterrupt`` raised inside a callback would be
+    swallowed as ``NonIpopt_Exception_Thrown``. While a solve runs, SIGINT only sets
+    a flag; the callback then asks IPOPT to stop and :func:`solve` re-raises
+    ``KeyboardInterrupt`` once control is back in Python.
+    """
 
     def __init__(self, n_x: int, n_p: int, every: int = 25) -> None:
         ca.Callback.__init__(self)
         self.n_x, self.n_p, self.every = n_x, n_p, every
+        self.verbose = False
+        self.interrupted = False
         self.reset()
-        self.construct("progress", {})
+        self.construct("monitor", {})
 
-    def reset(self) -> None:
-        self.it, self.t0 = 0, time.perf_counter()
+    def reset(self, verbose: bool = False) -> None:
+        self.it, self.t0, self.verbose, self.interrupted = 0, time.perf_counter(), verbose, False
 
     def get_n_in(self) -> int:
         return ca.nlpsol_n_out()
@@ -106,11 +117,30 @@ class _Progress(ca.Callback):
         return ca.Sparsity(0, 0)
 
     def eval(self, arg: Any) -> list[Any]:  # type: ignore[override]
-        if self.it % self.every == 0:
+        if self.verbose and self.it % self.every == 0:
             print(f"  ipopt iter {self.it:5d}  L_T (transcribed) = {float(arg[1]):.8e}  "
                   f"[{time.perf_counter() - self.t0:.1f} s]", file=sys.stderr, flush=True)
         self.it += 1
-        return [0]
+        return [1 if self.interrupted else 0]
+
+
+@contextlib.contextmanager
+def _sigint_to(monitor: _Monitor) -> Iterator[None]:
+    """Route Ctrl-C to ``monitor`` while IPOPT runs (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        monitor.interrupted = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if monitor.interrupted:
+        raise KeyboardInterrupt
 
 
 def _candidates(spec: ProblemSpec, grid: np.ndarray, init: Init) -> np.ndarray:
@@ -170,7 +200,7 @@ class _Compiled:
     solver: ca.Function
     f: ca.Function
     grad: ca.Function
-    progress: _Progress | None
+    monitor: _Monitor
     K: int
     model: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
@@ -194,20 +224,19 @@ def _scratch_dir() -> str:
 
 def _compile(pl: Plan, options: SolverOptions) -> _Compiled:
     ipopt = _ipopt_options(options)
-    key = (structure_key(pl), repr(sorted(ipopt.items())), options.progress)
+    key = (structure_key(pl), repr(sorted(ipopt.items())))
     if key in _CACHE:
         _CACHE.move_to_end(key)
         hit = _CACHE[key]
-        if hit.progress is not None:
-            hit.progress.reset()
+        hit.monitor.reset(options.progress)
         return hit
     nlp = transcribe(pl)
     K = pl.n_controls
     solver_opts: dict[str, Any] = {"ipopt": ipopt, "print_time": False}
     solver_opts.update(jit_options())
-    progress = _Progress(K, int(nlp.p.numel())) if options.progress else None
-    if progress is not None:
-        solver_opts["iteration_callback"] = progress
+    monitor = _Monitor(K, int(nlp.p.numel()))
+    monitor.reset(options.progress)
+    solver_opts["iteration_callback"] = monitor
     # CasADi's C compiler writes its sources and objects into the working directory;
     # build in a scratch one (removed at exit) so that users' folders stay clean.
     here = os.getcwd()
@@ -217,7 +246,7 @@ def _compile(pl: Plan, options: SolverOptions) -> _Compiled:
     finally:
         os.chdir(here)
     out = _Compiled(solver=solver, f=solver.get_function("nlp_f"),
-                    grad=solver.get_function("nlp_grad_f"), progress=progress, K=K)
+                    grad=solver.get_function("nlp_grad_f"), monitor=monitor, K=K)
     _CACHE[key] = out
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
@@ -251,12 +280,13 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *, init: Init
     build_time = time.perf_counter() - t_start
 
     t0 = time.perf_counter()
-    eta_blocks, scale, stats, iterations, rounds = _run_ipopt(prob, best, scale, np.zeros(K),
-                                                              spec, options)
-    polished = 0
-    if options.polish and not pl.exact and spec.T <= POLISH_MAX_T:
-        eta_blocks, scale, stats, iterations, polished = _polish(
-            prob, pl, eta_blocks, scale, stats, iterations, spec, options)
+    with _sigint_to(prob.monitor):
+        eta_blocks, scale, stats, iterations, rounds = _run_ipopt(prob, best, scale, np.zeros(K),
+                                                                  spec, options)
+        polished = 0
+        if options.polish and not pl.exact and spec.T <= POLISH_MAX_T:
+            eta_blocks, scale, stats, iterations, polished = _polish(
+                prob, pl, eta_blocks, scale, stats, iterations, spec, options)
     objective = float(prob.f(eta_blocks / scale, prob.p(scale))[0])
     solve_time = time.perf_counter() - t0
 
@@ -276,7 +306,7 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *, init: Init
         message=_message(status), iterations=iterations,
         wall_time=time.perf_counter() - t_start, build_time=build_time,
         solve_time=solve_time, replay_time=replay_time,
-        transcription={"grid": int(K), "propagator": pl.propagator, "modes": pl.modes,
+        transcription={"grid": pl.grid_kind, "n_controls": int(K), "propagator": pl.propagator, "modes": pl.modes,
                        "n_modes": pl.spectrum.n_modes, "n_subblocks": int(pl.lengths.size),
                        "ipopt_rounds": rounds, "polish_rounds": polished,
                        "initial_objective": float(np.nanmin(scores)) + rp.tail},
@@ -305,7 +335,8 @@ def _run_ipopt(prob: _Compiled, start: np.ndarray, scale: np.ndarray, corr: np.n
         stats = prob.solver.stats()
         total += int(stats.get("iter_count", 0))
         eta = np.clip(np.asarray(sol["x"]).ravel() * scale, 0.0, spec.eta_max)
-        if stats.get("return_status") != "Maximum_Iterations_Exceeded" or total >= options.max_iter:
+        if (stats.get("return_status") != "Maximum_Iterations_Exceeded" or total >= options.max_iter
+                or prob.monitor.interrupted):
             return eta, scale, stats, total, rounds
         scale = np.maximum(eta, 1e-3 * spec.eta_max)
         if options.precondition:
@@ -326,6 +357,8 @@ def _polish(prob: _Compiled, pl: Plan, eta: np.ndarray, scale: np.ndarray,
     best_loss, exact_grad = gradient(spec, expand(eta, pl.grid))
     rounds = 0
     for _ in range(POLISH_ROUNDS):
+        if prob.monitor.interrupted:
+            break
         approx_grad = np.asarray(prob.grad(eta / scale, prob.p(scale))[1]).ravel() / scale
         block_grad = np.add.reduceat(exact_grad, pl.grid[:-1])
         new_eta, new_scale, new_stats, its, _ = _run_ipopt(

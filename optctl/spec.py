@@ -19,6 +19,10 @@ ModesKind = Literal["auto", "exact", "grouped"]
 PropagatorKind = Literal["auto", "step", "block"]
 
 
+# Largest horizon: the per-step replay keeps a few float64 arrays of T + 1 values.
+MAX_T = 100_000_000
+
+
 def _check_real(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise SpecTypeError(name, value, "a real number")
@@ -91,6 +95,10 @@ class ProblemSpec:
         t = _check_int("training.T", self.T)
         if t < 1:
             raise SpecError("training.T", self.T, "must be >= 1 (number of SGD updates)")
+        if t > MAX_T:
+            raise SpecError("training.T", self.T,
+                            f"must be <= {MAX_T:.0e}: every result is replayed step by step and "
+                            "stores O(T) arrays")
         eta_max = _check_real("training.eta_max", self.eta_max)
         if eta_max <= 0:
             raise SpecError("training.eta_max", self.eta_max, "must be > 0")

@@ -38,6 +38,7 @@ GROUP_NODES = 3
 class Plan:
     """The resolved transcription choices for one solve."""
 
+    grid_kind: str
     grid: np.ndarray
     lengths: np.ndarray
     owner: np.ndarray
@@ -75,7 +76,7 @@ def plan(spec: ProblemSpec, options: SolverOptions) -> Plan:
     sp = spectrum(spec)
     if modes == "grouped":
         sp = group_modes(sp, spec, GROUP_EXACT, GROUP_RATIO, GROUP_NODES)
-    return Plan(grid=grid, lengths=lengths, owner=owner, propagator=propagator,
+    return Plan(grid_kind=grid_kind, grid=grid, lengths=lengths, owner=owner, propagator=propagator,
                 modes=modes, spectrum=sp)
 
 
