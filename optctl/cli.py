@@ -1,4 +1,4 @@
-"""Command line: ``optctl solve [CONFIG] [--out DIR] [--T T]``.
+"""Command line: ``optctl solve [CONFIG] [--out DIR] [--T T]`` and ``optctl export RUN``.
 
 Bad input ends with a one-line ``optctl: error: ...`` naming the field, the value and
 the fix, exit code 2, and no results folder.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
 from pathlib import Path
 
@@ -63,6 +64,119 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from optctl.sweep import run_sweep
+    from optctl.sweepconfig import load_sweep_config
+    from optctl.sweepreport import write_sweep_report
+
+    sweep = load_sweep_config(args.config)
+    out = Path(args.out) if args.out else Path("results") / "sweeps" / sweep.name
+    if args.workers is not None and args.workers < 1:
+        raise OptctlError(f"--workers {args.workers}: give a positive number of processes")
+    n = len(sweep.points())
+    if not args.quiet:
+        print(f"sweep {sweep.name} ({sweep.kind}): {n} points x horizons {list(sweep.horizons)} "
+              f"-> {out}", file=sys.stderr)
+    try:
+        run = run_sweep(sweep, out, workers=args.workers, scheduler=args.scheduler,
+                        progress=not args.quiet)
+    except KeyboardInterrupt:
+        print(f"optctl: interrupted; finished points are saved in {out}; run the same command "
+              "again to resume", file=sys.stderr)
+        return 130
+    print(f"{run.total} points: {run.skipped} already done, {run.ran} run, {len(run.failed)} failed "
+          f"[{run.wall_time:.1f} s]")
+    if not args.no_plots:
+        write_sweep_report(out)
+        print(f"report and figures written to {out}")
+    if run.failed:
+        for key, err in run.failed.items():
+            print(f"  point {key} failed: {err}", file=sys.stderr)
+        print("optctl: some points failed; re-run the command to retry them", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from optctl import plots
+    from optctl.results import read_arrays, read_json
+    from optctl.sweepreport import write_sweep_report
+
+    run = Path(args.run)
+    if (run / "sweep.yaml").exists():
+        write_sweep_report(run)
+        print(f"figures written to {run / 'figures'}")
+        return 0
+    if (run / "summary.json").exists() and (run / "arrays.npz").exists():
+        summ, arr = read_json(run / "summary.json"), read_arrays(run / "arrays.npz")
+        names = [k[len("baseline_"):-len("_eta")] for k in arr if k.startswith("baseline_") and k.endswith("_eta")]
+        title = f"{summ.get('name', run.name)} ({summ.get('phase_theory', '')} phase)"
+        plots.save(plots.plot_schedule(arr["eta"], {n: arr[f"baseline_{n}_eta"] for n in names}, title=title),
+                   str(run / "schedule.png"))
+        plots.save(plots.plot_loss(arr["loss"], {n: arr[f"baseline_{n}_loss"] for n in names},
+                                   bias=arr["bias"], variance=arr["variance"], title=title),
+                   str(run / "loss.png"))
+        print(f"figures written to {run}")
+        return 0
+    raise OptctlError(f"{run}: not a results folder (no sweep.yaml, nor summary.json and arrays.npz); "
+                      "pass a folder written by `optctl sweep` or `optctl solve`")
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from optctl.reproduce import reproduce
+
+    out = Path(args.out)
+    try:
+        rep = reproduce(out, workers=args.workers, progress=not args.quiet, quick=args.quick)
+    except KeyboardInterrupt:
+        print(f"optctl: interrupted; finished points are saved under {out / 'sweeps'}; run the same "
+              "command again to resume", file=sys.stderr)
+        return 130
+    print(f"{len(rep['figures'])} figures and report.md written to {out} [{rep['wall_time_s']:.0f} s]")
+    return 0
+
+
+def _add_study_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("sweep", help="solve a sweep config over its points and horizons (resumable)")
+    p.add_argument("config", help="sweep YAML config (see configs/sweep_*.yaml)")
+    p.add_argument("--out", help="results folder (default: results/sweeps/<name>); re-running resumes")
+    p.add_argument("--workers", type=int, help="local processes (overrides sweep.workers)")
+    p.add_argument("--scheduler", help="Dask scheduler address (overrides sweep.scheduler)")
+    p.add_argument("--no-plots", action="store_true", help="skip the report and figures")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(func=_cmd_sweep)
+    p = sub.add_parser("plot", help="(re)draw the figures of a sweep or solve results folder")
+    p.add_argument("run", help="a folder written by `optctl sweep` or `optctl solve`")
+    p.set_defaults(func=_cmd_plot)
+    p = sub.add_parser("reproduce", help="regenerate the paper's figures 2-4 into results/paper/")
+    p.add_argument("--out", default=str(Path("results") / "paper"), help="output folder (resumable)")
+    p.add_argument("--workers", type=int, default=2, help="local processes (default 2)")
+    p.add_argument("--quick", action="store_true", help="tiny sweeps: checks the pipeline, not the exponents")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(func=_cmd_reproduce)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from optctl.export import SUFFIXES, export_table
+
+    run = Path(args.run)
+    out = Path(args.out) if args.out else run / f"table{SUFFIXES[args.format]}"
+    table = export_table(run, out, args.format, overwrite=args.overwrite)
+    print(f"exported T = {table.T} updates ({', '.join(table.columns)}), spec {table.spec_hash}, "
+          f"content hash {table.content_hash[:16]} to {out}")
+    return 0
+
+
+def _add_export_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    e = sub.add_parser("export", help="write a run's schedule table for training jobs or people")
+    e.add_argument("run", help="run folder written by `optctl solve`")
+    e.add_argument("--format", choices=("npz", "safetensors", "csv", "json"), default="npz",
+                   help="npz/safetensors for training jobs, csv/json for people (default: npz)")
+    e.add_argument("--out", help="table file (default: RUN/table.<format>)")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing table file")
+    e.set_defaults(func=_cmd_export)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="optctl", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -77,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=_cmd_solve)
+    _add_study_commands(sub)
+    _add_export_command(sub)
     return parser
 
 
@@ -89,7 +205,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print("optctl: interrupted; nothing was written", file=sys.stderr)
-        return 130
+        sys.stderr.flush()
+        sys.stdout.flush()
+        # Leave without running finalizers: tearing down CasADi's compiled solvers and
+        # jax after an interrupt has crashed the interpreter on exit.
+        os._exit(130)
 
 
 if __name__ == "__main__":

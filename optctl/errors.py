@@ -33,3 +33,10 @@ class SpecTypeError(OptctlError, TypeError):
 
 class SolverError(OptctlError, RuntimeError):
     """The NLP could not be built or solved at all (not a mere non-convergence)."""
+
+
+class ExportError(OptctlError, ValueError):
+    """A schedule table is invalid, corrupt, truncated, or does not match what was expected.
+
+    The message says what is wrong with which file or column and how to fix it.
+    """

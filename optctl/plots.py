@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import matplotlib
 
@@ -70,3 +71,231 @@ def plot_loss(loss: np.ndarray, baselines: Mapping[str, np.ndarray], *, bias: np
 def save(fig: Figure, path: str) -> None:
     fig.savefig(path, dpi=130)
     plt.close(fig)
+
+
+# --- sweeps: horizons, exponents, phase diagrams, compute frontiers ----------------------
+
+_SERIES_COLORS = {"optimal": "black", "constant": "tab:blue", "power_law": "tab:orange",
+                  "linear_decay": "tab:green", "cosine": "tab:purple", "wsd": "tab:red"}
+
+
+def _horizon_colors(n: int) -> list[tuple[float, float, float, float]]:
+    cmap = plt.get_cmap("viridis")
+    return [cmap(x) for x in np.linspace(0.0, 0.85, max(n, 1))]
+
+
+def plot_schedule_family(horizons: Sequence[int], etas: Sequence[np.ndarray], *, a: float, b: float,
+                         eta_max: float, title: str = "") -> Figure:
+    """Optimal schedules of one model over horizons (MODEL.md §5).
+
+    Left: ``η`` against ``t/T``. Right, easy phase (``b < a``): the collapse
+    ``η T^ξ`` (``ξ = 1 − b/a``) against the fraction left ``1 − t/T``, with the
+    reference decay ``(1 − t/T)^(2b−1)``; hard phase: ``η`` against the steps left
+    ``T − t``, where the annealing window stays put in steps while its fraction of
+    ``T`` shrinks.
+    """
+    easy = b < a
+    xi = 1.0 - b / a if easy else 0.0
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    for T, eta, col in zip(horizons, etas, _horizon_colors(len(etas)), strict=True):
+        idx = _thin(eta.size)
+        u = (np.arange(eta.size) + 0.5) / eta.size
+        ax0.semilogy(u[idx], np.maximum(eta[idx], 1e-300), color=col, lw=1.4, label=f"T = {T:,}")
+        if easy:
+            ax1.loglog((1 - u)[idx], np.maximum(eta[idx], 1e-300) * T ** xi, color=col, lw=1.4)
+        else:
+            ax1.loglog((T - np.arange(eta.size))[idx], np.maximum(eta[idx], 1e-300), color=col, lw=1.4)
+    ax0.axhline(eta_max, color="gray", ls=":", lw=1)
+    ax0.set(xlabel="t / T", ylabel="optimal η(t)")
+    ax0.legend(fontsize=8)
+    if easy:
+        # The reference decay is drawn through the collapsed curves at 1 − t/T = 0.2,
+        # inside the decaying part, so that slopes can be compared by eye.
+        x = np.geomspace(1e-2, 1, 50)
+        top = max(float(np.max(e) * T ** xi) for T, e in zip(horizons, etas, strict=True))
+        anchor = float(np.median([e[int(0.8 * e.size)] * T ** xi for T, e in zip(horizons, etas, strict=True)]))
+        ax1.loglog(x, anchor * (x / 0.2) ** (2 * b - 1), "k--", lw=1,
+                   label=f"(1 − t/T)^(2b−1), 2b−1 = {2 * b - 1:g} (MODEL.md §5)")
+        ax1.set(xlabel="1 − t/T", ylabel=f"η(t) · T^ξ,  ξ = 1 − b/a = {xi:.3f}",
+                ylim=(top * 1e-4, top * 3))
+        ax1.legend(fontsize=8)
+    else:
+        ax1.set(xlabel="steps left T − t", ylabel="optimal η(t)")
+        ax1.invert_xaxis()
+    fig.suptitle(title or f"a = {a:g}, b = {b:g} ({'easy' if easy else 'hard'} phase)")
+    return fig
+
+
+def plot_loss_family(horizons: Sequence[int], losses: Sequence[np.ndarray], *, title: str = "",
+                     baseline: Mapping[str, Sequence[np.ndarray]] | None = None) -> Figure:
+    """Replayed loss curves ``L_t`` of the optimum at each horizon (and optional baselines, dashed)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.5), constrained_layout=True)
+    cols = _horizon_colors(len(losses))
+    for T, L, col in zip(horizons, losses, cols, strict=True):
+        idx = _thin(L.size)
+        ax.loglog(np.arange(L.size)[idx] + 1.0, L[idx], color=col, lw=1.5, label=f"optimal, T = {T:,}")
+    for name, curves in (baseline or {}).items():
+        for k, (L, col) in enumerate(zip(curves, cols, strict=True)):
+            idx = _thin(L.size)
+            ax.loglog(np.arange(L.size)[idx] + 1.0, L[idx], color=col, lw=1, ls="--",
+                      label=f"best {name}" if k == len(curves) - 1 else None)
+    ax.set(xlabel="step t + 1", ylabel="excess loss L_t")
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_exponents(study: Any, *, title: str = "") -> Figure:
+    """``L_T`` against ``T`` with fitted and theory power laws; local slopes against ``T``.
+
+    ``study`` is an :class:`optctl.study.HorizonStudy`. Solid lines: the fit over the
+    largest horizons; dotted: the theory exponent of MODEL.md §5 through the last point.
+    Right: local slopes ``−Δ log L_T / Δ log T`` with the theory values dashed, so that
+    pre-asymptotic drift is visible.
+    """
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4.3), constrained_layout=True)
+    for name, f in study.fits.items():
+        col = _SERIES_COLORS.get(name, "gray")
+        ax0.loglog(f.x, f.y, "o", color=col, ms=4)
+        xs = np.geomspace(f.fit_range[0], f.fit_range[1], 20)
+        ax0.loglog(xs, f.predict(xs), "-", color=col, lw=1.5,
+                   label=f"{name}: ζ = {f.exponent:.3f} (theory {f.theory:.3f})")
+        if f.theory is not None:
+            ax0.loglog(f.x, f.y[-1] * (f.x / f.x[-1]) ** (-f.theory), ":", color=col, lw=1)
+            ax1.axhline(f.theory, color=col, ls="--", lw=1)
+        ax1.semilogx(f.local_x, f.local_slopes, "o-", color=col, ms=4, label=name)
+    ax0.set(xlabel="horizon T", ylabel="final excess loss L_T")
+    ax0.legend(fontsize=7)
+    ax1.set(xlabel="horizon T (geometric midpoint)", ylabel="local exponent −Δlog L_T / Δlog T")
+    ax1.legend(fontsize=7)
+    fig.suptitle(title or f"a = {study.spec.a:g}, b = {study.spec.b:g} ({study.spec.phase} phase)")
+    return fig
+
+
+def plot_bias_variance(cases: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]], *,
+                       T: int) -> Figure:
+    """Bias and variance parts of the loss, one panel per case (e.g. easy, hard).
+
+    ``cases[case][schedule] = (bias, variance)`` curves (``T + 1`` values). Solid: bias,
+    dashed: variance.
+    """
+    fig, axes = plt.subplots(1, len(cases), figsize=(5.5 * len(cases), 4.3), constrained_layout=True,
+                             squeeze=False)
+    for ax, (case, curves) in zip(axes[0], cases.items(), strict=True):
+        for name, (bias, var) in curves.items():
+            col = _SERIES_COLORS.get(name, "gray")
+            idx = _thin(bias.size)
+            t = np.arange(bias.size)[idx] + 1.0
+            ax.loglog(t, bias[idx], "-", color=col, lw=1.5, label=f"{name}: bias (L_T part {bias[-1]:.2e})")
+            ax.loglog(t, np.maximum(var[idx], 1e-300), "--", color=col, lw=1.5,
+                      label=f"{name}: variance ({var[-1]:.2e})")
+        low = min(min(float(c[0][-1]), float(c[1][-1])) for c in curves.values())
+        high = max(float(c[0][0]) for c in curves.values())
+        ax.set(xlabel="step t + 1", ylabel="loss part", title=f"{case}, T = {T:,}",
+               ylim=(low / 10, high * 3))
+        ax.legend(fontsize=7)
+    return fig
+
+
+def plot_phase_diagram(pd: Any, *, title: str = "") -> Figure:
+    """Maps over ``(a, b)`` of an :class:`optctl.study.PhaseDiagram`.
+
+    Label (easy/hard/unsure, shaded by confidence, crosses where it contradicts the
+    theory), the optimum's loss exponent ``ζ`` and mean-learning-rate exponent ``ξ``
+    with their theory contours, and the gain over the best tuned baseline. The theory
+    boundary ``a = b`` is drawn on every map.
+    """
+    from matplotlib.colors import ListedColormap
+
+    A, B = np.meshgrid(pd.a, pd.b, indexing="ij")
+    fig, axes = plt.subplots(2, 2, figsize=(11, 9), constrained_layout=True)
+    code = np.select([pd.label == "easy", pd.label == "hard", pd.label == "unsure"], [0.0, 1.0, 0.5],
+                     default=np.nan).astype(float)
+    ax = axes[0, 0]
+    cmap = ListedColormap(["tab:blue", "lightgray", "tab:red"])
+    ax.pcolormesh(pd.a, pd.b, code.T, cmap=cmap, vmin=-0.25, vmax=1.25, shading="nearest",
+                  alpha=0.85)
+    for i, j in zip(*np.nonzero(pd.label != ""), strict=True):
+        c = float(pd.confidence[i, j])
+        ax.text(pd.a[i], pd.b[j], "1" if c >= 0.995 else f"{c:.2f}".lstrip("0"),
+                ha="center", va="center", fontsize=6)
+        if pd.label[i, j] not in ("unsure", pd.theory[i, j]):
+            ax.plot(pd.a[i], pd.b[j], "kx", ms=10, mew=2)
+    ag = pd.agreement()
+    ax.set_title(f"label (blue easy, red hard, gray unsure; text = confidence)\n"
+                 f"|a−b| ≥ {ag['band']}: {ag['far']['agree']}/{ag['far']['points']} agree, "
+                 f"{ag['far']['unsure']} unsure, {ag['far']['wrong']} wrong; "
+                 f"near: {ag['near']['unsure']}/{ag['near']['points']} unsure, "
+                 f"{ag['near']['wrong']} wrong", fontsize=9)
+    panels = [(axes[0, 1], pd.zeta, pd.zeta_theory, "loss exponent ζ of the optimum (fit over all T)"),
+              (axes[1, 0], pd.xi, pd.xi_theory, "exponent ξ of the optimum's mean η (theory max(0, 1−b/a))")]
+    for ax, val, th, name in panels:
+        vmin, vmax = float(np.nanmin(th)), float(np.nanmax(th))
+        m = ax.pcolormesh(pd.a, pd.b, val.T, shading="nearest", cmap="viridis", vmin=vmin, vmax=vmax)
+        fig.colorbar(m, ax=ax)
+        fine_a = np.linspace(pd.a.min(), pd.a.max(), 200)
+        fine_b = np.linspace(pd.b.min(), pd.b.max(), 200)
+        FA, FB = np.meshgrid(fine_a, fine_b, indexing="ij")
+        if th is pd.zeta_theory:
+            fth = np.minimum((FA - 1) / FA, (FA - 1) / FB)
+        else:
+            fth = np.maximum(0.0, 1 - FB / FA)
+        cs = ax.contour(FA, FB, fth, levels=np.linspace(vmin, vmax, 7)[1:-1], colors="white",
+                        linewidths=1, linestyles="--")
+        ax.clabel(cs, fontsize=7, fmt="%.2f")
+        fi, fj = np.nonzero(pd.finite_n)
+        ax.plot(pd.a[fi], pd.b[fj], "w.", ms=4)
+        ax.set_title(f"{name}\n(dashed: theory contours; dots: finite N at the largest T)", fontsize=9)
+    ax = axes[1, 1]
+    m = ax.pcolormesh(pd.a, pd.b, 100 * pd.gain.T, shading="nearest", cmap="magma")
+    fig.colorbar(m, ax=ax, label="%")
+    ax.set_title(f"gain of the optimum over the best tuned baseline at T = {pd.gain_T:,}" if pd.gain_T
+                 else "gain over the best baseline (no baselines)", fontsize=9)
+    for ax in axes.ravel():
+        ax.axline((1.0, 1.0), slope=1.0, color="white", lw=2.5)
+        ax.axline((1.0, 1.0), slope=1.0, color="black", lw=1)
+        ax.set(xlabel="task power a", ylabel="spectral exponent b")
+    fig.suptitle(title or "phase diagram: easy iff b < a (below the line)")
+    return fig
+
+
+def plot_compute_frontier(studies: Sequence[Any], *, title: str = "") -> Figure:
+    """Loss against compute ``C = N T`` for every ``N`` and the frontier (one panel per case)."""
+    fig, axes = plt.subplots(1, len(studies), figsize=(5.8 * len(studies), 4.5), constrained_layout=True,
+                             squeeze=False)
+    for ax, st in zip(axes[0], studies, strict=True):
+        sizes = np.unique(st.N)
+        for n, col in zip(sizes, _horizon_colors(sizes.size), strict=True):
+            sel = st.N == n
+            order = np.argsort(st.T[sel])
+            ax.loglog((st.N * st.T)[sel][order], st.loss[sel][order], "o-", color=col, ms=3, lw=1,
+                      label=f"N = {int(n)}")
+        fr = st.frontier
+        ax.loglog(fr.compute, fr.loss, "k-", lw=2.5, alpha=0.5, label="frontier min_N L")
+        if fr.fit is not None:
+            xs = np.geomspace(fr.fit.fit_range[0], fr.fit.fit_range[1], 20)
+            ax.loglog(xs, fr.fit.predict(xs), "k--", lw=1.5,
+                      label=f"fit: L ∝ C^(−{fr.fit.exponent:.3f})")
+            ax.loglog(xs, fr.fit.predict(xs[-1]) * (xs / xs[-1]) ** (-st.theory), "r:", lw=1.5,
+                      label=f"balance estimate C^(−{st.theory:.3f})")
+        ax.set(xlabel="compute C = N T", ylabel="final loss L_T (tail included)",
+               title=f"a = {st.a:g}, b = {st.b:g} ({'easy' if st.b < st.a else 'hard'} phase)")
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_sweep_timing(finish: np.ndarray, total_s: float, *, title: str = "") -> Figure:
+    """Points finished against wall time (a benchmark figure)."""
+    fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
+    f = np.sort(np.asarray(finish, dtype=float))
+    ax.step(f, np.arange(1, f.size + 1), where="post", color="black")
+    ax.axvline(total_s, color="tab:red", ls="--", label=f"total {total_s:.0f} s")
+    ax.axvline(600, color="gray", ls=":", label="10 min budget")
+    ax.set(xlabel="wall time since start (s)", ylabel="points finished")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return fig

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 # --- Monte-Carlo SGD against the exact recursion (tests/test_montecarlo.py) ---
 # For Gaussian features the second-moment recursion is exact in expectation, so the
 # Monte-Carlo mean differs from it only by sampling error, which the central limit
@@ -48,3 +50,54 @@ EXACT_GAP = 1e-6
 APPROX_GAP = 1e-3
 # The public regression value of MODEL.md §5 is given to 5 digits: 0.22306.
 REGRESSION_RTOL = 1e-4
+
+# --- Schedule tables and the torch adapter (tests/test_export.py, tests/test_torch.py) ---
+# Tables store float64 and the adapter copies table values into float64 learning rates,
+# so round trips and the adapter are compared bit for bit.
+TABLE_EXACT_RTOL = 0.0
+# Relative mode multiplies base_lr by lr_t / max(lr); the test forms the same product,
+# possibly in another order (host float vs device tensor), so one rounding may differ.
+ADAPTER_RELATIVE_RTOL = 1e-15
+# A float32 learning-rate tensor holds the table value rounded to float32.
+ADAPTER_FLOAT32_RTOL = 2.0**-23
+# Torch SGD with momentum = dampening = 1 - beta against the EMA recursion of MODEL.md §3,
+# evaluated on a deterministic quadratic: same arithmetic, different association.
+MOMENTUM_EMA_RTOL = 1e-12
+# Rescaling in t/T integrates a piecewise-constant schedule with cumulative sums and
+# differences them: the rounding of a sum of T0 ~ 300 rates (~T0·eps of the largest)
+# relative to the smallest rate (~0.05 of the largest) is ~1e-12.
+RESCALE_RTOL = 1e-10
+
+
+@pytest.fixture(scope="session")
+def small_result():
+    """A small solved problem shared by the table and adapter tests (about 3 s)."""
+    from optctl import ProblemSpec, SolverOptions, solve
+
+    spec = ProblemSpec(a=2.5, b=1.5, N=60, sigma=0.5, batch_size=4, T=300)
+    return solve(spec, SolverOptions(grid="uniform", K=30))
+
+# --- Scaling fits (tests/test_scaling.py) ---
+# A least-squares slope of exact power-law data is exact up to rounding of the logs.
+POWER_LAW_FIT_ATOL = 1e-10
+# The frontier of L = N^-α + (C/N)^-β is an exact power law of C; sampling N on a
+# factor-2 grid and interpolating each L(T) log-log between half-decade horizons
+# costs at most this much in the fitted exponent (measured ~0.005).
+FRONTIER_EXPONENT_ATOL = 0.02
+# A finite-difference slope between points a quarter decade apart, read at their
+# geometric midpoint, matches the derivative of a smooth two-term law to second order
+# in the spacing (measured 1.5e-3 for T^-1 + T^-0.5).
+LOCAL_SLOPE_MIDPOINT_ATOL = 5e-3
+
+# --- Classification (tests/test_classify.py) ---
+# Shape fits of synthetic schedules built from the fitted formula itself: exact up to
+# the sampling of the formula on integer steps (the fit uses block midpoints).
+SHAPE_FIT_RTOL = 1e-6
+# Decay power and ξ of synthetic schedules fitted on per-step data: the block midpoint
+# of a one-step block differs from the step's left end by half a step.
+SHAPE_FIT_ATOL = 0.02
+# The classifier's confidence must clear this for a "sure" label (optctl.classify).
+CLASSIFY_SURE = 0.95
+# A plateau pinned at η_max has a peak-rate exponent of zero up to IPOPT leaving the
+# bound-active controls a few 1e-7 inside the bound.
+PINNED_PEAK_ATOL = 1e-3

@@ -1,0 +1,402 @@
+"""Schedule tables: the per-step controls of a solved schedule, self-describing.
+
+A :class:`ScheduleTable` holds one value per update ``t = 0..T−1`` of the learning rate
+``lr`` and, optionally, the ``momentum`` and ``batch_size``, together with what produced
+them: the model parameters (the :class:`~optctl.spec.ProblemSpec` as a mapping), the
+solver options, their hashes, the source run, and how the horizon ``T`` relates to the
+spec's (solved for it, or rescaled from another). Its :attr:`~ScheduleTable.content_hash`
+covers the columns and every field that determines them, so a stored table can be
+checked on load and a training job can tell two tables apart.
+
+Momentum is stored in the convention training code uses: ``momentum[t] = μ_t`` is the
+coefficient of ``torch.optim.SGD(momentum=μ, dampening=μ)`` (or Adam's ``β1``) at update
+``t``. The EMA form of MODEL.md §3 (Bordelon & Mori, arXiv:2602.04774) weights the new
+gradient by ``β``; with ``v_{t+1} = (1 − β_t) v_t + β_t g_{t+1}`` and ``v_0 = β_0 g_0``
+the update ``t`` uses the buffer built with ``β_{t−1}``, so ``μ_0 = 1 − β_0`` and
+``μ_t = 1 − β_{t−1}`` (:func:`momentum_from_beta`).
+
+Files are written and read by :mod:`optctl.export`; the torch adapter is
+:mod:`optctl.torch`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from optctl.errors import ExportError
+from optctl.schedules import Schedule, StepLike
+
+if TYPE_CHECKING:
+    from optctl.solver import ScheduleResult
+
+SCHEMA = "optctl.schedule_table"
+SCHEMA_VERSION = 1
+COLUMNS: tuple[str, ...] = ("step", "lr", "momentum", "batch_size")
+UNITS = "per_step"
+MOMENTUM_CONVENTION = ("mu: torch SGD(momentum=mu, dampening=mu) or Adam beta1 = mu at update t; "
+                       "mu_0 = 1 - beta_0, mu_t = 1 - beta_{t-1} (MODEL.md section 3)")
+
+PastEnd = Literal["hold", "error"]
+HorizonMode = Literal["rescale", "resolve"]
+PAST_END: tuple[str, ...] = ("hold", "error")
+HORIZON_MODES: tuple[str, ...] = ("rescale", "resolve")
+# Solver options that change how a solve is reported, never its answer; left out of the hash.
+_SOLVER_HASH_EXCLUDED = ("progress",)
+
+
+class HorizonWarning(UserWarning):
+    """A table was adapted to a horizon it was not solved for; the message says how."""
+
+
+def _canonical(obj: object) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False, default=str)
+
+
+def digest(obj: Mapping[str, Any]) -> str:
+    """Short stable hash of a mapping; equals :meth:`ProblemSpec.digest` for ``spec.to_dict()``."""
+    text = json.dumps(obj, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def momentum_from_beta(beta: np.ndarray) -> np.ndarray:
+    """Torch momentum per update from the EMA weights ``β_t`` of MODEL.md §3.
+
+    ``μ_0 = 1 − β_0`` and ``μ_t = 1 − β_{t−1}`` for ``t ≥ 1``: the buffer used at update
+    ``t`` is ``v_t = (1 − β_{t−1}) v_{t−1} + β_{t−1} g_t``. ``β_{T−1}`` only shapes
+    ``v_T``, which no update uses.
+    """
+    b = np.asarray(beta, dtype=float)
+    if b.ndim != 1 or b.size == 0:
+        raise ExportError(f"beta has shape {b.shape}; pass one momentum weight per update")
+    return 1.0 - np.concatenate([b[:1], b[:-1]])
+
+
+def _column(name: str, values: object, T: int | None) -> np.ndarray:
+    try:
+        arr = np.array(values, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ExportError(f"table column {name!r} is not numeric ({err})") from err
+    if arr.ndim != 1 or arr.size == 0:
+        raise ExportError(f"table column {name!r} has shape {arr.shape}; "
+                          "expected one value per update, shape (T,) with T >= 1")
+    if T is not None and arr.size != T:
+        raise ExportError(f"table column {name!r} has {arr.size} values but lr has {T}; "
+                          "every column needs one value per update")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        t = int(np.argmax(bad))
+        raise ExportError(f"table column {name}[{t}] = {arr[t]}: values must be finite; "
+                          "re-export the table from its run")
+    arr.setflags(write=False)
+    return arr
+
+
+def _check_range(name: str, arr: np.ndarray, lo: float, hi: float | None, rule: str) -> None:
+    bad = (arr < lo) | (arr >= hi) if hi is not None else arr < lo
+    if bad.any():
+        t = int(np.argmax(bad))
+        raise ExportError(f"table column {name}[{t}] = {float(arr[t])!r}: {rule}")
+
+
+@dataclass(frozen=True, eq=False)
+class ScheduleTable:
+    """One value per update of the learning rate (and optionally momentum, batch size).
+
+    ``lr[t] = η_t``, ``momentum[t] = μ_t`` (torch convention, see the module docstring)
+    and ``batch_size[t] = m_t`` for updates ``t = 0..T−1``; ``units`` is ``"per_step"``.
+    ``spec`` holds the model parameters (``ProblemSpec.to_dict()``; empty for a table
+    made from plain arrays), ``solver`` the solver options, ``source`` where the table
+    came from (informational, not hashed), and ``horizon`` how ``T`` relates to
+    ``spec["T"]``: ``{"mode": "solved"}``, ``{"mode": "given"}`` (no solve), or a
+    rescaling record written by :meth:`for_horizon`.
+    """
+
+    lr: np.ndarray
+    momentum: np.ndarray | None = None
+    batch_size: np.ndarray | None = None
+    spec: Mapping[str, Any] = field(default_factory=dict)
+    solver: Mapping[str, Any] = field(default_factory=dict)
+    source: Mapping[str, Any] = field(default_factory=dict)
+    horizon: Mapping[str, Any] = field(default_factory=lambda: {"mode": "given"})
+    units: str = UNITS
+
+    def __post_init__(self) -> None:
+        lr = _column("lr", self.lr, None)
+        _check_range("lr", lr, 0.0, None, "learning rates must be >= 0")
+        object.__setattr__(self, "lr", lr)
+        T = lr.size
+        if self.momentum is not None:
+            mom = _column("momentum", self.momentum, T)
+            _check_range("momentum", mom, 0.0, 1.0, "momentum must lie in [0, 1) (torch convention)")
+            object.__setattr__(self, "momentum", mom)
+        if self.batch_size is not None:
+            bs = _column("batch_size", self.batch_size, T)
+            _check_range("batch_size", bs, 1.0, None, "batch sizes must be >= 1")
+            object.__setattr__(self, "batch_size", bs)
+        if self.units != UNITS:
+            raise ExportError(f"table units = {self.units!r}: schema {SCHEMA_VERSION} stores "
+                              f"{UNITS!r} values only (index by samples with step_at_samples)")
+        for name in ("spec", "solver", "source", "horizon"):
+            value = getattr(self, name)
+            if not isinstance(value, Mapping):
+                raise ExportError(f"table {name} = {value!r}: expected a mapping")
+            object.__setattr__(self, name, dict(value))
+        mode = self.horizon.get("mode")
+        if mode not in ("solved", "given", "rescale"):
+            raise ExportError(f"table horizon mode = {mode!r}: expected solved, given or rescale")
+        if mode == "solved" and self.spec.get("T") != T:
+            raise ExportError(f"table has T = {T} updates but its spec says T = {self.spec.get('T')}; "
+                              "a table solved for one horizon must keep it (use for_horizon)")
+        if mode == "rescale" and not self.spec:
+            raise ExportError("a rescaled table needs the model parameters it was rescaled with")
+
+    # --- identity ----------------------------------------------------------------------
+
+    @property
+    def T(self) -> int:
+        """The horizon: number of updates the table covers."""
+        return int(self.lr.size)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(c for c in COLUMNS if c == "step" or self.column(c) is not None)
+
+    @property
+    def spec_hash(self) -> str | None:
+        return digest(self.spec) if self.spec else None
+
+    @property
+    def solver_hash(self) -> str | None:
+        if not self.solver:
+            return None
+        return digest({k: v for k, v in self.solver.items() if k not in _SOLVER_HASH_EXCLUDED})
+
+    def identity(self) -> dict[str, Any]:
+        """Every header field that determines the columns (what the content hash covers)."""
+        out: dict[str, Any] = {
+            "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "T": self.T, "units": self.units,
+            "columns": list(self.columns), "spec": self.spec, "spec_hash": self.spec_hash,
+            "solver": self.solver, "solver_hash": self.solver_hash, "horizon": self.horizon,
+        }
+        if self.momentum is not None:
+            out["momentum_convention"] = MOMENTUM_CONVENTION
+        return out
+
+    @property
+    def content_hash(self) -> str:
+        """SHA-256 over :meth:`identity` (canonical JSON) and the float64 bytes of each column."""
+        h = hashlib.sha256(_canonical(self.identity()).encode())
+        for name in self.columns[1:]:
+            h.update(b"\0" + name.encode() + b"\0")
+            h.update(np.ascontiguousarray(self.column(name), dtype="<f8").tobytes())
+        return h.hexdigest()
+
+    def header(self) -> dict[str, Any]:
+        """The self-description written with the columns: identity, source, content hash."""
+        return {**self.identity(), "source": self.source, "content_hash": self.content_hash}
+
+    def column(self, name: str) -> np.ndarray | None:
+        if name == "step":
+            return np.arange(self.T)
+        if name not in COLUMNS:
+            raise ExportError(f"table column {name!r} does not exist; columns are {', '.join(COLUMNS)}")
+        value: np.ndarray | None = getattr(self, name)
+        return value
+
+    def to_columns(self) -> dict[str, np.ndarray]:
+        """The present columns by name, ``step`` first (int64), the others float64."""
+        return {name: col for name in self.columns if (col := self.column(name)) is not None}
+
+    # --- lookup ------------------------------------------------------------------------
+
+    def _index(self, step: StepLike, past_end: PastEnd) -> np.ndarray:
+        if past_end not in PAST_END:
+            raise ExportError(f"past_end = {past_end!r}: choose 'hold' (keep the last value) or 'error'")
+        t = np.asarray(step)
+        if not np.issubdtype(t.dtype, np.integer):
+            raise ExportError(f"step = {step!r}: pass an integer update count (0-based)")
+        if np.any(t < 0):
+            raise ExportError(f"step = {int(t.min())}: steps count updates from 0")
+        if past_end == "error" and np.any(t >= self.T):
+            raise ExportError(f"step = {int(t.max())} is past the end of the table (T = {self.T} "
+                              "updates, steps 0..T-1); use past_end='hold' to keep the last "
+                              "value, or a table for the longer horizon (for_horizon)")
+        return np.minimum(t, self.T - 1)
+
+    def schedule(self, column: str = "lr", past_end: PastEnd = "hold") -> Schedule:
+        """An optax-style ``schedule(step) -> value`` reading one column.
+
+        ``step`` is an int or an integer array (0-based updates); past the end the last
+        value is held (``past_end="hold"``) or :class:`ExportError` is raised.
+        """
+        values = self.column(column)
+        if values is None or column == "step":
+            raise ExportError(f"table has no {column!r} column; columns are {', '.join(self.columns)}")
+        self._index(0, past_end)
+
+        def schedule(step: StepLike) -> float | np.ndarray:
+            idx = self._index(step, past_end)
+            out = values[idx]
+            return float(out) if np.ndim(step) == 0 else np.asarray(out, dtype=float)
+
+        return schedule
+
+    def lr_at(self, step: int, past_end: PastEnd = "hold") -> float:
+        return float(self.lr[int(self._index(step, past_end))])
+
+    def momentum_at(self, step: int, past_end: PastEnd = "hold") -> float:
+        if self.momentum is None:
+            raise ExportError("table has no momentum column; solve with a momentum control")
+        return float(self.momentum[int(self._index(step, past_end))])
+
+    def _batch(self) -> np.ndarray:
+        if self.batch_size is None:
+            raise ExportError("table has no batch_size column; export it from a run "
+                              "(solver tables always carry one)")
+        return self.batch_size
+
+    def batch_size_at(self, step: int, past_end: PastEnd = "hold") -> int:
+        """The batch size ``m_t`` of update ``step``, as an integer number of samples."""
+        m = float(self._batch()[int(self._index(step, past_end))])
+        if m != round(m):
+            raise ExportError(f"batch_size[{step}] = {m} is fractional (a continuous relaxation); "
+                              "round the column before training on it")
+        return int(m)
+
+    @property
+    def consumed_samples(self) -> np.ndarray:
+        """``S_t = Σ_{s<t} m_s`` for ``t = 0..T``: samples consumed before update ``t``."""
+        return np.concatenate([[0.0], np.cumsum(self._batch())])
+
+    def step_at_samples(self, samples: float) -> int:
+        """The update under way when ``samples`` have been consumed: ``t`` with ``S_t <= n < S_{t+1}``.
+
+        Returns ``T`` once the table's whole sample budget ``S_T`` is consumed, so a
+        schedule indexed by samples is not shifted when the real batch sizes differ.
+        """
+        if isinstance(samples, bool) or not isinstance(samples, (int, float, np.integer, np.floating)) \
+                or not math.isfinite(samples) or samples < 0:
+            raise ExportError(f"samples = {samples!r}: pass a number of samples >= 0")
+        return int(np.searchsorted(self.consumed_samples, samples, side="right")) - 1
+
+    def batch_ramp(self, unit: Literal["samples", "steps"] = "samples") -> str:
+        """Megatron-style batch ramp ``"threshold:batch ..."``, one pair per change of ``m_t``.
+
+        Thresholds are consumed samples (``unit="samples"``, as Megatron's ramp-up counts
+        them) or update indices (``unit="steps"``) at which each batch size starts.
+        """
+        if unit not in ("samples", "steps"):
+            raise ExportError(f"unit = {unit!r}: choose 'samples' or 'steps'")
+        m = self._batch()
+        for t in range(self.T):
+            self.batch_size_at(t)
+        starts = np.flatnonzero(np.concatenate([[True], m[1:] != m[:-1]]))
+        at = self.consumed_samples[starts] if unit == "samples" else starts
+        return " ".join(f"{int(a)}:{int(m[s])}" for a, s in zip(at, starts, strict=True))
+
+    # --- horizons ----------------------------------------------------------------------
+
+    def for_horizon(self, T: int, *, mode: HorizonMode) -> ScheduleTable:
+        """The schedule for another horizon ``T``: re-solved, or rescaled in ``u = t/T``.
+
+        ``mode="resolve"`` runs :func:`optctl.solve` on the stored spec with the new
+        ``T`` and the stored solver options (what ``optctl solve CONFIG --T T`` does).
+        ``mode="rescale"`` keeps the shape as a function of ``u = t/T`` (each new update
+        takes the mean of the old piecewise-constant schedule over its ``u``-interval;
+        momentum likewise, batch sizes from the nearest update) and applies the phase's
+        scaling law (Bordelon & Mori, arXiv:2602.04774; MODEL.md §5): in the easy phase
+        (``b < a``) ``η*_T(t) ≈ T^(−ξ) f(t/T)`` with ``ξ = 1 − b/a``, so the rates are
+        multiplied by ``(T/T_0)^(−ξ)`` and clipped to ``η_max``; in the hard phase the
+        plateau at its height is kept. Rescaling is an asymptotic law, not a solve: it
+        is exact for neither phase at finite ``T`` (the hard phase's annealing fraction
+        shrinks as ``T`` grows). Either way a :class:`HorizonWarning` says what was done.
+        """
+        if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 1:
+            raise ExportError(f"T = {T!r}: pass a positive integer number of updates")
+        if mode not in HORIZON_MODES:
+            raise ExportError(f"mode = {mode!r}: choose 'rescale' (scaling law in t/T) or "
+                              "'resolve' (solve again for the new horizon)")
+        T = int(T)
+        if T == self.T:
+            return self
+        if not self.spec:
+            raise ExportError("this table has no model parameters, so it can be neither "
+                              "re-solved nor rescaled by a phase's law; build it for the horizon you need")
+        if mode == "resolve":
+            return self._resolve(T)
+        return self._rescale(T)
+
+    def _resolve(self, T: int) -> ScheduleTable:
+        from optctl.solver import solve
+        from optctl.spec import ProblemSpec, SolverOptions
+
+        spec = ProblemSpec(**{**self.spec, "T": T})
+        options = SolverOptions(**self.solver)
+        result = solve(spec, options)
+        warnings.warn(f"re-solved the schedule for T = {T} (table was for T = {self.T}): "
+                      f"L_T = {result.final_loss:.6e}, IPOPT {result.status}", HorizonWarning,
+                      stacklevel=3)
+        return table_from_result(result, source={"resolved_from_T": self.T,
+                                                 "resolved_from_table": self.content_hash})
+
+    def _rescale(self, T: int) -> ScheduleTable:
+        a, b = float(self.spec["a"]), float(self.spec["b"])
+        xi = 1.0 - b / a if b < a else 0.0
+        factor = (T / self.T) ** (-xi)
+        lr = _stretch(self.lr, T) * factor
+        eta_max = self.spec.get("eta_max")
+        if eta_max is not None:
+            lr = np.minimum(lr, float(eta_max))
+        law = (f"easy phase (b < a): rates scaled by (T/T0)^(-xi) = {factor:.6g}, xi = 1 - b/a = {xi:.6g}"
+               if b < a else "hard phase or boundary (b >= a): plateau height kept")
+        mom = None if self.momentum is None else _stretch(self.momentum, T)
+        bs = None if self.batch_size is None else self.batch_size[_nearest(self.T, T)]
+        solved_T = self.horizon.get("solved_T", self.spec.get("T"))
+        horizon = {"mode": "rescale", "from_T": self.T, "solved_T": solved_T, "xi": xi,
+                   "peak_factor": factor, "law": law}
+        warnings.warn(
+            f"rescaled the table from T = {self.T} to T = {T} in t/T; {law}. This is the "
+            "asymptotic scaling law of MODEL.md section 5, not a solve: for the optimum at "
+            f"T = {T} run `optctl solve CONFIG --T {T}` or use for_horizon(T, mode='resolve')",
+            HorizonWarning, stacklevel=3)
+        return replace(self, lr=lr, momentum=mom, batch_size=bs, horizon=horizon)
+
+
+def _stretch(values: np.ndarray, T: int) -> np.ndarray:
+    """Mean of the piecewise-constant ``values`` (as a function of ``u = t/T_0``) over each of ``T`` cells."""
+    T0 = values.size
+    integral = np.concatenate([[0.0], np.cumsum(values)]) / T0
+    at = np.interp(np.arange(T + 1) / T, np.arange(T0 + 1) / T0, integral)
+    return np.diff(at) * T
+
+
+def _nearest(T0: int, T: int) -> np.ndarray:
+    """Index of the old update whose ``u``-cell holds the midpoint of each new update's cell."""
+    return np.minimum(((np.arange(T) + 0.5) * T0 / T).astype(np.int64), T0 - 1)
+
+
+def table_from_result(result: ScheduleResult, *, source: Mapping[str, Any] | None = None) -> ScheduleTable:
+    """The table of a solved schedule: its per-step ``η_t``, ``m_t`` (and momentum, if solved).
+
+    A result that carries a per-step ``beta`` (the EMA momentum weights of MODEL.md §3)
+    gets a ``momentum`` column through :func:`momentum_from_beta`.
+    """
+    beta = getattr(result, "beta", None)
+    src = {"kind": "result", "final_loss": float(result.final_loss), "status": result.status,
+           "success": bool(result.success), "versions": dict(result.versions)}
+    if source is not None:
+        src.update(source)
+    return ScheduleTable(
+        lr=result.eta, batch_size=result.batch_size,
+        momentum=None if beta is None else momentum_from_beta(beta),
+        spec=result.spec.to_dict(), solver=result.options.to_dict(), source=src,
+        horizon={"mode": "solved"},
+    )

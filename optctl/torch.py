@@ -1,0 +1,319 @@
+"""PyTorch adapter: drive an optimizer from a schedule table.
+
+The only optctl module that imports torch (an optional extra: ``pip install optctl[torch]``).
+
+- :class:`TableScheduler`, an ``LRScheduler`` that writes ``lr`` (absolute, or relative
+  to each group's base lr) and, when the table has it, the momentum: SGD's
+  ``momentum = dampening = μ_t`` or Adam's ``betas[0] = μ_t`` (the EMA form of
+  MODEL.md §3, Bordelon & Mori, arXiv:2602.04774). It steps by updates or by consumed
+  samples, knows the table's horizon, and when ``group["lr"]`` is a tensor updates it in
+  place from a device-side copy of the table, with no host synchronisation.
+- :func:`lambda_lr`, the same schedule as a ``torch.optim.lr_scheduler.LambdaLR``.
+- The plain callable is :meth:`optctl.table.ScheduleTable.schedule`.
+
+Torch's SGD starts its momentum buffer from the raw gradient (``buf_0 = g_0``) whereas
+the model's velocity starts at ``v_0 = β_0 g_0``. :class:`TableScheduler` removes the
+difference by giving SGD a zero buffer before the first update
+(``init_momentum_buffers=True``), so that ``buf_0 = μ_0·0 + (1 − μ_0) g_0 = β_0 g_0``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler
+
+from optctl.errors import ExportError
+from optctl.table import PAST_END, PastEnd, ScheduleTable
+
+Mode = Literal["absolute", "relative"]
+Index = Literal["steps", "samples"]
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ExportError(f"{name} = {value!r}: choose one of {', '.join(choices)}")
+
+
+def _peak(table: ScheduleTable) -> float:
+    peak = float(table.lr.max())
+    if peak <= 0:
+        raise ExportError("the table's learning rates are all 0, so relative mode has no peak to "
+                          "scale by; use mode='absolute'")
+    return peak
+
+
+class TableScheduler(LRScheduler):
+    """Set each update's learning rate (and momentum) from a :class:`ScheduleTable`.
+
+    After construction the optimizer holds the values of update 0; each :meth:`step`
+    (called after ``optimizer.step()``, as for any torch scheduler) moves to the next
+    update. ``mode="absolute"`` writes ``lr_t`` itself; ``mode="relative"`` writes
+    ``base_lr · lr_t / max(lr)`` (the table's shape with each group's initial lr as its
+    peak). ``index="steps"`` advances one table row per call; ``index="samples"`` adds
+    ``samples`` (default: the table's batch size of the update just taken) to a count of
+    consumed samples and moves to the row that count falls in
+    (:meth:`ScheduleTable.step_at_samples`), so a different batch ramp does not shift the
+    schedule.
+
+    Horizon: the table covers updates ``0..T−1``. Stepping onto ``T`` (the end of a run
+    of ``T`` updates) holds the last values; stepping further raises
+    :class:`ExportError` with ``past_end="error"`` (default) and keeps holding with
+    ``past_end="hold"``. ``total_steps``, when given, must equal ``T``: a table for
+    another horizon must be adapted explicitly with :meth:`ScheduleTable.for_horizon`.
+
+    Momentum (``momentum=None``: written exactly when the table has the column): SGD
+    groups get ``momentum = dampening = μ_t``, Adam-style groups ``betas = (μ_t, β2)``;
+    with ``init_momentum_buffers`` SGD's buffers start at zero, matching MODEL.md §3.
+
+    Tensor learning rates: when ``group["lr"]`` (or ``betas[0]``) is a tensor, the table
+    is copied once to its device and every step updates it in place through a
+    device-side step counter (``add_``, ``index_select``, ``copy_``): no ``.item()``, no
+    host synchronisation, and the tensor keeps its identity, so a ``torch.compile``-d
+    optimizer step is not recompiled and CUDA graphs that read it stay valid.
+    """
+
+    def __init__(self, optimizer: Optimizer, table: ScheduleTable, *, mode: Mode = "absolute",
+                 index: Index = "steps", past_end: PastEnd = "error",
+                 momentum: bool | None = None, init_momentum_buffers: bool = True,
+                 total_steps: int | None = None) -> None:
+        if not isinstance(table, ScheduleTable):
+            raise ExportError(f"table = {type(table).__name__}: pass a ScheduleTable "
+                              "(optctl.export.load_table)")
+        _check_choice("mode", mode, ("absolute", "relative"))
+        _check_choice("index", index, ("steps", "samples"))
+        _check_choice("past_end", past_end, PAST_END)
+        if total_steps is not None and total_steps != table.T:
+            raise ExportError(
+                f"total_steps = {total_steps} but the table covers T = {table.T} updates; re-solve "
+                f"with `optctl solve CONFIG --T {total_steps}` or adapt the table explicitly with "
+                f"table.for_horizon({total_steps}, mode='rescale' or 'resolve')")
+        if index == "samples" and table.batch_size is None:
+            raise ExportError("index='samples' needs the table's batch_size column; export the "
+                              "table from a run, or use index='steps'")
+        write_momentum = table.momentum is not None if momentum is None else bool(momentum)
+        if write_momentum and table.momentum is None:
+            raise ExportError("momentum=True but the table has no momentum column")
+        self.table = table
+        self.mode: Mode = mode
+        self.index: Index = index
+        self.past_end: PastEnd = past_end
+        self.write_momentum = write_momentum
+        self.consumed_samples = 0.0
+        self._factor = table.lr / _peak(table) if mode == "relative" else table.lr
+        self._device: list[dict[str, Tensor]] | None = None
+        if write_momentum:
+            self._check_momentum_groups(optimizer, init_momentum_buffers)
+        super().__init__(optimizer)
+
+    # --- the schedule --------------------------------------------------------------------
+
+    @staticmethod
+    def _check_momentum_groups(optimizer: Optimizer, init_buffers: bool) -> None:
+        for i, group in enumerate(optimizer.param_groups):
+            if "betas" in group:
+                continue
+            if "momentum" not in group:
+                raise ExportError(f"param_groups[{i}] has neither 'momentum' (SGD) nor 'betas' "
+                                  "(Adam); pass momentum=False to write the learning rate only")
+            if group.get("nesterov", False):
+                raise ExportError(f"param_groups[{i}] uses Nesterov momentum, which needs zero "
+                                  "dampening; the table's momentum is the EMA form (MODEL.md §3)")
+            if init_buffers:
+                for p in group["params"]:
+                    optimizer.state[p].setdefault("momentum_buffer",
+                                                  torch.zeros_like(p, memory_format=torch.preserve_format))
+
+    def _row(self) -> int:
+        return min(self.last_epoch, self.table.T - 1)
+
+    def _lr_value(self, i: int, row: int) -> float:
+        if self.mode == "absolute":
+            return float(self._factor[row])
+        base = self.base_lrs[i]
+        if isinstance(base, Tensor):
+            raise ExportError("internal: tensor base lr on the host path")
+        return float(base) * float(self._factor[row])
+
+    def get_lr(self) -> list[float | Tensor]:  # type: ignore[override]
+        """The learning rates of the current update (host floats; tensors are written in place)."""
+        row = self._row()
+        return [group["lr"].clone() if isinstance(group["lr"], Tensor) else self._lr_value(i, row)
+                for i, group in enumerate(self.optimizer.param_groups)]
+
+    def _device_tables(self) -> list[dict[str, Tensor]]:
+        """Per group: the table on the lr tensor's device, and a step counter there."""
+        out: list[dict[str, Tensor]] = []
+        for i, group in enumerate(self.optimizer.param_groups):
+            d: dict[str, Tensor] = {}
+            lr = group["lr"]
+            if isinstance(lr, Tensor):
+                col = torch.tensor(self._factor, dtype=lr.dtype, device=lr.device)
+                if self.mode == "relative":
+                    col = col * torch.as_tensor(self.base_lrs[i], dtype=lr.dtype, device=lr.device)
+                d["lr"] = col
+                d["lr_counter"] = torch.zeros((), dtype=torch.long, device=lr.device)
+            beta1 = group["betas"][0] if "betas" in group else None
+            if self.write_momentum and self.table.momentum is not None and isinstance(beta1, Tensor):
+                d["momentum"] = torch.tensor(self.table.momentum, dtype=beta1.dtype,
+                                             device=beta1.device)
+                d["momentum_counter"] = torch.zeros((), dtype=torch.long, device=beta1.device)
+            out.append(d)
+        return out
+
+    def _write_tensor(self, target: Tensor, column: Tensor, counter: Tensor, row: int,
+                      advanced: bool) -> None:
+        # The counter lives on the device so that a one-row advance is a device op only.
+        if advanced:
+            counter.add_(1)
+        else:
+            counter.fill_(row)
+        at = counter.clamp(max=self.table.T - 1).reshape(1)
+        target.copy_(torch.index_select(column, 0, at).reshape(target.shape))
+
+    def _apply(self, advanced: bool) -> None:
+        if self._device is None:
+            self._device = self._device_tables()
+        row = self._row()
+        for i, group in enumerate(self.optimizer.param_groups):
+            dev = self._device[i]
+            if isinstance(group["lr"], Tensor):
+                self._write_tensor(group["lr"], dev["lr"], dev["lr_counter"], row, advanced)
+            else:
+                group["lr"] = self._lr_value(i, row)
+            if not self.write_momentum or self.table.momentum is None:
+                continue
+            mu = float(self.table.momentum[row])
+            if "betas" in group:
+                beta1 = group["betas"][0]
+                if isinstance(beta1, Tensor):
+                    self._write_tensor(beta1, dev["momentum"], dev["momentum_counter"], row, advanced)
+                else:
+                    group["betas"] = (mu, *group["betas"][1:])
+            else:
+                group["momentum"] = mu
+                group["dampening"] = mu
+        self._last_lr = [g["lr"].clone() if isinstance(g["lr"], Tensor) else g["lr"]
+                         for g in self.optimizer.param_groups]
+
+    def step(self, epoch: int | None = None, samples: float | None = None) -> None:  # type: ignore[override]
+        """Move to the next update (``index="steps"``) or by ``samples`` consumed samples."""
+        if epoch is not None:
+            raise ExportError("TableScheduler.step takes no epoch; it counts updates itself "
+                              "(restore a position with load_state_dict)")
+        initial = self.last_epoch < 0
+        self._step_count = getattr(self, "_step_count", 0) + 1
+        if initial:
+            self.last_epoch = 0
+            self._apply(advanced=False)
+            return
+        done = self.last_epoch
+        if samples is None and self.table.batch_size is not None:
+            samples = self.table.batch_size_at(done, past_end="hold")
+        if samples is not None:
+            if isinstance(samples, bool) or not isinstance(samples, numbers.Real) \
+                    or not math.isfinite(samples) or samples < 0:
+                raise ExportError(f"samples = {samples!r}: pass the number of samples in the batch "
+                                  "just used")
+            self.consumed_samples += float(samples)
+        if self.index == "steps":
+            row = done + 1
+            past = row > self.table.T
+        else:
+            row = self.table.step_at_samples(self.consumed_samples)
+            past = self.consumed_samples > self.table.consumed_samples[-1]
+        if past and self.past_end == "error":
+            raise ExportError(
+                f"the scheduler was stepped past the end of its table (T = {self.table.T} updates"
+                + (f", {self.table.consumed_samples[-1]:.0f} samples" if self.index == "samples" else "")
+                + "); train for the table's horizon, pass past_end='hold' to keep the last values, "
+                "or use a table for the longer horizon (table.for_horizon)")
+        self.last_epoch = row
+        self._apply(advanced=self.index == "steps")
+
+    # --- position, batch size and checkpoints ------------------------------------------
+
+    @property
+    def position(self) -> int:
+        """The update the optimizer is set for (``T`` once a run of ``T`` updates is done)."""
+        return int(self.last_epoch)
+
+    def batch_size_at(self, step: int | None = None) -> int:
+        """The table's batch size at ``step`` (default: the current update)."""
+        return self.table.batch_size_at(self.position if step is None else step,
+                                        past_end="hold" if step is None else self.past_end)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Position and identity: the table's content hash and horizon, mode, counters."""
+        return {"table_hash": self.table.content_hash, "T": self.table.T, "mode": self.mode,
+                "index": self.index, "past_end": self.past_end, "last_epoch": self.last_epoch,
+                "_step_count": self._step_count, "consumed_samples": self.consumed_samples,
+                "base_lrs": [b.detach().clone() if isinstance(b, Tensor) else b for b in self.base_lrs]}
+
+    def load_state_dict(self, state_dict: dict[str, Any], *, allow_table_change: bool = False) -> None:
+        """Restore a position saved by :meth:`state_dict` and rewrite the optimizer's values.
+
+        Refuses a state saved with another table, and so any silent change of horizon,
+        unless ``allow_table_change=True`` (the position, in updates, is then kept).
+        """
+        for key in ("table_hash", "T", "mode", "index", "last_epoch", "consumed_samples"):
+            if key not in state_dict:
+                raise ExportError(f"scheduler state lacks {key!r}; it was not saved by TableScheduler")
+        T_saved, h_saved = state_dict["T"], state_dict["table_hash"]
+        if not allow_table_change and (T_saved != self.table.T or h_saved != self.table.content_hash):
+            change = (f"horizon T = {T_saved} -> {self.table.T}" if T_saved != self.table.T
+                      else f"table {str(h_saved)[:16]}... -> {self.table.content_hash[:16]}...")
+            raise ExportError(
+                f"refusing to resume: the checkpoint was saved with another schedule table ({change}). "
+                "Resume with the same table, or change it on purpose: build the new table with "
+                "table.for_horizon(T, mode=...) and pass allow_table_change=True")
+        for key in ("mode", "index"):
+            if state_dict[key] != getattr(self, key):
+                raise ExportError(f"scheduler state has {key} = {state_dict[key]!r} but this scheduler "
+                                  f"uses {getattr(self, key)!r}; construct it with the same {key}")
+        self.last_epoch = int(state_dict["last_epoch"])
+        self._step_count = int(state_dict.get("_step_count", self._step_count))
+        self.consumed_samples = float(state_dict["consumed_samples"])
+        if "base_lrs" in state_dict:
+            self.base_lrs = list(state_dict["base_lrs"])
+            self._device = None
+        self._apply(advanced=False)
+
+
+def lambda_lr(optimizer: Optimizer, table: ScheduleTable, *, mode: Mode = "relative",
+              past_end: PastEnd = "hold") -> LambdaLR:
+    """The table as a ``LambdaLR``, for code that cannot take a new scheduler class.
+
+    ``LambdaLR`` sets ``lr = base_lr · factor(t)``. ``mode="relative"``:
+    ``factor(t) = lr_t / max(lr)``, each group's initial lr is the peak. ``mode="absolute"``:
+    ``factor(t) = lr_t / base_lr``, so the groups get the table's values (their initial
+    lrs must be positive floats). Momentum and batch sizes are not written.
+    """
+    _check_choice("mode", mode, ("absolute", "relative"))
+    schedule = table.schedule("lr", past_end)
+    if mode == "relative":
+        peak = _peak(table)
+
+        def relative(step: int) -> float:
+            return float(schedule(step)) / peak
+
+        return LambdaLR(optimizer, relative)
+    lambdas: list[Callable[[int], float]] = []
+    for i, group in enumerate(optimizer.param_groups):
+        base = group.get("initial_lr", group["lr"])
+        if isinstance(base, Tensor) or not base > 0:
+            raise ExportError(f"param_groups[{i}] lr = {base!r}: absolute mode needs a positive float "
+                              "initial lr (LambdaLR multiplies it); use TableScheduler for tensor lrs")
+
+        def absolute(step: int, base: float = float(base)) -> float:
+            return float(schedule(step)) / base
+
+        lambdas.append(absolute)
+    return LambdaLR(optimizer, lambdas)
+

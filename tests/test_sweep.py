@@ -1,0 +1,299 @@
+"""Sweep configs, the sweep engine (resume, kill, local processes, Dask), reports and CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import BASELINE_REPLAY_RTOL
+
+from optctl.cli import main
+from optctl.config import ConfigError
+from optctl.errors import SpecError, SpecTypeError
+from optctl.replay import final_loss
+from optctl.study import baseline_eta, horizon_study
+from optctl.sweep import Progress, SweepError, load_sweep, record_path, run_sweep
+from optctl.sweepconfig import load_sweep_config, load_sweep_dict, point_key
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY = """schema_version: 1
+name: tiny
+kind: horizons
+model: {a: 2.5, b: 1.5, N: 40, sigma: 0.5}
+training: {batch_size: 4, eta_max: 1.0}
+solver: {grid: refined, K: 16, polish: false}
+baselines: [constant]
+sweep:
+  axes:
+    b: [1.5, 3.5]
+  horizons: [100, 300, 1000]
+  workers: 1
+"""
+
+
+def _cfg(tmp_path: Path, text: str = TINY, name: str = "sweep.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def _records(out: Path) -> dict[str, tuple[float, str]]:
+    """Every saved record: relative path -> (mtime, content)."""
+    return {str(p.relative_to(out)): (p.stat().st_mtime_ns, p.read_text())
+            for p in sorted((out / "points").rglob("T*.json"))}
+
+
+# --- config ------------------------------------------------------------------------
+
+
+def test_config_expands_axes_and_horizons(tmp_path: Path) -> None:
+    s = load_sweep_dict({
+        "schema_version": 1, "name": "x", "kind": "phase_diagram",
+        "model": {"N": 100}, "training": {"batch_size": 5},
+        "sweep": {"axes": {"a": {"linspace": [1.25, 1.85, 3]}, "b": [2.0, 3.0]},
+                  "horizons": {"logspace": [2, 3, 3]}}})
+    assert s.axes["a"] == (1.25, 1.55, 1.85)  # rounded, not 1.5500000000000003
+    assert s.horizons == (100, 316, 1000)
+    assert len(s.points()) == 6
+    assert point_key({"a": 1.55, "b": 2.0}) == "a1.55_b2"
+    assert s.spec(s.points()[0], 316).T == 316
+    # workers and scheduler do not change results, so they do not change the digest.
+    import dataclasses
+    assert dataclasses.replace(s, workers=7, scheduler="tcp://x:1").digest() == s.digest()
+    assert dataclasses.replace(s, horizons=(100, 1000)).digest() != s.digest()
+
+
+@pytest.mark.parametrize(("patch", "field", "exc"), [
+    ({"training": {"T": 100}}, "training.T", ConfigError),
+    ({"sweep": {"axes": {"c": [1.0]}, "horizons": [10]}}, "sweep.axes.c", ConfigError),
+    ({"sweep": {"axes": {"a": [0.5]}, "horizons": [10]}}, "model.a", SpecError),
+    ({"sweep": {"axes": {"a": {"linspace": [1, 2]}}, "horizons": [10]}}, "sweep.axes.a", ConfigError),
+    ({"sweep": {"horizons": [10], "workers": 0}}, "sweep.workers", SpecTypeError),
+    ({"sweep": {"horizons": [10], "baseline_horizons": [20]}}, "sweep.baseline_horizons", ConfigError),
+    ({"kind": "compute_optimal", "sweep": {"axes": {"N": [10, 20]}, "horizons": [10]}}, "model.tail", ConfigError),
+    ({"kind": "phase_diagram", "sweep": {"axes": {"a": [2.0]}, "horizons": [10]}}, "sweep.axes", ConfigError),
+    ({"kind": "horizons", "sweep": {"horizons": [10]}}, "sweep.horizons", ConfigError),
+])
+def test_bad_configs_name_the_field(patch: dict[str, Any], field: str, exc: type[Exception]) -> None:
+    d: dict[str, Any] = {"schema_version": 1, "name": "x", "kind": "grid", "model": {"a": 2.0, "b": 1.5},
+                         "sweep": {"horizons": [10]}}
+    d.update(patch)
+    with pytest.raises(exc) as info:
+        load_sweep_dict(d)
+    assert field in str(info.value)
+
+
+def test_packaged_sweeps_match_the_configs_folder() -> None:
+    for name in ("horizons", "compute_easy", "compute_hard"):
+        packaged = (REPO / "optctl" / "data" / f"sweep_{name}.yaml").read_text()
+        assert packaged == (REPO / "configs" / f"sweep_{name}.yaml").read_text(), name
+    for p in sorted((REPO / "configs").glob("sweep_*.yaml")):
+        load_sweep_config(p)
+
+
+# --- engine ------------------------------------------------------------------------
+
+
+def test_sweep_saves_every_horizon_and_resume_skips_everything(tmp_path: Path) -> None:
+    sweep = load_sweep_config(_cfg(tmp_path))
+    out = tmp_path / "out"
+    run = run_sweep(sweep, out, progress=False)
+    assert (run.total, run.skipped, run.ran, run.failed) == (2, 0, 2, {})
+    before = _records(out)
+    assert len(before) == 2 * 3
+    data = load_sweep(out)
+    for key, recs in data.records.items():
+        for T, rec in recs.items():
+            # The saved number is the exact replay of the saved schedule.
+            eta = np.repeat(rec["eta_blocks"], np.diff(rec["grid"]))
+            spec = data.sweep.spec(rec["values"], T)
+            assert rec["final_loss"] == pytest.approx(final_loss(spec, eta), rel=BASELINE_REPLAY_RTOL)
+            b = rec["baselines"]["constant"]
+            assert b["final_loss"] == pytest.approx(
+                final_loss(spec, baseline_eta("constant", b["params"], T, spec.eta_max)), rel=BASELINE_REPLAY_RTOL)
+            assert rec["key"] == key
+    again = run_sweep(sweep, out, progress=False)
+    assert (again.skipped, again.ran) == (2, 0)
+    assert _records(out) == before
+
+
+def test_each_horizon_is_warm_started_from_the_previous_one(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import optctl.solver
+
+    real = optctl.solver.solve
+    seen: list[tuple[int, Any]] = []
+
+    def spy(spec: Any, options: Any = None, *, init: Any = None) -> Any:
+        seen.append((spec.T, init))
+        return real(spec, options, init=init)
+
+    monkeypatch.setattr(optctl.solver, "solve", spy)
+    sweep = load_sweep_config(_cfg(tmp_path, TINY.replace("b: [1.5, 3.5]", "b: [3.5]")))
+    run_sweep(sweep, tmp_path / "out", progress=False)
+    assert [T for T, _ in seen] == [100, 300, 1000]
+    assert seen[0][1] is None
+    rec = load_sweep(tmp_path / "out").records["b3.5"][100]
+    init = seen[1][1]
+    # The warm start is the previous horizon's schedule, read at the same t/T.
+    mid = 0.5 * (np.array(rec["grid"][:-1]) + np.array(rec["grid"][1:])) / 100
+    np.testing.assert_allclose(init(mid), rec["eta_blocks"])
+
+
+def test_a_folder_of_another_sweep_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run_sweep(load_sweep_config(_cfg(tmp_path, TINY.replace("b: [1.5, 3.5]", "b: [3.5]"))), out,
+              progress=False)
+    other = load_sweep_config(_cfg(tmp_path, TINY.replace("b: [1.5, 3.5]", "b: [3.5]").replace(
+        "K: 16", "K: 17"), name="other.yaml"))
+    with pytest.raises(SweepError, match="different sweep"):
+        run_sweep(other, out, progress=False)
+
+
+def test_progress_reports_points_and_time_left() -> None:
+    buf = io.StringIO()
+    bar = Progress(4, 1, stream=buf)
+    bar.update()
+    bar.update()
+    bar.update()
+    lines = buf.getvalue().splitlines()
+    assert lines[0].startswith("[") and "1/4 points" in lines[0]
+    assert "4/4 points" in lines[-1] and "left ~0m00s" in lines[-1]
+
+
+KILL = TINY.replace("N: 40", "N: 300").replace("K: 16", "K: 40").replace(
+    "b: [1.5, 3.5]", "b: [1.5, 1.9, 2.3, 2.7, 3.1, 3.5, 3.9, 4.3]").replace(
+    "horizons: [100, 300, 1000]", "horizons: [300, 1000, 3000]").replace("workers: 1", "workers: 2")
+
+
+def test_a_killed_sweep_loses_no_finished_point_and_resumes(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, KILL)
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "optctl.cli", "sweep", str(cfg), "--out", str(out),
+                             "--quiet", "--no-plots"], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline and len(list(out.glob("points/*/T*.json"))) < 6:
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and its worker processes
+        proc.wait()
+    saved = _records(out)
+    assert 6 <= len(saved) < 24, "kill the sweep halfway: some records, not all"
+    for text in (t for _, t in saved.values()):
+        json.loads(text)  # every record on disk is complete
+    sweep = load_sweep_config(cfg)
+    run = run_sweep(sweep, out, workers=2, progress=False)
+    assert run.failed == {}
+    after = _records(out)
+    assert len(after) == 8 * 3
+    # Nothing finished before the kill was recomputed.
+    assert {k: after[k] for k in saved} == saved
+    done_before = {k.split("/")[1] for k in saved if k.endswith("T3000.json")}
+    assert run.skipped == len(done_before)
+
+
+def test_dask_cluster_runs_the_same_sweep(tmp_path: Path) -> None:
+    distributed = pytest.importorskip("distributed")
+    sweep = load_sweep_config(_cfg(tmp_path))
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        run = run_sweep(sweep, tmp_path / "dask", scheduler=cluster.scheduler_address, progress=False)
+    assert (run.ran, run.failed) == (2, {})
+    run_sweep(sweep, tmp_path / "local", progress=False)
+    dk, lc = load_sweep(tmp_path / "dask"), load_sweep(tmp_path / "local")
+    for key in lc.records:
+        for T in sweep.horizons:
+            # Same model, same deterministic solver: the same schedule and loss.
+            assert dk.records[key][T]["final_loss"] == pytest.approx(lc.records[key][T]["final_loss"],
+                                                                    rel=BASELINE_REPLAY_RTOL)
+
+
+def test_unreachable_scheduler_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("distributed")
+    import optctl.sweep
+
+    monkeypatch.setattr(optctl.sweep, "DASK_CONNECT_TIMEOUT", 1.0)
+    sweep = load_sweep_config(_cfg(tmp_path))
+    with pytest.raises(SweepError, match="Dask scheduler"):
+        run_sweep(sweep, tmp_path / "out", scheduler="tcp://127.0.0.1:9", progress=False)
+
+
+# --- analysis, report, CLI ----------------------------------------------------------
+
+
+def test_horizon_study_attaches_theory_and_local_slopes(tmp_path: Path) -> None:
+    sweep = load_sweep_config(_cfg(tmp_path))
+    run_sweep(sweep, tmp_path / "out", progress=False)
+    st = horizon_study(load_sweep(tmp_path / "out"), "b1.5")
+    assert set(st.fits) == {"optimal", "constant"}
+    # a = 2.5, b = 1.5: ζ* = min(1.5/2.5, 1.5/1.5) = 0.6, ζ_const = 1.5/3 = 0.5 (MODEL.md §5).
+    assert st.fits["optimal"].theory == pytest.approx(0.6)
+    assert st.fits["constant"].theory == pytest.approx(0.5)
+    assert st.fits["optimal"].local_slopes.size == 2
+    # The optimum beats the best constant at every horizon.
+    assert np.all(st.losses["optimal"] < st.losses["constant"])
+
+
+def test_cli_sweep_then_plot_writes_report_and_figures(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path)
+    out = tmp_path / "out"
+    assert main(["sweep", str(cfg), "--out", str(out), "--quiet"]) == 0
+    figs = {p.name for p in (out / "figures").iterdir()}
+    assert {"b1.5_schedules.png", "b1.5_losses.png", "b1.5_exponents.png"} <= figs
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["points"]) == {"b1.5", "b3.5"}
+    (out / "figures" / "b1.5_exponents.png").unlink()
+    assert main(["plot", str(out)]) == 0
+    assert (out / "figures" / "b1.5_exponents.png").exists()
+    assert record_path(out, "b1.5", 1000).exists()
+
+
+def test_cli_errors_are_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = _cfg(tmp_path, TINY.replace("horizons: [100, 300, 1000]", "horizons: [100]\n  T: 5"))
+    assert main(["sweep", str(bad), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("optctl: error: sweep.T") and "\n" not in err
+    assert not (tmp_path / "x").exists()
+    (tmp_path / "empty").mkdir()
+    assert main(["plot", str(tmp_path / "empty")]) == 2
+    assert "not a results folder" in capsys.readouterr().err
+
+
+def test_cli_plot_redraws_a_solve_folder(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, """schema_version: 1
+name: small
+model: {a: 2.5, b: 1.5, N: 40, sigma: 0.5}
+training: {T: 200, batch_size: 4}
+solver: {grid: uniform, K: 20}
+baselines: [constant]
+""", name="run.yaml")
+    run = tmp_path / "run"
+    assert main(["solve", str(cfg), "--out", str(run), "--quiet"]) == 0
+    (run / "schedule.png").unlink()
+    (run / "loss.png").unlink()
+    assert main(["plot", str(run)]) == 0
+    assert (run / "schedule.png").exists() and (run / "loss.png").exists()
+
+
+@pytest.mark.slow
+def test_reproduce_quick_writes_every_figure(tmp_path: Path) -> None:
+    out = tmp_path / "paper"
+    assert main(["reproduce", "--out", str(out), "--quick", "--quiet"]) == 0
+    names = {p.name for p in out.glob("*.png")}
+    assert names == {"fig2_schedules_easy.png", "fig2_schedules_hard.png", "fig2_losses_easy.png",
+                     "fig2_losses_hard.png", "fig3_exponents_easy.png", "fig3_exponents_hard.png",
+                     "fig3_bias_variance.png", "fig4_compute_frontier.png"}
+    assert "Loss and learning-rate exponents" in (out / "report.md").read_text()
