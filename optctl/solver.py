@@ -152,7 +152,9 @@ def _candidates(spec: ProblemSpec, grid: np.ndarray, init: Init) -> np.ndarray:
     """
     u = (grid[:-1] + grid[1:]) / (2.0 * spec.T)
     eta_max = spec.eta_max
-    heights = eta_max * np.logspace(-3, 0, 13)
+    # Down to 1e-4 η_max: with a flat spectrum (b near 1) and long horizons the best
+    # constant can sit below 1e-3 η_max.
+    heights = eta_max * np.logspace(-4, 0, 17)
     cands = [np.full(u.size, h) for h in heights]
     for delta in sorted({1.0, float(np.clip(2 * spec.b - 1, 1.0, 9.0))}):
         cands += [h * (1 - u) ** delta for h in heights]
@@ -330,11 +332,17 @@ def _run_ipopt(prob: _Compiled, start: np.ndarray, scale: np.ndarray, corr: np.n
     total, rounds = 0, 0
     while True:
         rounds += 1
-        sol = prob.solver(x0=eta / scale, p=prob.p(scale, corr * scale),
-                          lbx=0.0, ubx=spec.eta_max / scale)
+        p = prob.p(scale, corr * scale)
+        f_start = float(prob.f(eta / scale, p)[0])
+        sol = prob.solver(x0=eta / scale, p=p, lbx=0.0, ubx=spec.eta_max / scale)
         stats = prob.solver.stats()
         total += int(stats.get("iter_count", 0))
-        eta = np.clip(np.asarray(sol["x"]).ravel() * scale, 0.0, spec.eta_max)
+        new = np.clip(np.asarray(sol["x"]).ravel() * scale, 0.0, spec.eta_max)
+        if not float(prob.f(new / scale, p)[0]) <= f_start:
+            # A round stopped by max_iter (or a failure) can end above its start on an
+            # ill-conditioned problem: keep the better point and stop.
+            return eta, scale, stats, total, rounds
+        eta = new
         if (stats.get("return_status") != "Maximum_Iterations_Exceeded" or total >= options.max_iter
                 or prob.monitor.interrupted):
             return eta, scale, stats, total, rounds
