@@ -15,9 +15,11 @@ through :class:`optctl.torch.TableScheduler`, with the same data and initial wei
 (common random numbers), so differences are paired. The theory says nothing exact about
 this network: the example measures how the derived shape transfers.
 
-    python examples/mlp_schedules.py        # about 1-2 min on 2 cores
+    python examples/mlp_schedules.py            # about 3 minutes on 2 cores
+    python examples/mlp_schedules.py --replot   # redraw the figure from the JSON, no training
 
-Writes ``results/examples/mlp_schedules.{json,png}``.
+Writes ``results/examples/mlp_schedules.{json,png}`` and the table it used. The figure
+shows the schedule shapes and each schedule's test loss at its own best peak.
 """
 
 from __future__ import annotations
@@ -106,15 +108,61 @@ def tables(spec: ProblemSpec, out: Path) -> dict[str, ScheduleTable]:
     export_table(result, path, overwrite=True)
     print(f"solved the random-feature optimum for a={spec.a}, b={spec.b}, N={spec.N}, T={spec.T} "
           f"({spec.phase} phase, IPOPT {result.status}) [{time.perf_counter() - t0:.1f} s]")
-    T, batch = spec.T, result.batch_size
-    decay = max(1, round(WSD_DECAY_FRACTION * T))
-    shapes = {"cosine": S.sample(S.cosine(1.0, T), T),
-              "wsd": S.sample(S.warmup_stable_decay(1.0, 0, T - decay, decay), T),
-              "constant": np.ones(T)}
-    out_tables = {"optimal": load_table(path, expect_T=T)}
-    for name, lr in shapes.items():
-        out_tables[name] = ScheduleTable(lr=lr, batch_size=batch, source={"kind": "baseline", "name": name})
+    out_tables = {"optimal": load_table(path, expect_T=spec.T)}
+    for name, lr in baseline_shapes(spec.T).items():
+        out_tables[name] = ScheduleTable(lr=lr, batch_size=result.batch_size,
+                                         source={"kind": "baseline", "name": name})
     return out_tables
+
+
+def baseline_shapes(T: int) -> dict[str, np.ndarray]:
+    """Peak-1 cosine, WSD and constant schedules over ``T`` updates."""
+    decay = max(1, round(WSD_DECAY_FRACTION * T))
+    return {"cosine": S.sample(S.cosine(1.0, T), T),
+            "wsd": S.sample(S.warmup_stable_decay(1.0, 0, T - decay, decay), T),
+            "constant": np.ones(T)}
+
+
+def plot(report: dict, shapes: dict[str, np.ndarray], path: Path) -> None:
+    """Schedule shapes (left); each schedule's test loss curve at its own best peak (right).
+
+    A schedule that diverged at every peak has no curve; the legend says so.
+    """
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    colors = {"optimal": "black", "cosine": "tab:orange", "wsd": "tab:green", "constant": "tab:blue"}
+    for name in SCHEDULES:
+        shape = np.asarray(shapes[name], dtype=float)
+        ax0.plot(np.arange(shape.size), shape / shape.max(), color=colors[name], label=name)
+        best = report["best_peak_per_schedule"][name]
+        curve = report["best_curves"].get(name)
+        if best["diverged"] or curve is None:
+            ax1.plot([], [], color=colors[name], linestyle=":", label=f"{name}: diverged at every peak")
+            continue
+        curve = np.asarray(curve, dtype=float)
+        ax1.semilogy(np.linspace(0, shape.size, curve.size), curve, color=colors[name],
+                     label=f"{name}, peak {best['best_peak']}: {best['final_excess_loss']:.4f} "
+                           f"± {best['stderr']:.4f}")
+    ax0.set(xlabel="step", ylabel="lr / peak", title="schedule shapes (same peak)")
+    ax0.legend()
+    ax1.set(xlabel="step", ylabel="test excess loss (mean of ensemble)",
+            title=f"ReLU MLP, width {report['width']}: each schedule at its best peak")
+    ax1.legend(fontsize=8)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def replot(out: Path) -> None:
+    """Redraw the figure from ``mlp_schedules.json`` and the table file, without training."""
+    report = json.loads((out / "mlp_schedules.json").read_text())
+    if "best_curves" not in report:
+        raise SystemExit(f"{out / 'mlp_schedules.json'} has no curves (written by an older version); "
+                         "run the example without --replot")
+    for rec in report["best_peak_per_schedule"].values():  # JSON has no infinity: null
+        if rec["final_excess_loss"] is None:
+            rec["final_excess_loss"] = float("inf")
+    table = load_table(out / "mlp_schedules_table.npz", expect_T=report["spec_for_table"]["T"])
+    plot(report, {"optimal": table.lr, **baseline_shapes(table.T)}, out / "mlp_schedules.png")
+    print(f"wrote {out / 'mlp_schedules.png'}")
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
@@ -131,7 +179,12 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (1: the tensors are small, and extra threads only spin)")
     p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--replot", action="store_true",
+                   help="only redraw the figure from the JSON and table in --out (no training)")
     args = p.parse_args(argv)
+    if args.replot:
+        replot(args.out)
+        return {}
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -172,23 +225,12 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         print(f"best {n:<9} peak {best[n]:<5} final excess test loss "
               f"{summary[n]['final_excess_loss']:.4e} ± {summary[n]['stderr']:.1e}")
 
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
-    colors = {"optimal": "black", "cosine": "tab:orange", "wsd": "tab:green", "constant": "tab:blue"}
-    for name in SCHEDULES:
-        ax0.plot(np.arange(args.T), tabs[name].lr / tabs[name].lr.max(), color=colors[name], label=name)
-        pk = best["optimal"]
-        steps = np.linspace(0, args.T, curves[name, pk].size)
-        ax1.semilogy(steps, curves[name, pk], color=colors[name],
-                     label=f"{name}: {results[str(pk)][name]['final_excess_loss']:.3e}")
-    ax0.set(xlabel="step", ylabel="lr / peak", title="schedule shapes (same peak)")
-    ax0.legend()
-    ax1.set(xlabel="step", ylabel="test excess loss (mean of ensemble)",
-            title=f"ReLU MLP, width {args.width}, peak {best['optimal']}")
-    ax1.legend(fontsize=8)
-    fig.savefig(args.out / "mlp_schedules.png", dpi=120)
     report = {"spec_for_table": spec.to_dict(), "width": args.width, "seeds": args.seeds,
               "peaks": args.peaks, "by_peak": results, "best_peak_per_schedule": summary,
+              "best_curves": {n: [float(v) for v in curves[n, best[n]]] for n in SCHEDULES
+                              if not summary[n]["diverged"]},
               "wall_s": time.perf_counter() - t0}
+    plot(report, {n: tabs[n].lr for n in SCHEDULES}, args.out / "mlp_schedules.png")
     # diverged runs have an infinite loss; JSON has no infinity, so they are written as null
     text = json.dumps(report, indent=2).replace("Infinity", "null").replace("NaN", "null")
     (args.out / "mlp_schedules.json").write_text(text + "\n")

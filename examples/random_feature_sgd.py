@@ -15,7 +15,7 @@ way with the same random numbers. The measured mean population excess loss
 ``Σ_k λ_k (w_k − w*_k)²`` is compared with the exact prediction of the recursion
 (:func:`optctl.replay.replay`) and between the two schedules.
 
-    python examples/random_feature_sgd.py            # about 1 min on 2 cores
+    python examples/random_feature_sgd.py            # about a minute on 2 cores
     python examples/random_feature_sgd.py --runs 500 --T 300   # a quick look
 
 Writes ``results/examples/random_feature_sgd.{json,png}`` and the table it used.

@@ -156,23 +156,53 @@ def _add_study_commands(sub: argparse._SubParsersAction) -> None:  # type: ignor
     p.set_defaults(func=_cmd_reproduce)
 
 
+def _export_target(run: Path, out_arg: str | None, fmt_arg: str | None) -> tuple[Path, str]:
+    """The table file and format of ``optctl export``: --format, else --out's suffix, else npz."""
+    from optctl.export import SUFFIXES, format_of, suffix_format
+
+    if out_arg is not None:
+        out = Path(out_arg)
+        by_suffix = suffix_format(out)
+        if fmt_arg is not None and by_suffix is not None and by_suffix != fmt_arg:
+            raise OptctlError(f"--format {fmt_arg} clashes with --out {out} (a {by_suffix} suffix); "
+                              f"drop --format or write to a {SUFFIXES[fmt_arg]} file")
+        if fmt_arg is None and by_suffix is None:
+            raise OptctlError(f"--out {out}: cannot tell the table format from the suffix "
+                              f"{out.suffix!r}; use one of {', '.join(SUFFIXES.values())} or pass --format")
+        return out, format_of(out, fmt_arg)
+    fmt = fmt_arg or "npz"
+    if run.is_dir():
+        return run / f"table{SUFFIXES[fmt]}", fmt
+    if run.exists() and suffix_format(run) is not None:  # a table file: convert it beside itself
+        out = run.with_suffix(SUFFIXES[fmt])
+        if out == run:
+            raise OptctlError(f"{run} is already a {fmt} table; pass --out for the copy, or "
+                              "--format for another format")
+        return out, fmt
+    return run / f"table{SUFFIXES[fmt]}", fmt  # export_table says what is wrong with RUN
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
-    from optctl.export import SUFFIXES, export_table
+    from optctl.export import export_table
 
     run = Path(args.run)
-    out = Path(args.out) if args.out else run / f"table{SUFFIXES[args.format]}"
-    table = export_table(run, out, args.format, overwrite=args.overwrite)
+    out, fmt = _export_target(run, args.out, args.format)
+    if run.is_file() and out.resolve() == run.resolve():
+        raise OptctlError(f"--out {out} is RUN itself; write the table to another file")
+    table = export_table(run, out, fmt, overwrite=args.overwrite)  # type: ignore[arg-type]
     print(f"exported T = {table.T} updates ({', '.join(table.columns)}), spec {table.spec_hash}, "
           f"content hash {table.content_hash[:16]} to {out}")
     return 0
 
 
 def _add_export_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    e = sub.add_parser("export", help="write a run's schedule table for training jobs or people")
-    e.add_argument("run", help="run folder written by `optctl solve`")
-    e.add_argument("--format", choices=("npz", "safetensors", "csv", "json"), default="npz",
-                   help="npz/safetensors for training jobs, csv/json for people (default: npz)")
-    e.add_argument("--out", help="table file (default: RUN/table.<format>)")
+    e = sub.add_parser("export", help="write a run's schedule table, or convert a table file")
+    e.add_argument("run", help="run folder written by `optctl solve`, or a table file to convert")
+    e.add_argument("--format", choices=("npz", "safetensors", "csv", "json"),
+                   help="npz/safetensors for training jobs, csv/json for people (default: the "
+                        "suffix of --out, else npz)")
+    e.add_argument("--out", help="table file (default: RUN/table.<format> for a run folder, the "
+                                 "input with the new suffix for a table file)")
     e.add_argument("--overwrite", action="store_true", help="replace an existing table file")
     e.set_defaults(func=_cmd_export)
 

@@ -66,15 +66,31 @@ def _write_bytes_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def format_of(path: Path, format: str | None = None) -> str:
-    """The table format named by ``format``, or else by ``path``'s suffix."""
-    if format is not None:
-        if format not in FORMATS:
-            raise ExportError(f"format = {format!r}: choose one of {', '.join(FORMATS)}")
-        return format
+def suffix_format(path: Path) -> str | None:
+    """The table format that ``path``'s suffix names, or None."""
     for name, suffix in SUFFIXES.items():
         if path.suffix == suffix:
             return name
+    return None
+
+
+def format_of(path: Path, format: str | None = None) -> str:
+    """The table format named by ``format``, or else by ``path``'s suffix.
+
+    A ``format`` that contradicts the suffix (``format="npz"`` for ``t.csv``) is an error;
+    with a suffix that names no table format, ``format`` decides.
+    """
+    by_suffix = suffix_format(path)
+    if format is not None:
+        if format not in FORMATS:
+            raise ExportError(f"format = {format!r}: choose one of {', '.join(FORMATS)}")
+        if by_suffix is not None and by_suffix != format:
+            raise ExportError(f"{path}: format = {format!r} but the suffix {path.suffix!r} names "
+                              f"{by_suffix}; drop format or give the path the suffix "
+                              f"{SUFFIXES[format]!r}")
+        return format
+    if by_suffix is not None:
+        return by_suffix
     raise ExportError(f"{path}: cannot tell the table format from the suffix {path.suffix!r}; "
                       f"use one of {', '.join(SUFFIXES.values())} or pass format")
 
@@ -90,6 +106,10 @@ def table_from_run(run: str | os.PathLike[str]) -> ScheduleTable:
     folder = Path(run)
     if not folder.is_dir():
         raise ExportError(f"run {folder} is not a folder; pass a run folder written by `optctl solve`")
+    missing = [n for n in ("config.yaml", "arrays.npz", "summary.json") if not (folder / n).is_file()]
+    if missing:
+        raise ExportError(f"{folder} is not a run folder (it lacks {', '.join(missing)}); write one "
+                          f"with `optctl solve CONFIG --out {folder}`, or pass a table file")
     try:
         cfg = load_config(folder / "config.yaml")
         arrays = read_arrays(folder / "arrays.npz")
@@ -124,7 +144,17 @@ def as_table(obj: ScheduleTable | ScheduleResult | str | os.PathLike[str]) -> Sc
         return table_from_result(obj)
     if isinstance(obj, (str, os.PathLike)):
         path = Path(obj)
-        return table_from_run(path) if path.is_dir() else load_table(path)
+        if path.is_dir():
+            return table_from_run(path)
+        if not path.exists():
+            raise ExportError(f"{path} does not exist; pass a run folder written by "
+                              f"`optctl solve CONFIG --out FOLDER` or a table file "
+                              f"({', '.join(SUFFIXES.values())}) written by `optctl export`")
+        if suffix_format(path) is None:
+            raise ExportError(f"{path} is neither a run folder nor a table file "
+                              f"({', '.join(SUFFIXES.values())}); pass a folder written by "
+                              "`optctl solve` or a table written by `optctl export`")
+        return load_table(path)
     raise ExportError(f"cannot make a schedule table from {type(obj).__name__}; pass a run "
                       "folder, a ScheduleResult or a ScheduleTable")
 
@@ -164,10 +194,11 @@ def export_table(source: ScheduleTable | ScheduleResult | str | os.PathLike[str]
                  *, overwrite: bool = False) -> ScheduleTable:
     """Write the schedule table of ``source`` to ``path`` atomically; return the table.
 
-    ``source`` is a run folder of ``optctl solve``, a :class:`ScheduleResult` or a
-    :class:`ScheduleTable`. ``format`` is one of ``npz``, ``safetensors`` (binary, for
-    training jobs), ``csv``, ``json`` (for people); by default the suffix of ``path``
-    decides. The file is written to a temporary name and renamed, so it is either
+    ``source`` is a run folder of ``optctl solve``, a table file (so a table is converted
+    between formats), a :class:`ScheduleResult` or a :class:`ScheduleTable`. ``format``
+    is one of ``npz``, ``safetensors`` (binary, for training jobs), ``csv``, ``json`` (for
+    people); by default the suffix of ``path`` decides, and a ``format`` that contradicts
+    the suffix is an error. The file is written to a temporary name and renamed, so it is either
     complete or absent. An existing file is replaced only with ``overwrite=True``.
     """
     out = Path(path)
@@ -310,7 +341,9 @@ def load_table(path: str | os.PathLike[str], format: Format | None = None, *,
 
     T = header["T"]
     if isinstance(T, bool) or not isinstance(T, int) or T < 1:
-        raise ExportError(f"{where}: header T = {T!r} is not a positive number of updates")
+        raise ExportError(f"{where}: header T = {T!r}: must be a positive integer (the number of "
+                          "updates); the header was edited or damaged, re-export the table from "
+                          "its run with `optctl export RUN`")
     names = header["columns"]
     if not isinstance(names, list) or "lr" not in names or "step" not in names \
             or any(n not in COLUMNS for n in names):
@@ -332,7 +365,8 @@ def load_table(path: str | os.PathLike[str], format: Format | None = None, *,
                               solver=header["solver"], source=header.get("source", {}),
                               horizon=header["horizon"], units=header["units"])
     except ExportError as err:
-        raise ExportError(f"{where}: {err}") from err
+        raise ExportError(f"{where}: {err}; the file is corrupt or was edited, re-export the "
+                          "table from its run with `optctl export RUN`") from err
     if table.content_hash != header["content_hash"]:
         raise ExportError(f"{where}: content hash mismatch (stored {str(header['content_hash'])[:16]}..., "
                           f"contents give {table.content_hash[:16]}...): the file is corrupt or was "

@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -192,6 +193,31 @@ class SolverOptions:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+# Options that change how a solve is reported, never the schedule it finds. They are left
+# out of everything that identifies a solve's answer (schedule tables, their hashes).
+REPORTING_OPTIONS: tuple[str, ...] = ("progress",)
+# IPOPT options (under ``solver.ipopt``) that only control IPOPT's own output.
+IPOPT_REPORTING_OPTIONS: tuple[str, ...] = ("sb", "output_file", "file_print_level", "file_append")
+
+
+def _ipopt_reporting(key: object) -> bool:
+    return isinstance(key, str) and (key.startswith("print_") or key in IPOPT_REPORTING_OPTIONS)
+
+
+def solver_identity(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` (a :meth:`SolverOptions.to_dict`) without what never changes the answer.
+
+    Drops :data:`REPORTING_OPTIONS` (``progress``) and IPOPT's output options
+    (``print_*``, ``sb``, ``output_file``, ``file_print_level``, ``file_append``) from
+    ``ipopt``; two solves whose options differ only there find the same schedule.
+    """
+    out = {k: v for k, v in options.items() if k not in REPORTING_OPTIONS}
+    ipopt = out.get("ipopt")
+    if isinstance(ipopt, Mapping):
+        out["ipopt"] = {k: v for k, v in ipopt.items() if not _ipopt_reporting(k)}
+    return out
 
 
 def _digest(obj: object) -> str:

@@ -33,6 +33,7 @@ import numpy as np
 
 from optctl.errors import ExportError
 from optctl.schedules import Schedule, StepLike
+from optctl.spec import solver_identity
 
 if TYPE_CHECKING:
     from optctl.solver import ScheduleResult
@@ -48,8 +49,6 @@ PastEnd = Literal["hold", "error"]
 HorizonMode = Literal["rescale", "resolve"]
 PAST_END: tuple[str, ...] = ("hold", "error")
 HORIZON_MODES: tuple[str, ...] = ("rescale", "resolve")
-# Solver options that change how a solve is reported, never its answer; left out of the hash.
-_SOLVER_HASH_EXCLUDED = ("progress",)
 
 
 class HorizonWarning(UserWarning):
@@ -93,8 +92,7 @@ def _column(name: str, values: object, T: int | None) -> np.ndarray:
     bad = ~np.isfinite(arr)
     if bad.any():
         t = int(np.argmax(bad))
-        raise ExportError(f"table column {name}[{t}] = {arr[t]}: values must be finite; "
-                          "re-export the table from its run")
+        raise ExportError(f"table column {name}[{t}] = {arr[t]}: values must be finite")
     arr.setflags(write=False)
     return arr
 
@@ -113,7 +111,9 @@ class ScheduleTable:
     ``lr[t] = η_t``, ``momentum[t] = μ_t`` (torch convention, see the module docstring)
     and ``batch_size[t] = m_t`` for updates ``t = 0..T−1``; ``units`` is ``"per_step"``.
     ``spec`` holds the model parameters (``ProblemSpec.to_dict()``; empty for a table
-    made from plain arrays), ``solver`` the solver options, ``source`` where the table
+    made from plain arrays), ``solver`` the solver options that determine the schedule
+    (:func:`~optctl.spec.solver_identity`: ``progress`` and IPOPT's output options are
+    dropped, so a table does not depend on whether its solve printed), ``source`` where the table
     came from (informational, not hashed), and ``horizon`` how ``T`` relates to
     ``spec["T"]``: ``{"mode": "solved"}``, ``{"mode": "given"}`` (no solve), or a
     rescaling record written by :meth:`for_horizon`.
@@ -149,6 +149,7 @@ class ScheduleTable:
             if not isinstance(value, Mapping):
                 raise ExportError(f"table {name} = {value!r}: expected a mapping")
             object.__setattr__(self, name, dict(value))
+        object.__setattr__(self, "solver", solver_identity(self.solver))
         mode = self.horizon.get("mode")
         if mode not in ("solved", "given", "rescale"):
             raise ExportError(f"table horizon mode = {mode!r}: expected solved, given or rescale")
@@ -175,9 +176,7 @@ class ScheduleTable:
 
     @property
     def solver_hash(self) -> str | None:
-        if not self.solver:
-            return None
-        return digest({k: v for k, v in self.solver.items() if k not in _SOLVER_HASH_EXCLUDED})
+        return digest(self.solver) if self.solver else None
 
     def identity(self) -> dict[str, Any]:
         """Every header field that determines the columns (what the content hash covers)."""
@@ -193,7 +192,10 @@ class ScheduleTable:
     @property
     def content_hash(self) -> str:
         """SHA-256 over :meth:`identity` (canonical JSON) and the float64 bytes of each column."""
-        h = hashlib.sha256(_canonical(self.identity()).encode())
+        return self._hash_with(self.identity())
+
+    def _hash_with(self, identity: Mapping[str, Any]) -> str:
+        h = hashlib.sha256(_canonical(identity).encode())
         for name in self.columns[1:]:
             h.update(b"\0" + name.encode() + b"\0")
             h.update(np.ascontiguousarray(self.column(name), dtype="<f8").tobytes())

@@ -7,7 +7,8 @@ The only optctl module that imports torch (an optional extra: ``pip install optc
   ``momentum = dampening = μ_t`` or Adam's ``betas[0] = μ_t`` (the EMA form of
   MODEL.md §3, Bordelon & Mori, arXiv:2602.04774). It steps by updates or by consumed
   samples, knows the table's horizon, and when ``group["lr"]`` is a tensor updates it in
-  place from a device-side copy of the table, with no host synchronisation.
+  place from a device-side copy of the table; its ``step()`` never synchronises with the
+  host (whether ``optimizer.step()`` does is up to the optimizer: docs/export.md).
 - :func:`lambda_lr`, the same schedule as a ``torch.optim.lr_scheduler.LambdaLR``.
 - The plain callable is :meth:`optctl.table.ScheduleTable.schedule`.
 
@@ -24,10 +25,14 @@ import numbers
 from collections.abc import Callable
 from typing import Any, Literal
 
-import torch
-from torch import Tensor
-from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LambdaLR, LRScheduler
+try:
+    import torch
+    from torch import Tensor
+    from torch.optim import Optimizer
+    from torch.optim.lr_scheduler import LambdaLR, LRScheduler
+except ImportError as err:  # torch is an optional extra
+    raise ImportError(f"optctl.torch needs PyTorch, which cannot be imported ({err}); install it "
+                      "with `pip install 'optctl[torch]'` (or see pytorch.org for a CUDA build)") from err
 
 from optctl.errors import ExportError
 from optctl.table import PAST_END, PastEnd, ScheduleTable
@@ -39,6 +44,23 @@ Index = Literal["steps", "samples"]
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ExportError(f"{name} = {value!r}: choose one of {', '.join(choices)}")
+
+
+def _check_relative_bases(optimizer: Optimizer) -> None:
+    """Relative mode scales the table to each group's initial lr, which must be > 0."""
+    for i, group in enumerate(optimizer.param_groups):
+        base = group.get("initial_lr", group["lr"])
+        value = float(base.detach().cpu()) if isinstance(base, Tensor) else base
+        try:
+            positive = not isinstance(value, bool) and float(value) > 0
+        except (TypeError, ValueError):
+            positive = False
+        if not positive:
+            raise ExportError(
+                f"param_groups[{i}] lr = {value!r}: relative mode writes base_lr * lr_t / max(lr), "
+                "so the group's initial lr (its peak) must be > 0, else it trains at lr 0; construct "
+                "the optimizer with the peak you want (e.g. SGD(params, lr=0.1)), or use "
+                "mode='absolute' for the table's own rates")
 
 
 def _peak(table: ScheduleTable) -> float:
@@ -74,9 +96,15 @@ class TableScheduler(LRScheduler):
 
     Tensor learning rates: when ``group["lr"]`` (or ``betas[0]``) is a tensor, the table
     is copied once to its device and every step updates it in place through a
-    device-side step counter (``add_``, ``index_select``, ``copy_``): no ``.item()``, no
-    host synchronisation, and the tensor keeps its identity, so a ``torch.compile``-d
-    optimizer step is not recompiled and CUDA graphs that read it stay valid.
+    device-side step counter (``add_``, ``index_select``, ``copy_``): the scheduler calls
+    no ``.item()`` and does not synchronise with the host, and the tensor keeps its
+    identity, so a ``torch.compile``-d optimizer step is not recompiled. The optimizer
+    may still synchronise: eager ``torch.optim.SGD`` turns a tensor lr into a host scalar
+    (``.item()``) every step; only its compiled step reads the tensor on the device.
+    SGD's ``momentum`` and ``dampening`` are written as floats: torch's SGD does not
+    compile with tensor values there, so a compiled SGD step recompiles when they change
+    (Adam-style tensor ``betas`` are updated in place like the lr). Relative mode needs
+    every group's initial lr to be > 0.
     """
 
     def __init__(self, optimizer: Optimizer, table: ScheduleTable, *, mode: Mode = "absolute",
@@ -106,6 +134,8 @@ class TableScheduler(LRScheduler):
         self.past_end: PastEnd = past_end
         self.write_momentum = write_momentum
         self.consumed_samples = 0.0
+        if mode == "relative":
+            _check_relative_bases(optimizer)
         self._factor = table.lr / _peak(table) if mode == "relative" else table.lr
         self._device: list[dict[str, Tensor]] | None = None
         if write_momentum:
@@ -207,33 +237,36 @@ class TableScheduler(LRScheduler):
         if epoch is not None:
             raise ExportError("TableScheduler.step takes no epoch; it counts updates itself "
                               "(restore a position with load_state_dict)")
-        initial = self.last_epoch < 0
-        self._step_count = getattr(self, "_step_count", 0) + 1
-        if initial:
+        if self.last_epoch < 0:
+            self._step_count = getattr(self, "_step_count", 0) + 1
             self.last_epoch = 0
             self._apply(advanced=False)
             return
+        # Everything is checked before anything changes: a refused step leaves the state as it was.
         done = self.last_epoch
+        consumed = self.consumed_samples
         if samples is None and self.table.batch_size is not None:
-            samples = self.table.batch_size_at(done, past_end="hold")
+            samples = float(self.table.batch_size[min(done, self.table.T - 1)])
         if samples is not None:
             if isinstance(samples, bool) or not isinstance(samples, numbers.Real) \
                     or not math.isfinite(samples) or samples < 0:
                 raise ExportError(f"samples = {samples!r}: pass the number of samples in the batch "
                                   "just used")
-            self.consumed_samples += float(samples)
+            consumed += float(samples)
         if self.index == "steps":
             row = done + 1
             past = row > self.table.T
         else:
-            row = self.table.step_at_samples(self.consumed_samples)
-            past = self.consumed_samples > self.table.consumed_samples[-1]
+            row = self.table.step_at_samples(consumed)
+            past = consumed > self.table.consumed_samples[-1]
         if past and self.past_end == "error":
             raise ExportError(
                 f"the scheduler was stepped past the end of its table (T = {self.table.T} updates"
                 + (f", {self.table.consumed_samples[-1]:.0f} samples" if self.index == "samples" else "")
                 + "); train for the table's horizon, pass past_end='hold' to keep the last values, "
                 "or use a table for the longer horizon (table.for_horizon)")
+        self.consumed_samples = consumed
+        self._step_count += 1
         self.last_epoch = row
         self._apply(advanced=self.index == "steps")
 

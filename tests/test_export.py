@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 import warnings
@@ -13,9 +14,9 @@ import numpy as np
 import pytest
 from conftest import REPLAY_BACKEND_RTOL, RESCALE_RTOL, TABLE_EXACT_RTOL
 
-from optctl import ExportError, OptctlError, ProblemSpec, ScheduleTable
+from optctl import ExportError, OptctlError, ProblemSpec, ScheduleTable, SolverOptions
 from optctl.cli import main
-from optctl.export import FORMATS, SUFFIXES, export_table, load_table, table_from_run
+from optctl.export import FORMATS, SUFFIXES, as_table, export_table, load_table, table_from_run
 from optctl.replay import final_loss
 from optctl.table import HorizonWarning, momentum_from_beta, table_from_result
 
@@ -100,8 +101,96 @@ def test_cli_export_from_run_folder(run_dir: Path, capsys: pytest.CaptureFixture
         assert table.source["kind"] == "run" and table.source["name"] == "small"
         assert table.spec_hash == ProblemSpec(a=2.5, b=1.5, N=60, sigma=0.5, batch_size=4, T=300).digest()
     assert "content hash" in capsys.readouterr().out
-    # the table does not depend on whether the solve printed progress
-    assert table_from_run(run_dir).content_hash == table.content_hash
+
+
+def test_table_does_not_depend_on_whether_the_solve_printed_progress(
+        run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text(SMALL)
+    loud = tmp_path / "loud"
+    assert main(["solve", str(cfg), "--out", str(loud), "--no-baselines"]) == 0  # prints progress
+    capsys.readouterr()
+    assert "progress: true" in (loud / "config.yaml").read_text()
+    assert "progress: false" in (run_dir / "config.yaml").read_text()  # run_dir was solved --quiet
+    quiet_table, loud_table = table_from_run(run_dir), table_from_run(loud)
+    np.testing.assert_array_equal(loud_table.lr, quiet_table.lr)
+    assert loud_table.content_hash == quiet_table.content_hash
+    assert loud_table.solver_hash == quiet_table.solver_hash
+    assert "progress" not in loud_table.solver
+
+
+def test_only_options_that_change_the_schedule_enter_the_hash() -> None:
+    def table(**solver: object) -> ScheduleTable:
+        options = {**SolverOptions(grid="uniform", K=30).to_dict(), **solver}
+        return ScheduleTable(lr=[0.3, 0.2, 0.1], solver=options)
+
+    base = table()
+    cosmetic = [table(progress=True), table(ipopt={"print_level": 5, "sb": "no"}),
+                table(ipopt={"output_file": "ipopt.log", "file_print_level": 8})]
+    assert {t.content_hash for t in cosmetic} == {base.content_hash}
+    assert {t.solver_hash for t in cosmetic} == {base.solver_hash}
+    answer_changing = [table(K=31), table(tol=1e-8), table(ipopt={"mu_strategy": "monotone"}),
+                       table(ipopt={"print_level": 5, "max_cpu_time": 10.0})]
+    hashes = {t.content_hash for t in answer_changing}
+    assert len(hashes) == len(answer_changing) and base.content_hash not in hashes
+
+
+def test_cli_export_format_follows_out_suffix(run_dir: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    eta = np.load(run_dir / "arrays.npz")["eta"]
+    for fmt in FORMATS:
+        out = tmp_path / f"t{SUFFIXES[fmt]}"
+        assert main(["export", str(run_dir), "--out", str(out)]) == 0
+        np.testing.assert_array_equal(load_table(out).lr, eta)
+    assert json.loads((tmp_path / "t.json").read_text())["header"]["T"] == 300  # JSON, not a zip
+    assert (tmp_path / "t.csv").read_text().startswith("# optctl.schedule_table")
+    # an explicit --format for a path without a table suffix is allowed
+    assert main(["export", str(run_dir), "--format", "json", "--out", str(tmp_path / "t.txt")]) == 0
+    assert load_table(tmp_path / "t.txt", format="json").T == 300
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(("args", "match"), [
+    (["--format", "npz", "--out", "x.csv"], "--format npz clashes with --out .*x.csv"),
+    (["--format", "csv", "--out", "x.json"], "--format csv clashes with --out .*x.json"),
+    (["--out", "x.bin"], "cannot tell the table format from the suffix '.bin'"),
+])
+def test_cli_export_format_clash_is_one_line_exit_2(run_dir: Path, tmp_path: Path, args: list[str],
+                                                    match: str, capsys: pytest.CaptureFixture[str]) -> None:
+    args = [str(tmp_path / a) if a.startswith("x.") else a for a in args]
+    assert main(["export", str(run_dir), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("optctl: error: ") and "\n" not in err
+    assert re.search(match, err)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_table_refuses_a_format_that_contradicts_the_suffix(small_result, tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="format = 'npz' but the suffix '.csv' names csv"):
+        export_table(small_result, tmp_path / "t.csv", "npz")
+    export_table(small_result, tmp_path / "t.csv", "csv")
+    with pytest.raises(ExportError, match="names csv"):
+        load_table(tmp_path / "t.csv", format="json")
+
+
+def test_cli_export_converts_a_table_file(run_dir: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "t.npz"
+    assert main(["export", str(run_dir), "--out", str(src)]) == 0
+    original = load_table(src)
+    # no --out: beside the input with the new suffix
+    assert main(["export", str(src), "--format", "csv"]) == 0
+    assert load_table(tmp_path / "t.csv").content_hash == original.content_hash
+    assert main(["export", str(src), "--out", str(tmp_path / "u.json")]) == 0
+    assert load_table(tmp_path / "u.json").content_hash == original.content_hash
+    capsys.readouterr()
+    # never onto the input itself
+    before = src.read_bytes()
+    for args in ([], ["--overwrite"], ["--out", str(src), "--overwrite"]):
+        assert main(["export", str(src), *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("optctl: error: ") and "\n" not in err and str(src) in err
+    assert src.read_bytes() == before
 
 
 def test_cli_export_errors_are_one_line_exit_2(run_dir: Path, tmp_path: Path,
@@ -111,14 +200,22 @@ def test_cli_export_errors_are_one_line_exit_2(run_dir: Path, tmp_path: Path,
     capsys.readouterr()
     assert main(["export", str(run_dir), "--format", "csv", "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
-    assert main(["export", str(tmp_path / "nope"), "--out", str(tmp_path / "x.npz")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("optctl: error: ") and "\n" not in err and "nope" in err
+    for args in ([], ["--out", str(tmp_path / "x.npz")]):
+        assert main(["export", str(tmp_path / "runs" / "nope"), *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("optctl: error: ") and "\n" not in err
+        assert "nope does not exist" in err and "optctl solve" in err and "table file" in err
+        assert "suffix" not in err
     (tmp_path / "empty").mkdir()
     assert main(["export", str(tmp_path / "empty"), "--out", str(tmp_path / "x.npz")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("optctl: error: ") and "\n" not in err
-    assert not (tmp_path / "x.npz").exists()
+    assert "lacks config.yaml, arrays.npz, summary.json" in err
+    assert f"optctl solve CONFIG --out {tmp_path / 'empty'}" in err and "configs/" not in err
+    (tmp_path / "notes.txt").write_text("hello")
+    assert main(["export", str(tmp_path / "notes.txt"), "--out", str(tmp_path / "x.npz")]) == 2
+    assert "neither a run folder nor a table file" in capsys.readouterr().err
+    assert not (tmp_path / "x.npz").exists() and not (tmp_path / "runs").exists()
     with pytest.raises(SystemExit):
         main(["export", str(run_dir), "--format", "pickle"])
 
@@ -127,6 +224,14 @@ def test_importing_optctl_does_not_import_torch() -> None:
     code = "import sys, optctl, optctl.export, optctl.table; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_optctl_torch_without_torch_says_how_to_install_it() -> None:
+    code = ("import sys\nsys.modules['torch'] = None  # as if torch were not installed\n"
+            "try:\n    import optctl.torch\nexcept ImportError as err:\n    print(type(err).__name__, err)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("ImportError optctl.torch needs PyTorch")
+    assert "pip install 'optctl[torch]'" in out.stdout
 
 
 # --- corrupt, truncated, mismatched --------------------------------------------------------
@@ -210,8 +315,11 @@ def test_schema_and_shape_errors(small_result, tmp_path: Path) -> None:
         load_edited(lambda b: b["columns"].pop("batch_size"))
     with pytest.raises(ExportError, match="'step' is not 0..299"):
         load_edited(lambda b: b["columns"]["step"].reverse())
-    with pytest.raises(ExportError, match=r"lr\[3\] = -0.5"):
+    with pytest.raises(ExportError, match=r"lr\[3\] = -0.5: learning rates must be >= 0; .*re-export "
+                                          r"the table from its run with `optctl export RUN`"):
         load_edited(lambda b: b["columns"]["lr"].__setitem__(3, -0.5))
+    with pytest.raises(ExportError, match=r"header T = 300.0: must be a positive integer .*re-export"):
+        load_edited(lambda b: b["header"].update(T=300.0))
 
 
 def test_non_finite_values_are_rejected(small_result, tmp_path: Path) -> None:
@@ -231,6 +339,8 @@ def test_not_a_table_and_missing_files(tmp_path: Path) -> None:
         load_table(tmp_path / "other.npz")
     with pytest.raises(ExportError, match="no such table file"):
         load_table(tmp_path / "missing.npz")
+    with pytest.raises(ExportError, match=r"missing does not exist; pass a run folder .* or a table file"):
+        as_table(tmp_path / "missing")
     with pytest.raises(ExportError, match="cannot tell the table format"):
         load_table(tmp_path / "table.txt")
     (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 64)

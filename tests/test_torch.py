@@ -144,6 +144,52 @@ def test_state_dict_restore_mid_run_continues_the_table(table: ScheduleTable) ->
                                    rtol=TABLE_EXACT_RTOL, atol=0)
 
 
+@pytest.mark.parametrize("index", ["steps", "samples"])
+def test_a_refused_past_end_step_changes_nothing(table: ScheduleTable, index: str) -> None:
+    opt = _sgd()
+    sched = TableScheduler(opt, table, index=index)  # type: ignore[arg-type]
+    for _ in range(table.T):
+        _step(opt, sched)
+    before = (sched.state_dict(), sched._step_count, sched.consumed_samples, sched.last_epoch,
+              _lr(opt), [float(v) for v in sched.get_last_lr()])
+    for _ in range(2):
+        with pytest.raises(ExportError, match="past the end of its table"):
+            sched.step()
+        after = (sched.state_dict(), sched._step_count, sched.consumed_samples, sched.last_epoch,
+                 _lr(opt), [float(v) for v in sched.get_last_lr()])
+        assert after == before
+    # a bad sample count is refused the same way
+    with pytest.raises(ExportError, match="samples = -1"):
+        sched.step(samples=-1)
+    assert sched.state_dict() == before[0]
+
+
+def test_relative_mode_refuses_a_zero_base_lr() -> None:
+    table = ScheduleTable(lr=[0.1, 0.2, 0.1])
+    for lr in (0.0, torch.tensor(0.0, dtype=F64)):
+        with pytest.raises(ExportError, match=r"relative mode .*initial lr \(its peak\) must be > 0.*"
+                                              r"lr=0.1.*mode='absolute'"):
+            TableScheduler(_sgd(lr=lr), table, mode="relative")
+    opt = torch.optim.SGD([{"params": [_param()], "lr": 0.3}, {"params": [_param()], "lr": 0.0}])
+    with pytest.raises(ExportError, match=r"param_groups\[1\] lr = 0.0"):
+        TableScheduler(opt, table, mode="relative")
+    TableScheduler(_sgd(lr=0.0), table)  # absolute mode writes the table's own rates
+
+
+def test_restore_across_tables_that_differ_only_in_progress(table: ScheduleTable) -> None:
+    def with_progress(progress: bool) -> ScheduleTable:
+        return ScheduleTable(lr=table.lr, batch_size=table.batch_size, spec=table.spec,
+                             solver={**table.solver, "progress": progress}, horizon=table.horizon)
+
+    opt = _sgd()
+    sched = TableScheduler(opt, with_progress(True))
+    for _ in range(40):
+        _step(opt, sched)
+    resumed = TableScheduler(_sgd(), with_progress(False))
+    resumed.load_state_dict(sched.state_dict())
+    assert resumed.position == 40 and _lr(resumed.optimizer) == table.lr[40]
+
+
 def test_restoring_with_another_horizon_or_table_is_refused(table: ScheduleTable) -> None:
     opt = _sgd()
     sched = TableScheduler(opt, table)
@@ -206,6 +252,9 @@ def test_sgd_momentum_and_dampening_are_written() -> None:
     for t in range(table.T):
         group = opt.param_groups[0]
         assert group["momentum"] == group["dampening"] == table.momentum[t]
+        # floats even with a tensor lr: torch's SGD does not compile with tensor momentum
+        # (docs/export.md, torch.compile)
+        assert type(group["momentum"]) is float and type(group["dampening"]) is float
         _step(opt, sched)
 
 
@@ -323,6 +372,15 @@ def test_tensor_lr_compiled_step_never_recompiles(table: ScheduleTable) -> None:
     # the check is sensitive: a float lr changes a value dynamo guards on, so it recompiles
     opt = _sgd(lr=1.0)
     assert _compile_count(opt, TableScheduler(opt, table), 30) > 1
+
+
+def test_adam_tensor_lr_and_betas_compile_once_with_a_momentum_column() -> None:
+    table = _ramp_table()
+    betas = (torch.tensor(0.9, dtype=F64), torch.tensor(0.99, dtype=F64))
+    opt = torch.optim.Adam([_param()], lr=torch.tensor(0.0, dtype=F64), betas=betas)
+    sched = TableScheduler(opt, table)
+    assert _compile_count(opt, sched, table.T - 1) == 1
+    assert opt.param_groups[0]["betas"][0] is betas[0] and float(betas[0]) == table.momentum[-1]
 
 
 @cuda
