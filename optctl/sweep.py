@@ -22,7 +22,9 @@ import concurrent.futures as cf
 import contextlib
 import multiprocessing as mp
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -295,6 +297,23 @@ def _env(extra: dict[str, str]) -> Iterator[None]:
 Done = Callable[[PointTask, "list[dict[str, Any]] | None", "BaseException | None"], None]
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM into ``SystemExit`` so that the workers are stopped, not orphaned."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _run_local(tasks: list[PointTask], workers: int, done: Done) -> None:
     # "spawn": jax and CasADi are not fork-safe once initialised in the parent.
     ctx = mp.get_context("spawn")
@@ -302,13 +321,15 @@ def _run_local(tasks: list[PointTask], workers: int, done: Done) -> None:
         pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
         futures = {pool.submit(run_point, t): t for t in tasks}
     try:
-        for fut in cf.as_completed(futures):
-            task = futures[fut]
-            exc = fut.exception()
-            done(task, None if exc is not None else fut.result(), exc)
+        with _sigterm_raises():
+            for fut in cf.as_completed(futures):
+                task = futures[fut]
+                exc = fut.exception()
+                done(task, None if exc is not None else fut.result(), exc)
     except BaseException:
+        procs = list((getattr(pool, "_processes", None) or {}).values())  # None after shutdown
         pool.shutdown(wait=False, cancel_futures=True)
-        for proc in list(getattr(pool, "_processes", {}).values()):
+        for proc in procs:
             with contextlib.suppress(Exception):
                 proc.terminate()
         raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -203,6 +204,40 @@ def test_a_killed_sweep_loses_no_finished_point_and_resumes(tmp_path: Path) -> N
     assert {k: after[k] for k in saved} == saved
     done_before = {k.split("/")[1] for k in saved if k.endswith("T3000.json")}
     assert run.skipped == len(done_before)
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(c) for c in path.read_text().split()] if path.exists() else []
+
+
+def test_sigterm_stops_the_worker_processes(tmp_path: Path) -> None:
+    if not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists():
+        pytest.skip("needs Linux /proc/<pid>/task/<tid>/children")
+    cfg = _cfg(tmp_path, KILL)
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "optctl.cli", "sweep", str(cfg), "--out", str(out),
+                             "--quiet", "--no-plots"], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and len(list(out.glob("points/*/T*.json"))) < 2:
+            time.sleep(0.05)
+        workers = _children(proc.pid)
+        assert workers, "the sweep should run on worker processes"
+        proc.send_signal(signal.SIGTERM)  # the driver only, as `kill PID` does
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+        deadline = time.time() + 30
+        alive = workers
+        while alive and time.time() < deadline:
+            time.sleep(0.1)
+            alive = [w for w in workers if Path(f"/proc/{w}").exists()
+                     and "Z" not in Path(f"/proc/{w}/stat").read_text().split()[2]]
+        assert not alive, f"worker processes {alive} outlived the driver"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def test_dask_cluster_runs_the_same_sweep(tmp_path: Path) -> None:
