@@ -177,13 +177,18 @@ KILL = TINY.replace("N: 40", "N: 300").replace("K: 16", "K: 40").replace(
     "horizons: [100, 300, 1000]", "horizons: [300, 1000, 3000]").replace("workers: 1", "workers: 2")
 
 
+def _start_sweep(cfg: Path, out: Path) -> subprocess.Popen[bytes]:
+    """`optctl sweep CFG --out OUT` in a new session (its own process group)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-m", "optctl.cli", "sweep", str(cfg), "--out", str(out),
+                             "--quiet", "--no-plots"], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def test_a_killed_sweep_loses_no_finished_point_and_resumes(tmp_path: Path) -> None:
     cfg = _cfg(tmp_path, KILL)
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "optctl.cli", "sweep", str(cfg), "--out", str(out),
-                             "--quiet", "--no-plots"], env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = _start_sweep(cfg, out)
     deadline = time.time() + 120
     try:
         while time.time() < deadline and len(list(out.glob("points/*/T*.json"))) < 6:
@@ -216,10 +221,7 @@ def test_sigterm_stops_the_worker_processes(tmp_path: Path) -> None:
         pytest.skip("needs Linux /proc/<pid>/task/<tid>/children")
     cfg = _cfg(tmp_path, KILL)
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "optctl.cli", "sweep", str(cfg), "--out", str(out),
-                             "--quiet", "--no-plots"], env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = _start_sweep(cfg, out)
     try:
         deadline = time.time() + 120
         while time.time() < deadline and len(list(out.glob("points/*/T*.json"))) < 2:
