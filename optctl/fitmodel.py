@@ -36,7 +36,7 @@ jax.config.update("jax_enable_x64", True)
 PARAMS: tuple[str, ...] = ("a", "b", "sigma", "lr_scale", "loss_scale", "loss_offset")
 # The state is clipped here so that an unstable trial (η beyond the coupled stability
 # limit) gives a huge misfit instead of inf/nan gradients.
-_STATE_CAP = 1e30
+_STATE_CAP = 1e150
 _LOSS_FLOOR = 1e-300
 
 

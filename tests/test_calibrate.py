@@ -100,3 +100,16 @@ def test_options_are_validated() -> None:
     with pytest.raises(SpecError, match="at least 3 curves"):
         C.fit(_curves(TRUTH, 0.01)[:2], C.FitOptions(N=N, bootstrap=10, bootstrap_method="runs",
                                                      starts=1, max_iter=5))
+
+
+def test_long_run_factor_widens_correlated_residuals_only() -> None:
+    rng = np.random.default_rng(0)
+    n = 400
+    iid = rng.standard_normal(n)
+    ar = np.zeros(n)
+    for i in range(1, n):
+        ar[i] = 0.9 * ar[i - 1] + rng.standard_normal()
+    f = C._long_run_factors(np.stack([iid, ar]), np.ones((2, n), bool))
+    assert f[0] < 1.2
+    # AR(1) with ρ = 0.9: the Bartlett window of 10 lags recovers a good part of √19 ≈ 4.4
+    assert f[1] > 2.5
