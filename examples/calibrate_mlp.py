@@ -20,7 +20,8 @@ The closed loop of ``optctl fit`` on a network the theory does not describe exac
     python examples/calibrate_mlp.py          # a few minutes on 2 cores
 
 Writes ``results/calibration/mlp.{md,json,png}`` and the pilot CSVs, fit, run and table
-under ``results/calibration/mlp/``.
+under ``results/calibration/mlp/`` (the table's header names the run folder's absolute
+path, so it is not kept in git).
 """
 
 from __future__ import annotations
@@ -96,6 +97,11 @@ def _wsd(peak: float, T: int) -> np.ndarray:
     return S.sample(S.warmup_stable_decay(peak, 0, T - decay, decay), T)
 
 
+def _iv(fit: dict, name: str) -> str:
+    iv = fit["intervals"].get(name)
+    return f"[{iv[0]:.3f}, {iv[1]:.3f}]" if iv else "(no interval)"
+
+
 def _cli(args: list[str]) -> None:
     rc = optctl_main(args)
     if rc != 0:
@@ -116,7 +122,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     p.add_argument("--N", type=int, default=1000, help="model features for the fit")
     p.add_argument("--bootstrap", type=int, default=20)
     p.add_argument("--seeds", type=int, default=8, help="students per ensemble (pilots, tuning)")
-    p.add_argument("--eval-seeds", type=int, default=16, help="students per ensemble (final comparison)")
+    p.add_argument("--eval-seeds", type=int, default=32, help="students per ensemble (final comparison)")
     p.add_argument("--peaks", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.45, 0.6])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=OUT)
@@ -233,8 +239,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
           f"task power {args.a}, plus a random tanh network, label noise {args.sigma}).", "",
           f"Pilots: constant rates {args.pilot_lrs} and a WSD run (peak {max(args.pilot_lrs)}), "
           f"{Tp} updates each, {args.seeds} students; total pilot cost {len(pilots) * Tp} updates.", "",
-          f"Fit (N = {args.N}): a = {P['a']:.3f} {fit['intervals'].get('a')}, b = {P['b']:.3f} "
-          f"{fit['intervals'].get('b')}, lr_scale = {P['lr_scale']:.4g}, phase {fit['phase']['label']} "
+          f"Fit (N = {args.N}): a = {P['a']:.3f} {_iv(fit, 'a')}, b = {P['b']:.3f} "
+          f"{_iv(fit, 'b')}, lr_scale = {P['lr_scale']:.4g}, phase {fit['phase']['label']} "
           f"(confidence {fit['phase']['confidence']:.3f}); worst rms log error "
           f"{max(fit['rms_log_error'].values()):.3f}. These exponents describe the network's curves "
           "through the model; they are not properties of the network that can be checked.", "",
