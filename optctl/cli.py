@@ -1,4 +1,4 @@
-"""Command line: ``optctl solve [CONFIG] [--out DIR] [--T T]`` and ``optctl export RUN``.
+"""Command line: ``optctl solve [CONFIG] [--out DIR] [--T T]``, ``optctl fit CURVES...`` and ``optctl export RUN``.
 
 Bad input ends with a one-line ``optctl: error: ...`` naming the field, the value and
 the fix, exit code 2, and no results folder.
@@ -26,6 +26,16 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     from optctl.results import staged_dir, write_arrays, write_json, write_text_atomic
 
     path = args.config if args.config is not None else config.default_config_path()
+    calibration_file = None
+    if Path(path).is_dir():
+        from optctl.fitrun import CALIBRATION_FILE
+
+        # A folder written by `optctl fit`: its run config, and its practice maps travel along.
+        calibration_file = Path(path) / CALIBRATION_FILE
+        if not calibration_file.exists() or not (Path(path) / "config.yaml").exists():
+            raise OptctlError(f"{path} is a folder but not one written by `optctl fit` (no config.yaml "
+                              f"and {CALIBRATION_FILE}); pass a YAML config or a fit folder")
+        path = Path(path) / "config.yaml"
     cfg = config.load_config(path)
     overrides = {k: v for k, v in (("T", args.T), ("K", args.K), ("grid", args.grid)) if v is not None}
     if overrides:
@@ -42,6 +52,8 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     title = f"{cfg.name}: a={r.spec.a}, b={r.spec.b}, N={r.spec.N}, T={r.spec.T} ({r.spec.phase} phase)"
     with staged_dir(out, overwrite=args.overwrite) as tmp:
         write_text_atomic(tmp / "config.yaml", config.dump_config(cfg))
+        if calibration_file is not None:
+            write_text_atomic(tmp / calibration_file.name, calibration_file.read_text())
         arrays = {"eta": r.eta, "loss": r.loss, "bias": r.bias, "variance": r.variance,
                   "grid": r.grid, "eta_blocks": r.eta_blocks, "batch_size": r.batch_size}
         for name, b in report.baselines.items():
@@ -182,14 +194,55 @@ def _export_target(run: Path, out_arg: str | None, fmt_arg: str | None) -> tuple
     return run / f"table{SUFFIXES[fmt]}", fmt  # export_table says what is wrong with RUN
 
 
+def _lr_scale(args: argparse.Namespace) -> tuple[float, dict[str, object] | None]:
+    """The lr scale asked for by ``--lr-scale`` or ``--calibration`` (1.0: model units)."""
+    import json
+    import math
+
+    from optctl.fitrun import CALIBRATION_FILE
+
+    if args.lr_scale is not None and args.calibration is not None:
+        raise OptctlError("pass either --lr-scale or --calibration, not both")
+    if args.lr_scale is not None:
+        if not math.isfinite(args.lr_scale) or args.lr_scale <= 0:
+            raise OptctlError(f"--lr-scale {args.lr_scale}: give a finite scale > 0 "
+                              "(real lr = scale x model rate)")
+        return float(args.lr_scale), {"lr_scale": float(args.lr_scale), "from": "--lr-scale"}
+    if args.calibration is None:
+        return 1.0, None
+    cal = Path(args.calibration)
+    if cal.is_dir():
+        cal = cal / CALIBRATION_FILE
+    try:
+        data = json.loads(cal.read_text())
+        scale = float(data["lr_scale"])
+    except FileNotFoundError:
+        raise OptctlError(f"--calibration {args.calibration}: no {CALIBRATION_FILE} there; pass a "
+                          "folder written by `optctl fit` (or a run solved from one)") from None
+    except (ValueError, KeyError, TypeError) as err:
+        raise OptctlError(f"--calibration {cal}: not a calibration file with a numeric lr_scale "
+                          f"({err}); re-run `optctl fit`") from err
+    if not math.isfinite(scale) or scale <= 0:
+        raise OptctlError(f"--calibration {cal}: lr_scale = {scale} must be finite and > 0")
+    return scale, {"file": str(cal), **{k: data.get(k) for k in ("lr_scale", "loss_scale",
+                                                                  "loss_offset", "fit_dir")}}
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
-    from optctl.export import export_table
+    from optctl.export import as_table, export_table
 
     run = Path(args.run)
+    scale, cal = _lr_scale(args)
     out, fmt = _export_target(run, args.out, args.format)
     if run.is_file() and out.resolve() == run.resolve():
         raise OptctlError(f"--out {out} is RUN itself; write the table to another file")
-    table = export_table(run, out, fmt, overwrite=args.overwrite)  # type: ignore[arg-type]
+    source = as_table(run)
+    if cal is not None:
+        source = source.with_lr_scale(scale, calibration=cal)
+    table = export_table(source, out, fmt, overwrite=args.overwrite)  # type: ignore[arg-type]
+    if table.lr_scale != 1.0:
+        print(f"learning rates in real units: lr = {table.lr_scale:.6g} x model rate "
+              f"(peak {table.lr.max():.6g})")
     print(f"exported T = {table.T} updates ({', '.join(table.columns)}), spec {table.spec_hash}, "
           f"content hash {table.content_hash[:16]} to {out}")
     return 0
@@ -204,14 +257,63 @@ def _add_export_command(sub: argparse._SubParsersAction) -> None:  # type: ignor
     e.add_argument("--out", help="table file (default: RUN/table.<format> for a run folder, the "
                                  "input with the new suffix for a table file)")
     e.add_argument("--overwrite", action="store_true", help="replace an existing table file")
+    e.add_argument("--calibration", help="write real learning rates: lr_scale from a folder of "
+                   "`optctl fit` (or a run solved from one) or its calibration.json")
+    e.add_argument("--lr-scale", type=float, help="write real learning rates: lr = SCALE x model rate")
     e.set_defaults(func=_cmd_export)
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from optctl.curves import load_curves
+    from optctl.fitconfig import FitConfig, load_fit_config
+    from optctl.fitrun import format_fit, run_fit
+
+    cfg = load_fit_config(args.config) if args.config else FitConfig()
+    changes: dict[str, object] = {}
+    opt_changes = {k: v for k, v in (("N", args.N), ("bootstrap", args.bootstrap)) if v is not None}
+    if not args.quiet:
+        opt_changes["progress"] = True
+    if opt_changes:
+        import dataclasses
+
+        changes["options"] = dataclasses.replace(cfg.options, **opt_changes)
+    if args.T is not None:
+        changes["T"] = args.T
+    if changes:
+        import dataclasses
+
+        cfg = dataclasses.replace(cfg, **changes)  # type: ignore[arg-type]
+    curves = load_curves(args.curves)
+    out = Path(args.out) if args.out else Path("results") / "fits" / cfg.name
+    res, run = run_fit(curves, cfg, out, overwrite=args.overwrite, sources=list(args.curves))
+    print(format_fit(res))
+    for note in res.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"solve for T = {run.problem.T}: optctl solve {out}   (then: optctl export RUN "
+          f"--calibration RUN for real learning rates)")
+    print(f"results written to {out}")
+    return 0
+
+
+def _add_fit_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    f = sub.add_parser("fit", help="calibrate (a, b, sigma) and the lr/loss maps from measured loss curves")
+    f.add_argument("curves", nargs="+", help="CSV files with columns step, lr, loss [, batch_size, momentum]")
+    f.add_argument("--config", help="fit YAML config (see configs/fit_pilot.yaml)")
+    f.add_argument("--out", help="fit folder (default: results/fits/<name>)")
+    f.add_argument("--T", type=int, help="override target.T: the horizon to solve for afterwards")
+    f.add_argument("--N", type=int, help="override fit.N: the number of model features")
+    f.add_argument("--bootstrap", type=int, help="override fit.bootstrap: resampled refits (0: none)")
+    f.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    f.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    f.set_defaults(func=_cmd_fit)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="optctl", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("solve", help="solve for the optimal learning-rate schedule of a config")
-    p.add_argument("config", nargs="?", help="YAML config (default: the packaged hard-phase case)")
+    p.add_argument("config", nargs="?", help="YAML config, or a folder written by `optctl fit` "
+                   "(default: the packaged hard-phase case)")
     p.add_argument("--out", help="results folder (default: results/runs/<name>-T<T>-<time>)")
     p.add_argument("--T", type=int, help="override training.T (number of updates)")
     p.add_argument("--K", type=int, help="override solver.K (control blocks)")
@@ -223,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_solve)
     _add_study_commands(sub)
     _add_export_command(sub)
+    _add_fit_command(sub)
     return parser
 
 

@@ -34,7 +34,7 @@ from optctl.errors import ExportError, OptctlError
 from optctl.table import (
     COLUMNS,
     SCHEMA,
-    SCHEMA_VERSION,
+    SUPPORTED_SCHEMA_VERSIONS,
     ScheduleTable,
     momentum_from_beta,
     table_from_result,
@@ -47,7 +47,8 @@ Format = Literal["npz", "safetensors", "csv", "json"]
 FORMATS: tuple[str, ...] = ("npz", "safetensors", "csv", "json")
 SUFFIXES = {"npz": ".npz", "safetensors": ".safetensors", "csv": ".csv", "json": ".json"}
 _SAFETENSORS_KEY = "optctl_table"
-_CSV_BANNER = f"# {SCHEMA} (schema version {SCHEMA_VERSION}); the next line is its header JSON, do not edit"
+def _csv_banner(version: int) -> str:
+    return f"# {SCHEMA} (schema version {version}); the next line is its header JSON, do not edit"
 
 
 def _write_bytes_atomic(path: Path, data: bytes) -> None:
@@ -124,7 +125,7 @@ def table_from_run(run: str | os.PathLike[str]) -> ScheduleTable:
                           f"T = {cfg.problem.T}; the run folder is inconsistent, re-run `optctl solve`")
     batch = arrays.get("batch_size", np.full(cfg.problem.T, cfg.problem.batch_size))
     beta = arrays.get("beta")
-    source = {"kind": "run", "run": str(folder.resolve()), "name": summary.get("name", cfg.name),
+    source = {"kind": "run", "run": str(folder), "name": summary.get("name", cfg.name),
               "final_loss": summary.get("final_loss"), "phase": summary.get("phase_theory"),
               "status": summary.get("solver", {}).get("status"),
               "versions": summary.get("versions", {})}
@@ -181,7 +182,7 @@ def _encode(table: ScheduleTable, fmt: str) -> bytes:
                             for k, v in cols.items()}}
         return (json.dumps(body, indent=1, allow_nan=False) + "\n").encode()
     out = io.StringIO()
-    out.write(_CSV_BANNER + "\n# " + text + "\n")
+    out.write(_csv_banner(table.schema_version) + "\n# " + text + "\n")
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(list(cols))
     for t in range(table.T):
@@ -226,9 +227,17 @@ def _parse_header(text: str, where: str) -> dict[str, Any]:
         raise ExportError(f"{where}: not an optctl schedule table (schema = {header.get('schema')!r}, "
                           f"expected {SCHEMA!r})")
     version = header.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version not in SUPPORTED_SCHEMA_VERSIONS:
+        supported = ", ".join(str(v) for v in SUPPORTED_SCHEMA_VERSIONS)
         raise ExportError(f"{where}: table schema version {version!r} is not supported; this optctl "
-                          f"reads version {SCHEMA_VERSION}. Re-export the table with this optctl")
+                          f"reads versions {supported}. Re-export the table with this optctl")
+    if version == 1 and "lr_scale" in header:
+        raise ExportError(f"{where}: a version 1 table cannot carry lr_scale; the header was edited")
+    if version >= 2:
+        scale = header.get("lr_scale")
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale <= 0:
+            raise ExportError(f"{where}: a version {version} table needs lr_scale > 0 in its header "
+                              f"(got {scale!r}); re-export the table")
     for key in ("T", "columns", "content_hash", "spec", "solver", "horizon", "units"):
         if key not in header:
             raise ExportError(f"{where}: the table header lacks {key!r}; re-export the table")
@@ -363,7 +372,8 @@ def load_table(path: str | os.PathLike[str], format: Format | None = None, *,
         table = ScheduleTable(lr=arrays["lr"], momentum=arrays.get("momentum"),
                               batch_size=arrays.get("batch_size"), spec=header["spec"],
                               solver=header["solver"], source=header.get("source", {}),
-                              horizon=header["horizon"], units=header["units"])
+                              horizon=header["horizon"], units=header["units"],
+                              lr_scale=header.get("lr_scale", 1.0))
     except ExportError as err:
         raise ExportError(f"{where}: {err}; the file is corrupt or was edited, re-export the "
                           "table from its run with `optctl export RUN`") from err

@@ -299,3 +299,39 @@ def plot_sweep_timing(finish: np.ndarray, total_s: float, *, title: str = "") ->
     if title:
         ax.set_title(title, fontsize=9)
     return fig
+
+
+# --- calibration ------------------------------------------------------------------------
+
+
+def plot_fit(curves: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]], samples: np.ndarray,
+             point: tuple[float, float], *, title: str = "",
+             truth: tuple[float, float] | None = None) -> Figure:
+    """Measured vs fitted loss curves (left) and the bootstrap cloud of ``(a, b)`` (right).
+
+    ``curves`` maps a run name to ``(steps, measured, predicted)`` where ``predicted`` has
+    one value per step ``0..T``; ``samples`` are bootstrap fits (columns ``a, b`` first),
+    ``point`` the best fit's ``(a, b)``. The dashed line is the phase boundary ``b = a``.
+    """
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11.5, 4.4), constrained_layout=True)
+    for i, (name, (steps, meas, pred)) in enumerate(curves.items()):
+        color = plt.get_cmap("tab10")(i % 10)
+        ax0.loglog(steps + 1.0, meas, ".", ms=3, color=color, alpha=0.6)
+        t = np.arange(pred.size) + 1.0
+        idx = _thin(pred.size)
+        ax0.loglog(t[idx], pred[idx], "-", lw=1.4, color=color, label=name)
+    ax0.set(xlabel="step + 1", ylabel="loss", title="measured (dots) vs fitted (lines)")
+    ax0.legend(fontsize=8)
+    if samples.shape[0]:
+        ax1.plot(samples[:, 0], samples[:, 1], ".", color="tab:blue", alpha=0.5, label="bootstrap")
+    ax1.plot(*point, "k*", ms=12, label="best fit")
+    if truth is not None:
+        ax1.plot(*truth, "r+", ms=14, mew=2, label="truth")
+    lo = min(ax1.get_xlim()[0], ax1.get_ylim()[0])
+    hi = max(ax1.get_xlim()[1], ax1.get_ylim()[1])
+    ax1.plot([lo, hi], [lo, hi], "k--", lw=1, label="b = a (easy below, hard above)")
+    ax1.set(xlabel="a (task power)", ylabel="b (spectral decay)", title="fitted exponents")
+    ax1.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig

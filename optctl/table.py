@@ -39,7 +39,11 @@ if TYPE_CHECKING:
     from optctl.solver import ScheduleResult
 
 SCHEMA = "optctl.schedule_table"
-SCHEMA_VERSION = 1
+# Version 1: learning rates in model units. Version 2 adds ``lr_scale``: the ``lr`` column
+# holds real learning rates ``lr_scale × η`` (a table calibrated by ``optctl fit``).
+# Model-unit tables are still written as version 1, so their hashes do not change.
+SCHEMA_VERSION = 2
+SUPPORTED_SCHEMA_VERSIONS: tuple[int, ...] = (1, 2)
 COLUMNS: tuple[str, ...] = ("step", "lr", "momentum", "batch_size")
 UNITS = "per_step"
 MOMENTUM_CONVENTION = ("mu: torch SGD(momentum=mu, dampening=mu) or Adam beta1 = mu at update t; "
@@ -108,7 +112,8 @@ def _check_range(name: str, arr: np.ndarray, lo: float, hi: float | None, rule: 
 class ScheduleTable:
     """One value per update of the learning rate (and optionally momentum, batch size).
 
-    ``lr[t] = η_t``, ``momentum[t] = μ_t`` (torch convention, see the module docstring)
+    ``lr[t] = s η_t`` with ``s = lr_scale`` (1: model units; otherwise real learning rates
+    from a calibration, :mod:`optctl.calibrate`), ``momentum[t] = μ_t`` (torch convention, see the module docstring)
     and ``batch_size[t] = m_t`` for updates ``t = 0..T−1``; ``units`` is ``"per_step"``.
     ``spec`` holds the model parameters (``ProblemSpec.to_dict()``; empty for a table
     made from plain arrays), ``solver`` the solver options that determine the schedule
@@ -127,8 +132,14 @@ class ScheduleTable:
     source: Mapping[str, Any] = field(default_factory=dict)
     horizon: Mapping[str, Any] = field(default_factory=lambda: {"mode": "given"})
     units: str = UNITS
+    lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
+        if isinstance(self.lr_scale, bool) or not isinstance(self.lr_scale, (int, float)) \
+                or not math.isfinite(self.lr_scale) or self.lr_scale <= 0:
+            raise ExportError(f"table lr_scale = {self.lr_scale!r}: expected a finite number > 0 "
+                              "(real learning rate = lr_scale x model rate)")
+        object.__setattr__(self, "lr_scale", float(self.lr_scale))
         lr = _column("lr", self.lr, None)
         _check_range("lr", lr, 0.0, None, "learning rates must be >= 0")
         object.__setattr__(self, "lr", lr)
@@ -142,7 +153,7 @@ class ScheduleTable:
             _check_range("batch_size", bs, 1.0, None, "batch sizes must be >= 1")
             object.__setattr__(self, "batch_size", bs)
         if self.units != UNITS:
-            raise ExportError(f"table units = {self.units!r}: schema {SCHEMA_VERSION} stores "
+            raise ExportError(f"table units = {self.units!r}: schema {self.schema_version} stores "
                               f"{UNITS!r} values only (index by samples with step_at_samples)")
         for name in ("spec", "solver", "source", "horizon"):
             value = getattr(self, name)
@@ -167,6 +178,11 @@ class ScheduleTable:
         return int(self.lr.size)
 
     @property
+    def schema_version(self) -> int:
+        """1 for model-unit tables, 2 for tables in real learning-rate units (``lr_scale``)."""
+        return 1 if self.lr_scale == 1.0 else 2
+
+    @property
     def columns(self) -> tuple[str, ...]:
         return tuple(c for c in COLUMNS if c == "step" or self.column(c) is not None)
 
@@ -181,10 +197,14 @@ class ScheduleTable:
     def identity(self) -> dict[str, Any]:
         """Every header field that determines the columns (what the content hash covers)."""
         out: dict[str, Any] = {
-            "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "T": self.T, "units": self.units,
-            "columns": list(self.columns), "spec": self.spec, "spec_hash": self.spec_hash,
-            "solver": self.solver, "solver_hash": self.solver_hash, "horizon": self.horizon,
+            "schema": SCHEMA, "schema_version": self.schema_version, "T": self.T,
+            "units": self.units, "columns": list(self.columns), "spec": self.spec,
+            "spec_hash": self.spec_hash, "solver": self.solver, "solver_hash": self.solver_hash,
+            "horizon": self.horizon,
         }
+        if self.schema_version >= 2:
+            out["lr_scale"] = self.lr_scale
+            out["lr_units"] = "real: lr = lr_scale x model rate eta (spec and eta_max in model units)"
         if self.momentum is not None:
             out["momentum_convention"] = MOMENTUM_CONVENTION
         return out
@@ -304,6 +324,21 @@ class ScheduleTable:
         at = self.consumed_samples[starts] if unit == "samples" else starts
         return " ".join(f"{int(a)}:{int(m[s])}" for a, s in zip(at, starts, strict=True))
 
+    def with_lr_scale(self, lr_scale: float, *, calibration: Mapping[str, Any] | None = None) -> ScheduleTable:
+        """The same schedule in real learning-rate units: ``lr = lr_scale × η`` (model ``η``).
+
+        Only a model-unit table can be converted (scaling twice is refused). The scale is
+        recorded in the header (schema version 2) and covered by the content hash;
+        ``calibration`` (e.g. the fit folder and its maps) is kept in ``source``.
+        """
+        if self.lr_scale != 1.0:
+            raise ExportError(f"this table is already in real units (lr_scale = {self.lr_scale}); "
+                              "export it from the model-unit run instead")
+        src = dict(self.source)
+        if calibration is not None:
+            src["calibration"] = dict(calibration)
+        return replace(self, lr=self.lr * float(lr_scale), lr_scale=float(lr_scale), source=src)
+
     # --- horizons ----------------------------------------------------------------------
 
     def for_horizon(self, T: int, *, mode: HorizonMode) -> ScheduleTable:
@@ -347,7 +382,8 @@ class ScheduleTable:
                       f"L_T = {result.final_loss:.6e}, IPOPT {result.status}", HorizonWarning,
                       stacklevel=3)
         return table_from_result(result, source={"resolved_from_T": self.T,
-                                                 "resolved_from_table": self.content_hash})
+                                                 "resolved_from_table": self.content_hash},
+                                 lr_scale=self.lr_scale)
 
     def _rescale(self, T: int) -> ScheduleTable:
         a, b = float(self.spec["a"]), float(self.spec["b"])
@@ -356,7 +392,7 @@ class ScheduleTable:
         lr = _stretch(self.lr, T) * factor
         eta_max = self.spec.get("eta_max")
         if eta_max is not None:
-            lr = np.minimum(lr, float(eta_max))
+            lr = np.minimum(lr, float(eta_max) * self.lr_scale)
         law = (f"easy phase (b < a): rates scaled by (T/T0)^(-xi) = {factor:.6g}, xi = 1 - b/a = {xi:.6g}"
                if b < a else "hard phase or boundary (b >= a): plateau height kept")
         mom = None if self.momentum is None else _stretch(self.momentum, T)
@@ -385,11 +421,13 @@ def _nearest(T0: int, T: int) -> np.ndarray:
     return np.minimum(((np.arange(T) + 0.5) * T0 / T).astype(np.int64), T0 - 1)
 
 
-def table_from_result(result: ScheduleResult, *, source: Mapping[str, Any] | None = None) -> ScheduleTable:
+def table_from_result(result: ScheduleResult, *, source: Mapping[str, Any] | None = None,
+                      lr_scale: float = 1.0) -> ScheduleTable:
     """The table of a solved schedule: its per-step ``η_t``, ``m_t`` (and momentum, if solved).
 
     A result that carries a per-step ``beta`` (the EMA momentum weights of MODEL.md §3)
-    gets a ``momentum`` column through :func:`momentum_from_beta`.
+    gets a ``momentum`` column through :func:`momentum_from_beta`. ``lr_scale`` writes
+    the rates in real units (``lr_scale × η``; see :meth:`ScheduleTable.with_lr_scale`).
     """
     beta = getattr(result, "beta", None)
     src = {"kind": "result", "final_loss": float(result.final_loss), "status": result.status,
@@ -397,7 +435,7 @@ def table_from_result(result: ScheduleResult, *, source: Mapping[str, Any] | Non
     if source is not None:
         src.update(source)
     return ScheduleTable(
-        lr=result.eta, batch_size=result.batch_size,
+        lr=np.asarray(result.eta) * lr_scale, lr_scale=lr_scale, batch_size=result.batch_size,
         momentum=None if beta is None else momentum_from_beta(beta),
         spec=result.spec.to_dict(), solver=result.options.to_dict(), source=src,
         horizon={"mode": "solved"},

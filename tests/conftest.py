@@ -101,3 +101,16 @@ CLASSIFY_SURE = 0.95
 # A plateau pinned at η_max has a peak-rate exponent of zero up to IPOPT leaving the
 # bound-active controls a few 1e-7 inside the bound.
 PINNED_PEAK_ATOL = 1e-3
+
+# --- Calibration (tests/test_calibrate.py) ---
+# The grouped-mode quadrature of the fit model against the exact per-step replay: the
+# quadrature is accurate to ~1e-5 relative for smooth power laws at these sizes.
+FIT_GROUPED_RTOL = 1e-4
+# The fit's jax scan and the numpy replay do the same float64 arithmetic (all modes).
+FIT_EXACT_RTOL = 1e-10
+# Noise-free synthetic curves: the global minimum is the truth, so L-BFGS-B must land
+# on it up to its own tolerance.
+FIT_NOISELESS_ATOL = 0.02
+# With 1% multiplicative noise the reference settings must recover a and b within 0.1
+# (the bar).
+FIT_NOISY_ATOL = 0.1

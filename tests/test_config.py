@@ -24,7 +24,7 @@ from optctl.spec import ProblemSpec, SolverOptions
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 # Solve configs; the sweep configs (sweep_*.yaml) are checked in tests/test_sweep.py.
-SHIPPED = sorted(p for p in CONFIG_DIR.glob("*.yaml") if not p.name.startswith("sweep_"))
+SHIPPED = sorted(p for p in CONFIG_DIR.glob("*.yaml") if not p.name.startswith(("sweep_", "fit_")))
 
 # A valid config; each bad-input case below edits one line of it.
 BASE = """\

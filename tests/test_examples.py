@@ -39,3 +39,14 @@ def test_mlp_example_runs_every_schedule(tmp_path: Path) -> None:
     assert set(row) == {"optimal", "cosine", "wsd", "constant"}
     assert all(np.isfinite(v["final_excess_loss"]) for v in row.values())
     assert (tmp_path / "mlp_schedules.json").exists()
+
+
+def test_calibrate_mlp_example_runs_end_to_end(tmp_path: Path) -> None:
+    report = _example("calibrate_mlp").main([
+        "--pilot-T", "100", "--T", "200", "--peaks", "0.1", "0.3", "--seeds", "2",
+        "--eval-seeds", "3", "--bootstrap", "10", "--N", "100", "--out", str(tmp_path)])
+    rows = report["evaluation"]
+    assert len(rows) == 3 and all(np.isfinite(r["final_test_loss"]) for r in rows.values())
+    assert report["table"]["lr_scale"] > 0 and report["table"]["T"] == 200
+    assert (tmp_path / "mlp.md").read_text().count("optctl (fitted)") >= 1
+    assert (tmp_path / "mlp" / "fit" / "config.yaml").exists()

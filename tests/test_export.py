@@ -305,7 +305,9 @@ def test_schema_and_shape_errors(small_result, tmp_path: Path) -> None:
         path.write_text(json.dumps(body))
         load_table(path)
 
-    with pytest.raises(ExportError, match="schema version 2 is not supported"):
+    with pytest.raises(ExportError, match="schema version 3 is not supported"):
+        load_edited(lambda b: b["header"].update(schema_version=3))
+    with pytest.raises(ExportError, match="version 2 table needs lr_scale"):
         load_edited(lambda b: b["header"].update(schema_version=2))
     with pytest.raises(ExportError, match="not an optctl schedule table"):
         load_edited(lambda b: b["header"].update(schema="something.else"))
@@ -475,3 +477,34 @@ def test_resolve_runs_the_solver_for_the_new_horizon(small_result) -> None:
     assert new.source["resolved_from_T"] == 300
     spec = ProblemSpec(**new.spec)
     assert new.source["final_loss"] == pytest.approx(final_loss(spec, new.lr), rel=REPLAY_BACKEND_RTOL)
+
+
+@pytest.mark.parametrize("fmt", ["npz", "safetensors", "csv", "json"])
+def test_real_lr_tables_record_their_scale(small_result, tmp_path: Path, fmt: str) -> None:
+    from optctl.table import table_from_result
+
+    model = table_from_result(small_result)
+    assert model.schema_version == 1 and "lr_scale" not in model.header()
+    real = model.with_lr_scale(0.25, calibration={"fit": "somewhere"})
+    np.testing.assert_array_equal(real.lr, 0.25 * model.lr)
+    assert real.schema_version == 2 and real.header()["lr_scale"] == 0.25
+    assert real.content_hash != model.content_hash
+    path = tmp_path / f"t.{fmt}"
+    export_table(real, path)
+    back = load_table(path)
+    assert back.lr_scale == 0.25 and back.content_hash == real.content_hash
+    np.testing.assert_array_equal(back.lr, real.lr)
+    with pytest.raises(ExportError, match="already in real units"):
+        real.with_lr_scale(2.0)
+    with pytest.raises(ExportError, match="lr_scale"):
+        model.with_lr_scale(-1.0)
+
+
+def test_rescaled_real_lr_table_clips_at_the_scaled_bound(small_result) -> None:
+    from optctl.table import HorizonWarning, table_from_result
+
+    real = table_from_result(small_result).with_lr_scale(0.1)
+    with pytest.warns(HorizonWarning):
+        longer = real.for_horizon(3 * real.T, mode="rescale")
+    assert longer.lr_scale == 0.1
+    assert longer.lr.max() <= 0.1 * small_result.spec.eta_max
