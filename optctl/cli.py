@@ -37,13 +37,15 @@ def _cmd_solve(args: argparse.Namespace) -> int:
         raise OptctlError(f"--out {out} already exists; choose a new folder or pass --overwrite")
 
     baselines = () if args.no_baselines else cfg.baselines
-    report = run_solve(cfg.problem, cfg.solver, baselines, quiet=args.quiet)
+    report = run_solve(cfg.problem, cfg.solver, baselines, quiet=args.quiet, controls=cfg.controls)
     r = report.result
     title = f"{cfg.name}: a={r.spec.a}, b={r.spec.b}, N={r.spec.N}, T={r.spec.T} ({r.spec.phase} phase)"
     with staged_dir(out, overwrite=args.overwrite) as tmp:
         write_text_atomic(tmp / "config.yaml", config.dump_config(cfg))
         arrays = {"eta": r.eta, "loss": r.loss, "bias": r.bias, "variance": r.variance,
                   "grid": r.grid, "eta_blocks": r.eta_blocks, "batch_size": r.batch_size}
+        if r.beta is not None:
+            arrays["beta"] = r.beta
         for name, b in report.baselines.items():
             arrays[f"baseline_{name}_eta"] = b.eta
             arrays[f"baseline_{name}_loss"] = report.baseline_curves[name]
@@ -54,6 +56,8 @@ def _cmd_solve(args: argparse.Namespace) -> int:
                                        title=title), str(tmp / "schedule.png"))
         plots.save(plots.plot_loss(r.loss, report.baseline_curves, bias=r.bias, variance=r.variance,
                                    title=title), str(tmp / "loss.png"))
+        if cfg.controls.controls != ("lr",):
+            plots.save(plots.plot_controls(r.eta, r.batch_size, r.beta, title=title), str(tmp / "controls.png"))
     print(format_table(report))
     if report.best_baseline is not None:
         gain = summ["gain_over_best_baseline"]["relative_improvement"]
@@ -180,7 +184,8 @@ def _add_export_command(sub: argparse._SubParsersAction) -> None:  # type: ignor
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="optctl", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("solve", help="solve for the optimal learning-rate schedule of a config")
+    p = sub.add_parser("solve", help="solve for the optimal schedule (lr, and batch size or momentum "
+                       "if the config's controls say so)")
     p.add_argument("config", nargs="?", help="YAML config (default: the packaged hard-phase case)")
     p.add_argument("--out", help="results folder (default: results/runs/<name>-T<T>-<time>)")
     p.add_argument("--T", type=int, help="override training.T (number of updates)")
