@@ -131,7 +131,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     try:
-        rep = reproduce(out, workers=args.workers, progress=not args.quiet, quick=args.quick)
+        rep = reproduce(out, workers=args.workers, progress=not args.quiet, quick=args.quick,
+                        controls=not args.no_controls)
     except KeyboardInterrupt:
         print(f"optctl: interrupted; finished points are saved under {out / 'sweeps'}; run the same "
               "command again to resume", file=sys.stderr)
@@ -152,10 +153,13 @@ def _add_study_commands(sub: argparse._SubParsersAction) -> None:  # type: ignor
     p = sub.add_parser("plot", help="(re)draw the figures of a sweep or solve results folder")
     p.add_argument("run", help="a folder written by `optctl sweep` or `optctl solve`")
     p.set_defaults(func=_cmd_plot)
-    p = sub.add_parser("reproduce", help="regenerate the paper's figures 2-4 into results/paper/")
+    p = sub.add_parser("reproduce", help="regenerate the paper's figures 2-5 (and the batch-size "
+                       "study) into results/paper/")
     p.add_argument("--out", default=str(Path("results") / "paper"), help="output folder (resumable)")
     p.add_argument("--workers", type=int, default=2, help="local processes (default 2)")
     p.add_argument("--quick", action="store_true", help="tiny sweeps: checks the pipeline, not the exponents")
+    p.add_argument("--no-controls", action="store_true",
+                   help="skip the momentum (figure 5) and batch-size studies")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=_cmd_reproduce)
 

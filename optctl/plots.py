@@ -317,7 +317,7 @@ def plot_momentum_study(records: Sequence[Mapping[str, Any]], summary: Mapping[s
                               (summary["theory_hard_momentum"], "1.5(a−1)/b", "--"),
                               (summary["theory_easy"], "1 − 1/a", "-.")):
         ax0.loglog(T, anchor * (T / T[0]) ** (-zeta), style, color="gray", lw=1,
-                   label=f"T^-{name} = T^-{zeta:.3f}")
+                   label=f"T^-({name}) = T^-{zeta:.3f}")
     ax0.set(xlabel="horizon T", ylabel="final loss L_T")
     ax0.legend(fontsize=7)
     colors = _horizon_colors(len(recs))

@@ -111,3 +111,15 @@ def test_control_spec_errors(kw: dict, field: str) -> None:  # type: ignore[type
     with pytest.raises(SpecError) as err:
         ControlSpec(**kw)
     assert err.value.field == field
+
+
+@pytest.mark.slow
+def test_momentum_study_claims(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Figure 5 at short horizons: same easy exponent (±0.05), hard-phase momentum wins."""
+    from optctl.momentumstudy import run_momentum_study
+
+    s = run_momentum_study(tmp_path, horizons={"easy": (32, 64, 128), "hard": (32, 64, 128)},
+                           progress=False)["phases"]
+    assert abs(s["easy"]["momentum_exponent"] - s["easy"]["sgd_exponent"]) <= 0.05
+    assert s["hard"]["beats_sgd_everywhere"]
+    assert (tmp_path / "momentum_hard.png").exists() and (tmp_path / "report.md").exists()
