@@ -38,7 +38,7 @@ HORIZONS: dict[str, tuple[int, ...]] = {
 # blocks (per step below it); IPOPT stops at this tolerance.
 MOMENTUM_K = 48
 MOMENTUM_TOL = 1e-8
-MOMENTUM_MAX_ITER = 1500
+MOMENTUM_MAX_ITER = 4000
 
 
 def phase_spec(phase: str, T: int, eta_max: float = 1.0) -> ProblemSpec:
