@@ -47,7 +47,7 @@ def _cmd_solve(args: argparse.Namespace) -> int:
         raise OptctlError(f"--out {out} already exists; choose a new folder or pass --overwrite")
 
     baselines = () if args.no_baselines else cfg.baselines
-    report = run_solve(cfg.problem, cfg.solver, baselines, quiet=args.quiet)
+    report = run_solve(cfg.problem, cfg.solver, baselines, quiet=args.quiet, controls=cfg.controls)
     r = report.result
     title = f"{cfg.name}: a={r.spec.a}, b={r.spec.b}, N={r.spec.N}, T={r.spec.T} ({r.spec.phase} phase)"
     with staged_dir(out, overwrite=args.overwrite) as tmp:
@@ -56,6 +56,8 @@ def _cmd_solve(args: argparse.Namespace) -> int:
             write_text_atomic(tmp / calibration_file.name, calibration_file.read_text())
         arrays = {"eta": r.eta, "loss": r.loss, "bias": r.bias, "variance": r.variance,
                   "grid": r.grid, "eta_blocks": r.eta_blocks, "batch_size": r.batch_size}
+        if r.beta is not None:
+            arrays["beta"] = r.beta
         for name, b in report.baselines.items():
             arrays[f"baseline_{name}_eta"] = b.eta
             arrays[f"baseline_{name}_loss"] = report.baseline_curves[name]
@@ -66,6 +68,8 @@ def _cmd_solve(args: argparse.Namespace) -> int:
                                        title=title), str(tmp / "schedule.png"))
         plots.save(plots.plot_loss(r.loss, report.baseline_curves, bias=r.bias, variance=r.variance,
                                    title=title), str(tmp / "loss.png"))
+        if cfg.controls.controls != ("lr",):
+            plots.save(plots.plot_controls(r.eta, r.batch_size, r.beta, title=title), str(tmp / "controls.png"))
     print(format_table(report))
     if report.best_baseline is not None:
         gain = summ["gain_over_best_baseline"]["relative_improvement"]
@@ -139,7 +143,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     try:
-        rep = reproduce(out, workers=args.workers, progress=not args.quiet, quick=args.quick)
+        rep = reproduce(out, workers=args.workers, progress=not args.quiet, quick=args.quick,
+                        controls=not args.no_controls)
     except KeyboardInterrupt:
         print(f"optctl: interrupted; finished points are saved under {out / 'sweeps'}; run the same "
               "command again to resume", file=sys.stderr)
@@ -160,10 +165,13 @@ def _add_study_commands(sub: argparse._SubParsersAction) -> None:  # type: ignor
     p = sub.add_parser("plot", help="(re)draw the figures of a sweep or solve results folder")
     p.add_argument("run", help="a folder written by `optctl sweep` or `optctl solve`")
     p.set_defaults(func=_cmd_plot)
-    p = sub.add_parser("reproduce", help="regenerate the paper's figures 2-4 into results/paper/")
+    p = sub.add_parser("reproduce", help="regenerate the paper's figures 2-5 (and the batch-size "
+                       "study) into results/paper/")
     p.add_argument("--out", default=str(Path("results") / "paper"), help="output folder (resumable)")
     p.add_argument("--workers", type=int, default=2, help="local processes (default 2)")
     p.add_argument("--quick", action="store_true", help="tiny sweeps: checks the pipeline, not the exponents")
+    p.add_argument("--no-controls", action="store_true",
+                   help="skip the momentum (figure 5) and batch-size studies")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=_cmd_reproduce)
 
@@ -311,7 +319,8 @@ def _add_fit_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="optctl", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("solve", help="solve for the optimal learning-rate schedule of a config")
+    p = sub.add_parser("solve", help="solve for the optimal schedule (lr, and batch size or momentum "
+                       "if the config's controls say so)")
     p.add_argument("config", nargs="?", help="YAML config, or a folder written by `optctl fit` "
                    "(default: the packaged hard-phase case)")
     p.add_argument("--out", help="results folder (default: results/runs/<name>-T<T>-<time>)")

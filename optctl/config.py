@@ -8,6 +8,15 @@ A config file (schema version 1) looks like::
     training: {T: 1000, batch_size: 5, eta_max: 1.0}
     solver: {grid: auto, K: 100}  # optional; any SolverOptions field
     baselines: [constant, power_law, linear_decay, cosine, wsd]  # optional
+    controls: [lr]                # optional; [lr, batch_size] or [lr, momentum]
+
+``controls`` (optional, default ``[lr]``) picks the control problem of MODEL.md §4:
+with ``batch_size`` the keys ``training.m_min`` and ``training.m_max`` are required
+(``training.batch_size`` is then the mean batch ``m̄`` of the sample budget
+``Σ m_t = T m̄``); with ``momentum`` the keys ``training.beta_min`` (default 0) and
+``training.kappa`` (smoothness penalty, default 0) are accepted. A bound given for a
+control that is not chosen is an error. These keys are additions to schema version 1:
+files without them mean exactly what they meant before.
 
 ``model`` and ``training`` together are the fields of :class:`~optctl.spec.ProblemSpec`
 (Bordelon & Mori, arXiv:2602.04774, section 2: ``a``, ``b``, ``N``, ``σ`` → ``sigma``,
@@ -46,7 +55,7 @@ import yaml
 
 from optctl.baselines import BASELINE_NAMES
 from optctl.errors import SpecError, SpecTypeError
-from optctl.spec import ProblemSpec, SolverOptions
+from optctl.spec import ControlSpec, ProblemSpec, SolverOptions
 
 __all__ = [
     "BASELINE_NAMES",
@@ -67,6 +76,7 @@ DEFAULT_NAME = "run"
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 _TRAINING_KEYS: tuple[str, ...] = ("T", "batch_size", "eta_max")
+_CONTROL_KEYS: tuple[str, ...] = ("m_min", "m_max", "beta_min", "kappa")
 _MODEL_KEYS: tuple[str, ...] = tuple(
     f.name for f in dataclasses.fields(ProblemSpec) if f.name not in _TRAINING_KEYS
 )
@@ -74,10 +84,11 @@ _SOLVER_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(SolverO
 _REQUIRED: dict[str, tuple[str, ...]] = {"model": ("a", "b"), "training": ("T",)}
 _SECTIONS: dict[str, tuple[str, ...]] = {
     "model": _MODEL_KEYS,
-    "training": _TRAINING_KEYS,
+    "training": _TRAINING_KEYS + _CONTROL_KEYS,
     "solver": _SOLVER_KEYS,
 }
-_TOP_KEYS: tuple[str, ...] = ("schema_version", "name", "model", "training", "solver", "baselines")
+_TOP_KEYS: tuple[str, ...] = ("schema_version", "name", "model", "training", "solver", "baselines",
+                              "controls")
 # Examples shown in "required key" messages: the hard-phase reference case.
 _EXAMPLES: dict[str, str] = {"model.a": "a: 3.5", "model.b": "b: 5.0", "training.T": "T: 1000"}
 
@@ -161,6 +172,7 @@ class RunConfig:
     solver: SolverOptions = field(default_factory=SolverOptions)
     baselines: tuple[str, ...] = BASELINE_NAMES
     source: str | None = field(default=None, compare=False)
+    controls: ControlSpec = field(default_factory=ControlSpec)
 
     def __post_init__(self) -> None:
         _check_name(self.name)
@@ -168,6 +180,9 @@ class RunConfig:
             raise SpecTypeError("problem", self.problem, "a ProblemSpec")
         if not isinstance(self.solver, SolverOptions):
             raise SpecTypeError("solver", self.solver, "a SolverOptions")
+        if not isinstance(self.controls, ControlSpec):
+            raise SpecTypeError("controls", self.controls, "a ControlSpec")
+        self.controls.check_problem(self.problem)
         object.__setattr__(self, "baselines", _check_baselines(self.baselines))
         if self.source is not None and not isinstance(self.source, str):
             object.__setattr__(self, "source", os.fspath(self.source))
@@ -178,14 +193,17 @@ class RunConfig:
         ``load_config_dict(cfg.to_dict()) == cfg`` holds for every valid config.
         """
         problem = self.problem.to_dict()
-        return {
+        out: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
             "name": self.name,
             "model": {k: problem[k] for k in _MODEL_KEYS},
-            "training": {k: problem[k] for k in _TRAINING_KEYS},
+            "training": {**{k: problem[k] for k in _TRAINING_KEYS}, **self.controls.bounds},
             "solver": self.solver.to_dict(),
             "baselines": list(self.baselines),
         }
+        if self.controls.controls != ("lr",):
+            out["controls"] = list(self.controls.controls)
+        return out
 
 
 # --- public functions --------------------------------------------------------------------
@@ -333,7 +351,13 @@ def _build(d: Mapping[str, Any], source: str | None) -> RunConfig:
                     MISSING,
                     f"is required; add `{_EXAMPLES[dotted]}` (or your value) under `{sec}:`",
                 )
-    problem = ProblemSpec(**sections["model"], **sections["training"])
+    training = sections["training"]
+    bounds = {k: training.pop(k) for k in _CONTROL_KEYS if k in training}
+    problem = ProblemSpec(**sections["model"], **training)
+    chosen = d.get("controls", ["lr"])
+    if isinstance(chosen, str) or not isinstance(chosen, Sequence):
+        raise SpecTypeError("controls", chosen, "a list such as [lr], [lr, batch_size] or [lr, momentum]")
+    controls = ControlSpec(controls=tuple(chosen), **bounds)
     _check_ipopt(sections["solver"].get("ipopt", {}))
     solver = SolverOptions(**sections["solver"])
     if "name" in d:
@@ -347,7 +371,8 @@ def _build(d: Mapping[str, Any], source: str | None) -> RunConfig:
             None,
             "a list of baseline names: omit the key for all five, or write [] for none",
         )
-    return RunConfig(name=name, problem=problem, solver=solver, baselines=baselines, source=source)
+    return RunConfig(name=name, problem=problem, solver=solver, baselines=baselines, source=source,
+                     controls=controls)
 
 
 def _section(d: Mapping[str, Any], sec: str) -> dict[str, Any]:

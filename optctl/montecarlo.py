@@ -54,6 +54,20 @@ def _check_eta(eta: np.ndarray | float, T: int) -> np.ndarray:
     return arr
 
 
+def _check_beta(beta: np.ndarray | float, T: int) -> np.ndarray:
+    arr = np.asarray(beta, dtype=float)
+    if arr.ndim == 0:
+        arr = np.full(T, float(arr))
+    if arr.shape != (T,):
+        raise SpecError("beta", f"array of shape {arr.shape}",
+                        f"pass a scalar or one momentum weight per update, shape ({T},)")
+    bad = ~np.isfinite(arr) | (arr < 0) | (arr > 1)
+    if np.any(bad):
+        t = int(np.argmax(bad))
+        raise SpecError(f"beta[{t}]", float(arr[t]), "every β_t must lie in [0, 1] (β = 1 is plain SGD)")
+    return arr
+
+
 def _check_batch_size(batch_size: np.ndarray | float, T: int) -> np.ndarray:
     """Per-step integer batch sizes ``m_t >= 1``, or :class:`SpecError`."""
     arr = np.asarray(batch_size)
@@ -79,30 +93,48 @@ def _check_batch_size(batch_size: np.ndarray | float, T: int) -> np.ndarray:
     return arr.astype(np.int64)
 
 
+def _gradient(rng: np.random.Generator, delta: np.ndarray, sqrt_lam: np.ndarray,
+              sigma_eff: float, mt: int) -> np.ndarray:
+    """Minibatch gradients ``(1/m) Σ_i x_i (x_i·Δ − σ z_i)`` of ``n`` runs at once."""
+    n, N = delta.shape
+    x = rng.standard_normal((n, mt, N))
+    x *= sqrt_lam  # x ~ N(0, diag λ)
+    z = rng.standard_normal((n, mt))
+    # residual x·w − y = x·Δ − σ z, since y = x·w* + σ z
+    resid = (x @ delta[:, :, None])[:, :, 0] - sigma_eff * z
+    return (resid[:, None, :] @ x)[:, 0, :] / mt
+
+
 def _run_chunk(rng: np.random.Generator, n: int, sqrt_lam: np.ndarray, w_abs: np.ndarray,
-               sigma_eff: float, eta: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """Excess losses ``(n, T + 1)`` of ``n`` independent SGD runs."""
+               sigma_eff: float, eta: np.ndarray, m: np.ndarray,
+               beta: np.ndarray | None = None) -> np.ndarray:
+    """Excess losses ``(n, T + 1)`` of ``n`` independent runs (EMA momentum if ``beta``)."""
     lam = sqrt_lam**2
     T = eta.size
     signs = rng.choice(np.array([-1.0, 1.0]), size=(n, w_abs.size))
     delta = -signs * w_abs  # student starts at w = 0, so Δ_0 = −w*
     out = np.empty((n, T + 1))
     out[:, 0] = (delta * delta) @ lam
+    if beta is None:
+        for t in range(T):
+            delta -= eta[t] * _gradient(rng, delta, sqrt_lam, sigma_eff, int(m[t]))
+            out[:, t + 1] = (delta * delta) @ lam
+        return out
+    # v_0 = β_0 g_0; then Δ_{t+1} = Δ_t − η_t v_t, v_{t+1} = (1 − β_t) v_t + β_t g_{t+1}.
+    v = beta[0] * _gradient(rng, delta, sqrt_lam, sigma_eff, int(m[0]))
     for t in range(T):
-        mt = int(m[t])
-        x = rng.standard_normal((n, mt, w_abs.size))
-        x *= sqrt_lam  # x ~ N(0, diag λ)
-        z = rng.standard_normal((n, mt))
-        # residual x·w − y = x·Δ − σ z, since y = x·w* + σ z
-        resid = (x @ delta[:, :, None])[:, :, 0] - sigma_eff * z
-        delta -= (eta[t] / mt) * (resid[:, None, :] @ x)[:, 0, :]
+        delta -= eta[t] * v
         out[:, t + 1] = (delta * delta) @ lam
+        if t + 1 < T:
+            g = _gradient(rng, delta, sqrt_lam, sigma_eff, int(m[t + 1]))
+            v = (1.0 - beta[t]) * v + beta[t] * g
     return out
 
 
 def simulate_sgd(spec: ProblemSpec, eta: np.ndarray | float,
                  batch_size: np.ndarray | float | None = None, *, n_runs: int = 1000,
-                 seed: int = 0, chunk: int | None = None) -> MonteCarloResult:
+                 seed: int = 0, chunk: int | None = None,
+                 beta: np.ndarray | float | None = None) -> MonteCarloResult:
     """Run one-pass minibatch SGD ``n_runs`` times and average its excess loss.
 
     In the eigenbasis the features are ``x ~ N(0, diag λ)`` with ``λ_k = k^(−b)``, the
@@ -121,6 +153,12 @@ def simulate_sgd(spec: ProblemSpec, eta: np.ndarray | float,
     Gaussian label noise, so ``σ_eff² = σ² + tail(N)`` and ``tail(N)`` is added to the
     reported loss, as in :func:`optctl.replay.replay`.
 
+    With ``beta`` given, the runs use EMA momentum instead (MODEL.md §3): the velocity
+    starts at ``v_0 = β_0 g_0`` and each update takes ``w ← w − η_t v_t`` followed by
+    ``v_{t+1} = (1 − β_t) v_t + β_t g_{t+1}``, with ``g_{t+1}`` the gradient of a fresh
+    batch of ``m_{t+1}`` samples at the new weights. Its expected loss is the ``L_t``
+    of :func:`optctl.momentum.momentum_curve`.
+
     Args map to symbols as: ``eta`` → ``η_t`` (scalar or shape ``(T,)``),
     ``batch_size`` → ``m_t`` (integer scalar or integer array of shape ``(T,)``;
     defaults to ``spec.batch_size``), ``n_runs`` → the number of independent runs.
@@ -135,11 +173,12 @@ def simulate_sgd(spec: ProblemSpec, eta: np.ndarray | float,
 
     Raises:
         SpecError: for a non-integer or non-positive batch size, a badly shaped or
-            non-finite ``eta``, ``n_runs < 2`` or ``chunk < 1``.
+            non-finite ``eta``, a ``beta`` outside ``[0, 1]``, ``n_runs < 2`` or ``chunk < 1``.
     """
     T = spec.T if np.ndim(eta) == 0 else int(np.size(eta))
     eta_t = _check_eta(eta, T)
     m_t = _check_batch_size(spec.batch_size if batch_size is None else batch_size, T)
+    beta_t = None if beta is None else _check_beta(beta, T)
     if isinstance(n_runs, bool) or not isinstance(n_runs, (int, np.integer)) or n_runs < 2:
         raise SpecError("n_runs", n_runs, "pass an integer >= 2 (a standard error needs two runs)")
     if chunk is None:
@@ -156,7 +195,7 @@ def simulate_sgd(spec: ProblemSpec, eta: np.ndarray | float,
     # avoids the cancellation of a running sum of squares.
     count, mean, m2 = 0, np.zeros(T + 1), np.zeros(T + 1)
     for rng, n in zip(rngs, sizes, strict=False):
-        losses = _run_chunk(rng, n, sqrt_lam, w_abs, sigma_eff, eta_t, m_t)
+        losses = _run_chunk(rng, n, sqrt_lam, w_abs, sigma_eff, eta_t, m_t, beta_t)
         c_mean = losses.mean(axis=0)
         c_m2 = ((losses - c_mean) ** 2).sum(axis=0)
         diff = c_mean - mean

@@ -335,3 +335,86 @@ def plot_fit(curves: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]], sa
     if title:
         fig.suptitle(title)
     return fig
+
+
+def plot_momentum_study(records: Sequence[Mapping[str, Any]], summary: Mapping[str, Any], *,
+                        title: str = "") -> Figure:
+    """Figure 5 of Bordelon & Mori (arXiv:2602.04774): ``L_T`` of optimal SGD and optimal
+    ``(η, β)`` against ``T`` with theory slopes, and ``β(t)``, ``η(t)`` against ``t/T``."""
+    recs = sorted(records, key=lambda r: r["T"])
+    T = np.array([r["T"] for r in recs], dtype=float)
+    fig, (ax0, ax1, ax2) = plt.subplots(1, 3, figsize=(15, 4.3), constrained_layout=True)
+    ax0.loglog(T, summary["sgd_loss"], "o-", color="tab:blue",
+               label=f"optimal SGD, fit ζ = {summary['sgd_exponent']:.3f}")
+    ax0.loglog(T, summary["momentum_loss"], "s-", color="black",
+               label=f"optimal (η, β), fit ζ = {summary['momentum_exponent']:.3f}")
+    anchor = summary["sgd_loss"][0]
+    for zeta, name, style in ((summary["theory_hard_sgd"], "(a−1)/b", ":"),
+                              (summary["theory_hard_momentum"], "1.5(a−1)/b", "--"),
+                              (summary["theory_easy"], "1 − 1/a", "-.")):
+        ax0.loglog(T, anchor * (T / T[0]) ** (-zeta), style, color="gray", lw=1,
+                   label=f"T^-({name}) = T^-{zeta:.3f}")
+    ax0.set(xlabel="horizon T", ylabel="final loss L_T")
+    ax0.legend(fontsize=7)
+    colors = _horizon_colors(len(recs))
+    for r, c in zip(recs, colors, strict=True):
+        u = (np.arange(r["T"]) + 0.5) / r["T"]
+        ax1.semilogy(u, r["beta"], color=c, lw=1.2, label=f"T = {r['T']}")
+        ax2.semilogy(u, r["eta"], color=c, lw=1.2)
+    ax1.set(xlabel="t / T", ylabel="β(t)  (1 = plain SGD)")
+    ax2.set(xlabel="t / T", ylabel="η(t)")
+    ax1.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_batch_study(rec: Mapping[str, Any], *, title: str = "") -> Figure:
+    """Batch size as a control (MODEL.md §4.2): the joint optimum's ``m_t`` and ``η_t``
+    against consumed samples, its ``η/m`` next to the fixed-batch optimum's, and the
+    optimal loss against the number of steps for the same samples (ramp vs constant)."""
+    d = rec["degeneracy"]
+    m, eta, fixed_eta = (np.asarray(d[k]) for k in ("joint_batch", "joint_eta", "fixed_eta"))
+    s = (np.cumsum(m) - m / 2) / np.sum(m)
+    s_fixed = (np.arange(fixed_eta.size) + 0.5) / fixed_eta.size
+    fig, (ax0, ax1, ax2) = plt.subplots(1, 3, figsize=(15, 4.3), constrained_layout=True)
+    ax0.plot(s, m, color="tab:red", label="batch m_t")
+    ax0.set(xlabel="samples consumed / S", ylabel="batch size m_t")
+    ax0b = ax0.twinx()
+    ax0b.plot(s, eta, color="black", label="η_t")
+    ax0b.set_ylabel("η_t")
+    ax0.legend(loc="upper left", fontsize=8)
+    ax0b.legend(loc="upper center", fontsize=8)
+    ax1.semilogy(s, eta / m, color="black", lw=2, label="optimal (η, m)")
+    ax1.semilogy(s_fixed, fixed_eta / d["mean_batch"], "--", color="tab:blue",
+                 label=f"optimal η, fixed m = {d['mean_batch']:g}")
+    ax1.set(xlabel="samples consumed / S", ylabel="η / m per sample")
+    ax1.legend(fontsize=8)
+    for key, name, style in (("fewest_steps_ramp", "batch ramp", "s-"), ("fewest_steps_fixed", "constant batch", "o--")):
+        ev = rec[key]["evaluated"]
+        pts = sorted((int(k.split("-")[1]), v) for k, v in ev.items())
+        ax2.plot([p[0] for p in pts], [p[1] for p in pts], style, label=name)
+    ax2.axhline(d["fixed_loss"], color="gray", lw=1, label=f"target (fixed m̄, T = {d['T']})")
+    ax2.set(xscale="log", yscale="log", xlabel="serial steps T' (same samples)", ylabel="optimal L_T")
+    ax2.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_controls(eta: np.ndarray, batch_size: np.ndarray, beta: np.ndarray | None, *,
+                  title: str = "") -> Figure:
+    """A joint schedule: ``η_t`` with the batch ``m_t`` or the momentum weight ``β_t``."""
+    t = np.arange(eta.size)
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    ax0.plot(t, eta, **_OPT_STYLE)
+    ax0.set(xlabel="step t", ylabel="learning rate η(t)")
+    if beta is not None:
+        ax1.semilogy(t, beta, color="tab:purple")
+        ax1.set(xlabel="step t", ylabel="momentum weight β(t) (1 = SGD)")
+    else:
+        ax1.plot(t, batch_size, color="tab:red")
+        ax1.set(xlabel="step t", ylabel="batch size m(t)")
+    if title:
+        fig.suptitle(title)
+    return fig

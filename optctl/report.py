@@ -12,7 +12,7 @@ import numpy as np
 from optctl.baselines import Baseline, tune_baselines
 from optctl.replay import replay
 from optctl.solver import ScheduleResult, solve
-from optctl.spec import ProblemSpec, SolverOptions
+from optctl.spec import ControlSpec, ProblemSpec, SolverOptions
 from optctl.transcribe import approximate_evaluator
 
 # Above this horizon baselines are tuned with the T-independent block evaluator
@@ -40,10 +40,22 @@ def _log(msg: str, quiet: bool) -> None:
 
 
 def run_solve(spec: ProblemSpec, options: SolverOptions, baselines: tuple[str, ...],
-              *, quiet: bool = False) -> SolveReport:
-    """Solve for the optimal schedule, then tune and replay every requested baseline."""
-    _log(f"solving: T={spec.T}, N={spec.N}, a={spec.a}, b={spec.b} ({spec.phase} phase)", quiet)
-    result = solve(spec, options)
+              *, quiet: bool = False, controls: ControlSpec | None = None) -> SolveReport:
+    """Solve for the optimal schedule, then tune and replay every requested baseline.
+
+    With ``controls`` other than ``[lr]`` the joint problem is solved
+    (:func:`optctl.joint.solve_controls`); the baselines stay learning-rate schedules at
+    the fixed batch ``m̄`` with plain SGD, the reference the joint optimum must beat.
+    """
+    chosen = ("lr",) if controls is None else controls.controls
+    _log(f"solving: T={spec.T}, N={spec.N}, a={spec.a}, b={spec.b} ({spec.phase} phase), "
+         f"controls {', '.join(chosen)}", quiet)
+    if chosen == ("lr",):
+        result = solve(spec, options)
+    else:
+        from optctl.joint import solve_controls
+
+        result = solve_controls(spec, controls, options)
     _log(f"  optimum L_T = {result.final_loss:.6e} (replayed), IPOPT {result.status}, "
          f"{result.iterations} iterations, {result.wall_time:.1f} s, replay gap {result.replay_gap:.1e}",
          quiet)
@@ -80,6 +92,7 @@ def summary(report: SolveReport) -> dict[str, Any]:
         "bias_final": float(r.bias[-1]),
         "variance_final": float(r.variance[-1]),
         "eta_peak": float(np.max(r.eta)),
+        "controls": ({"controls": ["lr"]} if r.controls is None else r.controls.to_dict()),
         "baselines": {n: {"final_loss": b.final_loss, "params": b.params, "n_evals": b.n_evals}
                       for n, b in report.baselines.items()},
         "baseline_tuning": ("exact replay" if r.spec.T <= EXACT_TUNING_MAX_T

@@ -1,4 +1,4 @@
-"""`optctl reproduce`: regenerate the paper's figures 2–4 (MODEL.md §5) into one folder.
+"""`optctl reproduce`: regenerate the paper's figures 2–5 (MODEL.md §5) into one folder.
 
 Bordelon & Mori (arXiv:2602.04774), with ``N = 1000, η_max = 1, a = 3.5, m = 5,
 σ = 0.5`` and ``b = 2`` (easy) or ``b = 5`` (hard):
@@ -8,7 +8,10 @@ Bordelon & Mori (arXiv:2602.04774), with ``N = 1000, η_max = 1, a = 3.5, m = 5,
   law with fitted and theory exponents and local slopes; the bias/variance split at
   ``T = 3162``;
 - figure 4: the compute-optimal frontier with ``tail`` on (easy ``a = 2, b = 1.5``;
-  hard ``a = 1.5, b = 2``).
+  hard ``a = 1.5, b = 2``);
+- figure 5: optimal ``(η, β)`` against optimal SGD over horizons, easy and hard
+  (:mod:`optctl.momentumstudy`), and the batch-size study of MODEL.md §4.2
+  (:mod:`optctl.batchstudy`).
 
 The sweeps are the packaged configs ``optctl/data/sweep_horizons.yaml`` (horizons
 ``10^2.5 .. 10^6`` in quarter decades) and ``sweep_compute_{easy,hard}.yaml``
@@ -23,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -58,8 +62,14 @@ def _save(fig: Any, path: Path) -> None:
     tmp.replace(path)
 
 
-def reproduce(out: Path, *, workers: int = 2, progress: bool = True, quick: bool = False) -> dict[str, Any]:
-    """Run (or resume) the three sweeps and write figures 2–4, ``report.md`` and ``report.json``."""
+def reproduce(out: Path, *, workers: int = 2, progress: bool = True, quick: bool = False,
+              controls: bool = True) -> dict[str, Any]:
+    """Run (or resume) the three sweeps and write figures 2–4, ``report.md`` and ``report.json``.
+
+    With ``controls`` (the default) also the momentum study of figure 5
+    (:mod:`optctl.momentumstudy`, into ``<out>/momentum``) and the batch-size study
+    (:mod:`optctl.batchstudy`, into ``<out>/batch``), each with its own ``report.md``.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -121,6 +131,16 @@ def reproduce(out: Path, *, workers: int = 2, progress: bool = True, quick: bool
     _save(plots.plot_compute_frontier(frontiers, title="compute-optimal frontier, C = N T (tail on)"),
           out / "fig4_compute_frontier.png")
     written.append("fig4_compute_frontier.png")
+
+    if controls:
+        from optctl.batchstudy import run_batch_study
+        from optctl.momentumstudy import run_momentum_study
+
+        short: dict[str, Sequence[int]] = {"easy": (32, 64, 128), "hard": (32, 64, 128)}
+        run_momentum_study(out / "momentum", horizons=short if quick else None, progress=progress)
+        run_batch_study(out / "batch", T0=64 if quick else 256, progress=progress)
+        written += [f"momentum/momentum_{p}.png" for p in ("easy", "hard")]
+        written += [f"batch/batch_{p}.png" for p in ("easy", "hard")]
 
     report = _report(studies, frontiers, sweeps, quick, time.perf_counter() - t0, written)
     write_json(out / "report.json", report["json"])

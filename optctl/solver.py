@@ -22,7 +22,7 @@ import numpy as np
 
 from optctl.grid import block_means, expand
 from optctl.replay import Replay, gradient, replay
-from optctl.spec import ProblemSpec, SolverOptions
+from optctl.spec import ControlSpec, ProblemSpec, SolverOptions
 from optctl.transcribe import Plan, jit_options, model_parameters, plan, structure_key, transcribe
 from optctl.versions import versions
 
@@ -46,7 +46,9 @@ class ScheduleResult:
     show. ``objective`` is what the NLP reported; ``replay_gap`` is
     ``(objective − final_loss) / final_loss``, zero up to rounding for the exact
     transcription (``exact``). ``success``/``status``/``message`` and
-    ``iterations`` come from IPOPT; times are wall seconds.
+    ``iterations`` come from IPOPT; times are wall seconds. Joint solves
+    (:func:`optctl.joint.solve_controls`) also fill ``batch_size`` with the chosen
+    ``m_t`` or ``beta`` with the EMA momentum weights ``β_t``, and record ``controls``.
     """
 
     spec: ProblemSpec
@@ -72,6 +74,8 @@ class ScheduleResult:
     replay_time: float
     transcription: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    beta: np.ndarray | None = None
+    controls: ControlSpec | None = None
 
 
 class _Monitor(ca.Callback):

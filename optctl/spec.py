@@ -220,6 +220,106 @@ def solver_identity(options: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+CONTROL_NAMES: tuple[str, ...] = ("lr", "batch_size", "momentum")
+
+
+@dataclass(frozen=True)
+class ControlSpec:
+    """Which quantities the schedule controls, and their bounds (MODEL.md §4).
+
+    ``controls`` always contains ``"lr"`` (``η_t``); with ``"batch_size"`` the batch
+    ``m_t ∈ [m_min, m_max]`` is chosen too, under the sample budget
+    ``Σ_t m_t = T m̄`` with ``m̄`` the problem's ``batch_size`` (MODEL.md §4.2); with
+    ``"momentum"`` the EMA weight ``β_t ∈ [beta_min, 1]`` of MODEL.md §3 is chosen
+    (β = 1 is plain SGD), with an optional smoothness penalty
+    ``κ Σ_j ‖u_{j+1} − u_j‖²`` on the block controls ``u = (η, β)`` (MODEL.md §4.3).
+    Batch size and momentum together are not supported. Bounds that do not apply to
+    the chosen controls must be left unset.
+    """
+
+    controls: tuple[str, ...] = ("lr",)
+    m_min: float | None = None
+    m_max: float | None = None
+    beta_min: float | None = None
+    kappa: float | None = None
+
+    def __post_init__(self) -> None:
+        c = self.controls
+        if isinstance(c, str) or not isinstance(c, (tuple, list)):
+            raise SpecTypeError("controls", c, "a list such as [lr], [lr, batch_size] or [lr, momentum]")
+        for i, name in enumerate(c):
+            if name not in CONTROL_NAMES:
+                raise SpecError(f"controls[{i}]", name, f"unknown control; choose from {', '.join(CONTROL_NAMES)}")
+        if len(set(c)) != len(c):
+            raise SpecError("controls", list(c), "lists a control twice; list each once")
+        if "lr" not in c:
+            raise SpecError("controls", list(c), "must include lr: every schedule sets the learning rate")
+        if "batch_size" in c and "momentum" in c:
+            raise SpecError("controls", list(c), "batch_size and momentum together are not supported; "
+                            "use [lr, batch_size] or [lr, momentum]")
+        object.__setattr__(self, "controls", tuple(CONTROL_NAMES[i] for i in range(3) if CONTROL_NAMES[i] in c))
+        self._check_batch()
+        self._check_momentum()
+
+    def _check_batch(self) -> None:
+        on = "batch_size" in self.controls
+        for name in ("m_min", "m_max"):
+            v = getattr(self, name)
+            if v is None:
+                if on:
+                    raise SpecError(f"training.{name}", v, "is required with batch_size in controls; "
+                                    f"add `{name}: ...` under `training:`")
+                continue
+            if not on:
+                raise SpecError(f"training.{name}", v, "applies only when controls include batch_size; "
+                                "add batch_size to controls or remove the key")
+            x = _check_real(f"training.{name}", v)
+            if x < 1:
+                raise SpecError(f"training.{name}", v, "must be >= 1 (samples per update)")
+            object.__setattr__(self, name, x)
+        if on and self.m_min is not None and self.m_max is not None and self.m_min > self.m_max:
+            raise SpecError("training.m_min", self.m_min, f"must be <= training.m_max = {self.m_max}")
+
+    def _check_momentum(self) -> None:
+        on = "momentum" in self.controls
+        for name, default in (("beta_min", 0.0), ("kappa", 0.0)):
+            v = getattr(self, name)
+            if v is None:
+                if on:
+                    object.__setattr__(self, name, default)
+                continue
+            if not on:
+                raise SpecError(f"training.{name}", v, "applies only when controls include momentum; "
+                                "add momentum to controls or remove the key")
+            x = _check_real(f"training.{name}", v)
+            object.__setattr__(self, name, x)
+        if on:
+            assert self.beta_min is not None and self.kappa is not None  # set just above
+            if not 0.0 <= self.beta_min < 1.0:
+                raise SpecError("training.beta_min", self.beta_min,
+                                "must lie in [0, 1): β = 1 is plain SGD, smaller β averages more")
+            if self.kappa < 0:
+                raise SpecError("training.kappa", self.kappa, "must be >= 0 (0 turns the penalty off)")
+
+    def check_problem(self, spec: ProblemSpec) -> None:
+        """Cross-checks with the problem: the mean batch must fit the batch bounds."""
+        if "batch_size" in self.controls:
+            assert self.m_min is not None and self.m_max is not None
+            if not self.m_min <= spec.batch_size <= self.m_max:
+                raise SpecError("training.batch_size", spec.batch_size,
+                                f"is the mean batch m̄ of the sample budget and must lie in "
+                                f"[m_min, m_max] = [{self.m_min}, {self.m_max}]")
+
+    @property
+    def bounds(self) -> dict[str, float]:
+        """The bounds that apply, by name (for configs and summaries)."""
+        keys = {"batch_size": ("m_min", "m_max"), "momentum": ("beta_min", "kappa")}
+        return {k: getattr(self, k) for c in self.controls for k in keys.get(c, ())}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"controls": list(self.controls), **self.bounds}
+
+
 def _digest(obj: object) -> str:
     text = json.dumps(obj, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

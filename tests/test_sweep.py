@@ -334,3 +334,6 @@ def test_reproduce_quick_writes_every_figure(tmp_path: Path) -> None:
                      "fig2_losses_hard.png", "fig3_exponents_easy.png", "fig3_exponents_hard.png",
                      "fig3_bias_variance.png", "fig4_compute_frontier.png"}
     assert "Loss and learning-rate exponents" in (out / "report.md").read_text()
+    for sub, stem in (("momentum", "momentum"), ("batch", "batch")):
+        assert {p.name for p in (out / sub).glob("*.png")} == {f"{stem}_easy.png", f"{stem}_hard.png"}
+        assert (out / sub / "report.md").exists()
