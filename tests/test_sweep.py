@@ -216,6 +216,17 @@ def _children(pid: int) -> list[int]:
     return [int(c) for c in path.read_text().split()] if path.exists() else []
 
 
+def _still_running(pids: list[int], timeout: float) -> list[int]:
+    """The processes of ``pids`` still running (not gone, not zombies) after ``timeout`` s."""
+    deadline = time.time() + timeout
+    alive = pids
+    while alive and time.time() < deadline:
+        time.sleep(0.1)
+        alive = [p for p in pids if Path(f"/proc/{p}").exists()
+                 and "Z" not in Path(f"/proc/{p}/stat").read_text().split()[2]]
+    return alive
+
+
 def test_sigterm_stops_the_worker_processes(tmp_path: Path) -> None:
     if not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists():
         pytest.skip("needs Linux /proc/<pid>/task/<tid>/children")
@@ -230,12 +241,29 @@ def test_sigterm_stops_the_worker_processes(tmp_path: Path) -> None:
         assert workers, "the sweep should run on worker processes"
         proc.send_signal(signal.SIGTERM)  # the driver only, as `kill PID` does
         assert proc.wait(timeout=60) == 128 + signal.SIGTERM
-        deadline = time.time() + 30
-        alive = workers
-        while alive and time.time() < deadline:
-            time.sleep(0.1)
-            alive = [w for w in workers if Path(f"/proc/{w}").exists()
-                     and "Z" not in Path(f"/proc/{w}/stat").read_text().split()[2]]
+        alive = _still_running(workers, timeout=30)
+        assert not alive, f"worker processes {alive} outlived the driver"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_workers_leave_when_the_driver_is_killed(tmp_path: Path) -> None:
+    """`kill -9 PID` on the driver alone: its workers must not go on writing records."""
+    if not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists():
+        pytest.skip("needs Linux /proc/<pid>/task/<tid>/children")
+    cfg = _cfg(tmp_path, KILL)
+    out = tmp_path / "out"
+    proc = _start_sweep(cfg, out)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and len(list(out.glob("points/*/T*.json"))) < 2:
+            time.sleep(0.05)
+        workers = _children(proc.pid)
+        assert workers, "the sweep should run on worker processes"
+        proc.kill()
+        proc.wait()
+        alive = _still_running(workers, timeout=30)
         assert not alive, f"worker processes {alive} outlived the driver"
     finally:
         with contextlib.suppress(ProcessLookupError):
