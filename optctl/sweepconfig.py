@@ -238,6 +238,9 @@ def load_sweep_dict(d: Mapping[str, Any], source: str | None = None) -> SweepSpe
         try:
             out.spec(values, horizons[0])
         except (SpecError, SpecTypeError) as exc:
+            swept = str(getattr(exc, "field", "")).rsplit(".", 1)[-1]
+            if isinstance(exc, SpecError) and swept in values:  # a value of an axis is out of range
+                raise ConfigError(f"sweep.axes.{swept}", values[swept], exc.fix) from exc
             exc.add_note(f"at sweep point {point_key(values)}")
             raise
     return out

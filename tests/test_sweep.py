@@ -77,7 +77,8 @@ def test_config_expands_axes_and_horizons(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("patch", "field", "exc"), [
     ({"training": {"T": 100}}, "training.T", ConfigError),
     ({"sweep": {"axes": {"c": [1.0]}, "horizons": [10]}}, "sweep.axes.c", ConfigError),
-    ({"sweep": {"axes": {"a": [0.5]}, "horizons": [10]}}, "model.a", SpecError),
+    ({"sweep": {"axes": {"a": [2.0, 0.5]}, "horizons": [10]}}, "sweep.axes.a = 0.5", ConfigError),
+    ({"model": {"a": 0.5, "b": 1.5}}, "model.a", SpecError),
     ({"sweep": {"axes": {"a": {"linspace": [1, 2]}}, "horizons": [10]}}, "sweep.axes.a", ConfigError),
     ({"sweep": {"horizons": [10], "workers": 0}}, "sweep.workers", SpecTypeError),
     ({"sweep": {"horizons": [10], "baseline_horizons": [20]}}, "sweep.baseline_horizons", ConfigError),
