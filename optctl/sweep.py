@@ -43,6 +43,8 @@ RECORD_VERSION = 1
 # exact_tuning_max_T. Halving the default 200 halves the tuning time and, on the
 # reference cases at T = 10^5, picked the same constant and WSD parameters.
 EVALUATOR_K = 100
+# How often the driver looks at the records the workers have written (progress line).
+POLL_SECONDS = 2.0
 # Seconds to wait for a Dask scheduler before giving up with an error.
 DASK_CONNECT_TIMEOUT = 30.0
 # Worker processes get one BLAS/XLA thread each: points are the unit of parallelism.
@@ -151,8 +153,12 @@ class Progress:
     """Points done and time left, on one refreshed line (a TTY) or on occasional lines."""
 
     def __init__(self, total: int, done: int, *, stream: TextIO | None = None,
-                 enabled: bool = True, label: str = "points") -> None:
+                 enabled: bool = True, label: str = "points",
+                 solves: tuple[int, int] | None = None) -> None:
         self.total, self.start_done, self.done = total, done, done
+        # (done, total) solves, one per (point, horizon): finer than points, for the
+        # estimate of the time left and so that the line moves during long points.
+        self.solves, self.start_solves = solves, solves[0] if solves else 0
         self.stream = sys.stderr if stream is None else stream
         self.enabled, self.label = enabled, label
         self.t0 = time.perf_counter()
@@ -164,14 +170,24 @@ class Progress:
         self.done += n
         self._emit(force=self.done == self.total)
 
+    def set_solves(self, done: int) -> None:
+        """Record the number of finished solves (refreshes the line on a TTY)."""
+        if self.solves is not None and done != self.solves[0]:
+            self.solves = (done, self.solves[1])
+        self._emit()
+
     def line(self) -> str:
         elapsed = time.perf_counter() - self.t0
-        ran = self.done - self.start_done
-        left = (elapsed / ran) * (self.total - self.done) if ran > 0 else float("nan")
+        if self.solves is not None:
+            ran, todo = self.solves[0] - self.start_solves, self.solves[1] - self.solves[0]
+        else:
+            ran, todo = self.done - self.start_done, self.total - self.done
+        left = (elapsed / ran) * todo if ran > 0 else float("nan")
         width = 24
         fill = int(width * self.done / max(self.total, 1))
         left_s = "?" if not np.isfinite(left) else _hms(left)
-        return (f"[{'#' * fill}{'.' * (width - fill)}] {self.done}/{self.total} {self.label}"
+        solves = f" ({self.solves[0]}/{self.solves[1]} solves)" if self.solves is not None else ""
+        return (f"[{'#' * fill}{'.' * (width - fill)}] {self.done}/{self.total} {self.label}{solves}"
                 f"  elapsed {_hms(elapsed)}  left ~{left_s}")
 
     def _emit(self, force: bool = False) -> None:
@@ -248,7 +264,9 @@ def run_sweep(sweep: SweepSpec, out: Path, *, workers: int | None = None,
     todo = [v for v in points if not complete(sweep, out, v)]
     n_workers = sweep.workers if workers is None else int(workers)
     address = sweep.scheduler if scheduler is None else scheduler
-    bar = Progress(len(points), len(points) - len(todo), stream=stream, enabled=progress)
+    n_solves = len(points) * len(sweep.horizons)
+    bar = Progress(len(points), len(points) - len(todo), stream=stream, enabled=progress,
+                   solves=(count_records(out), n_solves))
     tasks = [PointTask(sweep=sweep, values=v, out=str(out)) for v in todo]
     failed: dict[str, str] = {}
 
@@ -262,6 +280,7 @@ def run_sweep(sweep: SweepSpec, out: Path, *, workers: int | None = None,
                     path.parent.mkdir(parents=True, exist_ok=True)
                     write_json(path, rec)
         bar.update()
+        bar.set_solves(count_records(out))
 
     if tasks:
         if address:
@@ -275,7 +294,8 @@ def run_sweep(sweep: SweepSpec, out: Path, *, workers: int | None = None,
                 else:
                     done(task, res, None)
         else:
-            _run_local(tasks, min(n_workers, len(tasks)), done)
+            _run_local(tasks, min(n_workers, len(tasks)), done,
+                       poll=lambda: bar.set_solves(count_records(out)))
     return SweepRun(out=out, total=len(points), skipped=len(points) - len(todo),
                     ran=len(tasks), failed=failed, wall_time=time.perf_counter() - t0)
 
@@ -329,7 +349,13 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="optctl-parent-watch", daemon=True).start()
 
 
-def _run_local(tasks: list[PointTask], workers: int, done: Done) -> None:
+def count_records(out: Path) -> int:
+    """Finished solves (one record per point and horizon) in a sweep folder."""
+    return sum(1 for _ in (Path(out) / "points").glob("*/T*.json"))
+
+
+def _run_local(tasks: list[PointTask], workers: int, done: Done,
+               poll: Callable[[], None] | None = None) -> None:
     # "spawn": jax and CasADi are not fork-safe once initialised in the parent.
     ctx = mp.get_context("spawn")
     with _env(_SINGLE_THREAD_ENV):  # children are spawned during submit and inherit it
@@ -338,10 +364,15 @@ def _run_local(tasks: list[PointTask], workers: int, done: Done) -> None:
         futures = {pool.submit(run_point, t): t for t in tasks}
     try:
         with _sigterm_raises():
-            for fut in cf.as_completed(futures):
-                task = futures[fut]
-                exc = fut.exception()
-                done(task, None if exc is not None else fut.result(), exc)
+            pending = set(futures)
+            while pending:
+                finished, pending = cf.wait(pending, timeout=POLL_SECONDS,
+                                            return_when=cf.FIRST_COMPLETED)
+                for fut in finished:
+                    exc = fut.exception()
+                    done(futures[fut], None if exc is not None else fut.result(), exc)
+                if poll is not None:
+                    poll()  # workers write records as they finish each horizon
     except BaseException:
         procs = list((getattr(pool, "_processes", None) or {}).values())  # None after shutdown
         pool.shutdown(wait=False, cancel_futures=True)

@@ -173,6 +173,22 @@ def test_progress_reports_points_and_time_left() -> None:
     assert "4/4 points" in lines[-1] and "left ~0m00s" in lines[-1]
 
 
+
+def test_progress_counts_solves_between_points(monkeypatch: pytest.MonkeyPatch) -> None:
+    class TTY(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    now = [0.0]
+    monkeypatch.setattr("optctl.sweep.time.perf_counter", lambda: now[0])
+    buf = TTY()
+    bar = Progress(4, 0, stream=buf, solves=(0, 12))  # t0 = 0
+    now[0] = 10.0
+    bar.set_solves(3)  # 3 solves in 10 s, 9 to go: 30 s left, no point finished yet
+    last = buf.getvalue().split("\r")[-1]
+    assert "0/4 points (3/12 solves)" in last and "elapsed 0m10s" in last and "left ~0m30s" in last
+
+
 KILL = TINY.replace("N: 40", "N: 300").replace("K: 16", "K: 40").replace(
     "b: [1.5, 3.5]", "b: [1.5, 1.9, 2.3, 2.7, 3.1, 3.5, 3.9, 4.3]").replace(
     "horizons: [100, 300, 1000]", "horizons: [300, 1000, 3000]").replace("workers: 1", "workers: 2")
