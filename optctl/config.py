@@ -209,6 +209,31 @@ class RunConfig:
 # --- public functions --------------------------------------------------------------------
 
 
+def read_yaml(source: str, example: str, *, missing: str | None = None) -> Any:
+    """Read and parse a YAML config file safely (strict loader: no duplicate keys).
+
+    Raises :class:`ConfigError` naming the file when it is missing (``missing``, or a
+    pointer to ``example``), a directory, unreadable, not valid YAML (with the line and
+    column) or empty. Returns the parsed document, not yet checked to be a mapping.
+    """
+    try:
+        text = Path(source).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("path", source, missing or f"no such file; see {example} for an example") from None
+    except IsADirectoryError:
+        raise ConfigError("path", source, "is a directory; pass a .yaml file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError("path", source, f"cannot be read ({exc}); pass a readable UTF-8 YAML file") from exc
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: safe
+    except yaml.YAMLError as exc:
+        raise ConfigError("path", source, f"is not valid YAML: {_describe_yaml_error(exc)}; check "
+                          "indentation, ': ' after each key and matching quotes and brackets") from exc
+    if data is None:
+        raise ConfigError("config", None, f"{source} is empty; start from {example}")
+    return data
+
+
 def load_config(path: str | os.PathLike[str]) -> RunConfig:
     """Read and validate a YAML run config (safe loading, strict keys).
 
@@ -217,34 +242,8 @@ def load_config(path: str | os.PathLike[str]) -> RunConfig:
     :func:`load_config_dict`, with a note naming the file.
     """
     source = os.fspath(path)
-    try:
-        text = Path(source).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(
-            "path",
-            source,
-            "no such file; check the path (shipped configs "
-            "are in configs/, and default_config_path() gives the packaged "
-            "default)",
-        ) from None
-    except IsADirectoryError:
-        raise ConfigError("path", source, "is a directory; pass a .yaml file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            "path", source, f"cannot be read ({exc}); pass a readable UTF-8 YAML file"
-        ) from exc
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: safe
-    except yaml.YAMLError as exc:
-        raise ConfigError(
-            "path",
-            source,
-            f"is not valid YAML: {_describe_yaml_error(exc)}; "
-            "check indentation, ': ' after each key and matching quotes "
-            "and brackets",
-        ) from exc
-    if data is None:
-        raise ConfigError("config", None, f"{source} is empty; start from configs/hard_phase.yaml")
+    data = read_yaml(source, "configs/hard_phase.yaml", missing="no such file; check the path (shipped configs "
+                     "are in configs/, and default_config_path() gives the packaged default)")
     if not isinstance(data, Mapping):
         raise ConfigError(
             "config",

@@ -24,10 +24,7 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from optctl.baselines import BASELINE_NAMES
 from optctl.calibrate import FitOptions
@@ -37,8 +34,7 @@ from optctl.config import (
     _check_keys,
     _check_name,
     _check_schema_version,
-    _describe_yaml_error,
-    _StrictLoader,
+    read_yaml,
 )
 from optctl.errors import SpecError, SpecTypeError
 from optctl.spec import SolverOptions, _check_int, _check_real
@@ -112,18 +108,7 @@ class _Absent:
 def load_fit_config(path: str | os.PathLike[str]) -> FitConfig:
     """Read and validate a fit config (safe YAML, strict keys, schema version 1)."""
     source = os.fspath(path)
-    try:
-        text = Path(source).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("path", source, "no such file; see configs/fit_pilot.yaml for an example") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError("path", source, f"cannot be read ({exc}); pass a readable YAML file") from exc
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: safe
-    except yaml.YAMLError as exc:
-        raise ConfigError("path", source, f"is not valid YAML: {_describe_yaml_error(exc)}") from exc
-    if data is None:
-        raise ConfigError("config", None, f"{source} is empty; start from configs/fit_pilot.yaml")
+    data = read_yaml(source, "configs/fit_pilot.yaml")
     try:
         return fit_config_from_dict(data)
     except (SpecError, SpecTypeError) as exc:

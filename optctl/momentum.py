@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from optctl.model import Spectrum, spectrum
+from optctl.replay import _per_step
 from optctl.spec import ProblemSpec
 
 X = TypeVar("X")
@@ -55,15 +56,6 @@ def momentum_start(c0: X, loss0: Any, beta0: Any, m: Any, lam: Any, sigma2: Any)
     R0 = beta0 * lam * c0
     V0 = beta0 * beta0 * ((1 + 1 / m) * lam * lam * c0 + (lam / m) * (loss0 + sigma2))
     return R0, V0  # type: ignore[return-value]
-
-
-def _per_step(x: np.ndarray | float, T: int, name: str) -> np.ndarray:
-    arr = np.asarray(x, dtype=float)
-    if arr.ndim == 0:
-        return np.full(T, float(arr))
-    if arr.shape != (T,):
-        raise ValueError(f"{name} has shape {arr.shape}; expected a scalar or ({T},)")
-    return arr
 
 
 def momentum_curve(spec: ProblemSpec, eta: np.ndarray | float, beta: np.ndarray | float,

@@ -47,7 +47,7 @@ import numpy as np
 import yaml
 
 from optctl.baselines import BASELINE_NAMES
-from optctl.config import SCHEMA_VERSION, ConfigError, _StrictLoader
+from optctl.config import SCHEMA_VERSION, ConfigError, read_yaml
 from optctl.errors import SpecError, SpecTypeError
 from optctl.spec import ProblemSpec, SolverOptions, _digest
 
@@ -136,16 +136,8 @@ def dump_sweep(spec: SweepSpec) -> str:
 def load_sweep_config(path: str | os.PathLike[str]) -> SweepSpec:
     """Read and validate a sweep config (safe loading, strict keys, every point checked)."""
     source = os.fspath(path)
-    try:
-        text = Path(source).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("path", source, "no such file; sweep configs are in configs/sweep_*.yaml") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError("path", source, f"cannot be read ({exc})") from exc
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: safe
-    except yaml.YAMLError as exc:
-        raise ConfigError("path", source, f"is not valid YAML: {exc}") from exc
+    data = read_yaml(source, "configs/sweep_horizons.yaml",
+                     missing="no such file; sweep configs are in configs/sweep_*.yaml")
     if not isinstance(data, Mapping):
         raise ConfigError("config", data, f"{source} must hold a mapping; see configs/sweep_horizons.yaml")
     try:
