@@ -134,6 +134,8 @@ def _cmd_plot(args: argparse.Namespace) -> int:
                    str(run / "loss.png"))
         print(f"figures written to {run}")
         return 0
+    if not run.is_dir():
+        raise OptctlError(f"{run}: no such folder; pass a folder written by `optctl sweep` or `optctl solve`")
     raise OptctlError(f"{run}: not a results folder (no sweep.yaml, nor summary.json and arrays.npz); "
                       "pass a folder written by `optctl sweep` or `optctl solve`")
 

@@ -204,10 +204,12 @@ def load_sweep_dict(d: Mapping[str, Any], source: str | None = None) -> SweepSpe
                               f"{missing} are not among sweep.horizons {list(horizons)}")
     exact_max = sw.get("exact_tuning_max_T", DEFAULT_EXACT_TUNING_MAX_T)
     workers = sw.get("workers", 1)
-    for fname, val in (("exact_tuning_max_T", exact_max), ("workers", workers)):
-        if isinstance(val, bool) or not isinstance(val, int) or val < (0 if fname != "workers" else 1):
-            raise SpecTypeError(f"sweep.{fname}", val, "a non-negative integer" if fname != "workers"
-                                else "a positive number of local processes")
+    for fname, val, lo, what in (("exact_tuning_max_T", exact_max, 0, "a non-negative integer"),
+                                 ("workers", workers, 1, "a positive number of local processes")):
+        if isinstance(val, bool) or not isinstance(val, int):
+            raise SpecTypeError(f"sweep.{fname}", val, what)
+        if val < lo:
+            raise ConfigError(f"sweep.{fname}", val, f"must be {what}")
     warm = sw.get("warm_start", True)
     if not isinstance(warm, bool):
         raise SpecTypeError("sweep.warm_start", warm, "true or false")

@@ -80,7 +80,8 @@ def test_config_expands_axes_and_horizons(tmp_path: Path) -> None:
     ({"sweep": {"axes": {"a": [2.0, 0.5]}, "horizons": [10]}}, "sweep.axes.a = 0.5", ConfigError),
     ({"model": {"a": 0.5, "b": 1.5}}, "model.a", SpecError),
     ({"sweep": {"axes": {"a": {"linspace": [1, 2]}}, "horizons": [10]}}, "sweep.axes.a", ConfigError),
-    ({"sweep": {"horizons": [10], "workers": 0}}, "sweep.workers", SpecTypeError),
+    ({"sweep": {"horizons": [10], "workers": 0}}, "sweep.workers = 0: must be a positive", ConfigError),
+    ({"sweep": {"horizons": [10], "workers": "2"}}, "sweep.workers", SpecTypeError),
     ({"sweep": {"horizons": [10], "baseline_horizons": [20]}}, "sweep.baseline_horizons", ConfigError),
     ({"kind": "compute_optimal", "sweep": {"axes": {"N": [10, 20]}, "horizons": [10]}}, "model.tail", ConfigError),
     ({"kind": "phase_diagram", "sweep": {"axes": {"a": [2.0]}, "horizons": [10]}}, "sweep.axes", ConfigError),
@@ -334,6 +335,8 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Captu
     (tmp_path / "empty").mkdir()
     assert main(["plot", str(tmp_path / "empty")]) == 2
     assert "not a results folder" in capsys.readouterr().err
+    assert main(["plot", str(tmp_path / "missing")]) == 2
+    assert "missing: no such folder" in capsys.readouterr().err
 
 
 def test_cli_plot_redraws_a_solve_folder(tmp_path: Path) -> None:
