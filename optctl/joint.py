@@ -28,8 +28,7 @@ from typing import Any
 import casadi as ca
 import numpy as np
 
-from optctl.grid import block_means, expand, make_grid
-from optctl.model import group_modes, spectrum
+from optctl.grid import block_means, expand
 from optctl.momentum import (
     momentum_position,
     momentum_replay,
@@ -47,13 +46,12 @@ from optctl.solver import (
 )
 from optctl.spec import ControlSpec, ProblemSpec, SolverOptions
 from optctl.transcribe import (
-    GROUP_EXACT,
-    GROUP_NODES,
-    GROUP_RATIO,
     Plan,
     _step_function,
+    control_grid,
     jit_options,
     plan,
+    plan_spectrum,
 )
 from optctl.versions import versions
 
@@ -67,19 +65,13 @@ JointInit = tuple[np.ndarray, np.ndarray] | Callable[[np.ndarray], tuple[np.ndar
 def momentum_plan(spec: ProblemSpec, options: SolverOptions) -> Plan:
     """Grid and modes for the momentum problem: per-step propagation, grouped modes past
     ``per_step_max_T`` updates (or when asked), the control grid as for the learning rate."""
-    grid_kind = options.grid
-    if grid_kind == "auto":
-        grid_kind = "per_step" if spec.T <= options.per_step_max_T else "refined"
-    grid = make_grid(grid_kind, spec.T, options.K)
+    grid_kind, grid = control_grid(spec, options)
     modes = options.modes
     if modes == "auto":
         modes = "grouped" if spec.T > options.per_step_max_T and spec.N > options.group_min_N else "exact"
-    sp = spectrum(spec)
-    if modes == "grouped":
-        sp = group_modes(sp, spec, GROUP_EXACT, GROUP_RATIO, GROUP_NODES)
     return Plan(grid_kind=grid_kind, grid=grid, lengths=np.ones(spec.T, dtype=np.int64),
                 owner=np.repeat(np.arange(grid.size - 1), np.diff(grid)), propagator="step",
-                modes=modes, spectrum=sp)
+                modes=modes, spectrum=plan_spectrum(spec, modes))
 
 
 def _momentum_step(n: int) -> ca.Function:

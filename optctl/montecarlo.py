@@ -42,25 +42,26 @@ class MonteCarloResult:
         return float(self.loss[-1])
 
 
-def _check_eta(eta: np.ndarray | float, T: int) -> np.ndarray:
-    arr = np.asarray(eta, dtype=float)
+def _per_update(x: np.ndarray | float, T: int, name: str, what: str) -> np.ndarray:
+    """A scalar broadcast to ``T`` updates, or a ``(T,)`` array; :class:`SpecError` otherwise."""
+    arr = np.asarray(x, dtype=float)
     if arr.ndim == 0:
         arr = np.full(T, float(arr))
     if arr.shape != (T,):
-        raise SpecError("eta", f"array of shape {arr.shape}",
-                        f"pass a scalar or one learning rate per update, shape ({T},)")
+        raise SpecError(name, f"array of shape {arr.shape}",
+                        f"pass a scalar or one {what} per update, shape ({T},)")
+    return arr
+
+
+def _check_eta(eta: np.ndarray | float, T: int) -> np.ndarray:
+    arr = _per_update(eta, T, "eta", "learning rate")
     if not np.all(np.isfinite(arr)):
         raise SpecError("eta", arr[~np.isfinite(arr)][0], "learning rates must be finite")
     return arr
 
 
 def _check_beta(beta: np.ndarray | float, T: int) -> np.ndarray:
-    arr = np.asarray(beta, dtype=float)
-    if arr.ndim == 0:
-        arr = np.full(T, float(arr))
-    if arr.shape != (T,):
-        raise SpecError("beta", f"array of shape {arr.shape}",
-                        f"pass a scalar or one momentum weight per update, shape ({T},)")
+    arr = _per_update(beta, T, "beta", "momentum weight")
     bad = ~np.isfinite(arr) | (arr < 0) | (arr > 1)
     if np.any(bad):
         t = int(np.argmax(bad))

@@ -56,12 +56,24 @@ class Plan:
         return int(self.grid.size - 1)
 
 
-def plan(spec: ProblemSpec, options: SolverOptions) -> Plan:
-    """Resolve ``auto`` choices: grid, propagator, modes, sub-blocks."""
+def control_grid(spec: ProblemSpec, options: SolverOptions) -> tuple[str, np.ndarray]:
+    """The control grid's kind (``auto``: per step up to ``per_step_max_T``, else refined)
+    and its block boundaries."""
     grid_kind = options.grid
     if grid_kind == "auto":
         grid_kind = "per_step" if spec.T <= options.per_step_max_T else "refined"
-    grid = make_grid(grid_kind, spec.T, options.K)
+    return grid_kind, make_grid(grid_kind, spec.T, options.K)
+
+
+def plan_spectrum(spec: ProblemSpec, modes: str) -> Spectrum:
+    """All ``N`` modes, or (``modes="grouped"``) the Gauss-grouped tail."""
+    sp = spectrum(spec)
+    return group_modes(sp, spec, GROUP_EXACT, GROUP_RATIO, GROUP_NODES) if modes == "grouped" else sp
+
+
+def plan(spec: ProblemSpec, options: SolverOptions) -> Plan:
+    """Resolve ``auto`` choices: grid, propagator, modes, sub-blocks."""
+    grid_kind, grid = control_grid(spec, options)
     propagator = options.propagator
     if propagator == "auto":
         propagator = "step" if grid_kind == "per_step" else "block"
@@ -73,11 +85,8 @@ def plan(spec: ProblemSpec, options: SolverOptions) -> Plan:
     modes = options.modes
     if modes == "auto":
         modes = "grouped" if propagator == "block" and spec.N > options.group_min_N else "exact"
-    sp = spectrum(spec)
-    if modes == "grouped":
-        sp = group_modes(sp, spec, GROUP_EXACT, GROUP_RATIO, GROUP_NODES)
     return Plan(grid_kind=grid_kind, grid=grid, lengths=lengths, owner=owner, propagator=propagator,
-                modes=modes, spectrum=sp)
+                modes=modes, spectrum=plan_spectrum(spec, modes))
 
 
 def _step_function(n_modes: int, propagator: str) -> ca.Function:
