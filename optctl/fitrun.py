@@ -99,11 +99,12 @@ def run_fit(curves: list[LossCurve], cfg: FitConfig, out: Path, *, overwrite: bo
 
 def format_fit(res: calibrate.FitResult) -> str:
     """A short table for the terminal."""
-    lines = [f"{'parameter':<12} {'fit':>12}   interval ({100 * res.options.level:.0f}%)"]
+    lines = [f"{'parameter':<12} {'fit':>12}   {'interval (' + format(100 * res.options.level, '.0f') + '%)':<24}"
+             " asymptotic sd"]
     for k in calibrate.PARAMS:
         iv = res.intervals.get(k)
         span = f"[{iv[0]:.4g}, {iv[1]:.4g}]" if iv else "(no bootstrap)"
-        lines.append(f"{k:<12} {res.params[k]:>12.5g}   {span}")
+        lines.append(f"{k:<12} {res.params[k]:>12.5g}   {span:<24} {res.asymptotic_sd.get(k, float('nan')):.3g}")
     lines.append(f"phase: {res.phase} (P(b < a) = {res.p_easy:.3f}, confidence {res.confidence:.3f})")
     worst = max(res.rms_log_error.values())
     lines.append("rms log error per curve: " + ", ".join(f"{k} {v:.3g}" for k, v in res.rms_log_error.items())

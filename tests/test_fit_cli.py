@@ -50,12 +50,15 @@ def test_fit_solve_export_in_real_units(tmp_path: Path, capsys: pytest.CaptureFi
         assert fit["params"][k] == pytest.approx(TRUTH[k], abs=FIT_NOISY_ATOL)
         assert fit["intervals"][k][0] <= TRUTH[k] <= fit["intervals"][k][1]
     assert fit["phase"]["label"] == "easy"
+    # the linearised sd is reported beside the bootstrap interval (checked in test_calibrate)
+    assert all(0 < fit["asymptotic_sd"][k] < 0.1 for k in ("a", "b"))
     run_cfg = load_config(fit_dir / "config.yaml")
     assert run_cfg.problem.T == 600 and run_cfg.problem.batch_size == M and run_cfg.problem.N == N
     scale = fit["params"]["lr_scale"]
     # the schedule's bound: the fastest measured rate, in model units
     assert run_cfg.problem.eta_max == pytest.approx(0.15 / scale)
-    assert "optctl solve" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "optctl solve" in out and "asymptotic sd" in out
 
     run = tmp_path / "run"
     assert main(["solve", str(fit_dir), "--out", str(run), "--quiet", "--no-baselines"]) == 0
