@@ -532,6 +532,9 @@ def pilot_sd(params: dict[str, float], runs: dict[str, np.ndarray], *, N: int,
         raise SpecError("noise", noise, "must be a positive standard deviation of the log loss, e.g. 0.02")
     if not runs:
         raise SpecError("runs", runs, "give at least one pilot schedule (name -> lr per update)")
+    missing = [k for k in PARAMS if k not in params]
+    if missing:
+        raise SpecError("params", sorted(params), f"give a guess for every parameter; missing {missing}")
     curves = []
     for name, lr in runs.items():
         lr = np.asarray(lr, dtype=float)

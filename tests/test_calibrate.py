@@ -159,3 +159,5 @@ def test_pilot_sd_rejects_bad_input() -> None:
         C.pilot_sd(TRUTH, RUNS, N=N, noise=0.0)
     with pytest.raises(SpecError, match="runs"):
         C.pilot_sd(TRUTH, {}, N=N)
+    with pytest.raises(SpecError, match="missing \\['loss_offset'\\]"):
+        C.pilot_sd({k: v for k, v in TRUTH.items() if k != "loss_offset"}, RUNS, N=N)
