@@ -69,6 +69,12 @@ def _check(res: C.FitResult, truth: dict[str, float]) -> dict[str, Any]:
     return out
 
 
+def _est(res: C.FitResult) -> str:
+    """``a 2.490 [2.425, 2.554], b 1.483 [1.399, 1.566]`` for progress lines."""
+    return ", ".join(f"{k} {res.params[k]:.3f} [{res.intervals[k][0]:.3f}, {res.intervals[k][1]:.3f}]"
+                     for k in ("a", "b"))
+
+
 def _row(name: str, chk: dict[str, Any]) -> str:
     def cell(k: str) -> str:
         c = chk[k]
@@ -95,27 +101,69 @@ SETTINGS: dict[str, tuple[dict[str, float], int]] = {
 }
 
 
+def _design(T: int, rates: list[float], points: int, cosine_run: bool = False,
+            top: float = 0.04) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Constant-rate pilots, a WSD run at the top rate (and optionally a cosine run), with
+    the steps at which each is measured (every step of a decay)."""
+    runs = {f"const_{r:.4g}": np.full(T, r) for r in rates}
+    runs["wsd"] = _wsd(top, T)
+    every = {"wsd": round(0.8 * T)}
+    if cosine_run:
+        runs["cosine"] = sample(cosine(top, T), T)
+        every["cosine"] = 0
+    steps = {k: C.measurement_steps(T, points, every_step_from=every.get(k)) for k in runs}
+    return runs, steps
+
+
+BASIC_RATES = [0.005, 0.015, 0.04]
+PLANNED_RATES = [0.04 / 2**k for k in range(6, -1, -1)]
+
+
 def designs(T: int) -> dict[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
-    """Pilot designs (runs in real lr, measured steps): ``basic`` three constant rates and a
-    WSD run at ~60 log-spaced points; ``planned`` seven constant rates (halving from the
-    largest) and the WSD run at ~120 points, chosen with :func:`optctl.calibrate.pilot_sd`
-    as the cheapest of the designs we compared whose linearised sd of ``a`` and ``b`` is
-    at most about 0.04 in all four settings (docs/calibration.md)."""
-    top = 0.04
-    out = {}
-    for name, rates, n in (("basic", [0.005, 0.015, top], 60),
-                           ("planned", [top / 2**k for k in range(6, -1, -1)], 120)):
-        runs = {f"const_{r:.4g}": np.full(T, r) for r in rates}
-        runs["wsd"] = _wsd(top, T)
-        steps = {k: C.measurement_steps(T, n, every_step_from=round(0.8 * T) if k == "wsd" else None)
-                 for k in runs}
-        out[name] = (runs, steps)
-    return out
+    """The two pilot designs of the noisy recovery fits: ``basic`` three constant rates and a
+    WSD run, ``measurement_steps(T, 60)`` (50 distinct steps at T = 1000); ``planned`` seven
+    constant rates (halving from the largest) and the WSD run, ``measurement_steps(T, 120)``
+    (88 steps), chosen with :func:`optctl.calibrate.pilot_sd`: the only one of
+    :func:`candidate_designs` whose linearised sd of ``a`` and ``b`` is at most 0.041 in
+    all four settings (docs/calibration.md)."""
+    return {"basic": _design(T, BASIC_RATES, 60), "planned": _design(T, PLANNED_RATES, 120)}
+
+
+def candidate_designs(T: int) -> dict[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
+    """The designs compared by their planned sd alone (no noisy fits)."""
+    five = [0.0025, 0.005, 0.01, 0.02, 0.04]
+    return {"basic: 3 rates + WSD, 50 steps": _design(T, BASIC_RATES, 60),
+            "basic, pilots 3× longer": _design(3 * T, BASIC_RATES, 60),
+            "3 rates + WSD + cosine, 132 steps": _design(T, BASIC_RATES, 200, cosine_run=True),
+            "5 rates + WSD, 88 steps": _design(T, five, 120),
+            "5 rates + WSD, 132 steps": _design(T, five, 200),
+            "5 rates + WSD + cosine, 88 steps": _design(T, five, 120, cosine_run=True),
+            "planned: 7 rates + WSD, 88 steps": _design(T, PLANNED_RATES, 120)}
+
+
+def _design_table(N: int, T: int, noise: float) -> tuple[list[str], dict[str, Any]]:
+    names = list(SETTINGS)
+    lines = ["## Designs compared by planned sd (before any noisy fit)", "",
+             f"`optctl.calibrate.pilot_sd` at the truth, {noise:.0%} noise; entries are sd of a / b.", "",
+             "| design | logged points | " + " | ".join(names) + " |",
+             "|---|---|" + "---|" * len(names)]
+    table: dict[str, Any] = {}
+    for dname, (runs, steps) in candidate_designs(T).items():
+        row = {}
+        for sname, (truth, m) in SETTINGS.items():
+            sd = C.pilot_sd(truth, runs, N=N, noise=noise, steps=steps, batch_size=m)
+            row[sname] = {"a": sd["a"], "b": sd["b"]}
+        table[dname] = row
+        n_points = sum(st.size for st in steps.values())
+        lines.append(f"| {dname} | {n_points} | "
+                     + " | ".join(f"{row[s]['a']:.3f} / {row[s]['b']:.3f}" for s in names) + " |")
+    return [*lines, ""], table
 
 
 def recovery(out: Path, bootstrap: int, seeds: int) -> dict[str, Any]:
     N, T, noise = 1000, 1000, 0.02
     report: dict[str, Any] = {"N": N, "T": T, "noise": noise, "cases": {}, "planned_sd": {}}
+    design_lines, report["designs_compared"] = _design_table(N, T, noise)
     lines = ["# Recovery from model-generated curves", "",
              f"Curves from the exact per-step replay (N = {N}, T = {T}) times exp({noise} z) "
              f"noise per measured point, {seeds} noise seeds per setting and design. Fit: "
@@ -125,9 +173,11 @@ def recovery(out: Path, bootstrap: int, seeds: int) -> dict[str, Any]:
              "deviation the design was expected to give before any noise was drawn.", "",
              "Designs (real learning rates; stability limit ≈ 0.08 at m = 4, 0.083 at m = 5):", "",
              "- `basic`: constant rates 0.005, 0.015, 0.04 and a WSD run (peak 0.04, last 20% "
-             "linear decay), ~60 log-spaced measured steps per run (every step of the decay);",
+             "linear decay), measured at 50 log-spaced steps (plus every step of the decay);",
              "- `planned`: constant rates 0.04 × 2^-k, k = 0..6 (0.000625 … 0.04), and the same "
-             "WSD run, ~120 log-spaced measured steps per run.", ""]
+             "WSD run, measured at 88 log-spaced steps (plus every step of the decay).", "",
+             "In the tables, *ok* means: the interval covers the truth **and** the estimate is "
+             "within 0.1 of it.", "", *design_lines]
     for (sname, (truth, m)), (dname, (runs, steps)) in (
             (st, d) for st in SETTINGS.items() for d in designs(T).items()):
         planned = C.pilot_sd(truth, runs, N=N, noise=noise, steps=steps, batch_size=m)
@@ -150,8 +200,7 @@ def recovery(out: Path, bootstrap: int, seeds: int) -> dict[str, Any]:
             key = f"{sname} / {dname} / seed {seed}"
             report["cases"][key] = chk
             lines.append(_row(f"seed {seed}", chk))
-            print(f"recovery {key}: a {res.params['a']:.3f} {res.intervals['a']}, b {res.params['b']:.3f} "
-                  f"{res.intervals['b']} [{res.wall_time:.0f} s]", flush=True)
+            print(f"recovery {key}: {_est(res)} [{res.wall_time:.0f} s]", flush=True)
             if seed == 0 and dname == "planned":
                 preds = {c.name: (c.steps, c.loss, C.predict(res.params, c.lr, c.batch_size, N)) for c in curves}
                 plots.save(plots.plot_fit(preds, res.samples, (res.params["a"], res.params["b"]),
@@ -219,8 +268,14 @@ def _sgd_replicate(rep: int, spec: ProblemSpec, n_runs: int, bootstrap: int,
     rec["recovery"] = _check(fit_a, truth)
     fit_b = C.fit(curves_for(list(pilots)), C.FitOptions(N=N, bootstrap=bootstrap, seed=rep))
     rec["constant_only_fit"] = _check(fit_b, truth)
-    fit_p = C.fit(curves_for([*planned, "wsd_T1000"], 120), C.FitOptions(N=N, bootstrap=bootstrap, seed=rep))
+    design = [*planned, "wsd_T1000"]
+    fit_p = C.fit(curves_for(design, 120), C.FitOptions(N=N, bootstrap=bootstrap, seed=rep))
     rec["planned"] = _check(fit_p, truth)
+    # which pilot moves the planned fit: refit without each run in turn (no bootstrap)
+    rec["planned_leave_one_out"] = {}
+    for drop in design:
+        f = C.fit(curves_for([n for n in design if n != drop], 120), C.FitOptions(N=N, bootstrap=0))
+        rec["planned_leave_one_out"][drop] = {"a": f.params["a"], "b": f.params["b"]}
     # held out: from the 3 constant-rate pilots, and from the 7 constant rates of the planned design
     fit_c7 = C.fit(curves_for(list(planned), 120), C.FitOptions(N=N, bootstrap=bootstrap, seed=rep))
     rows, preds = [], {}
@@ -271,8 +326,7 @@ def _coverage(spec: ProblemSpec, n_runs: int, bootstrap: int, runs: dict[str, np
                          "bootstrap_sd": float(np.std(res.samples[:, j], ddof=1)),
                          "asymptotic_sd": res.asymptotic_sd[name]}
         rows.append(row)
-        print(f"coverage replicate {rep}: a {res.params['a']:.3f} {res.intervals['a']}, b {res.params['b']:.3f} "
-              f"[{time.perf_counter() - t0:.0f} s]", flush=True)
+        print(f"coverage replicate {rep}: {_est(res)} [{time.perf_counter() - t0:.0f} s]", flush=True)
     summary = {name: {"mean_error": float(np.mean([r[name]["fit"] for r in rows]) - truth[name]),
                       "sd_of_estimates": float(np.std([r[name]["fit"] for r in rows], ddof=1)),
                       "median_bootstrap_sd": float(np.median([r[name]["bootstrap_sd"] for r in rows])),
@@ -336,13 +390,14 @@ def sgd(out: Path, bootstrap: int, n_runs: int, replicates: int, coverage: int) 
     lines = ["# Real minibatch SGD: recovery and held-out prediction", "",
              f"Measured curves: the mean of {n_runs} independent one-pass minibatch SGD runs on "
              f"sampled Gaussian features (`optctl.montecarlo.simulate_sgd`; a = {a}, b = {b}, N = {N}, "
-             f"m = {m}, σ = {sigma}), population loss L_t + σ², at ~60 log-spaced steps (~120 for the planned design). The fit is "
+             f"m = {m}, σ = {sigma}), population loss L_t + σ², at 50 log-spaced steps (88 for the planned design; every step of a decay). The fit is "
              f"given N = {N}; it knows nothing else. {bootstrap} bootstrap refits (method auto: runs and residuals resampled). "
              f"{replicates} independent replicates (fresh SGD seeds for every curve).", "",
              "## Recovery (T = 1000)", "",
              "Pilots: 3 constant rates η = 0.1, 0.3, 0.8 with and without a WSD run (peak 0.8, "
              "last 20% linear decay); and the planned design of the recovery study, 7 constant "
-             "rates 0.8 × 2^-k (k = 0..6) and the WSD run.", "", _HEAD]
+             "rates 0.8 × 2^-k (k = 0..6) and the WSD run. *ok*: the interval covers the truth "
+             "**and** the estimate is within 0.1 of it.", "", _HEAD]
     for i, r in enumerate(reps):
         lines.append(_row(f"rep {i}: pilots + WSD", r["recovery"]))
         lines.append(_row(f"rep {i}: constant-rate pilots only", r["constant_only_fit"]))
@@ -350,13 +405,19 @@ def sgd(out: Path, bootstrap: int, n_runs: int, replicates: int, coverage: int) 
     lines += ["", "All true a, b inside the intervals and within 0.1 — planned design: "
                   f"**{'yes' if report['planned_pass'] else 'no'}**; every fit: "
                   f"**{'yes' if report['recovery_pass'] else 'no'}**.", "",
+              "Leave one pilot out (planned design; a / b refitted without the named run):", "",
+              "| rep | " + " | ".join(reps[0]["planned_leave_one_out"]) + " |",
+              "|---|" + "---|" * len(reps[0]["planned_leave_one_out"]),
+              *(f"| {i} | " + " | ".join(f"{v['a']:.3f} / {v['b']:.3f}"
+                                         for v in r["planned_leave_one_out"].values()) + " |"
+                for i, r in enumerate(reps)), "",
               *_coverage_lines(report.get("coverage")),
               "Fitted maps, rep 0 with WSD (truth: lr_scale 1, loss_scale 1, loss_offset 0.25): " + ", ".join(
                   f"{k} {v['fit']:.4g} [{v['interval'][0]:.4g}, {v['interval'][1]:.4g}]"
                   for k, v in reps[0]["recovery"]["maps"].items()), "",
               "## Held-out final loss (fits on constant-rate runs only)", "",
-              "The fits never saw a decaying schedule: one on the 3 constant-rate pilots (~60 points "
-              "each), one on the 7 constant rates of the planned design (~120 points each). Errors are "
+              "The fits never saw a decaying schedule: one on the 3 constant-rate pilots (50 points "
+              "each), one on the 7 constant rates of the planned design (88 points each). Errors are "
               "given relative to the final loss (what a user measures) and, more severely, relative "
               "to the excess loss above the true floor σ² = 0.25 (the part the schedule controls).", "",
               "| rep | run | measured L_T (± MC s.e.) | 3 rates: predicted [95% bootstrap] | error of "

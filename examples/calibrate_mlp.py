@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             continue
         z = r["minus_optctl"] / r["minus_optctl_stderr"] if r["minus_optctl_stderr"] > 0 else 0.0
         word = "optctl lower" if z > 2 else ("optctl higher" if z < -2 else "no significant difference")
-        verdicts.append(f"vs {name}: {word} (difference {r['minus_optctl']:+.3e} ± "
+        verdicts.append(f"vs {name}: {word} ({name.split(' (')[0]} − optctl = {r['minus_optctl']:+.3e} ± "
                         f"{r['minus_optctl_stderr']:.1e}, {abs(z):.1f} s.e.)")
     report = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
               "fit": {k: fit[k] for k in ("params", "intervals", "phase", "rms_log_error")},
@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
           f"students): best cosine peak {best['cosine']:g}, best WSD peak {best['wsd']:g}. "
           f"Tuning cost {len(args.peaks)} full runs per baseline; optctl used none.", "",
           f"## Final test loss at T = {T} (fresh seed, {args.eval_seeds} students, paired)", "",
-          "| schedule | final test excess loss | minus optctl (paired) |", "|---|---|---|"]
+          "| schedule | final test excess loss | schedule − optctl (paired) |", "|---|---|---|"]
     for name, r in rows.items():
         md.append(f"| {name} | {r['final_test_loss']:.4e} ± {r['stderr']:.1e} | "
                   f"{r['minus_optctl']:+.3e} ± {r['minus_optctl_stderr']:.1e} |")

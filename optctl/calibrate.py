@@ -18,7 +18,8 @@ Given loss curves of real training runs (:mod:`optctl.curves`), find the paramet
    the fit absorbs and its residuals cannot show) widen the interval too; ``"auto"``
    (default) is ``"both"`` with at least 3 runs and ``"residual"`` otherwise.
    The interval of each parameter is the normal bootstrap interval
-   ``θ̂ ± z_{(1+level)/2} sd*(θ)`` with ``sd*`` the standard deviation of the refits:
+   ``θ̂ ± z_{(1+level)/2} sd*(θ)`` with ``sd*`` the standard deviation of the refits,
+   clipped to the parameter's range (:data:`PARAM_RANGE`):
    with a few dozen resamples it is steadier than percentiles, and it is centred on the
    estimate (percentiles of a residual bootstrap inherit its small shift). Resampling
    residuals one by one treats them as independent; measured curves often are not (an
@@ -75,6 +76,10 @@ LOSS_SCALE_LOG_BOUNDS = (-40.0, 40.0)
 # (a bound at that point excluded the truth in our recovery study); the prediction stays
 # above the offset, so a larger bound only widens the search.
 OFFSET_FRAC_MAX = 2.0
+# Where an interval is clipped: the exponents' search box; σ, the scales and the offset ≥ 0.
+PARAM_RANGE: dict[str, tuple[float, float]] = {
+    "a": A_BOUNDS, "b": B_BOUNDS, "sigma": (0.0, math.inf), "lr_scale": (0.0, math.inf),
+    "loss_scale": (0.0, math.inf), "loss_offset": (0.0, math.inf)}
 _SCREEN_A = (1.4, 2.2, 3.2, 4.5)
 _SCREEN_B = (0.8, 1.4, 2.2, 3.5)
 _SCREEN_ETA = (0.03, 0.15, 0.5, 0.9)
@@ -354,10 +359,7 @@ def fit(curves: list[LossCurve], options: FitOptions | None = None) -> FitResult
     params = dict(zip(PARAMS, (float(x) for x in theta), strict=True))
     intervals: dict[str, tuple[float, float]] = {}
     if samples.shape[0] > 1:
-        z_level = float(ndtri(0.5 + options.level / 2))
-        sd = samples.std(axis=0, ddof=1)
-        for j, name in enumerate(PARAMS):
-            intervals[name] = (float(theta[j] - z_level * sd[j]), float(theta[j] + z_level * sd[j]))
+        intervals = normal_intervals(theta, samples, options.level)
         sd_diff = float(np.std(samples[:, 0] - samples[:, 1], ddof=1))
         gap = params["a"] - params["b"]
         p_easy = float(ndtr(gap / sd_diff)) if sd_diff > 0 else float(gap > 0)
@@ -377,6 +379,18 @@ def fit(curves: list[LossCurve], options: FitOptions | None = None) -> FitResult
                      wall_time=time.perf_counter() - t_start, n_bootstrap_failed=failed,
                      widening=dict(zip(data.names, (float(f) for f in widen), strict=True)),
                      notes=tuple(notes), asymptotic_sd=asd)
+
+
+def normal_intervals(theta: np.ndarray, samples: np.ndarray, level: float) -> dict[str, tuple[float, float]]:
+    """``θ̂ ± z_{(1+level)/2} sd*`` per parameter (``sd*`` the spread of the bootstrap
+    ``samples``, rows in :data:`PARAMS` order), clipped to :data:`PARAM_RANGE`."""
+    z_level = float(ndtri(0.5 + level / 2))
+    sd = samples.std(axis=0, ddof=1)
+    out = {}
+    for j, name in enumerate(PARAMS):
+        lo, hi = PARAM_RANGE[name]
+        out[name] = (max(lo, float(theta[j] - z_level * sd[j])), min(hi, float(theta[j] + z_level * sd[j])))
+    return out
 
 
 def _method(options: FitOptions, n_runs: int) -> str:

@@ -136,7 +136,7 @@ def load_curve(path: str | os.PathLike[str]) -> LossCurve:
     src = Path(path)
     where = str(src)
     try:
-        text = src.read_text(encoding="utf-8")
+        text = src.read_text(encoding="utf-8-sig")  # also files saved with a byte-order mark
     except FileNotFoundError:
         raise CurveError(f"{where}: no such file; pass CSV files with columns step, lr, loss") from None
     except IsADirectoryError:

@@ -161,3 +161,15 @@ def test_pilot_sd_rejects_bad_input() -> None:
         C.pilot_sd(TRUTH, {}, N=N)
     with pytest.raises(SpecError, match="missing \\['loss_offset'\\]"):
         C.pilot_sd({k: v for k, v in TRUTH.items() if k != "loss_offset"}, RUNS, N=N)
+
+
+def test_normal_intervals_are_clipped_to_each_parameters_range() -> None:
+    theta = np.array([1.1, 7.9, 0.01, 0.1, 2.0, 0.0])
+    rng = np.random.default_rng(0)
+    samples = theta + rng.standard_normal((200, theta.size)) * np.array([0.2, 0.2, 0.05, 0.01, 0.1, 0.02])
+    iv = C.normal_intervals(theta, samples, 0.95)
+    assert iv["a"][0] == C.A_BOUNDS[0] and iv["b"][1] == C.B_BOUNDS[1]
+    assert iv["sigma"][0] == 0.0 and iv["loss_offset"][0] == 0.0
+    # an interval away from the range's edges is the plain theta +- 1.96 sd
+    sd = samples[:, 4].std(ddof=1)
+    assert iv["loss_scale"] == pytest.approx((2.0 - 1.959964 * sd, 2.0 + 1.959964 * sd), rel=1e-6)

@@ -26,6 +26,14 @@ def test_rows_expand_to_a_per_update_schedule(tmp_path: Path) -> None:
     assert c.final_loss == 0.8
 
 
+def test_a_byte_order_mark_is_not_part_of_the_header(tmp_path: Path) -> None:
+    """Spreadsheet programs save UTF-8 CSVs with a BOM; it must not hide the 'step' column."""
+    p = tmp_path / "excel.csv"
+    p.write_bytes(b"\xef\xbb\xbfstep,lr,loss\n0,0.1,1\n1,0.1,0.9\n2,0.1,0.8\n")
+    c = load_curve(p)
+    np.testing.assert_array_equal(c.steps, [0, 1, 2])
+
+
 def test_write_then_load_round_trips(tmp_path: Path) -> None:
     lr = np.concatenate([np.full(4, 0.2), np.full(4, 0.1)])
     p = tmp_path / "w.csv"
