@@ -45,6 +45,7 @@ from mlp_schedules import Teacher  # noqa: E402
 
 from optctl import ScheduleTable  # noqa: E402
 from optctl import schedules as S  # noqa: E402
+from optctl.calibrate import measurement_steps  # noqa: E402
 from optctl.cli import main as optctl_main  # noqa: E402
 from optctl.curves import write_curve  # noqa: E402
 from optctl.export import load_table  # noqa: E402
@@ -142,12 +143,11 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
 
     # 1. pilot runs -> CSV
     Tp = args.pilot_T
-    steps = np.unique(np.concatenate([[0], np.round(np.geomspace(1, Tp, 50)).astype(int)]))
     pilots = {f"const_{lr:g}": np.full(Tp, lr) for lr in args.pilot_lrs}
     pilots["wsd_pilot"] = _wsd(max(args.pilot_lrs), Tp)
     csvs = []
     for i, (name, lr) in enumerate(pilots.items()):
-        st = steps if not name.startswith("wsd") else np.union1d(steps, np.arange(round(0.8 * Tp), Tp + 1))
+        st = measurement_steps(Tp, 50, every_step_from=round(0.8 * Tp) if name.startswith("wsd") else None)
         curve, _ = train(teacher, lr, m, args.seeds, args.width, x_test, y_test, seed=10 + i, record=st)
         path = work / f"{name}.csv"
         write_curve(path, st, lr, curve, batch_size=m)
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         print(f"tuned {name}: " + ", ".join(f"{k}: {v:.4e}" for k, v in tuning[name].items())
               + f" [{time.perf_counter() - t_start:.0f} s]", flush=True)
     best = {n: float(min(tuning[n], key=lambda k, n=n: tuning[n][k])) for n in shapes}
-    record = np.unique(np.concatenate([[0], np.round(np.geomspace(1, T, 60)).astype(int)]))
+    record = measurement_steps(T, 60)
     evals = {"optctl (fitted)": table, **{f"{n} (peak {best[n]:g})": shapes[n](best[n]) for n in shapes}}
     curves, finals = {}, {}
     for name, lr in evals.items():

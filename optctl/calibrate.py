@@ -514,7 +514,7 @@ def _sandwich_sd(problem: _Problem, z: np.ndarray, noise: np.ndarray) -> np.ndar
     D = np.asarray(jax.jacfwd(_theta)(jnp.asarray(z), data.min_loss))
     cov = D @ A_inv @ B @ A_inv @ D.T
     var = np.diag(cov)
-    return np.where(np.isfinite(var) & (var >= 0), np.sqrt(np.abs(var)), np.inf)
+    return np.sqrt(np.where(np.isfinite(var) & (var >= 0), var, np.inf))
 
 
 def measurement_steps(T: int, n: int = 60, every_step_from: int | None = None) -> np.ndarray:

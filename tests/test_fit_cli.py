@@ -28,7 +28,7 @@ baselines: []
 
 def _curves(tmp_path: Path) -> list[str]:
     rng = np.random.default_rng(1)
-    steps = np.unique(np.concatenate([[0], np.round(np.geomspace(1, T, 30)).astype(int)]))
+    steps = C.measurement_steps(T, 30)
     paths = []
     for name, lr in {"c1": np.full(T, 0.03), "c2": np.full(T, 0.08), "c3": np.full(T, 0.15)}.items():
         y = C.predict(TRUTH, lr, M, N)[steps] * np.exp(0.005 * rng.standard_normal(steps.size))
