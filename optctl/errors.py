@@ -1,4 +1,9 @@
-"""The package's exceptions: one base class, subclasses of the built-in kinds."""
+"""Every exception and warning optctl raises on purpose: one base class, built-in kinds.
+
+Catch :class:`OptctlError` to handle them all; each subclass also derives from the
+built-in kind it resembles (``ValueError``, ``TypeError``, ``OSError``, ``RuntimeError``),
+so code written against the built-ins keeps working.
+"""
 
 from __future__ import annotations
 
@@ -31,8 +36,17 @@ class SpecTypeError(OptctlError, TypeError):
         )
 
 
+class ConfigError(SpecError):
+    """A config is malformed: a bad value, a missing or unknown key, an unreadable file.
+
+    Like :class:`SpecError` (and so a ``ValueError``), the message names the dotted
+    field, the offending value and how to fix it.
+    """
+
+
 class SolverError(OptctlError, RuntimeError):
-    """The NLP could not be built or solved at all (not a mere non-convergence)."""
+    """IPOPT could not be set up or run at all (an invalid option, say), as opposed to a
+    solve that ran and did not converge, which is reported in the result's ``status``."""
 
 
 class ExportError(OptctlError, ValueError):
@@ -40,3 +54,20 @@ class ExportError(OptctlError, ValueError):
 
     The message says what is wrong with which file or column and how to fix it.
     """
+
+
+class ResultsError(OptctlError, OSError):
+    """A results folder (run, fit or sweep) cannot be written or read."""
+
+
+class SweepError(OptctlError, RuntimeError):
+    """A sweep folder belongs to another sweep, a Dask scheduler cannot be reached, or
+    points failed."""
+
+
+class CurveError(OptctlError, ValueError):
+    """A loss-curve file is missing, malformed, or holds values the fit cannot use."""
+
+
+class HorizonWarning(UserWarning):
+    """A table was adapted to a horizon it was not solved for; the message says how."""

@@ -1,16 +1,23 @@
-"""Figures. Every function takes results and returns a matplotlib Figure."""
+"""Figures. Every function takes results and returns a matplotlib Figure; :func:`save` writes one.
+
+The only module that imports matplotlib. It builds figures with the object-oriented
+API (:class:`matplotlib.figure.Figure`), not pyplot, so it needs no GUI backend and
+leaves matplotlib's global state (the backend, the figure registry) alone.
+"""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+from optctl import theory
 
 _OPT_STYLE = {"color": "black", "lw": 2.2, "zorder": 5}
 
@@ -34,7 +41,8 @@ def plot_schedule(eta: np.ndarray, baselines: Mapping[str, np.ndarray], *, title
     T = eta.size
     idx = _thin(T)
     t = np.arange(T)
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    fig = _figure((11, 4))
+    ax0, ax1 = fig.subplots(1, 2)
     for name, e in baselines.items():
         ax0.plot(t[idx], e[idx], lw=1.2, label=name)
         ax1.loglog((T - t)[idx], np.maximum(e[idx], 1e-300), lw=1.2, label=name)
@@ -54,7 +62,8 @@ def plot_loss(loss: np.ndarray, baselines: Mapping[str, np.ndarray], *, bias: np
     """Replayed loss ``L_t`` on log-log axes: the optimum (with its bias/variance split) and baselines."""
     idx = _thin(loss.size)
     t = np.arange(loss.size) + 1.0
-    fig, ax = plt.subplots(figsize=(6.5, 4.5), constrained_layout=True)
+    fig = _figure((6.5, 4.5))
+    ax = fig.subplots()
     for name, curve in baselines.items():
         ax.loglog(t[idx], curve[idx], lw=1.2, label=f"{name}  L_T={curve[-1]:.4g}")
     ax.loglog(t[idx], loss[idx], label=f"optimal  L_T={loss[-1]:.4g}", **_OPT_STYLE)
@@ -68,9 +77,23 @@ def plot_loss(loss: np.ndarray, baselines: Mapping[str, np.ndarray], *, bias: np
     return fig
 
 
-def save(fig: Figure, path: str) -> None:
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+def _figure(figsize: tuple[float, float]) -> Figure:
+    return Figure(figsize=figsize, layout="constrained")
+
+
+def save(fig: Figure, path: str | os.PathLike[str]) -> None:
+    """Write ``fig`` as PNG to ``path`` atomically (a temporary file, then a rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=130)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 # --- sweeps: horizons, exponents, phase diagrams, compute frontiers ----------------------
@@ -80,7 +103,7 @@ _SERIES_COLORS = {"optimal": "black", "constant": "tab:blue", "power_law": "tab:
 
 
 def _horizon_colors(n: int) -> list[tuple[float, float, float, float]]:
-    cmap = plt.get_cmap("viridis")
+    cmap = matplotlib.colormaps["viridis"]
     return [cmap(x) for x in np.linspace(0.0, 0.85, max(n, 1))]
 
 
@@ -94,9 +117,10 @@ def plot_schedule_family(horizons: Sequence[int], etas: Sequence[np.ndarray], *,
     ``T − t``, where the annealing window stays put in steps while its fraction of
     ``T`` shrinks.
     """
-    easy = b < a
-    xi = 1.0 - b / a if easy else 0.0
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    easy = theory.phase(a, b) == "easy"
+    xi = theory.xi(a, b)
+    fig = _figure((11, 4.2))
+    ax0, ax1 = fig.subplots(1, 2)
     for T, eta, col in zip(horizons, etas, _horizon_colors(len(etas)), strict=True):
         idx = _thin(eta.size)
         u = (np.arange(eta.size) + 0.5) / eta.size
@@ -129,7 +153,8 @@ def plot_schedule_family(horizons: Sequence[int], etas: Sequence[np.ndarray], *,
 def plot_loss_family(horizons: Sequence[int], losses: Sequence[np.ndarray], *, title: str = "",
                      baseline: Mapping[str, Sequence[np.ndarray]] | None = None) -> Figure:
     """Replayed loss curves ``L_t`` of the optimum at each horizon (and optional baselines, dashed)."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.5), constrained_layout=True)
+    fig = _figure((6.5, 4.5))
+    ax = fig.subplots()
     cols = _horizon_colors(len(losses))
     for T, L, col in zip(horizons, losses, cols, strict=True):
         idx = _thin(L.size)
@@ -154,7 +179,8 @@ def plot_exponents(study: Any, *, title: str = "") -> Figure:
     Right: local slopes ``−Δ log L_T / Δ log T`` with the theory values dashed, so that
     pre-asymptotic drift is visible.
     """
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4.3), constrained_layout=True)
+    fig = _figure((11, 4.3))
+    ax0, ax1 = fig.subplots(1, 2)
     for name, f in study.fits.items():
         col = _SERIES_COLORS.get(name, "gray")
         ax0.loglog(f.x, f.y, "o", color=col, ms=4)
@@ -180,8 +206,8 @@ def plot_bias_variance(cases: Mapping[str, Mapping[str, tuple[np.ndarray, np.nda
     ``cases[case][schedule] = (bias, variance)`` curves (``T + 1`` values). Solid: bias,
     dashed: variance.
     """
-    fig, axes = plt.subplots(1, len(cases), figsize=(5.5 * len(cases), 4.3), constrained_layout=True,
-                             squeeze=False)
+    fig = _figure((5.5 * len(cases), 4.3))
+    axes = fig.subplots(1, len(cases), squeeze=False)
     for ax, (case, curves) in zip(axes[0], cases.items(), strict=True):
         for name, (bias, var) in curves.items():
             col = _SERIES_COLORS.get(name, "gray")
@@ -209,7 +235,8 @@ def plot_phase_diagram(pd: Any, *, title: str = "") -> Figure:
     from matplotlib.colors import ListedColormap
 
     A, B = np.meshgrid(pd.a, pd.b, indexing="ij")
-    fig, axes = plt.subplots(2, 2, figsize=(11, 9), constrained_layout=True)
+    fig = _figure((11, 9))
+    axes = fig.subplots(2, 2)
     code = np.select([pd.label == "easy", pd.label == "hard", pd.label == "unsure"], [0.0, 1.0, 0.5],
                      default=np.nan).astype(float)
     ax = axes[0, 0]
@@ -262,8 +289,8 @@ def plot_phase_diagram(pd: Any, *, title: str = "") -> Figure:
 
 def plot_compute_frontier(studies: Sequence[Any], *, title: str = "") -> Figure:
     """Loss against compute ``C = N T`` for every ``N`` and the frontier (one panel per case)."""
-    fig, axes = plt.subplots(1, len(studies), figsize=(5.8 * len(studies), 4.5), constrained_layout=True,
-                             squeeze=False)
+    fig = _figure((5.8 * len(studies), 4.5))
+    axes = fig.subplots(1, len(studies), squeeze=False)
     for ax, st in zip(axes[0], studies, strict=True):
         sizes = np.unique(st.N)
         for n, col in zip(sizes, _horizon_colors(sizes.size), strict=True):
@@ -289,7 +316,8 @@ def plot_compute_frontier(studies: Sequence[Any], *, title: str = "") -> Figure:
 
 def plot_sweep_timing(finish: np.ndarray, total_s: float, *, title: str = "") -> Figure:
     """Points finished against wall time (a benchmark figure)."""
-    fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
+    fig = _figure((6, 4))
+    ax = fig.subplots()
     f = np.sort(np.asarray(finish, dtype=float))
     ax.step(f, np.arange(1, f.size + 1), where="post", color="black")
     ax.axvline(total_s, color="tab:red", ls="--", label=f"total {total_s:.0f} s")
@@ -313,9 +341,10 @@ def plot_fit(curves: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]], sa
     one value per step ``0..T``; ``samples`` are bootstrap fits (columns ``a, b`` first),
     ``point`` the best fit's ``(a, b)``. The dashed line is the phase boundary ``b = a``.
     """
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11.5, 4.4), constrained_layout=True)
+    fig = _figure((11.5, 4.4))
+    ax0, ax1 = fig.subplots(1, 2)
     for i, (name, (steps, meas, pred)) in enumerate(curves.items()):
-        color = plt.get_cmap("tab10")(i % 10)
+        color = matplotlib.colormaps["tab10"](i % 10)
         ax0.loglog(steps + 1.0, meas, ".", ms=3, color=color, alpha=0.6)
         t = np.arange(pred.size) + 1.0
         idx = _thin(pred.size)
@@ -343,7 +372,8 @@ def plot_momentum_study(records: Sequence[Mapping[str, Any]], summary: Mapping[s
     ``(η, β)`` against ``T`` with theory slopes, and ``β(t)``, ``η(t)`` against ``t/T``."""
     recs = sorted(records, key=lambda r: r["T"])
     T = np.array([r["T"] for r in recs], dtype=float)
-    fig, (ax0, ax1, ax2) = plt.subplots(1, 3, figsize=(15, 4.3), constrained_layout=True)
+    fig = _figure((15, 4.3))
+    ax0, ax1, ax2 = fig.subplots(1, 3)
     ax0.loglog(T, summary["sgd_loss"], "o-", color="tab:blue",
                label=f"optimal SGD, fit ζ = {summary['sgd_exponent']:.3f}")
     ax0.loglog(T, summary["momentum_loss"], "s-", color="black",
@@ -377,7 +407,8 @@ def plot_batch_study(rec: Mapping[str, Any], *, title: str = "") -> Figure:
     m, eta, fixed_eta = (np.asarray(d[k]) for k in ("joint_batch", "joint_eta", "fixed_eta"))
     s = (np.cumsum(m) - m / 2) / np.sum(m)
     s_fixed = (np.arange(fixed_eta.size) + 0.5) / fixed_eta.size
-    fig, (ax0, ax1, ax2) = plt.subplots(1, 3, figsize=(15, 4.3), constrained_layout=True)
+    fig = _figure((15, 4.3))
+    ax0, ax1, ax2 = fig.subplots(1, 3)
     ax0.plot(s, m, color="tab:red", label="batch m_t")
     ax0.set(xlabel="samples consumed / S", ylabel="batch size m_t")
     ax0b = ax0.twinx()
@@ -406,7 +437,8 @@ def plot_controls(eta: np.ndarray, batch_size: np.ndarray, beta: np.ndarray | No
                   title: str = "") -> Figure:
     """A joint schedule: ``η_t`` with the batch ``m_t`` or the momentum weight ``β_t``."""
     t = np.arange(eta.size)
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    fig = _figure((11, 4))
+    ax0, ax1 = fig.subplots(1, 2)
     ax0.plot(t, eta, **_OPT_STYLE)
     ax0.set(xlabel="step t", ylabel="learning rate η(t)")
     if beta is not None:

@@ -25,7 +25,6 @@ shape ``(1 − t/T)^(2b−1)`` of the optimal schedule.
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Callable, Sequence
 from typing import Literal
 
@@ -33,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from optctl.errors import SpecError, SpecTypeError
+from optctl.validate import check_int, check_real
 
 StepLike = int | np.integer | npt.NDArray[np.integer]
 Schedule = Callable[[StepLike], float | np.ndarray]
@@ -45,12 +45,7 @@ DECAY_SHAPES: tuple[str, ...] = ("linear", "cosine", "sqrt")
 
 def _real(factory: str, name: str, value: object, *, lo: float | None = None,
           lo_open: bool = False) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
-                                                                      np.floating)):
-        raise SpecTypeError(name, value, f"a real number ({factory})")
-    x = float(value)
-    if not math.isfinite(x):
-        raise SpecError(name, value, f"{factory} needs a finite {name}")
+    x = check_real(name, value, f"a real number ({factory})")
     if lo is not None and (x <= lo if lo_open else x < lo):
         rel = ">" if lo_open else ">="
         raise SpecError(name, value, f"{factory} needs {name} {rel} {lo:g}")
@@ -58,13 +53,7 @@ def _real(factory: str, name: str, value: object, *, lo: float | None = None,
 
 
 def _count(factory: str, name: str, value: object, *, lo: int) -> int:
-    if isinstance(value, (bool, np.bool_)):
-        raise SpecTypeError(name, value, f"an integer number of steps ({factory})")
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        value = int(value)
-    if not isinstance(value, (int, np.integer)):
-        raise SpecTypeError(name, value, f"an integer number of steps ({factory})")
-    n = int(value)
+    n = check_int(name, value, f"an integer number of steps ({factory})")
     if n < lo:
         raise SpecError(name, value, f"{factory} needs {name} >= {lo} (a number of steps)")
     return n

@@ -8,12 +8,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from optctl import theory
 from optctl.errors import SpecError, SpecTypeError
+from optctl.validate import check_bool, check_choice, check_int, check_real
 
 GridKind = Literal["auto", "per_step", "uniform", "refined"]
 ModesKind = Literal["auto", "exact", "grouped"]
@@ -22,35 +23,6 @@ PropagatorKind = Literal["auto", "step", "block"]
 
 # Largest horizon: the per-step replay keeps a few float64 arrays of T + 1 values.
 MAX_T = 100_000_000
-
-
-def _check_real(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SpecTypeError(name, value, "a real number")
-    x = float(value)
-    if not math.isfinite(x):
-        raise SpecError(name, value, "must be a finite number")
-    return x
-
-
-def _check_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise SpecTypeError(name, value, "an integer")
-    return int(value)
-
-
-def _check_bool(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise SpecTypeError(name, value, "true or false")
-    return value
-
-
-def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise SpecError(name, value, f"choose one of {', '.join(choices)}")
-    return str(value)
 
 
 @dataclass(frozen=True)
@@ -78,29 +50,29 @@ class ProblemSpec:
     tail: bool = False
 
     def __post_init__(self) -> None:
-        a = _check_real("model.a", self.a)
-        b = _check_real("model.b", self.b)
+        a = check_real("model.a", self.a)
+        b = check_real("model.b", self.b)
         if a <= 1.0:
             raise SpecError("model.a", self.a, "must be > 1 so that the initial loss is finite")
         if b <= 0.0:
             raise SpecError("model.b", self.b, "must be > 0 (the spectrum is k^(-b))")
-        n = _check_int("model.N", self.N)
+        n = check_int("model.N", self.N)
         if n < 1:
             raise SpecError("model.N", self.N, "must be a positive number of features")
-        sigma = _check_real("model.sigma", self.sigma)
+        sigma = check_real("model.sigma", self.sigma)
         if sigma < 0:
             raise SpecError("model.sigma", self.sigma, "must be >= 0 (a standard deviation)")
-        m = _check_real("training.batch_size", self.batch_size)
+        m = check_real("training.batch_size", self.batch_size)
         if m < 1:
             raise SpecError("training.batch_size", self.batch_size, "must be >= 1")
-        t = _check_int("training.T", self.T)
+        t = check_int("training.T", self.T)
         if t < 1:
             raise SpecError("training.T", self.T, "must be >= 1 (number of SGD updates)")
         if t > MAX_T:
             raise SpecError("training.T", self.T,
                             f"must be <= {MAX_T:.0e}: every result is replayed step by step and "
                             "stores O(T) arrays")
-        eta_max = _check_real("training.eta_max", self.eta_max)
+        eta_max = check_real("training.eta_max", self.eta_max)
         if eta_max <= 0:
             raise SpecError("training.eta_max", self.eta_max, "must be > 0")
         for name, val in (("a", a), ("b", b), ("sigma", sigma), ("batch_size", m),
@@ -108,24 +80,20 @@ class ProblemSpec:
             object.__setattr__(self, name, val)
         object.__setattr__(self, "N", n)
         object.__setattr__(self, "T", t)
-        _check_bool("model.normalize_init", self.normalize_init)
-        _check_bool("model.tail", self.tail)
+        check_bool("model.normalize_init", self.normalize_init)
+        check_bool("model.tail", self.tail)
 
     @property
-    def phase(self) -> str:
+    def phase(self) -> theory.Phase:
         """Theory label: ``"easy"`` if ``b < a``, ``"hard"`` if ``b > a``, else ``"boundary"``."""
-        if self.b < self.a:
-            return "easy"
-        if self.b > self.a:
-            return "hard"
-        return "boundary"
+        return theory.phase(self.a, self.b)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def digest(self) -> str:
         """A stable short hash of the spec, for file names and tables."""
-        return _digest(self.to_dict())
+        return digest(self.to_dict())
 
 
 @dataclass(frozen=True)
@@ -167,27 +135,27 @@ class SolverOptions:
     ipopt: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check_choice("solver.grid", self.grid, ("auto", "per_step", "uniform", "refined"))
-        _check_choice("solver.propagator", self.propagator, ("auto", "step", "block"))
-        _check_choice("solver.modes", self.modes, ("auto", "exact", "grouped"))
-        _check_choice("solver.hessian", self.hessian, ("limited-memory", "exact"))
-        k = _check_int("solver.K", self.K)
+        check_choice("solver.grid", self.grid, ("auto", "per_step", "uniform", "refined"))
+        check_choice("solver.propagator", self.propagator, ("auto", "step", "block"))
+        check_choice("solver.modes", self.modes, ("auto", "exact", "grouped"))
+        check_choice("solver.hessian", self.hessian, ("limited-memory", "exact"))
+        k = check_int("solver.K", self.K)
         if k < 1:
             raise SpecError("solver.K", self.K, "must be >= 1 control blocks")
         object.__setattr__(self, "K", k)
         for name in ("per_step_max_T", "group_min_N", "max_iter", "round_iter"):
-            v = _check_int(f"solver.{name}", getattr(self, name))
+            v = check_int(f"solver.{name}", getattr(self, name))
             if v < 1:
                 raise SpecError(f"solver.{name}", v, "must be >= 1")
             object.__setattr__(self, name, v)
-        tol = _check_real("solver.tol", self.tol)
+        tol = check_real("solver.tol", self.tol)
         if tol <= 0:
             raise SpecError("solver.tol", self.tol, "must be > 0")
         object.__setattr__(self, "tol", tol)
-        _check_bool("solver.warm_start", self.warm_start)
-        _check_bool("solver.precondition", self.precondition)
-        _check_bool("solver.polish", self.polish)
-        _check_bool("solver.progress", self.progress)
+        check_bool("solver.warm_start", self.warm_start)
+        check_bool("solver.precondition", self.precondition)
+        check_bool("solver.polish", self.polish)
+        check_bool("solver.progress", self.progress)
         if not isinstance(self.ipopt, dict):
             raise SpecTypeError("solver.ipopt", self.ipopt, "a mapping of IPOPT options")
 
@@ -221,6 +189,8 @@ def solver_identity(options: Mapping[str, Any]) -> dict[str, Any]:
 
 
 CONTROL_NAMES: tuple[str, ...] = ("lr", "batch_size", "momentum")
+# The bounds of the second controls (config keys under ``training:``).
+CONTROL_BOUNDS: tuple[str, ...] = ("m_min", "m_max", "beta_min", "kappa")
 
 
 @dataclass(frozen=True)
@@ -273,7 +243,7 @@ class ControlSpec:
             if not on:
                 raise SpecError(f"training.{name}", v, "applies only when controls include batch_size; "
                                 "add batch_size to controls or remove the key")
-            x = _check_real(f"training.{name}", v)
+            x = check_real(f"training.{name}", v)
             if x < 1:
                 raise SpecError(f"training.{name}", v, "must be >= 1 (samples per update)")
             object.__setattr__(self, name, x)
@@ -291,7 +261,7 @@ class ControlSpec:
             if not on:
                 raise SpecError(f"training.{name}", v, "applies only when controls include momentum; "
                                 "add momentum to controls or remove the key")
-            x = _check_real(f"training.{name}", v)
+            x = check_real(f"training.{name}", v)
             object.__setattr__(self, name, x)
         if on:
             assert self.beta_min is not None and self.kappa is not None  # set just above
@@ -320,6 +290,7 @@ class ControlSpec:
         return {"controls": list(self.controls), **self.bounds}
 
 
-def _digest(obj: object) -> str:
+def digest(obj: object) -> str:
+    """A stable short hash (16 hex digits) of a JSON-able object, keys sorted."""
     text = json.dumps(obj, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -15,8 +15,10 @@ gradient by ``β``; with ``v_{t+1} = (1 − β_t) v_t + β_t g_{t+1}`` and ``v_0
 the update ``t`` uses the buffer built with ``β_{t−1}``, so ``μ_0 = 1 − β_0`` and
 ``μ_t = 1 − β_{t−1}`` (:func:`momentum_from_beta`).
 
-Files are written and read by :mod:`optctl.export`; the torch adapter is
-:mod:`optctl.torch`.
+Files are written and read by :mod:`optctl.io.tables`; the torch adapter is
+:mod:`optctl.torch`; a solve's table comes from
+:meth:`optctl.solver.result.ScheduleResult.to_table`, and re-solving a table for a new
+horizon is :func:`optctl.solver.horizon.resolve_table`. This module needs numpy only.
 """
 
 from __future__ import annotations
@@ -27,16 +29,14 @@ import math
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 
-from optctl.errors import ExportError
+from optctl import theory
+from optctl.errors import ExportError, HorizonWarning
 from optctl.schedules import Schedule, StepLike
-from optctl.spec import solver_identity
-
-if TYPE_CHECKING:
-    from optctl.solver import ScheduleResult
+from optctl.spec import digest, solver_identity
 
 SCHEMA = "optctl.schedule_table"
 # Version 1: learning rates in model units. Version 2 adds ``lr_scale``: the ``lr`` column
@@ -53,20 +53,11 @@ PastEnd = Literal["hold", "error"]
 HorizonMode = Literal["rescale", "resolve"]
 PAST_END: tuple[str, ...] = ("hold", "error")
 HORIZON_MODES: tuple[str, ...] = ("rescale", "resolve")
-
-
-class HorizonWarning(UserWarning):
-    """A table was adapted to a horizon it was not solved for; the message says how."""
+RESOLVE_HINT = "optctl.solver.horizon.resolve_table(table, T)"
 
 
 def _canonical(obj: object) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False, default=str)
-
-
-def digest(obj: Mapping[str, Any]) -> str:
-    """Short stable hash of a mapping; equals :meth:`ProblemSpec.digest` for ``spec.to_dict()``."""
-    text = json.dumps(obj, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def momentum_from_beta(beta: np.ndarray) -> np.ndarray:
@@ -121,7 +112,10 @@ class ScheduleTable:
     dropped, so a table does not depend on whether its solve printed), ``source`` where the table
     came from (informational, not hashed), and ``horizon`` how ``T`` relates to
     ``spec["T"]``: ``{"mode": "solved"}``, ``{"mode": "given"}`` (no solve), or a
-    rescaling record written by :meth:`for_horizon`.
+    rescaling record written by :meth:`for_horizon`. ``controls`` is the
+    :class:`~optctl.spec.ControlSpec` of a joint solve (``{"controls": ["lr", "momentum"],
+    "beta_min": 0.0, ...}``); it is empty for the learning rate alone and for tables made
+    from arrays, and hashed only when present, so learning-rate tables keep their hashes.
     """
 
     lr: np.ndarray
@@ -133,6 +127,7 @@ class ScheduleTable:
     horizon: Mapping[str, Any] = field(default_factory=lambda: {"mode": "given"})
     units: str = UNITS
     lr_scale: float = 1.0
+    controls: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if isinstance(self.lr_scale, bool) or not isinstance(self.lr_scale, (int, float)) \
@@ -155,7 +150,7 @@ class ScheduleTable:
         if self.units != UNITS:
             raise ExportError(f"table units = {self.units!r}: schema {self.schema_version} stores "
                               f"{UNITS!r} values only (index by samples with step_at_samples)")
-        for name in ("spec", "solver", "source", "horizon"):
+        for name in ("spec", "solver", "source", "horizon", "controls"):
             value = getattr(self, name)
             if not isinstance(value, Mapping):
                 raise ExportError(f"table {name} = {value!r}: expected a mapping")
@@ -207,6 +202,8 @@ class ScheduleTable:
             out["lr_units"] = "real: lr = lr_scale x model rate eta (spec and eta_max in model units)"
         if self.momentum is not None:
             out["momentum_convention"] = MOMENTUM_CONVENTION
+        if self.controls:
+            out["controls"] = self.controls
         return out
 
     @property
@@ -342,10 +339,8 @@ class ScheduleTable:
     # --- horizons ----------------------------------------------------------------------
 
     def for_horizon(self, T: int, *, mode: HorizonMode) -> ScheduleTable:
-        """The schedule for another horizon ``T``: re-solved, or rescaled in ``u = t/T``.
+        """The schedule for another horizon ``T``, rescaled in ``u = t/T`` by the phase's law.
 
-        ``mode="resolve"`` runs :func:`optctl.solve` on the stored spec with the new
-        ``T`` and the stored solver options (what ``optctl solve CONFIG --T T`` does).
         ``mode="rescale"`` keeps the shape as a function of ``u = t/T`` (each new update
         takes the mean of the old piecewise-constant schedule over its ``u``-interval;
         momentum likewise, batch sizes from the nearest update) and applies the phase's
@@ -354,40 +349,29 @@ class ScheduleTable:
         multiplied by ``(T/T_0)^(−ξ)`` and clipped to ``η_max``; in the hard phase the
         plateau at its height is kept. Rescaling is an asymptotic law, not a solve: it
         is exact for neither phase at finite ``T`` (the hard phase's annealing fraction
-        shrinks as ``T`` grows). Either way a :class:`HorizonWarning` says what was done.
+        shrinks as ``T`` grows). A :class:`~optctl.errors.HorizonWarning` says what was
+        done. ``mode="resolve"`` (a new solve) needs the solver, which a table does not
+        import: use :func:`optctl.solver.horizon.resolve_table`.
         """
         if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 1:
             raise ExportError(f"T = {T!r}: pass a positive integer number of updates")
         if mode not in HORIZON_MODES:
             raise ExportError(f"mode = {mode!r}: choose 'rescale' (scaling law in t/T) or "
-                              "'resolve' (solve again for the new horizon)")
+                              f"'resolve' (solve again for the new horizon, with {RESOLVE_HINT})")
+        if mode == "resolve":
+            raise ExportError(f"re-solving a table needs the solver, which tables do not import: "
+                              f"call {RESOLVE_HINT}")
         T = int(T)
         if T == self.T:
             return self
         if not self.spec:
             raise ExportError("this table has no model parameters, so it can be neither "
                               "re-solved nor rescaled by a phase's law; build it for the horizon you need")
-        if mode == "resolve":
-            return self._resolve(T)
         return self._rescale(T)
-
-    def _resolve(self, T: int) -> ScheduleTable:
-        from optctl.solver import solve
-        from optctl.spec import ProblemSpec, SolverOptions
-
-        spec = ProblemSpec(**{**self.spec, "T": T})
-        options = SolverOptions(**self.solver)
-        result = solve(spec, options)
-        warnings.warn(f"re-solved the schedule for T = {T} (table was for T = {self.T}): "
-                      f"L_T = {result.final_loss:.6e}, IPOPT {result.status}", HorizonWarning,
-                      stacklevel=3)
-        return table_from_result(result, source={"resolved_from_T": self.T,
-                                                 "resolved_from_table": self.content_hash},
-                                 lr_scale=self.lr_scale)
 
     def _rescale(self, T: int) -> ScheduleTable:
         a, b = float(self.spec["a"]), float(self.spec["b"])
-        xi = 1.0 - b / a if b < a else 0.0
+        xi = theory.xi(a, b)
         factor = (T / self.T) ** (-xi)
         lr = _stretch(self.lr, T) * factor
         eta_max = self.spec.get("eta_max")
@@ -403,7 +387,7 @@ class ScheduleTable:
         warnings.warn(
             f"rescaled the table from T = {self.T} to T = {T} in t/T; {law}. This is the "
             "asymptotic scaling law of MODEL.md section 5, not a solve: for the optimum at "
-            f"T = {T} run `optctl solve CONFIG --T {T}` or use for_horizon(T, mode='resolve')",
+            f"T = {T} run `optctl solve CONFIG --T {T}` or {RESOLVE_HINT}",
             HorizonWarning, stacklevel=3)
         return replace(self, lr=lr, momentum=mom, batch_size=bs, horizon=horizon)
 
@@ -419,24 +403,3 @@ def _stretch(values: np.ndarray, T: int) -> np.ndarray:
 def _nearest(T0: int, T: int) -> np.ndarray:
     """Index of the old update whose ``u``-cell holds the midpoint of each new update's cell."""
     return np.minimum(((np.arange(T) + 0.5) * T0 / T).astype(np.int64), T0 - 1)
-
-
-def table_from_result(result: ScheduleResult, *, source: Mapping[str, Any] | None = None,
-                      lr_scale: float = 1.0) -> ScheduleTable:
-    """The table of a solved schedule: its per-step ``η_t``, ``m_t`` (and momentum, if solved).
-
-    A result that carries a per-step ``beta`` (the EMA momentum weights of MODEL.md §3)
-    gets a ``momentum`` column through :func:`momentum_from_beta`. ``lr_scale`` writes
-    the rates in real units (``lr_scale × η``; see :meth:`ScheduleTable.with_lr_scale`).
-    """
-    beta = getattr(result, "beta", None)
-    src = {"kind": "result", "final_loss": float(result.final_loss), "status": result.status,
-           "success": bool(result.success), "versions": dict(result.versions)}
-    if source is not None:
-        src.update(source)
-    return ScheduleTable(
-        lr=np.asarray(result.eta) * lr_scale, lr_scale=lr_scale, batch_size=result.batch_size,
-        momentum=None if beta is None else momentum_from_beta(beta),
-        spec=result.spec.to_dict(), solver=result.options.to_dict(), source=src,
-        horizon={"mode": "solved"},
-    )

@@ -36,14 +36,10 @@ except ImportError as err:  # torch is an optional extra
 
 from optctl.errors import ExportError
 from optctl.table import PAST_END, PastEnd, ScheduleTable
+from optctl.validate import check_choice
 
 Mode = Literal["absolute", "relative"]
 Index = Literal["steps", "samples"]
-
-
-def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ExportError(f"{name} = {value!r}: choose one of {', '.join(choices)}")
 
 
 def _check_relative_bases(optimizer: Optimizer) -> None:
@@ -114,14 +110,14 @@ class TableScheduler(LRScheduler):
         if not isinstance(table, ScheduleTable):
             raise ExportError(f"table = {type(table).__name__}: pass a ScheduleTable "
                               "(optctl.export.load_table)")
-        _check_choice("mode", mode, ("absolute", "relative"))
-        _check_choice("index", index, ("steps", "samples"))
-        _check_choice("past_end", past_end, PAST_END)
+        check_choice("mode", mode, ("absolute", "relative"), ExportError)
+        check_choice("index", index, ("steps", "samples"), ExportError)
+        check_choice("past_end", past_end, PAST_END, ExportError)
         if total_steps is not None and total_steps != table.T:
             raise ExportError(
                 f"total_steps = {total_steps} but the table covers T = {table.T} updates; re-solve "
                 f"with `optctl solve CONFIG --T {total_steps}` or adapt the table explicitly with "
-                f"table.for_horizon({total_steps}, mode='rescale' or 'resolve')")
+                f"table.for_horizon({total_steps}, mode='rescale') or resolve_table(table, {total_steps})")
         if index == "samples" and table.batch_size is None:
             raise ExportError("index='samples' needs the table's batch_size column; export the "
                               "table from a run, or use index='steps'")
@@ -328,7 +324,7 @@ def lambda_lr(optimizer: Optimizer, table: ScheduleTable, *, mode: Mode = "relat
     ``factor(t) = lr_t / base_lr``, so the groups get the table's values (their initial
     lrs must be positive floats). Momentum and batch sizes are not written.
     """
-    _check_choice("mode", mode, ("absolute", "relative"))
+    check_choice("mode", mode, ("absolute", "relative"), ExportError)
     schedule = table.schedule("lr", past_end)
     if mode == "relative":
         peak = _peak(table)

@@ -1,0 +1,111 @@
+"""Measured loss curves: the data ``optctl fit`` takes, validated.
+
+A :class:`LossCurve` is one measured run: losses at measured steps and the per-update
+schedule that produced them. :func:`curve_from_arrays` builds one from per-row arrays,
+checking every value; the CSV files users write are read by :mod:`optctl.io.curves`.
+A row's ``lr`` (and ``batch_size``) is held from its step until the next row's step.
+Every error is a :class:`~optctl.errors.CurveError` naming the curve, the row and
+column, the value, and how to fix it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from optctl.errors import CurveError
+
+MIN_ROWS = 3
+
+
+@dataclass(frozen=True, eq=False)
+class LossCurve:
+    """One measured run: losses at ``steps`` and the per-update schedule that produced them.
+
+    ``steps[i]`` (strictly increasing) and ``loss[i]`` are the measurements; ``lr[t]``
+    and ``batch_size[t]`` for ``t = 0..T−1`` (``T = steps[-1]``) are the per-update
+    learning rate and batch size, expanded from the rows by holding each row's value
+    until the next measured step.
+    """
+
+    name: str
+    steps: np.ndarray
+    loss: np.ndarray
+    lr: np.ndarray
+    batch_size: np.ndarray
+
+    @property
+    def T(self) -> int:
+        return int(self.steps[-1])
+
+    @property
+    def final_loss(self) -> float:
+        return float(self.loss[-1])
+
+
+def row_error(where: str, line: int | None, column: str | None, value: object, fix: str) -> CurveError:
+    at = where
+    if line is not None:
+        at += f", line {line}"
+    if column is not None:
+        at += f", column {column!r}"
+    if isinstance(value, np.generic):
+        value = value.item()
+    return CurveError(f"{at}: {value!r} {fix}")
+
+
+def curve_from_arrays(name: str, steps: np.ndarray, lr: np.ndarray, loss: np.ndarray,
+                      batch_size: np.ndarray | float = 1.0, *, where: str | None = None,
+                      lines: list[int] | None = None) -> LossCurve:
+    """Validate per-row arrays (as in the CSV) and expand the schedule to every update."""
+    where = where or name
+    steps_f = np.asarray(steps, dtype=float)
+    n = steps_f.size
+    cols = {"lr": np.asarray(lr, dtype=float), "loss": np.asarray(loss, dtype=float),
+            "batch_size": np.broadcast_to(np.asarray(batch_size, dtype=float), (n,))}
+    line_of = (lambda i: lines[i]) if lines is not None else (lambda i: None)
+    for col, arr in cols.items():
+        if arr.shape != (n,):
+            raise CurveError(f"{where}: column {col!r} has {arr.size} values but 'step' has {n}; "
+                             "give one value per measured step")
+    if n < MIN_ROWS:
+        raise CurveError(f"{where}: {n} measurements; a fit needs at least {MIN_ROWS} rows "
+                         "(step 0 and a few later steps) per curve")
+    for col, arr in (("step", steps_f), *cols.items()):
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise row_error(where, line_of(i), col, arr[i], "is not a finite number; remove or fix the row")
+    frac = steps_f != np.round(steps_f)
+    if frac.any():
+        i = int(np.argmax(frac))
+        raise row_error(where, line_of(i), "step", steps_f[i], "is not an integer number of updates")
+    if steps_f[0] < 0:
+        raise row_error(where, line_of(0), "step", steps_f[0], "is negative; steps count updates from 0")
+    if steps_f[0] != 0:
+        raise row_error(where, line_of(0), "step", int(steps_f[0]),
+                    "is the first step; the curve must start at step 0 (the loss before training)")
+    d = np.diff(steps_f)
+    if np.any(d <= 0):
+        i = int(np.argmax(d <= 0)) + 1
+        raise row_error(where, line_of(i), "step", int(steps_f[i]),
+                    f"does not increase (previous row has step {int(steps_f[i - 1])}); sort the "
+                    "rows by step and drop duplicates")
+    for col, lo, rule in (("lr", 0.0, "must be >= 0"), ("loss", 0.0, "must be > 0"),
+                          ("batch_size", 1.0, "must be >= 1")):
+        arr = cols[col]
+        bad = arr <= lo if col == "loss" else arr < lo
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise row_error(where, line_of(i), col, arr[i], rule)
+    if not np.any(cols["lr"][:-1] > 0):
+        raise CurveError(f"{where}: every learning rate is 0, so the curve says nothing about "
+                         "the dynamics; give runs with lr > 0")
+    counts = np.diff(steps_f).astype(np.int64)
+    lr_t = np.repeat(cols["lr"][:-1], counts)
+    m_t = np.repeat(cols["batch_size"][:-1], counts)
+    steps_i = steps_f.astype(np.int64)
+    for arr in (steps_i, cols["loss"], lr_t, m_t):
+        arr.setflags(write=False)
+    return LossCurve(name=name, steps=steps_i, loss=cols["loss"].copy(), lr=lr_t, batch_size=m_t)

@@ -1,0 +1,42 @@
+"""``optctl export RUN``: a run's schedule table in a file (or a table converted)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+from typing import Any
+
+from optctl.errors import OptctlError
+from optctl.io.fits import read_calibration
+from optctl.io.tables import as_table, export_table, export_target
+
+
+def run(args: argparse.Namespace) -> int:
+    source = Path(args.run)
+    scale, calibration = _lr_scale(args)
+    out, fmt = export_target(source, args.out, args.format)
+    table = as_table(source)
+    if calibration is not None:
+        table = table.with_lr_scale(scale, calibration=calibration)
+    table = export_table(table, out, fmt, overwrite=args.overwrite)  # type: ignore[arg-type]
+    if table.lr_scale != 1.0:
+        print(f"learning rates in real units: lr = {table.lr_scale:.6g} x model rate "
+              f"(peak {table.lr.max():.6g})")
+    print(f"exported T = {table.T} updates ({', '.join(table.columns)}), spec {table.spec_hash}, "
+          f"content hash {table.content_hash[:16]} to {out}")
+    return 0
+
+
+def _lr_scale(args: argparse.Namespace) -> tuple[float, dict[str, Any] | None]:
+    """The lr scale asked for by ``--lr-scale`` or ``--calibration`` (1.0: model units)."""
+    if args.lr_scale is not None and args.calibration is not None:
+        raise OptctlError("pass either --lr-scale or --calibration, not both")
+    if args.lr_scale is not None:
+        if not math.isfinite(args.lr_scale) or args.lr_scale <= 0:
+            raise OptctlError(f"--lr-scale {args.lr_scale}: give a finite scale > 0 "
+                              "(real lr = scale x model rate)")
+        return float(args.lr_scale), {"lr_scale": float(args.lr_scale), "from": "--lr-scale"}
+    if args.calibration is None:
+        return 1.0, None
+    return read_calibration(args.calibration)

@@ -1,0 +1,111 @@
+"""Command line: ``optctl solve | sweep | plot | reproduce | export | fit``.
+
+The parser needs nothing but argparse, so ``optctl --help`` and argument errors are
+instant; the command's module (``optctl.cli.<command>``), and with it the numerical
+stack, is loaded only once the arguments are parsed. Bad input ends with a one-line
+``optctl: error: ...`` naming the field, the value and the fix, exit code 2, and no
+results folder; Ctrl-C ends with exit code 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from pathlib import Path
+
+from optctl.errors import OptctlError
+
+GRIDS = ("auto", "per_step", "uniform", "refined")
+TABLE_FORMATS = ("npz", "safetensors", "csv", "json")
+
+
+def _command(sub: argparse._SubParsersAction, name: str, module: str,  # type: ignore[type-arg]
+             help: str) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser(name, help=help)
+    p.set_defaults(module=f"optctl.cli.{module}", command=name)
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="optctl", description="Optimal learning-rate, batch-size "
+                                     "and momentum schedules by optimal control (arXiv:2602.04774).")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = _command(sub, "solve", "solve", "solve for the optimal schedule (lr, and batch size or "
+                 "momentum if the config's controls say so)")
+    p.add_argument("config", nargs="?", help="YAML config, or a folder written by `optctl fit` "
+                   "(default: the packaged hard-phase case)")
+    p.add_argument("--out", help="results folder (default: results/runs/<name>-T<T>-<time>)")
+    p.add_argument("--T", type=int, help="override training.T (number of updates)")
+    p.add_argument("--K", type=int, help="override solver.K (control blocks)")
+    p.add_argument("--grid", choices=GRIDS, help="override solver.grid")
+    p.add_argument("--no-baselines", action="store_true", help="skip tuning the baselines")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
+    p = _command(sub, "sweep", "studies", "solve a sweep config over its points and horizons (resumable)")
+    p.add_argument("config", help="sweep YAML config (see configs/sweep_*.yaml)")
+    p.add_argument("--out", help="results folder (default: results/sweeps/<name>); re-running resumes")
+    p.add_argument("--workers", type=int, help="local processes (overrides sweep.workers)")
+    p.add_argument("--scheduler", help="Dask scheduler address (overrides sweep.scheduler)")
+    p.add_argument("--no-plots", action="store_true", help="skip the report and figures")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
+    p = _command(sub, "plot", "studies", "(re)draw the figures of a sweep or solve results folder")
+    p.add_argument("run", help="a folder written by `optctl sweep` or `optctl solve`")
+
+    p = _command(sub, "reproduce", "studies", "regenerate the paper's figures 2-5 (and the batch-size "
+                 "study) into results/paper/")
+    p.add_argument("--out", default=str(Path("results") / "paper"), help="output folder (resumable)")
+    p.add_argument("--workers", type=int, default=2, help="local processes (default 2)")
+    p.add_argument("--quick", action="store_true", help="tiny sweeps: checks the pipeline, not the exponents")
+    p.add_argument("--no-controls", action="store_true",
+                   help="skip the momentum (figure 5) and batch-size studies")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
+    e = _command(sub, "export", "export", "write a run's schedule table, or convert a table file")
+    e.add_argument("run", help="run folder written by `optctl solve`, or a table file to convert")
+    e.add_argument("--format", choices=TABLE_FORMATS,
+                   help="npz/safetensors for training jobs, csv/json for people (default: the "
+                        "suffix of --out, else npz)")
+    e.add_argument("--out", help="table file (default: RUN/table.<format> for a run folder, the "
+                                 "input with the new suffix for a table file)")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing table file")
+    e.add_argument("--calibration", help="write real learning rates: lr_scale from a folder of "
+                   "`optctl fit` (or a run solved from one) or its calibration.json")
+    e.add_argument("--lr-scale", type=float, help="write real learning rates: lr = SCALE x model rate")
+
+    f = _command(sub, "fit", "fit", "calibrate (a, b, sigma) and the lr/loss maps from measured loss curves")
+    f.add_argument("curves", nargs="+", help="CSV files with columns step, lr, loss [, batch_size, momentum]")
+    f.add_argument("--config", help="fit YAML config (see configs/fit_pilot.yaml)")
+    f.add_argument("--out", help="fit folder (default: results/fits/<name>)")
+    f.add_argument("--T", type=int, help="override target.T: the horizon to solve for afterwards")
+    f.add_argument("--N", type=int, help="override fit.N: the number of model features")
+    f.add_argument("--bootstrap", type=int, help="override fit.bootstrap: resampled refits (0: none)")
+    f.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    f.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        # The one deferred import of the package: the command's module and its stack.
+        module = importlib.import_module(args.module)
+        return int(module.run(args))
+    except OptctlError as err:
+        print(f"optctl: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("optctl: interrupted; nothing was written", file=sys.stderr)
+        sys.stderr.flush()
+        sys.stdout.flush()
+        # Leave without running finalizers: tearing down CasADi's compiled solvers and
+        # jax after an interrupt has crashed the interpreter on exit.
+        os._exit(130)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

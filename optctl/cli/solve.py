@@ -1,0 +1,50 @@
+"""``optctl solve [CONFIG | FIT_FOLDER]``: the solve job on a config, into a run folder."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from optctl.io.config import default_config_path, load_config, with_overrides
+from optctl.io.files import check_new
+from optctl.io.fits import fit_folder_config
+from optctl.io.runs import default_out, write_run
+from optctl.solver.job import SolveReport, run_job
+
+
+def run(args: argparse.Namespace) -> int:
+    path = Path(args.config) if args.config is not None else default_config_path()
+    extra = {}
+    if path.is_dir():  # a folder written by `optctl fit`: its practice maps travel along
+        path, calibration = fit_folder_config(path)
+        extra[calibration.name] = calibration.read_text()
+    cfg = load_config(path)
+    overrides = {k: v for k, v in (("T", args.T), ("K", args.K), ("grid", args.grid)) if v is not None}
+    cfg = with_overrides(cfg, progress=not args.quiet, **overrides)
+    out = Path(args.out) if args.out else default_out(cfg.name, cfg.problem.T)
+    check_new(out, args.overwrite)
+
+    report = run_job(cfg.problem, cfg.solver, () if args.no_baselines else cfg.baselines,
+                     controls=cfg.controls, progress=not args.quiet)
+    write_run(out, cfg, report, overwrite=args.overwrite, source=str(path), extra=extra)
+    print(format_table(report))
+    gain = report.gain()
+    if gain is not None:
+        print(f"optimum beats the best baseline ({report.best_baseline}) by "
+              f"{100 * gain['relative_improvement']:.2f}%")
+    if not report.result.success:
+        print(f"warning: {report.result.message}", file=sys.stderr)
+    print(f"results written to {out}")
+    return 0
+
+
+def format_table(report: SolveReport) -> str:
+    """A plain-text table of final losses, best first."""
+    rows = [("optimal", report.result.final_loss)]
+    rows += [(n, b.final_loss) for n, b in report.baselines.items()]
+    rows.sort(key=lambda r: r[1])
+    opt = report.result.final_loss
+    lines = [f"{'schedule':<14}{'L_T (replayed)':>16}{'vs optimal':>12}"]
+    lines += [f"{n:<14}{v:>16.6e}{v / opt:>11.3f}x" for n, v in rows]
+    return "\n".join(lines)

@@ -1,0 +1,301 @@
+"""YAML run configs → validated specs: strict keys, a schema version, one result type.
+
+A config file (schema version 1) looks like::
+
+    schema_version: 1
+    name: hard_phase            # optional; run-name stem, [A-Za-z0-9_.-]+
+    model: {a: 3.5, b: 5.0, N: 1000, sigma: 0.5, normalize_init: false, tail: false}
+    training: {T: 1000, batch_size: 5, eta_max: 1.0}
+    solver: {grid: auto, K: 100}  # optional; any SolverOptions field
+    baselines: [constant, power_law, linear_decay, cosine, wsd]  # optional
+    controls: [lr]                # optional; [lr, batch_size] or [lr, momentum]
+
+``controls`` (optional, default ``[lr]``) picks the control problem of MODEL.md §4:
+with ``batch_size`` the keys ``training.m_min`` and ``training.m_max`` are required
+(``training.batch_size`` is then the mean batch ``m̄`` of the sample budget
+``Σ m_t = T m̄``); with ``momentum`` the keys ``training.beta_min`` (default 0) and
+``training.kappa`` (smoothness penalty, default 0) are accepted. A bound given for a
+control that is not chosen is an error. These keys are additions to schema version 1:
+files without them mean exactly what they meant before.
+
+``model`` and ``training`` together are the fields of :class:`~optctl.spec.ProblemSpec`
+(Bordelon & Mori, arXiv:2602.04774, section 2: ``a``, ``b``, ``N``, ``σ`` → ``sigma``,
+batch size ``m`` → ``batch_size``, horizon ``T``, ``η_max`` → ``eta_max``); ``solver``
+holds the fields of :class:`~optctl.spec.SolverOptions`. ``model.a``, ``model.b`` and
+``training.T`` are required; every other key falls back to the spec's default, and
+:meth:`RunConfig.to_dict` writes every resolved value back out.
+
+Files are read with the strict safe loader of :mod:`optctl.io.yamlfile` (YAML 1.2
+floats such as ``1e-10``, duplicate keys are errors).
+
+Errors: a wrong value type raises :class:`~optctl.errors.SpecTypeError` (a
+``TypeError``); a wrong value, a missing or unknown key, a wrong schema version or an
+unreadable file raises :class:`~optctl.errors.ConfigError` (a :class:`~optctl.errors.SpecError`, hence
+a ``ValueError``). Every message names the dotted field (``model.a``, ``training.T``,
+``solver.grid``), the offending value, and how to fix it. Errors raised while loading a
+file carry a note (:meth:`BaseException.add_note`) naming the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from optctl.baselines.families import BASELINE_NAMES
+from optctl.errors import ConfigError, SpecError, SpecTypeError
+from optctl.io.yamlfile import (
+    MISSING,
+    SCHEMA_VERSION,
+    check_baselines,
+    check_keys,
+    check_name,
+    check_schema_version,
+    control_spec,
+    name_from_source,
+    read_yaml,
+    section,
+    suggest,
+)
+from optctl.spec import CONTROL_BOUNDS, ControlSpec, ProblemSpec, SolverOptions
+
+_TRAINING_KEYS: tuple[str, ...] = ("T", "batch_size", "eta_max")
+_MODEL_KEYS: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(ProblemSpec) if f.name not in _TRAINING_KEYS
+)
+_SOLVER_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(SolverOptions))
+_REQUIRED: dict[str, tuple[str, ...]] = {"model": ("a", "b"), "training": ("T",)}
+_SECTIONS: dict[str, tuple[str, ...]] = {
+    "model": _MODEL_KEYS,
+    "training": _TRAINING_KEYS + CONTROL_BOUNDS,
+    "solver": _SOLVER_KEYS,
+}
+_TOP_KEYS: tuple[str, ...] = ("schema_version", "name", "model", "training", "solver", "baselines",
+                              "controls")
+# Examples shown in "required key" messages: the hard-phase reference case.
+_EXAMPLES: dict[str, str] = {"model.a": "a: 3.5", "model.b": "b: 5.0", "training.T": "T: 1000"}
+
+
+# --- the result type ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One validated run: the problem, how to solve it, and which baselines to tune.
+
+    ``name`` is the run-name stem (``[A-Za-z0-9_.-]+``, used in result folder names);
+    ``problem`` and ``solver`` are the validated specs; ``baselines`` is a subset of
+    :data:`BASELINE_NAMES` (tuned with :func:`optctl.baselines.tune_baselines`);
+    ``source`` is the file the config came from, if any (not compared by ``==``).
+    Variants come from :func:`dataclasses.replace` or :func:`with_overrides`, both of
+    which re-run the validation.
+    """
+
+    name: str
+    problem: ProblemSpec
+    solver: SolverOptions = field(default_factory=SolverOptions)
+    baselines: tuple[str, ...] = BASELINE_NAMES
+    source: str | None = field(default=None, compare=False)
+    controls: ControlSpec = field(default_factory=ControlSpec)
+
+    def __post_init__(self) -> None:
+        check_name(self.name)
+        if not isinstance(self.problem, ProblemSpec):
+            raise SpecTypeError("problem", self.problem, "a ProblemSpec")
+        if not isinstance(self.solver, SolverOptions):
+            raise SpecTypeError("solver", self.solver, "a SolverOptions")
+        if not isinstance(self.controls, ControlSpec):
+            raise SpecTypeError("controls", self.controls, "a ControlSpec")
+        self.controls.check_problem(self.problem)
+        object.__setattr__(self, "baselines", check_baselines(self.baselines))
+        if self.source is not None and not isinstance(self.source, str):
+            object.__setattr__(self, "source", os.fspath(self.source))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config in the file's shape, with every default filled in.
+
+        ``load_config_dict(cfg.to_dict()) == cfg`` holds for every valid config.
+        """
+        problem = self.problem.to_dict()
+        out: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "name": self.name,
+            "model": {k: problem[k] for k in _MODEL_KEYS},
+            "training": {**{k: problem[k] for k in _TRAINING_KEYS}, **self.controls.bounds},
+            "solver": self.solver.to_dict(),
+            "baselines": list(self.baselines),
+        }
+        if self.controls.controls != ("lr",):
+            out["controls"] = list(self.controls.controls)
+        return out
+
+
+# --- public functions --------------------------------------------------------------------
+
+
+def load_config(path: str | os.PathLike[str]) -> RunConfig:
+    """Read and validate a YAML run config (safe loading, strict keys).
+
+    Raises :class:`ConfigError` when the file is missing, is not valid YAML (with the
+    line and column), or does not hold a mapping; field errors as in
+    :func:`load_config_dict`, with a note naming the file.
+    """
+    source = os.fspath(path)
+    data = read_yaml(source, "configs/hard_phase.yaml", missing="no such file; check the path (shipped configs "
+                     "are in configs/, and default_config_path() gives the packaged default)")
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            "config",
+            data,
+            f"{source} must hold a mapping with keys "
+            f"{', '.join(_TOP_KEYS)}; see configs/hard_phase.yaml",
+        )
+    return load_config_dict(data, source=source)
+
+
+def load_config_dict(d: Mapping[str, Any], source: str | None = None) -> RunConfig:
+    """Validate a config already parsed into a mapping (the file's shape).
+
+    ``source`` is recorded on the result and named in a note on any error; without a
+    ``name`` key the run is named after the file stem (or ``"run"``).
+    """
+    try:
+        return _build(d, source)
+    except (SpecError, SpecTypeError) as exc:
+        if source is not None:
+            exc.add_note(f"in config file {source}")
+        raise
+
+
+def dump_config(cfg: RunConfig) -> str:
+    """The resolved config as YAML text, readable by :func:`load_config`."""
+    header = f"# optctl run config (schema version {SCHEMA_VERSION}), all defaults resolved\n"
+    return header + yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=False)
+
+
+def with_overrides(
+    cfg: RunConfig,
+    *,
+    name: str | None = None,
+    baselines: Sequence[str] | None = None,
+    **overrides: Any,
+) -> RunConfig:
+    """A copy of ``cfg`` with some fields replaced; arguments left as ``None`` are kept.
+
+    ``overrides`` are fields of :class:`~optctl.spec.ProblemSpec` (``a``, ``b``, ``N``,
+    ``sigma``, ``normalize_init``, ``tail``, ``T``, ``batch_size``, ``eta_max``) or of
+    :class:`~optctl.spec.SolverOptions` (``grid``, ``K``, ...). The copies are made with
+    :func:`dataclasses.replace`, so every value is validated again, e.g.
+    ``with_overrides(cfg, T=10_000, grid="refined")``.
+    """
+    problem_kw: dict[str, Any] = {}
+    solver_kw: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key in _MODEL_KEYS or key in _TRAINING_KEYS:
+            problem_kw[key] = value
+        elif key in _SOLVER_KEYS:
+            solver_kw[key] = value
+        else:
+            allowed = (*_MODEL_KEYS, *_TRAINING_KEYS, *_SOLVER_KEYS, "name", "baselines")
+            raise ConfigError(
+                key,
+                value,
+                f"is not an overridable field; {suggest(key, allowed)}"
+                f"allowed: {', '.join(allowed)}",
+            )
+    changes: dict[str, Any] = {}
+    if problem_kw:
+        changes["problem"] = dataclasses.replace(cfg.problem, **problem_kw)
+    if solver_kw:
+        changes["solver"] = dataclasses.replace(cfg.solver, **solver_kw)
+    if name is not None:
+        changes["name"] = name
+    if baselines is not None:
+        changes["baselines"] = baselines
+    return dataclasses.replace(cfg, **changes) if changes else cfg
+
+
+def default_config_path() -> Path:
+    """Path of the packaged default config (a copy of ``configs/hard_phase.yaml``).
+
+    Lets the README one-liner run without a checkout: ``load_config(default_config_path())``
+    (a CLI can use it when no config file is given). Found with :mod:`importlib.resources`,
+    so it works from an installed wheel as well as from the source tree.
+    """
+    return Path(str(resources.files("optctl") / "data" / "default.yaml"))
+
+
+# --- validation --------------------------------------------------------------------------
+
+
+def _build(d: Mapping[str, Any], source: str | None) -> RunConfig:
+    if not isinstance(d, Mapping):
+        raise ConfigError(
+            "config",
+            d,
+            f"must be a mapping with keys {', '.join(_TOP_KEYS)}; see configs/hard_phase.yaml",
+        )
+    check_keys("", d, _TOP_KEYS, _SECTIONS)
+    check_schema_version(d.get("schema_version", MISSING))
+    sections = {sec: section(d, sec, keys, _SECTIONS) for sec, keys in _SECTIONS.items()}
+    for sec, required in _REQUIRED.items():
+        for key in required:
+            if key not in sections[sec]:
+                dotted = f"{sec}.{key}"
+                raise ConfigError(
+                    dotted,
+                    MISSING,
+                    f"is required; add `{_EXAMPLES[dotted]}` (or your value) under `{sec}:`",
+                )
+    training = sections["training"]
+    bounds = {k: training.pop(k) for k in CONTROL_BOUNDS if k in training}
+    problem = ProblemSpec(**sections["model"], **training)
+    controls = control_spec(d, bounds)
+    _check_ipopt(sections["solver"].get("ipopt", {}))
+    solver = SolverOptions(**sections["solver"])
+    if "name" in d:
+        name = d["name"]
+    else:
+        name = name_from_source(source)
+    baselines = d.get("baselines", BASELINE_NAMES)
+    if baselines is None:
+        raise SpecTypeError(
+            "baselines",
+            None,
+            "a list of baseline names: omit the key for all five, or write [] for none",
+        )
+    return RunConfig(name=name, problem=problem, solver=solver, baselines=baselines, source=source,
+                     controls=controls)
+
+
+def _check_ipopt(options: object) -> None:
+    """IPOPT options are name → str/int/float; YAML's ``yes``/``no`` would arrive as bools."""
+    if not isinstance(options, Mapping):
+        return  # SolverOptions reports the type
+    for key, value in options.items():
+        dotted = f"solver.ipopt.{key}"
+        if not isinstance(key, str):
+            raise SpecTypeError(dotted, key, "an IPOPT option name (a string)")
+        if isinstance(value, bool):
+            word = "yes" if value else "no"
+            raise SpecTypeError(
+                dotted,
+                value,
+                f"a string or a number, as IPOPT "
+                f"takes it; quote YAML booleans, e.g. {key}: '{word}'",
+            )
+        if not isinstance(value, (str, int, float)):
+            raise SpecTypeError(dotted, value, "a string or a number")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(dotted, value, "must be a finite number")
+
+

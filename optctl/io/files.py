@@ -1,0 +1,129 @@
+"""Writing and reading result files atomically: folders, text, JSON, ``.npz`` arrays.
+
+Every file is written to a temporary name and renamed into place; a folder is assembled
+under a temporary sibling name and renamed once complete (:func:`staged_dir`), so a
+failed or interrupted job never leaves a file or a folder that looks complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from optctl.errors import ResultsError
+
+
+def check_new(out: Path, overwrite: bool) -> None:
+    """Refuse an existing ``out`` before any work is done (:func:`staged_dir` checks again
+    when the folder is renamed into place)."""
+    if Path(out).exists() and not overwrite:
+        raise ResultsError(f"--out {out} already exists; choose a new folder or pass --overwrite")
+
+
+@contextlib.contextmanager
+def staged_dir(final: Path, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside ``final``; rename it to ``final`` on success.
+
+    On any exception the temporary folder is removed and ``final`` is untouched.
+    """
+    final = Path(final)
+    check_new(final, overwrite)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; results are shared
+        yield tmp
+        if final.exists():
+            if not overwrite:  # appeared while this job ran: never replace another's work
+                raise ResultsError(f"{final} was created by another job while this one ran; "
+                                   "nothing was replaced. Choose another --out")
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a synced temporary file and a rename, so the
+    file is either complete or absent."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are shared
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically (:func:`write_bytes_atomic`)."""
+    write_bytes_atomic(path, text.encode())
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return str(obj)
+    return obj
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    write_text_atomic(path, json.dumps(_jsonable(data), indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        with open(path) as fh:
+            out = json.load(fh)
+    except FileNotFoundError as err:
+        raise ResultsError(f"{path} not found; is this a run folder written by `optctl solve`?") from err
+    except json.JSONDecodeError as err:
+        raise ResultsError(f"{path} is not valid JSON ({err}); re-run the job that wrote it") from err
+    if not isinstance(out, dict):
+        raise ResultsError(f"{path} does not hold a JSON object")
+    return out
+
+
+def write_arrays(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Save named arrays as ``.npz`` (no pickle), atomically."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{k: np.asarray(v) for k, v in arrays.items()})  # type: ignore[arg-type]
+    write_bytes_atomic(Path(path), buf.getvalue())
+
+
+def read_arrays(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except FileNotFoundError as err:
+        raise ResultsError(f"{path} not found; is this a run folder written by `optctl solve`?") from err

@@ -1,0 +1,114 @@
+"""Run folders of ``optctl solve``: the one module that writes and reads them.
+
+A run folder holds the resolved ``config.yaml``, ``summary.json`` and ``arrays.npz``
+(both laid out by :class:`optctl.solver.job.SolveReport`), the figures
+``schedule.png``, ``loss.png`` (and ``controls.png`` for a joint problem), and any
+files passed along (the ``calibration.json`` of a fit). It is assembled under a
+temporary name and renamed when complete, so a failed run leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from optctl.errors import OptctlError, ResultsError
+from optctl.io.config import RunConfig, dump_config, load_config
+from optctl.io.files import (
+    read_arrays,
+    read_json,
+    staged_dir,
+    write_arrays,
+    write_json,
+    write_text_atomic,
+)
+from optctl.solver.job import SolveReport
+
+CONFIG, SUMMARY, ARRAYS = "config.yaml", "summary.json", "arrays.npz"
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """A run folder read back: its path, config, name and report."""
+
+    path: Path
+    config: RunConfig
+    name: str
+    report: SolveReport
+
+
+def default_out(name: str, T: int) -> Path:
+    """``results/runs/<name>-T<T>-<date>-<time>``."""
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("results") / "runs" / f"{name}-T{T}-{stamp}"
+
+
+def title(cfg: RunConfig) -> str:
+    p = cfg.problem
+    return f"{cfg.name}: a={p.a}, b={p.b}, N={p.N}, T={p.T} ({p.phase} phase)"
+
+
+def write_run(out: Path, cfg: RunConfig, report: SolveReport, *, overwrite: bool = False,
+              source: str | None = None, extra: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Write the run folder ``out`` atomically; return its summary.
+
+    ``source`` is recorded as ``config_source``; ``extra`` maps file names to texts
+    written alongside (a fit's ``calibration.json``).
+    """
+    summary = {"name": cfg.name, "config_source": source, **report.summary()}
+    with staged_dir(out, overwrite=overwrite) as tmp:
+        write_text_atomic(tmp / CONFIG, dump_config(cfg))
+        for name, text in (extra or {}).items():
+            write_text_atomic(tmp / name, text)
+        write_arrays(tmp / ARRAYS, report.arrays())
+        write_json(tmp / SUMMARY, summary)
+        draw_run(tmp, report, title(cfg))
+    return summary
+
+
+def read_run(folder: str | Path) -> RunFolder:
+    """Read a run folder written by :func:`write_run`; :class:`ResultsError` says what is wrong."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ResultsError(f"run {folder} is not a folder; pass a run folder written by `optctl solve`")
+    missing = [n for n in (CONFIG, ARRAYS, SUMMARY) if not (folder / n).is_file()]
+    if missing:
+        raise ResultsError(f"{folder} is not a run folder (it lacks {', '.join(missing)}); write one "
+                           f"with `optctl solve CONFIG --out {folder}`, or pass a table file")
+    try:
+        cfg = load_config(folder / CONFIG)
+        arrays = read_arrays(folder / ARRAYS)
+        summary = read_json(folder / SUMMARY)
+    except (OptctlError, zipfile.BadZipFile, OSError, ValueError) as err:
+        raise ResultsError(f"run {folder} cannot be read ({err}); re-run `optctl solve`") from err
+    if "eta" not in arrays:
+        raise ResultsError(f"{folder / ARRAYS} has no 'eta' array; re-run `optctl solve`")
+    if arrays["eta"].shape != (cfg.problem.T,):
+        raise ResultsError(f"{folder / ARRAYS}: eta has shape {arrays['eta'].shape} but {CONFIG} says "
+                           f"T = {cfg.problem.T}; the run folder is inconsistent, re-run `optctl solve`")
+    try:
+        report = SolveReport.from_run(cfg.problem, cfg.solver, cfg.controls, summary, arrays)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ResultsError(f"run {folder}: {SUMMARY} or {ARRAYS} lacks {err}; re-run `optctl solve`") from err
+    return RunFolder(path=folder, config=cfg, name=str(summary.get("name", cfg.name)), report=report)
+
+
+def draw_run(folder: Path, report: SolveReport, heading: str) -> list[Path]:
+    """Draw a run's figures into ``folder``: the schedule, the loss curves, and the
+    controls of a joint problem. Returns the files written."""
+    from optctl import plots  # matplotlib, only when drawing
+
+    r = report.result
+    etas = {n: b.eta for n, b in report.baselines.items()}
+    figures = {"schedule.png": plots.plot_schedule(r.eta, etas, title=heading),
+               "loss.png": plots.plot_loss(r.loss, report.baseline_curves, bias=r.bias,
+                                           variance=r.variance, title=heading)}
+    if r.controls.controls != ("lr",):
+        figures["controls.png"] = plots.plot_controls(r.eta, r.batch_size, r.beta, title=heading)
+    for name, fig in figures.items():
+        plots.save(fig, folder / name)
+    return [folder / name for name in figures]

@@ -1,0 +1,168 @@
+"""Exact per-step replay of a schedule: the ground truth every solver is checked against.
+
+The recursion of :func:`optctl.model.spectrum.sgd_step` is run for every update with
+all ``N`` modes in float64: a numpy loop up to ``NUMPY_MAX_T`` updates, beyond that a
+compiled ``jax.lax.scan``. jax is imported on the first long replay, and 64-bit mode is
+switched on only around that call (``jax.enable_x64``), so importing or using this
+module leaves jax's global settings alone.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from optctl.model.spectrum import Spectrum, sgd_decay, sgd_step, spectrum
+from optctl.spec import ProblemSpec
+from optctl.validate import per_step
+
+
+@dataclass(frozen=True)
+class Replay:
+    """Loss curve of a schedule: ``loss[t] = L_t`` for ``t = 0..T`` (``T + 1`` values).
+
+    ``bias`` and ``variance`` split the excess loss exactly (the recursion is
+    linear in ``(c, σ²)``): bias starts at ``c_0`` without noise, variance starts at
+    zero with the noise forcing. ``tail`` is the constant ``tail(N)`` that reported
+    losses include when the spec asks for it; ``loss`` already contains it.
+    """
+
+    loss: np.ndarray
+    bias: np.ndarray
+    variance: np.ndarray
+    tail: float
+
+    @property
+    def final(self) -> float:
+        return float(self.loss[-1])
+
+
+# Below this many updates a numpy loop beats compiling the jax scan.
+NUMPY_MAX_T = 10_000
+
+
+@functools.cache
+def _compiled_scan() -> Callable[..., np.ndarray]:
+    """The jitted scan of the recursion; jax is a heavy import, made on first use."""
+    import jax
+    import jax.numpy as jnp
+
+    def scan(lam_w: jax.Array, lam: jax.Array, c0: jax.Array, sigma2: jax.Array,
+             eta: jax.Array, m: jax.Array) -> jax.Array:
+        def body(c: jax.Array, u: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+            e, mm = u
+            loss = c @ lam_w
+            return sgd_step(c, loss[:, None], e, mm, lam, sigma2[:, None]), loss
+
+        c_T, losses = jax.lax.scan(body, c0, (eta, m), unroll=8)
+        return jnp.concatenate([losses, (c_T @ lam_w)[None]], axis=0)
+
+    jitted = jax.jit(scan)
+
+    def run(*arrays: np.ndarray) -> np.ndarray:
+        with jax.enable_x64(True):
+            return np.asarray(jitted(*(jnp.asarray(x, dtype=jnp.float64) for x in arrays)))
+
+    return run
+
+
+def _bucket(T: int) -> int:
+    """Pad lengths to 1.25^k so that a sweep over horizons compiles a few scans only."""
+    return int(np.ceil(1.25 ** np.ceil(np.log(T) / np.log(1.25))))
+
+
+def _recurse(lam_w: np.ndarray, lam: np.ndarray, c0: np.ndarray, sigma2: np.ndarray,
+             eta: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Run the recursion from several initial states at once; losses of shape ``(T+1, S)``.
+
+    ``c0`` has shape ``(S, N)`` and ``sigma2`` shape ``(S,)``. Padding steps with
+    ``η = 0`` leave the state unchanged, which is how the jax path reuses one
+    compiled scan for nearby horizons.
+    """
+    T = eta.size
+    if T <= NUMPY_MAX_T:
+        # An unstable schedule (η beyond 2m/(m+1)) overflows to inf: a valid answer.
+        with np.errstate(over="ignore", invalid="ignore"):
+            return _recurse_numpy(lam_w, lam, c0, sigma2, eta, m)
+    P = _bucket(T)
+    eta_p = np.concatenate([eta, np.zeros(P - T)])
+    m_p = np.concatenate([m, np.ones(P - T)])
+    return _compiled_scan()(lam_w, lam, c0, sigma2, eta_p, m_p)[: T + 1]
+
+
+def _recurse_numpy(lam_w: np.ndarray, lam: np.ndarray, c0: np.ndarray, sigma2: np.ndarray,
+                   eta: np.ndarray, m: np.ndarray) -> np.ndarray:
+    T = eta.size
+    out = np.empty((T + 1, c0.shape[0]))
+    c = c0.copy()
+    s2 = sigma2[:, None]
+    for t in range(T):
+        loss = c @ lam_w
+        out[t] = loss
+        c = sgd_step(c, loss[:, None], eta[t], m[t], lam, s2)
+    out[T] = c @ lam_w
+    return out
+
+
+def loss_curve(spec: ProblemSpec, eta: np.ndarray | float, batch_size: np.ndarray | float | None = None,
+               *, sp: Spectrum | None = None, c0: np.ndarray | None = None,
+               sigma2: float | None = None) -> np.ndarray:
+    """Excess loss ``L_t`` (without tail) for ``t = 0..T`` under per-step ``η_t`` and ``m_t``."""
+    sp = spectrum(spec) if sp is None else sp
+    T = spec.T if np.ndim(eta) == 0 else int(np.size(eta))
+    eta_t = per_step("eta", eta, T, "learning rate")
+    m_t = per_step("batch_size", spec.batch_size if batch_size is None else batch_size, T, "batch size")
+    start = sp.c0 if c0 is None else np.asarray(c0, dtype=float)
+    s2 = sp.sigma2 if sigma2 is None else float(sigma2)
+    return _recurse(sp.weight * sp.lam, sp.lam, start[None, :], np.array([s2]), eta_t, m_t)[:, 0]
+
+
+def replay(spec: ProblemSpec, eta: np.ndarray | float,
+           batch_size: np.ndarray | float | None = None) -> Replay:
+    """Replay a per-step schedule exactly and split its loss into bias and variance."""
+    sp = spectrum(spec)
+    T = spec.T if np.ndim(eta) == 0 else int(np.size(eta))
+    eta_t = per_step("eta", eta, T, "learning rate")
+    m_t = per_step("batch_size", spec.batch_size if batch_size is None else batch_size, T, "batch size")
+    both = _recurse(sp.lam, sp.lam, np.stack([sp.c0, np.zeros_like(sp.c0)]),
+                    np.array([0.0, sp.sigma2]), eta_t, m_t)
+    bias, variance = both[:, 0], both[:, 1]
+    return Replay(loss=bias + variance + sp.tail, bias=bias, variance=variance, tail=sp.tail)
+
+
+def final_loss(spec: ProblemSpec, eta: np.ndarray | float,
+               batch_size: np.ndarray | float | None = None) -> float:
+    """``L_T`` of a per-step schedule, tail included: the number users are shown."""
+    sp = spectrum(spec)
+    return float(loss_curve(spec, eta, batch_size, sp=sp)[-1]) + sp.tail
+
+
+def gradient(spec: ProblemSpec, eta: np.ndarray,
+             batch_size: np.ndarray | float | None = None) -> tuple[float, np.ndarray]:
+    """``L_T`` and its exact gradient with respect to every ``η_t`` (discrete adjoint).
+
+    MODEL.md §2: ``p_T = λ``, ``p_t = d_t ⊙ p_{t+1} + (η_t²/m_t) λ (λ · p_{t+1})`` and
+    ``∂L_T/∂η_t = Σ_k p_{t+1,k} [(−2λ_k + 2(1 + 1/m_t) η_t λ_k²) c_{t,k}
+    + (2η_t/m_t) λ_k (L_t + σ²)]``. Stores the ``T × N`` trajectory, so it is meant
+    for horizons up to a few ten thousand updates. ``L_T`` includes the tail.
+    """
+    sp = spectrum(spec)
+    eta_t = per_step("eta", eta, spec.T, "learning rate")
+    m_t = per_step("batch_size", spec.batch_size if batch_size is None else batch_size, spec.T, "batch size")
+    lam = sp.lam
+    states = np.empty((spec.T + 1, lam.size))
+    states[0] = sp.c0
+    for t in range(spec.T):
+        c = states[t]
+        states[t + 1] = sgd_step(c, float(lam @ c), eta_t[t], m_t[t], lam, sp.sigma2)
+    grad = np.empty(spec.T)
+    p = lam.copy()
+    for t in range(spec.T - 1, -1, -1):
+        c, e, m = states[t], eta_t[t], m_t[t]
+        u = float(lam @ c) + sp.sigma2
+        grad[t] = p @ ((-2 * lam + 2 * (1 + 1 / m) * e * lam**2) * c + (2 * e / m) * lam * u)
+        p = sgd_decay(e, m, lam) * p + (e * e / m) * lam * float(lam @ p)
+    return float(lam @ states[-1]) + sp.tail, grad

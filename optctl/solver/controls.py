@@ -1,0 +1,263 @@
+"""The control sets of MODEL.md §4: what each adds to the learning rate.
+
+A control set states its decision variables (one value per control block for each
+control), their bounds, its dynamics and constraints as CasADi expressions, the
+candidate starts IPOPT chooses from, and how its answer is replayed step by step. The
+transcription (:mod:`optctl.solver.transcribe`) and the IPOPT driver
+(:mod:`optctl.solver.ipopt`) are the same for all of them, so a new control adds a class
+here (and its auto rules in :mod:`optctl.solver.plan`), not a pipeline.
+
+- :class:`LearningRate` (``controls: [lr]``, MODEL.md §4.1): ``η_j ∈ [0, η_max]``;
+- :class:`WithBatchSize` (``[lr, batch_size]``, §4.2): also ``m_j ∈ [m_min, m_max]``,
+  under the sample budget ``Σ_j n_j m_j = T m̄`` (an IPOPT equality constraint);
+- :class:`WithMomentum` (``[lr, momentum]``, §4.3): also the EMA weight
+  ``β_j ∈ [β_min, 1]`` of MODEL.md §3, with the optional penalty
+  ``κ Σ_j ‖u_{j+1} − u_j‖²`` on the block controls ``u = (η, β)``.
+
+Bordelon & Mori, arXiv:2602.04774.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import casadi as ca
+import numpy as np
+
+from optctl.errors import SpecError
+from optctl.model.momentum import momentum_replay, momentum_start
+from optctl.model.replay import Replay, replay
+from optctl.solver.dynamics import momentum_update, sgd_subblock
+from optctl.solver.grid import block_means, expand
+from optctl.solver.plan import Plan
+from optctl.spec import ControlSpec, ProblemSpec
+
+# A start: the per-step learning rate (or, with a second control, a pair of per-step
+# arrays), or a function of u = t/T returning it.
+Init = (np.ndarray | tuple[np.ndarray, np.ndarray]
+        | Callable[[np.ndarray], np.ndarray | tuple[np.ndarray, np.ndarray]] | None)
+
+# Starting momenta tried besides plain SGD (β = 1), at the SGD optimum's learning rates.
+BETA_STARTS = (0.5, 0.2, 0.1, 0.05)
+# Below these fractions of the upper bound a control is not used as its own scale.
+LR_SCALE_FLOOR = 1e-3
+SECOND_SCALE_FLOOR = 1e-3
+
+
+@dataclass(frozen=True)
+class Model:
+    """The model data of the NLP, as CasADi parameters: ``λ``, ``wλ``, ``c_0``, ``σ²``, ``m̄``."""
+
+    lam: ca.MX
+    lam_w: ca.MX
+    c0: ca.MX
+    sigma2: ca.MX
+    m: ca.MX
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A solved schedule, per update, with its exact replay."""
+
+    eta: np.ndarray
+    batch_size: np.ndarray
+    beta: np.ndarray | None
+    replay: Replay
+
+
+def _per_step_start(init: Init, spec: ProblemSpec, n: int) -> list[np.ndarray] | None:
+    """``init`` as ``n`` per-step arrays (checked), or ``None``."""
+    if init is None:
+        return None
+    value = init(np.arange(spec.T) / spec.T) if callable(init) else init
+    arrays = [value] if n == 1 else list(value) if isinstance(value, (tuple, list)) else []
+    if len(arrays) != n:
+        raise SpecError("init", type(value).__name__,
+                        f"give {'a per-step learning rate' if n == 1 else 'a pair (eta, second control)'}"
+                        " of per-step arrays, or a function of u = t/T returning it")
+    out = [np.asarray(a, dtype=float) for a in arrays]
+    for a in out:
+        if a.shape != (spec.T,):
+            raise SpecError("init", f"array of shape {a.shape}",
+                            f"pass one value per update, shape ({spec.T},), or a function of t/T")
+    return out
+
+
+class LearningRate:
+    """The learning rate alone (MODEL.md §4.1)."""
+
+    second: ClassVar[str | None] = None
+
+    def size(self, K: int) -> int:
+        """Decision variables of a grid of ``K`` blocks."""
+        return K if self.second is None else 2 * K
+
+    def bounds(self, spec: ProblemSpec, controls: ControlSpec, K: int) -> tuple[np.ndarray, np.ndarray]:
+        return np.zeros(K), np.full(K, spec.eta_max)
+
+    def floor(self, spec: ProblemSpec, controls: ControlSpec, K: int) -> np.ndarray:
+        """Smallest per-variable scale (a control near zero is scaled by this instead)."""
+        return np.full(K, LR_SCALE_FLOOR * spec.eta_max)
+
+    def dynamics(self, plan: Plan, u: Sequence[ca.MX], model: Model, kappa: float) -> tuple[ca.MX, ca.MX]:
+        """``(L_T, constraints)`` of the block controls ``u`` (one MX per control)."""
+        losses = self._sgd_losses(plan, u[0], ca.repmat(model.m, 1, int(plan.lengths.size)), model)
+        return losses[-1], ca.MX(0, 1)
+
+    def constraint_bounds(self, spec: ProblemSpec, plan: Plan) -> dict[str, float]:
+        """``lbg``/``ubg`` for IPOPT (empty without constraints)."""
+        return {}
+
+    def candidates(self, spec: ProblemSpec, controls: ControlSpec, plan: Plan, init: Init,
+                   start: np.ndarray | None) -> list[np.ndarray]:
+        """Start vectors to rank: polynomial decays ``p (1 − u)^δ`` (``δ = 1`` and the
+        theory's ``2b − 1``), plateaus with a final linear decay, and constants, at
+        several heights; plus ``init``. ``start`` is unused (no inner solve)."""
+        grid = plan.grid
+        u = (grid[:-1] + grid[1:]) / (2.0 * spec.T)
+        eta_max = spec.eta_max
+        # Down to 1e-4 η_max: with a flat spectrum (b near 1) and long horizons the best
+        # constant can sit below 1e-3 η_max.
+        heights = eta_max * np.logspace(-4, 0, 17)
+        cands = [np.full(u.size, h) for h in heights]
+        for delta in sorted({1.0, float(np.clip(2 * spec.b - 1, 1.0, 9.0))}):
+            cands += [h * (1 - u) ** delta for h in heights]
+        for frac in (0.02, 0.05, 0.1, 0.2, 0.4):
+            cands += [h * np.minimum(1.0, (1 - u) / frac) for h in eta_max * np.array([1.0, 0.5, 0.25])]
+        given = _per_step_start(init, spec, 1)
+        if given is not None:
+            cands.append(np.clip(block_means(given[0], grid), 0.0, eta_max))
+        return cands
+
+    def answer(self, spec: ProblemSpec, plan: Plan, u: np.ndarray) -> Answer:
+        eta = expand(u[: plan.n_controls], plan.grid)
+        return Answer(eta=eta, batch_size=np.full(spec.T, spec.batch_size), beta=None,
+                      replay=replay(spec, eta))
+
+    @staticmethod
+    def _sgd_losses(plan: Plan, eta: ca.MX, m_seq: ca.MX, model: Model) -> ca.MX:
+        n_sub = int(plan.lengths.size)
+        chain = sgd_subblock(plan.spectrum.n_modes, plan.propagator).mapaccum("chain", n_sub)
+        _, losses = chain(model.c0, ca.mtimes(_select(plan), eta).T, m_seq,
+                          ca.DM(plan.lengths.astype(float)).T, model.lam, model.lam_w, model.sigma2)
+        return losses
+
+
+def _select(plan: Plan) -> ca.DM:
+    """The 0/1 matrix that maps block controls to integration sub-blocks."""
+    n_sub, K = int(plan.lengths.size), plan.n_controls
+    return ca.DM(ca.Sparsity.triplet(n_sub, K, list(range(n_sub)), [int(j) for j in plan.owner]), 1.0)
+
+
+class _Joint(LearningRate):
+    """Shared by the two-control sets: starts built on the learning-rate optimum."""
+
+    def floor(self, spec: ProblemSpec, controls: ControlSpec, K: int) -> np.ndarray:
+        lo = self.bounds(spec, controls, K)[0][K]
+        return np.concatenate([super().floor(spec, controls, K), np.full(K, max(lo, SECOND_SCALE_FLOOR))])
+
+    @abstractmethod
+    def second_starts(self, spec: ProblemSpec, controls: ControlSpec, K: int) -> list[float]:
+        """Constant values of the second control to start from."""
+
+    def onto_constraint(self, spec: ProblemSpec, plan: Plan, other: np.ndarray) -> np.ndarray:
+        return other
+
+    def candidates(self, spec: ProblemSpec, controls: ControlSpec, plan: Plan, init: Init,
+                   start: np.ndarray | None) -> list[np.ndarray]:
+        """The learning-rate optimum ``start`` (per step, at the mean batch and ``β = 1``)
+        with each of :meth:`second_starts`, plus ``init``, clipped to the bounds."""
+        if start is None:
+            raise SpecError("start", None, "a joint solve starts from the learning-rate optimum")
+        K = plan.n_controls
+        lo, hi = self.bounds(spec, controls, K)
+        eta0 = np.clip(block_means(start, plan.grid), 0.0, spec.eta_max)
+        cands = [np.concatenate([eta0, np.full(K, v)]) for v in self.second_starts(spec, controls, K)]
+        given = _per_step_start(init, spec, 2)
+        if given is not None:
+            other = np.clip(block_means(given[1], plan.grid), lo[K], hi[K])
+            cands.append(np.concatenate([np.clip(block_means(given[0], plan.grid), 0.0, spec.eta_max),
+                                         self.onto_constraint(spec, plan, other)]))
+        return cands
+
+
+class WithBatchSize(_Joint):
+    """Learning rate and batch size under the sample budget ``Σ_t m_t = T m̄`` (MODEL.md §4.2)."""
+
+    second: ClassVar[str | None] = "batch_size"
+
+    def bounds(self, spec: ProblemSpec, controls: ControlSpec, K: int) -> tuple[np.ndarray, np.ndarray]:
+        lo, hi = float(controls.m_min or 1.0), float(controls.m_max or 1.0)
+        return (np.concatenate([np.zeros(K), np.full(K, lo)]),
+                np.concatenate([np.full(K, spec.eta_max), np.full(K, hi)]))
+
+    def dynamics(self, plan: Plan, u: Sequence[ca.MX], model: Model, kappa: float) -> tuple[ca.MX, ca.MX]:
+        losses = self._sgd_losses(plan, u[0], ca.mtimes(_select(plan), u[1]).T, model)
+        return losses[-1], ca.dot(ca.DM(np.diff(plan.grid).astype(float)), u[1])
+
+    def constraint_bounds(self, spec: ProblemSpec, plan: Plan) -> dict[str, float]:
+        budget = spec.T * spec.batch_size
+        return {"lbg": budget, "ubg": budget}
+
+    def second_starts(self, spec: ProblemSpec, controls: ControlSpec, K: int) -> list[float]:
+        return [spec.batch_size]
+
+    def onto_constraint(self, spec: ProblemSpec, plan: Plan, other: np.ndarray) -> np.ndarray:
+        widths = np.diff(plan.grid).astype(float)
+        return other * (spec.T * spec.batch_size / float(widths @ other))
+
+    def answer(self, spec: ProblemSpec, plan: Plan, u: np.ndarray) -> Answer:
+        K = plan.n_controls
+        eta, m = expand(u[:K], plan.grid), expand(u[K:], plan.grid)
+        return Answer(eta=eta, batch_size=m, beta=None, replay=replay(spec, eta, m))
+
+
+class WithMomentum(_Joint):
+    """Learning rate and EMA momentum ``β`` (MODEL.md §3, §4.3), optional smoothness penalty."""
+
+    second: ClassVar[str | None] = "momentum"
+
+    def bounds(self, spec: ProblemSpec, controls: ControlSpec, K: int) -> tuple[np.ndarray, np.ndarray]:
+        lo = float(controls.beta_min or 0.0)
+        return (np.concatenate([np.zeros(K), np.full(K, lo)]),
+                np.concatenate([np.full(K, spec.eta_max), np.ones(K)]))
+
+    def dynamics(self, plan: Plan, u: Sequence[ca.MX], model: Model, kappa: float) -> tuple[ca.MX, ca.MX]:
+        eta, beta = u
+        L0 = ca.dot(model.lam_w, model.c0)
+        R0, V0 = momentum_start(model.c0, L0, beta[0], model.m, model.lam, model.sigma2)
+        select = _select(plan)
+        chain = momentum_update(plan.spectrum.n_modes).mapaccum("chain", int(plan.lengths.size))
+        _, losses = chain(ca.vertcat(model.c0, R0, V0), ca.mtimes(select, eta).T,
+                          ca.mtimes(select, beta).T, model.m, model.lam, model.lam_w, model.sigma2)
+        f = losses[-1]
+        if kappa > 0 and plan.n_controls > 1:
+            f = f + kappa * (ca.sumsqr(ca.diff(eta)) + ca.sumsqr(ca.diff(beta)))
+        return f, ca.MX(0, 1)
+
+    def second_starts(self, spec: ProblemSpec, controls: ControlSpec, K: int) -> list[float]:
+        lo = float(controls.beta_min or 0.0)
+        return [b for b in (1.0, *BETA_STARTS) if b >= lo]
+
+    def answer(self, spec: ProblemSpec, plan: Plan, u: np.ndarray) -> Answer:
+        K = plan.n_controls
+        beta_blocks = u[K:].copy()
+        if K > 1 and plan.grid[-1] - plan.grid[-2] == 1:
+            # β_{T−1} only shapes v_T, which no update uses: report the neighbouring value.
+            beta_blocks[-1] = beta_blocks[-2]
+        eta, beta = expand(u[:K], plan.grid), expand(beta_blocks, plan.grid)
+        return Answer(eta=eta, batch_size=np.full(spec.T, spec.batch_size), beta=beta,
+                      replay=momentum_replay(spec, eta, beta))
+
+
+_SETS: dict[tuple[str, ...], type[LearningRate]] = {
+    ("lr",): LearningRate, ("lr", "batch_size"): WithBatchSize, ("lr", "momentum"): WithMomentum,
+}
+
+
+def control_set(controls: ControlSpec) -> LearningRate:
+    """The control set of a :class:`~optctl.spec.ControlSpec`."""
+    return _SETS[controls.controls]()

@@ -1,0 +1,68 @@
+"""The model's dynamics as CasADi functions, for the NLP.
+
+Built from the same arithmetic-only functions that the exact replays run on numpy
+(:mod:`optctl.model.spectrum`, :mod:`optctl.model.blocks`, :mod:`optctl.model.momentum`),
+so the transcription and the ground truth share one statement of the recursion. Each
+function maps a scalar per-mode kernel over the modes and keeps the dot products that
+couple the modes outside it, so the generated code is a few small loops whatever ``N``.
+"""
+
+from __future__ import annotations
+
+import casadi as ca
+
+from optctl.model.blocks import Ops, block_weights
+from optctl.model.momentum import momentum_position, momentum_velocity
+from optctl.model.spectrum import sgd_step
+
+CASADI = Ops(ca.exp, ca.expm1, ca.log1p, ca.if_else, ca.fabs, ca.dot)
+
+
+def sgd_subblock(n_modes: int, propagator: str) -> ca.Function:
+    """One integration sub-block of SGD as a CasADi Function.
+
+    Inputs ``(c, η, m, n, λ, wλ, σ²)``, outputs ``(c_next, L_next)``: one exact update
+    (``propagator="step"``, ``n = 1``) or ``n`` updates at constant ``(η, m)`` with the
+    closed-form block propagator (``"block"``, MODEL.md §2).
+    """
+    lam, c, e, m, n, u0 = (ca.SX.sym(s) for s in ("lam", "c", "eta", "m", "n", "u0"))
+    if propagator == "step":
+        kernel = ca.Function("sgd_step", [lam, c, e, m, n, u0],
+                             [sgd_step(c, u0, e, m, lam, 0.0), ca.SX(0)])
+    else:
+        x = e * lam * (-2 + (1 + 1 / m) * e * lam)
+        P, S, W = block_weights(x, n, CASADI)
+        q = e * e / m * lam
+        kernel = ca.Function("block_kernel", [lam, c, e, m, n, u0], [P * c + q * S * u0, q * W])
+    kmap = kernel.map(n_modes)
+
+    cM, lamM, lwM = ca.MX.sym("c", n_modes), ca.MX.sym("lam", n_modes), ca.MX.sym("lw", n_modes)
+    eM, mM, nM, s2M = ca.MX.sym("eta"), ca.MX.sym("m"), ca.MX.sym("n"), ca.MX.sym("s2")
+    u0M = ca.dot(lwM, cM) + s2M
+    free, qW = kmap(lamM.T, cM.T, eM, mM, nM, u0M)
+    free, qW = free.T, qW.T
+    if propagator == "step":
+        c_next = free
+        loss_next = ca.dot(lwM, c_next)
+    else:
+        alpha = ca.dot(lwM, qW)
+        u_end = (ca.dot(lwM, free) - alpha * u0M + s2M) / (1 - alpha)
+        c_next = free + qW * (u_end - u0M)
+        loss_next = u_end - s2M
+    return ca.Function("subblock", [cM, eM, mM, nM, lamM, lwM, s2M], [c_next, loss_next])
+
+
+def momentum_update(n_modes: int) -> ca.Function:
+    """One EMA-momentum update (MODEL.md §3) on the stacked moments ``(C, R, V)``.
+
+    Inputs ``((C, R, V), η, β, m, λ, wλ, σ²)``, outputs ``((C, R, V)_next, L_next)``.
+    """
+    n = n_modes
+    C, R, V = ca.MX.sym("C", n), ca.MX.sym("R", n), ca.MX.sym("V", n)
+    lam, lw = ca.MX.sym("lam", n), ca.MX.sym("lw", n)
+    e, b, m, s2 = ca.MX.sym("eta"), ca.MX.sym("beta"), ca.MX.sym("m"), ca.MX.sym("s2")
+    C1 = momentum_position(C, R, V, e)
+    L1 = ca.dot(lw, C1)
+    R1, V1 = momentum_velocity(C1, R, V, L1, e, b, m, lam, s2)
+    return ca.Function("momentum_step", [ca.vertcat(C, R, V), e, b, m, lam, lw, s2],
+                       [ca.vertcat(C1, R1, V1), L1])

@@ -1,0 +1,361 @@
+"""The IPOPT driver shared by every control set: compile, start, scale, solve in rounds, polish.
+
+- :func:`compile_problem`: the NLP of a plan and control set compiled to C once and
+  cached by shape, so a sweep over models at one horizon compiles once;
+- :class:`Monitor`: progress lines every few iterations, and a clean stop on Ctrl-C
+  (:func:`stop_on_sigint`);
+- :func:`fresh_scale`: per-variable scaling to unit curvature at the start of a round;
+- :func:`run_rounds`: IPOPT in rounds of ``round_iter`` iterations with a fresh scaling
+  between them; a round that ends above its own start is discarded;
+- :func:`polish`: for approximate transcriptions of the learning rate, a re-solve whose
+  objective is corrected to the exact first-order conditions;
+- :class:`~optctl.errors.SolverError` when IPOPT cannot be set up or run at all.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import functools
+import os
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import casadi as ca
+import numpy as np
+
+from optctl.errors import SolverError
+from optctl.model.replay import gradient
+from optctl.solver.controls import LearningRate
+from optctl.solver.grid import expand
+from optctl.solver.plan import Plan
+from optctl.solver.transcribe import jit_options, transcribe
+from optctl.spec import ProblemSpec, SolverOptions
+
+# Above this horizon the exact adjoint gradient (which stores the T × N trajectory)
+# is not computed and approximate transcriptions are not polished.
+POLISH_MAX_T = 20_000
+POLISH_ROUNDS = 1
+# Controls whose curvature is measured when rescaling; the rest are interpolated.
+CURVATURE_PROBES = 64
+# IPOPT statuses that mean it could not run the problem at all (not a mere non-convergence).
+SETUP_FAILURES = ("Invalid_Option", "Invalid_Problem_Definition", "Not_Enough_Degrees_Of_Freedom",
+                  "Insufficient_Memory", "Internal_Error", "Unrecoverable_Exception",
+                  "NonIpopt_Exception_Thrown")
+
+
+class Monitor(ca.Callback):
+    """IPOPT iteration callback: progress lines, and a clean stop on Ctrl-C.
+
+    IPOPT runs in C; a ``KeyboardInterrupt`` raised inside a callback would be
+    swallowed as ``NonIpopt_Exception_Thrown``. While a solve runs, SIGINT only sets
+    a flag (:func:`stop_on_sigint`); the callback then asks IPOPT to stop and
+    ``KeyboardInterrupt`` is re-raised once control is back in Python.
+    """
+
+    def __init__(self, n_x: int, n_p: int, n_g: int = 0, every: int = 25) -> None:
+        ca.Callback.__init__(self)
+        self.n_x, self.n_p, self.n_g, self.every = n_x, n_p, n_g, every
+        self.verbose = False
+        self.interrupted = False
+        self.reset()
+        self.construct("monitor", {})
+
+    def reset(self, verbose: bool = False) -> None:
+        self.it, self.t0, self.verbose, self.interrupted = 0, time.perf_counter(), verbose, False
+
+    def get_n_in(self) -> int:
+        return ca.nlpsol_n_out()
+
+    def get_n_out(self) -> int:
+        return 1
+
+    def get_name_in(self, i: int) -> str:
+        return ca.nlpsol_out(i)
+
+    def get_name_out(self, i: int) -> str:
+        return "ret"
+
+    def get_sparsity_in(self, i: int) -> ca.Sparsity:
+        n = ca.nlpsol_out(i)
+        if n in ("x", "lam_x"):
+            return ca.Sparsity.dense(self.n_x)
+        if n == "f":
+            return ca.Sparsity.dense(1)
+        if n == "lam_p":
+            return ca.Sparsity.dense(self.n_p)
+        if n in ("g", "lam_g") and self.n_g:
+            return ca.Sparsity.dense(self.n_g)
+        return ca.Sparsity(0, 0)
+
+    def eval(self, arg: Any) -> list[Any]:  # type: ignore[override]
+        if self.verbose and self.it % self.every == 0:
+            print(f"  ipopt iter {self.it:5d}  L_T (transcribed) = {float(arg[1]):.8e}  "
+                  f"[{time.perf_counter() - self.t0:.1f} s]", file=sys.stderr, flush=True)
+        self.it += 1
+        return [1 if self.interrupted else 0]
+
+
+@contextlib.contextmanager
+def stop_on_sigint(monitor: Monitor) -> Iterator[None]:
+    """Route Ctrl-C to ``monitor`` while IPOPT runs (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        monitor.interrupted = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if monitor.interrupted:
+        raise KeyboardInterrupt
+
+
+def ipopt_options(options: SolverOptions) -> dict[str, Any]:
+    ipopt = {
+        "hessian_approximation": "limited-memory",
+        "limited_memory_max_history": 30,
+        "tol": options.tol,
+        # The default "acceptable" exit stops while the objective is still moving
+        # in the 7th digit; the per-block scaling makes the real tolerance reachable.
+        "acceptable_iter": 0,
+        # The start is a ranked candidate already close to the optimum, with the
+        # plateau on its bound; the default push (1e-2) would throw that away.
+        "bound_push": 1e-8,
+        "bound_frac": 1e-8,
+        "max_iter": min(options.round_iter, options.max_iter),
+        "print_level": 0,
+        "sb": "yes",
+    }
+    if options.hessian == "exact":
+        ipopt["hessian_approximation"] = "exact"
+    ipopt.update(options.ipopt)
+    return ipopt
+
+
+@dataclass
+class Compiled:
+    """A compiled NLP and its functions, reusable for every spec of the same shape.
+
+    ``size`` decision variables; ``model`` the model part of the parameters, set for the
+    spec being solved (:func:`optctl.solver.transcribe.model_parameters`).
+    """
+
+    solver: ca.Function
+    f: ca.Function
+    grad: ca.Function
+    monitor: Monitor
+    size: int
+    model: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def p(self, scale: np.ndarray, corr: np.ndarray | None = None) -> np.ndarray:
+        """The NLP parameter vector: scale, gradient correction (in ``y`` units), model."""
+        return np.concatenate([scale, np.zeros(self.size) if corr is None else corr, self.model])
+
+    def objective(self, u: np.ndarray, scale: np.ndarray) -> float:
+        """The transcribed objective at the controls ``u`` (no gradient correction)."""
+        return float(self.f(u / scale, self.p(scale))[0])
+
+    def score(self, candidates: list[np.ndarray]) -> list[float]:
+        """The transcribed objective of each candidate start (scaled by itself)."""
+        ones = np.ones(self.size)
+        return [float(self.f(ones, self.p(c))[0]) for c in candidates]
+
+
+# Compiled problems by shape (control set, plan, IPOPT options): a sweep over (a, b) or σ
+# at one horizon compiles once.
+_CACHE: OrderedDict[tuple[object, ...], Compiled] = OrderedDict()
+_CACHE_SIZE = 8
+
+
+@functools.cache
+def _scratch_dir() -> str:
+    path = tempfile.mkdtemp(prefix="optctl-jit-")
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
+def _setup_failure(err: Exception) -> SolverError:
+    """A one-line :class:`SolverError` from CasADi's multi-line message."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    detail = next((ln for ln in reversed(lines) if re.search(r"option|Invalid|Error", ln)),
+                  lines[-1] if lines else type(err).__name__)
+    return SolverError(f"IPOPT could not be set up ({detail}); check solver.ipopt and the solver "
+                       "options of the config")
+
+
+def compile_problem(plan: Plan, controls: LearningRate, kappa: float, options: SolverOptions) -> Compiled:
+    """The compiled NLP of ``controls`` on ``plan`` (from the cache when the shape repeats)."""
+    ipopt = ipopt_options(options)
+    key = (type(controls).__name__, kappa, plan.structure(), repr(sorted(ipopt.items())))
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        hit = _CACHE[key]
+        hit.monitor.reset(options.progress)
+        return hit
+    nlp = transcribe(plan, controls, kappa)
+    size = int(nlp.x.numel())
+    solver_opts: dict[str, Any] = {"ipopt": ipopt, "print_time": False}
+    solver_opts.update(jit_options())
+    monitor = Monitor(size, int(nlp.p.numel()), int(nlp.g_c.numel()))
+    monitor.reset(options.progress)
+    solver_opts["iteration_callback"] = monitor
+    # CasADi's C compiler writes its sources and objects into the working directory;
+    # build in a scratch one (removed at exit) so that users' folders stay clean.
+    here = os.getcwd()
+    os.chdir(_scratch_dir())
+    try:
+        solver = ca.nlpsol("optctl", "ipopt", {"x": nlp.x, "p": nlp.p, "f": nlp.f, "g": nlp.g_c},
+                           solver_opts)
+    except RuntimeError as err:
+        raise _setup_failure(err) from None
+    finally:
+        os.chdir(here)
+    out = Compiled(solver=solver, f=solver.get_function("nlp_f"),
+                   grad=solver.get_function("nlp_grad_f"), monitor=monitor, size=size)
+    _CACHE[key] = out
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return out
+
+
+def fresh_scale(prob: Compiled, u: np.ndarray, floor: np.ndarray, precondition: bool) -> np.ndarray:
+    """Each variable's scale at the start of a round: its value (not below ``floor``),
+    rescaled to unit curvature when ``precondition`` (:func:`curvature_scale`)."""
+    scale = np.maximum(u, floor)
+    return curvature_scale(prob, u / scale, scale) if precondition else scale
+
+
+@dataclass
+class Rounds:
+    """Where :func:`run_rounds` ended: the controls, the last scale, IPOPT's last stats,
+    the iterations and the rounds spent."""
+
+    u: np.ndarray
+    scale: np.ndarray
+    stats: dict[str, Any]
+    iterations: int = 0
+    rounds: int = 0
+
+
+def run_rounds(prob: Compiled, start: np.ndarray, scale: np.ndarray, corr: np.ndarray,
+               bounds: tuple[np.ndarray, np.ndarray], floor: np.ndarray, options: SolverOptions,
+               constraints: dict[str, float]) -> Rounds:
+    """IPOPT in rounds of ``options.round_iter`` iterations, re-scaling between rounds.
+
+    The curvature scaling is estimated where a round starts; far from there it goes
+    stale and the quasi-Newton run slows down, so an unfinished round restarts from
+    its last iterate with a fresh scaling, until IPOPT converges or ``max_iter``
+    iterations are spent. A round that ends above its own start (a round stopped by
+    ``max_iter`` on an ill-conditioned problem can) is discarded and the run stops
+    there, so a solve never returns worse than its start. ``corr`` is the gradient
+    correction per variable, in the units of the controls (rescaled with them).
+    """
+    lo, hi = bounds
+    out = Rounds(u=start, scale=scale, stats={})
+    while True:
+        out.rounds += 1
+        p = prob.p(out.scale, corr * out.scale)
+        f_start = float(prob.f(out.u / out.scale, p)[0])
+        try:
+            sol = prob.solver(x0=out.u / out.scale, p=p, lbx=lo / out.scale, ubx=hi / out.scale,
+                              **constraints)
+        except RuntimeError as err:
+            raise _setup_failure(err) from None
+        stats = prob.solver.stats()
+        status = str(stats.get("return_status", "unknown"))
+        if status in SETUP_FAILURES and not prob.monitor.interrupted:
+            raise SolverError(f"IPOPT returned {status}: {message(status)}")
+        out.iterations += int(stats.get("iter_count", 0))
+        out.stats = stats
+        new = np.clip(np.asarray(sol["x"]).ravel() * out.scale, lo, hi)
+        if not float(prob.f(new / out.scale, p)[0]) <= f_start:
+            return out  # keep the better point (the round's start) and stop
+        out.u = new
+        if (status != "Maximum_Iterations_Exceeded" or out.iterations >= options.max_iter
+                or prob.monitor.interrupted):
+            return out
+        out.scale = fresh_scale(prob, out.u, floor, options.precondition)
+
+
+def polish(prob: Compiled, plan: Plan, spec: ProblemSpec, run: Rounds,
+           bounds: tuple[np.ndarray, np.ndarray], floor: np.ndarray,
+           options: SolverOptions) -> tuple[Rounds, int]:
+    """Move an approximate transcription's optimum onto the exact problem's.
+
+    The approximate objective ``L̃`` is corrected by the linear term
+    ``(∇L − ∇L̃)(η*) · η``, with ``∇L`` the exact per-step adjoint gradient summed
+    over each block: the corrected problem has the exact first-order optimality
+    conditions at ``η*``, so its optimum agrees with the exact one up to the
+    (small) error in curvature. Kept only while the replayed loss improves. Returns
+    the run (its iterations include the polish rounds) and the rounds kept.
+    """
+    best_loss, exact_grad = gradient(spec, expand(run.u, plan.grid))
+    kept = 0
+    for _ in range(POLISH_ROUNDS):
+        if prob.monitor.interrupted:
+            break
+        approx_grad = np.asarray(prob.grad(run.u / run.scale, prob.p(run.scale))[1]).ravel() / run.scale
+        block_grad = np.add.reduceat(exact_grad, plan.grid[:-1])
+        new = run_rounds(prob, run.u, run.scale, block_grad - approx_grad, bounds, floor, options, {})
+        run.iterations += new.iterations
+        loss, new_grad = gradient(spec, expand(new.u, plan.grid))
+        if not loss < best_loss:
+            break
+        kept += 1
+        run = Rounds(u=new.u, scale=new.scale, stats=new.stats, iterations=run.iterations,
+                     rounds=run.rounds)
+        best_loss, exact_grad = loss, new_grad
+    return run, kept
+
+
+def curvature_scale(prob: Compiled, y: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Rescale the controls so that every one has unit curvature at the start.
+
+    A limited-memory Hessian starts from a multiple of the identity; the learning
+    rates of a schedule differ in their effect on ``L_T`` by many orders of magnitude
+    (early blocks are forgotten, the last updates set the noise floor), so without
+    this a quasi-Newton run crawls. The diagonal of the Hessian is estimated by
+    forward differences of the compiled gradient at up to ``CURVATURE_PROBES``
+    controls, and interpolated (in log scale) between them.
+    """
+    K = y.size
+    p = prob.p(scale)
+    g0 = np.asarray(prob.grad(y, p)[1]).ravel()
+    probes = np.unique(np.rint(np.linspace(0, K - 1, min(K, CURVATURE_PROBES))).astype(int))
+    h = 1e-4 * np.maximum(np.abs(y), 1e-2)
+    diag = np.empty(probes.size)
+    for i, j in enumerate(probes):
+        yj = y.copy()
+        yj[j] += h[j]
+        diag[i] = (float(prob.grad(yj, p)[1][j]) - g0[j]) / h[j]
+    curv = np.abs(diag)
+    ref = np.median(curv[curv > 0]) if np.any(curv > 0) else 1.0
+    curv = np.clip(curv, 1e-8 * ref, None)
+    curv = np.exp(np.interp(np.arange(K), probes, np.log(curv)))
+    return scale * np.sqrt(ref / curv)
+
+
+def message(status: str) -> str:
+    """A sentence for IPOPT's return status."""
+    messages = {
+        "Solve_Succeeded": "IPOPT converged to the requested tolerance.",
+        "Solved_To_Acceptable_Level": "IPOPT stopped at its acceptable tolerance.",
+        "Maximum_Iterations_Exceeded": "IPOPT hit max_iter; raise solver.max_iter or loosen solver.tol.",
+        "Maximum_CpuTime_Exceeded": "IPOPT hit its CPU-time limit.",
+        "Invalid_Option": "an IPOPT option is unknown or has a bad value; check solver.ipopt.",
+    }
+    return messages.get(status, f"IPOPT returned {status}.")

@@ -1,0 +1,101 @@
+"""``solve``: the one verb that solves every control problem of MODEL.md §4."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import numpy as np
+
+from optctl.solver.controls import Init, control_set
+from optctl.solver.ipopt import (
+    POLISH_MAX_T,
+    compile_problem,
+    fresh_scale,
+    message,
+    polish,
+    run_rounds,
+    stop_on_sigint,
+)
+from optctl.solver.plan import make_plan, resolve_options
+from optctl.solver.result import ScheduleResult
+from optctl.solver.transcribe import model_parameters
+from optctl.spec import ControlSpec, ProblemSpec, SolverOptions
+from optctl.versions import versions
+
+
+def solve(spec: ProblemSpec, options: SolverOptions | None = None, *,
+          controls: ControlSpec | None = None, init: Init = None) -> ScheduleResult:
+    """Minimise the final loss ``L_T`` over the schedule of ``controls`` with IPOPT.
+
+    ``controls`` (default: the learning rate alone, MODEL.md §4.1) may add the batch size
+    under the sample budget ``Σ_t m_t = T m̄`` (§4.2) or the EMA momentum weight ``β``
+    (§4.3). The schedule is piecewise constant on the control grid chosen by ``options``
+    (:mod:`optctl.solver.plan` resolves ``auto``); IPOPT starts from the best of several
+    ranked candidates (a joint problem's are built on the learning-rate optimum, solved
+    first with the same options) and ``init``: a per-step learning rate of length ``T``
+    (with a second control, a pair of per-step arrays), or a function of ``u = t/T``
+    returning it (another horizon's solution, say). The answer is always replayed step
+    by step with all ``N`` modes, and the replayed loss is the one reported.
+    Bordelon & Mori, arXiv:2602.04774, section 4.
+
+    Ctrl-C stops IPOPT and raises ``KeyboardInterrupt``; an IPOPT that cannot run at all
+    (an invalid option, say) raises :class:`~optctl.errors.SolverError`; a run that does
+    not converge is reported in ``status``/``message`` with ``success = False``.
+    """
+    controls = ControlSpec() if controls is None else controls
+    controls.check_problem(spec)
+    cs = control_set(controls)
+    options = resolve_options(SolverOptions() if options is None else options, cs.second)
+    t_start = time.perf_counter()
+    pl = make_plan(spec, options, cs.second)
+    kappa = float(controls.kappa or 0.0)
+    prob = compile_problem(pl, cs, kappa, options)
+    prob.model = model_parameters(pl, spec)
+    K = pl.n_controls
+    extra: dict[str, object] = {}
+    start = None
+    if cs.second is not None:
+        # The learning-rate optimum at the mean batch (β = 1): a feasible start.
+        sgd = solve(spec, replace(options, progress=False))
+        start, extra["sgd_final_loss"] = sgd.eta, sgd.final_loss
+
+    cands = cs.candidates(spec, controls, pl, init if options.warm_start else None, start)
+    scores = prob.score(cands)
+    best = int(np.nanargmin(scores))
+    if cs.second is not None:
+        extra["start"] = best
+    bounds = cs.bounds(spec, controls, K)
+    floor = cs.floor(spec, controls, K)
+    scale = fresh_scale(prob, cands[best], floor, options.precondition)
+    build_time = time.perf_counter() - t_start
+
+    t0 = time.perf_counter()
+    with stop_on_sigint(prob.monitor):
+        run = run_rounds(prob, cands[best], scale, np.zeros(prob.size), bounds, floor, options,
+                         cs.constraint_bounds(spec, pl))
+        polished = 0
+        if cs.second is None and options.polish and not pl.exact and spec.T <= POLISH_MAX_T:
+            run, polished = polish(prob, pl, spec, run, bounds, floor, options)
+    objective = prob.objective(run.u, run.scale)
+    solve_time = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    ans = cs.answer(spec, pl, run.u)
+    replay_time = time.perf_counter() - t0
+    objective += ans.replay.tail
+    final = ans.replay.final
+    status = str(run.stats.get("return_status", "unknown"))
+    return ScheduleResult(
+        spec=spec, options=options, controls=controls, grid=pl.grid, eta_blocks=run.u[:K],
+        eta=ans.eta, batch_size=ans.batch_size, beta=ans.beta, loss=ans.replay.loss,
+        bias=ans.replay.bias, variance=ans.replay.variance, final_loss=final,
+        objective=objective, replay_gap=(objective - final) / final,
+        exact=pl.exact and kappa == 0.0, success=bool(run.stats.get("success", False)),
+        status=status, message=message(status), iterations=run.iterations,
+        wall_time=time.perf_counter() - t_start, build_time=build_time, solve_time=solve_time,
+        replay_time=replay_time,
+        transcription={**pl.describe(), "ipopt_rounds": run.rounds, "polish_rounds": polished,
+                       **extra, "initial_objective": float(np.nanmin(scores)) + ans.replay.tail},
+        versions=versions(),
+    )

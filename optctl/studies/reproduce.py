@@ -1,0 +1,174 @@
+"""`optctl reproduce`: regenerate the paper's figures 2–5 (MODEL.md §5) into one folder.
+
+Bordelon & Mori (arXiv:2602.04774), with ``N = 1000, η_max = 1, a = 3.5, m = 5,
+σ = 0.5`` and ``b = 2`` (easy) or ``b = 5`` (hard):
+
+- figure 2: optimal schedules over horizons and their loss curves;
+- figure 3: ``L_T`` against ``T`` for the optimum, the best constant and the best power
+  law with fitted and theory exponents and local slopes; the bias/variance split at
+  ``T = 3162``;
+- figure 4: the compute-optimal frontier with ``tail`` on (easy ``a = 2, b = 1.5``;
+  hard ``a = 1.5, b = 2``);
+- figure 5: optimal ``(η, β)`` against optimal SGD over horizons, easy and hard
+  (:mod:`optctl.studies.momentum`), and the batch-size study of MODEL.md §4.2
+  (:mod:`optctl.studies.batch`).
+
+The sweeps are the packaged configs ``optctl/data/sweep_horizons.yaml`` (horizons
+``10^2.5 .. 10^6`` in quarter decades) and ``sweep_compute_{easy,hard}.yaml``
+(``N = 16 .. 1024``, ``T = 10^2 .. 10^5``). Their records are kept under
+``<out>/sweeps/``, so an interrupted reproduction resumes where it stopped.
+``quick=True`` shrinks every sweep (horizons to ``3162``, ``N <= 64``) to check the
+pipeline in a minute; its exponents are not meant to match the theory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from optctl import plots
+from optctl.errors import SweepError
+from optctl.io.files import write_json, write_text_atomic
+from optctl.io.sweepconfig import SweepSpec, load_sweep_config
+from optctl.model.replay import replay
+from optctl.solver.job import record_baseline
+from optctl.solver.result import record_schedule, record_spec
+from optctl.studies.batch import run_batch_study
+from optctl.studies.horizons import compute_studies, horizon_study
+from optctl.studies.momentum import run_momentum_study
+from optctl.studies.report import exponent_table, shape_lines
+from optctl.studies.sweep import load_sweep, run_sweep
+
+BIAS_VARIANCE_T = 3162
+
+
+def packaged_sweep(name: str) -> SweepSpec:
+    """One of the packaged sweep configs (``horizons``, ``compute_easy``, ``compute_hard``)."""
+    return load_sweep_config(Path(str(resources.files("optctl") / "data" / f"sweep_{name}.yaml")))
+
+
+def _quick(s: SweepSpec) -> SweepSpec:
+    if s.kind == "horizons":
+        hs = (316, 1000, BIAS_VARIANCE_T)
+        return dataclasses.replace(s, horizons=hs, baseline_horizons=hs)
+    return dataclasses.replace(s, horizons=(100, 316, 1000), axes={"N": (16.0, 32.0, 64.0)})
+
+
+def reproduce(out: Path, *, workers: int = 2, progress: bool = True, quick: bool = False,
+              controls: bool = True) -> dict[str, Any]:
+    """Run (or resume) the three sweeps and write figures 2–4, ``report.md`` and ``report.json``.
+
+    With ``controls`` (the default) also the momentum study of figure 5
+    (:mod:`optctl.studies.momentum`, into ``<out>/momentum``) and the batch-size study
+    (:mod:`optctl.studies.batch`, into ``<out>/batch``), each with its own ``report.md``.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    sweeps = {n: packaged_sweep(n) for n in ("horizons", "compute_easy", "compute_hard")}
+    if quick:
+        sweeps = {n: _quick(s) for n, s in sweeps.items()}
+    for n, s in sweeps.items():
+        if progress:
+            print(f"sweep {n}: {len(s.points())} points x horizons {list(s.horizons)}",
+                  file=sys.stderr, flush=True)
+        run = run_sweep(s, out / "sweeps" / n, workers=workers, progress=progress)
+        if run.failed:
+            raise SweepError(f"sweep {n}: points failed: {run.failed}")
+    written: list[str] = []
+
+    data = load_sweep(out / "sweeps" / "horizons")
+    studies = [horizon_study(data, k) for k in data.records]
+    bv: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    for st in studies:
+        phase = st.spec.phase
+        recs = data.records[st.key]
+        Ts = [int(T) for T in st.horizons]
+        etas = [record_schedule(recs[T]).per_step for T in Ts]
+        shown = [T for T in Ts if T in (316, 1000, 3162, 10000, 31623, 100000, 316228, 1000000)] or Ts
+        fig = plots.plot_schedule_family(shown, [etas[Ts.index(T)] for T in shown], a=st.spec.a,
+                                         b=st.spec.b, eta_max=st.spec.eta_max)
+        plots.save(fig, out / f"fig2_schedules_{phase}.png")
+        curves = [T for T in shown if T <= 100_000]
+        losses = [replay(record_spec(recs[T]), etas[Ts.index(T)]).loss for T in curves]
+        base = {}
+        if "constant" in data.sweep.baselines:
+            base["constant"] = [replay(record_spec(recs[T]), record_baseline(recs[T], "constant")).loss
+                                for T in curves]
+        plots.save(plots.plot_loss_family(curves, losses, baseline=base,
+                                          title=f"a = {st.spec.a:g}, b = {st.spec.b:g} ({phase} phase)"),
+                   out / f"fig2_losses_{phase}.png")
+        plots.save(plots.plot_exponents(st), out / f"fig3_exponents_{phase}.png")
+        written += [f"fig2_schedules_{phase}.png", f"fig2_losses_{phase}.png", f"fig3_exponents_{phase}.png"]
+        if BIAS_VARIANCE_T in recs:
+            rec = recs[BIAS_VARIANCE_T]
+            spec = record_spec(rec)
+            parts = {}
+            r = replay(spec, etas[Ts.index(BIAS_VARIANCE_T)])
+            parts["optimal"] = (r.bias, r.variance)
+            for name in rec["baselines"]:
+                rb = replay(spec, record_baseline(rec, name))
+                parts[name] = (rb.bias, rb.variance)
+            bv[f"{phase} phase (a = {spec.a:g}, b = {spec.b:g})"] = parts
+    if bv:
+        plots.save(plots.plot_bias_variance(bv, T=BIAS_VARIANCE_T), out / "fig3_bias_variance.png")
+        written.append("fig3_bias_variance.png")
+
+    frontiers = []
+    for n in ("compute_easy", "compute_hard"):
+        frontiers += compute_studies(load_sweep(out / "sweeps" / n))
+    plots.save(plots.plot_compute_frontier(frontiers, title="compute-optimal frontier, C = N T (tail on)"),
+               out / "fig4_compute_frontier.png")
+    written.append("fig4_compute_frontier.png")
+
+    if controls:
+        short: dict[str, Sequence[int]] = {"easy": (32, 64, 128), "hard": (32, 64, 128)}
+        run_momentum_study(out / "momentum", horizons=short if quick else None, progress=progress)
+        run_batch_study(out / "batch", T0=64 if quick else 256, progress=progress)
+        written += [f"momentum/momentum_{p}.png" for p in ("easy", "hard")]
+        written += [f"batch/batch_{p}.png" for p in ("easy", "hard")]
+
+    report = _report(studies, frontiers, sweeps, quick, time.perf_counter() - t0, written)
+    write_json(out / "report.json", report["json"])
+    write_text_atomic(out / "report.md", report["md"])
+    return report["json"]
+
+
+def _report(studies: list[Any], frontiers: list[Any], sweeps: dict[str, SweepSpec], quick: bool,
+            wall: float, written: list[str]) -> dict[str, Any]:
+    md = ["# Reproduction of Bordelon & Mori (arXiv:2602.04774), figures 2–4", "",
+          f"Written by `optctl reproduce{' --quick' if quick else ''}` (this run: {wall:.0f} s; finished "
+          "points are reused from `sweeps/`). Horizons: "
+          f"{list(sweeps['horizons'].horizons)} (reference cases); compute sweeps: N = "
+          f"{[int(n) for n in sweeps['compute_easy'].axes['N']]} x T = {list(sweeps['compute_easy'].horizons)}.",
+          "", "## Loss and learning-rate exponents (fit over the last decade of horizons)", "",
+          exponent_table(studies), "", "## Classification and schedule shapes", ""]
+    for st in studies:
+        md += shape_lines(st)
+    md += ["", "## Compute-optimal frontiers", "",
+           "| a | b | fitted ν (L* ∝ C^−ν) | balance estimate | fit range C | best N along C |",
+           "|---:|---:|---:|---:|---|---|"]
+    for fr in frontiers:
+        f = fr.frontier.fit
+        if f is None:
+            md.append(f"| {fr.a:g} | {fr.b:g} | — | {fr.theory:.3f} | too few interior points | |")
+            continue
+        bestN = sorted({int(n) for n in fr.frontier.best_N[fr.frontier.interior]})
+        md.append(f"| {fr.a:g} | {fr.b:g} | {f.exponent:.3f} | {fr.theory:.3f} | "
+                  f"{f.fit_range[0]:.3g} – {f.fit_range[1]:.3g} | {bestN} |")
+    md += ["", "Figures: " + ", ".join(f"`{w}`" for w in written), ""]
+    js = {"wall_time_s": wall, "quick": quick, "figures": written,
+          "horizons": list(sweeps["horizons"].horizons),
+          "exponents": {st.key: st.table_rows() for st in studies},
+          "classification": {st.key: st.classification.to_dict() for st in studies},
+          "frontiers": [{"a": fr.a, "b": fr.b, "theory": fr.theory,
+                         "fit": None if fr.frontier.fit is None else fr.frontier.fit.to_dict()}
+                        for fr in frontiers]}
+    return {"md": "\n".join(md), "json": js}
