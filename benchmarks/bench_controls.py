@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from optctl.batchstudy import run_batch_study
-from optctl.momentumstudy import run_momentum_study
+from optctl.studies.batch import run_batch_study
+from optctl.studies.momentum import run_momentum_study
 
 
 def main() -> None:

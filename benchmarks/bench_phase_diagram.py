@@ -33,10 +33,10 @@ from pathlib import Path
 import numpy as np
 
 from optctl import plots
-from optctl.results import write_json, write_text_atomic
-from optctl.study import phase_diagram
-from optctl.sweep import load_sweep, record_path, run_sweep
-from optctl.sweepconfig import load_sweep_config, point_key
+from optctl.io.files import write_json, write_text_atomic
+from optctl.io.sweepconfig import load_sweep_config, point_key
+from optctl.studies.horizons import phase_diagram
+from optctl.studies.sweep import load_sweep, record_path, run_sweep
 
 
 def machine() -> dict[str, object]:

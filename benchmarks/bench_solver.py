@@ -21,7 +21,7 @@ times three ways of minimising ``L_T`` over the learning-rate schedule:
 (iii) ``optctl``: ``solve(spec, SolverOptions(grid="uniform", K=100))``, the whole call.
 
 All three schedules are judged by the same ground truth, the exact per-step replay
-:func:`optctl.replay.final_loss`. Part (iv) runs the long-horizon solves
+:func:`optctl.model.replay.final_loss`. Part (iv) runs the long-horizon solves
 (``T = 10^6``, ``grid="refined"``) each in a fresh spawned process and records that
 process's peak resident memory.
 
@@ -56,8 +56,8 @@ import numpy as np  # noqa: E402
 
 import optctl  # noqa: E402
 from optctl import ProblemSpec, SolverOptions, solve  # noqa: E402
-from optctl.grid import uniform_grid  # noqa: E402
-from optctl.replay import final_loss  # noqa: E402
+from optctl.model.replay import final_loss  # noqa: E402
+from optctl.solver.grid import uniform_grid  # noqa: E402
 from optctl.versions import versions  # noqa: E402
 
 # Reference cases of MODEL.md §5.
@@ -427,7 +427,7 @@ def markdown(payload: dict[str, Any]) -> str:
         f"Load average at start: {payload['load_start']}.",
         "",
         f"Model: a = 3.5, N = {cfg['N']}, σ = 0.5, m = 5, η_max = 1; easy b = 2, hard b = 5. "
-        "Replayed L_T is the exact per-step recursion (`optctl.replay.final_loss`) of each "
+        "Replayed L_T is the exact per-step recursion (`optctl.model.replay.final_loss`) of each "
         "method's schedule. Rel. diff = (L_method − L_optctl) / L_optctl: positive means "
         "optctl found the lower loss; (ii) is compared with optctl on the same uniform grid, "
         "(i) with optctl per step. Speed-up = wall(method) / wall(optctl on that grid); "

@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from optctl import calibrate as C
 from optctl import plots
-from optctl.curves import LossCurve, curve_from_arrays
-from optctl.montecarlo import simulate_sgd
+from optctl.calibrate import fitting as C
+from optctl.calibrate.curves import LossCurve, curve_from_arrays
+from optctl.model.montecarlo import simulate_sgd
 from optctl.schedules import cosine, sample, warmup_stable_decay
 from optctl.spec import ProblemSpec
 

@@ -45,10 +45,10 @@ from mlp_schedules import Teacher  # noqa: E402
 
 from optctl import ScheduleTable  # noqa: E402
 from optctl import schedules as S  # noqa: E402
-from optctl.calibrate import measurement_steps  # noqa: E402
-from optctl.cli import main as optctl_main  # noqa: E402
-from optctl.curves import write_curve  # noqa: E402
-from optctl.export import load_table  # noqa: E402
+from optctl.calibrate.params import measurement_steps  # noqa: E402
+from optctl.cli.main import main as optctl_main  # noqa: E402
+from optctl.io.curves import write_curve  # noqa: E402
+from optctl.io.tables import load_table  # noqa: E402
 from optctl.torch import TableScheduler  # noqa: E402
 
 OUT = Path("results") / "calibration"

@@ -38,7 +38,7 @@ import torch  # noqa: E402
 
 from optctl import ProblemSpec, ScheduleTable, SolverOptions, solve  # noqa: E402
 from optctl import schedules as S  # noqa: E402
-from optctl.export import export_table, load_table  # noqa: E402
+from optctl.io.tables import export_table, load_table  # noqa: E402
 from optctl.torch import TableScheduler  # noqa: E402
 
 OUT = Path("results") / "examples"

@@ -13,7 +13,7 @@ Steps: solve the optimal schedule → export it to a safetensors table → load 
 The tuned cosine baseline (:func:`optctl.baselines.tune_baselines`) is trained the same
 way with the same random numbers. The measured mean population excess loss
 ``Σ_k λ_k (w_k − w*_k)²`` is compared with the exact prediction of the recursion
-(:func:`optctl.replay.replay`) and between the two schedules.
+(:func:`optctl.model.replay.replay`) and between the two schedules.
 
     python examples/random_feature_sgd.py            # about a minute on 2 cores
     python examples/random_feature_sgd.py --runs 500 --T 300   # a quick look
@@ -37,10 +37,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from optctl import ProblemSpec, ScheduleTable, SolverOptions, solve  # noqa: E402
-from optctl.baselines import tune_baselines  # noqa: E402
-from optctl.export import export_table, load_table  # noqa: E402
-from optctl.model import spectrum  # noqa: E402
-from optctl.replay import replay  # noqa: E402
+from optctl.baselines.tune import tune_baselines  # noqa: E402
+from optctl.io.tables import export_table, load_table  # noqa: E402
+from optctl.model.replay import replay  # noqa: E402
+from optctl.model.spectrum import spectrum  # noqa: E402
 from optctl.torch import TableScheduler  # noqa: E402
 
 OUT = Path("results") / "examples"

@@ -27,7 +27,7 @@ _EXPORTS: dict[str, str] = {
     "final_loss": "optctl.model.replay",
     "solve": "optctl.solver.solve", "ScheduleResult": "optctl.solver.result",
     "resolve_table": "optctl.solver.horizon", "run_job": "optctl.solver.job",
-    "SolveReport": "optctl.solver.job", "tune_baselines": "optctl.baselines.tune",
+    "SolveReport": "optctl.solver.report", "tune_baselines": "optctl.baselines.tune",
     "classify": "optctl.analysis.classify",
     "RunConfig": "optctl.io.config", "load_config": "optctl.io.config",
     "export_table": "optctl.io.tables", "load_table": "optctl.io.tables",
@@ -93,7 +93,8 @@ if TYPE_CHECKING:
     from optctl.io.tables import export_table, load_table
     from optctl.model.replay import Replay, final_loss, replay
     from optctl.solver.horizon import resolve_table
-    from optctl.solver.job import SolveReport, run_job
+    from optctl.solver.job import run_job
+    from optctl.solver.report import SolveReport
     from optctl.solver.result import ScheduleResult
     from optctl.solver.solve import solve
     from optctl.spec import ControlSpec, ProblemSpec, SolverOptions

@@ -11,9 +11,10 @@ from conftest import (
     BASELINE_REPLAY_RTOL,
 )
 
-from optctl.baselines import BASELINE_NAMES, Baseline, tune_baselines
+from optctl.baselines.families import BASELINE_NAMES
+from optctl.baselines.tune import Baseline, tune_baselines
 from optctl.errors import SpecError, SpecTypeError
-from optctl.replay import final_loss
+from optctl.model.replay import final_loss
 from optctl.spec import ProblemSpec
 
 SMALL = ProblemSpec(a=2.5, b=1.5, N=200, sigma=0.5, batch_size=4, T=300, eta_max=1.0)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import FIT_EXACT_RTOL, FIT_GROUPED_RTOL, FIT_NOISELESS_ATOL, FIT_NOISY_ATOL
 
-from optctl import calibrate as C
-from optctl import fitmodel as fm
-from optctl.curves import LossCurve, curve_from_arrays
+from optctl.calibrate import fitmodel as fm
+from optctl.calibrate import fitting as C
+from optctl.calibrate.curves import LossCurve, curve_from_arrays
 from optctl.errors import SpecError
 
 TRUTH = {"a": 2.5, "b": 1.5, "sigma": 0.5, "lr_scale": 0.1, "loss_scale": 2.0, "loss_offset": 0.3}
@@ -38,7 +39,7 @@ def _curves(truth: dict[str, float], noise: float, seed: int = 0, N: int = N,
 def test_fit_model_matches_the_exact_replay(tail: bool) -> None:
     curves = _curves(TRUTH, 0.0, N=1000, tail=tail)
     data = fm.fit_data(curves)
-    theta = jnp.array([TRUTH[k] for k in C.PARAMS])
+    theta = np.array([TRUTH[k] for k in C.PARAMS])
     for grouped, rtol in ((False, FIT_EXACT_RTOL), (True, FIT_GROUPED_RTOL)):
         modes = fm.mode_nodes(1000, grouped)
         pred = np.exp(np.asarray(fm.predict_log(theta, data, modes, tail)))
@@ -50,19 +51,18 @@ def test_fit_model_matches_the_exact_replay(tail: bool) -> None:
 
 
 def test_misfit_gradient_matches_finite_differences() -> None:
-    import jax
-
     curves = _curves(TRUTH, 0.01)
     data, modes = fm.fit_data(curves), fm.mode_nodes(N, False)
     theta = np.array([2.2, 1.8, 0.4, 0.12, 1.5, 0.2])
     f = jax.jit(lambda th: fm.misfit(th, data, modes, False))
-    g = np.asarray(jax.grad(f)(jnp.asarray(theta)))
-    for j in range(theta.size):
-        h = 1e-6 * max(1.0, abs(theta[j]))
-        e = np.zeros_like(theta)
-        e[j] = h
-        fd = (float(f(jnp.asarray(theta + e))) - float(f(jnp.asarray(theta - e)))) / (2 * h)
-        assert g[j] == pytest.approx(fd, rel=1e-5, abs=1e-10)
+    with jax.enable_x64(True):  # optctl never turns 64-bit jax on globally; jax users do it so
+        g = np.asarray(jax.grad(f)(jnp.asarray(theta)))
+        for j in range(theta.size):
+            h = 1e-6 * max(1.0, abs(theta[j]))
+            e = np.zeros_like(theta)
+            e[j] = h
+            fd = (float(f(jnp.asarray(theta + e))) - float(f(jnp.asarray(theta - e)))) / (2 * h)
+            assert g[j] == pytest.approx(fd, rel=1e-5, abs=1e-10)
 
 
 def test_noiseless_curves_recover_the_truth() -> None:
@@ -97,7 +97,8 @@ def test_offset_may_lie_above_noisy_low_points() -> None:
     res = C.fit(curves, C.FitOptions(N=N, bootstrap=0, starts=2))
     problem = C._problem(curves, res.options)
     z_true = C._z(np.array([truth[k] for k in C.PARAMS]), problem.data.min_loss)
-    at_truth = float(problem.value(jnp.asarray(z_true), problem.data.logy, problem.data.weight))
+    with jax.enable_x64(True):
+        at_truth = float(problem.value(jnp.asarray(z_true), problem.data.logy, problem.data.weight))
     assert res.misfit <= at_truth
     for k in ("a", "b"):
         assert res.params[k] == pytest.approx(truth[k], abs=FIT_NOISY_ATOL)

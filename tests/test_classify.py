@@ -9,7 +9,7 @@ import pytest
 from conftest import CLASSIFY_SURE, PINNED_PEAK_ATOL, SHAPE_FIT_ATOL, SHAPE_FIT_RTOL
 
 from optctl import ProblemSpec, ScheduleResult, SolverOptions, solve
-from optctl.classify import (
+from optctl.analysis.classify import (
     WINDOW_BOUNDARY,
     BlockSchedule,
     classify,

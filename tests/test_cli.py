@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from optctl.cli import main
-from optctl.replay import final_loss
+from optctl.cli.main import main
+from optctl.model.replay import final_loss
 from optctl.spec import ProblemSpec
 
 SMALL = """schema_version: 1
@@ -74,3 +74,26 @@ def test_bad_override_and_missing_file(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["solve", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "r")]) == 2
     assert "nope.yaml" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(("ipopt", "says"), [
+    ("{bogus_option: 1}", "No such IPOPT option: bogus_option"),
+    ("{max_iter: abc}", "type mismatch"),
+    ("{linear_solver: ma57}", "Invalid_Option"),
+])
+def test_ipopt_that_cannot_run_is_a_solver_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                 ipopt: str, says: str) -> None:
+    """IPOPT refusing its options is a SolverError: one line, exit 2, nothing written."""
+    out = tmp_path / "run"
+    cfg = SMALL.replace("K: 30}", f"K: 30, ipopt: {ipopt}}}")
+    assert main(["solve", str(_write(tmp_path, cfg)), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("optctl: error: IPOPT") and says in err and "\n" not in err
+    assert not out.exists()
+
+
+def test_solver_error_from_python() -> None:
+    from optctl import SolverError, SolverOptions, solve
+
+    with pytest.raises(SolverError, match="bogus_option"):
+        solve(ProblemSpec(a=2.5, b=1.5, N=30, T=40), SolverOptions(ipopt={"bogus_option": 1}))

@@ -1,4 +1,4 @@
-"""Tests for optctl.config: shipped configs, round trips, strict validation, overrides."""
+"""Tests for optctl.io.config: shipped configs, round trips, strict validation, overrides."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from optctl import baselines as baselines_module
-from optctl.config import (
+from optctl.baselines import families as baselines_module
+from optctl.errors import OptctlError, SpecError, SpecTypeError
+from optctl.io.config import (
     BASELINE_NAMES,
     ConfigError,
     RunConfig,
@@ -19,7 +20,6 @@ from optctl.config import (
     load_config_dict,
     with_overrides,
 )
-from optctl.errors import OptctlError, SpecError, SpecTypeError
 from optctl.spec import ProblemSpec, SolverOptions
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"

@@ -7,12 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from optctl.cli import main
-from optctl.config import dump_config, load_config, load_config_dict
-from optctl.errors import SpecError, SpecTypeError
-from optctl.export import load_table
-from optctl.momentum import momentum_curve
-from optctl.replay import final_loss
+from optctl import solve
+from optctl.cli.main import main
+from optctl.errors import HorizonWarning, SpecError, SpecTypeError
+from optctl.io.config import dump_config, load_config, load_config_dict
+from optctl.io.tables import load_table
+from optctl.model.momentum import momentum_curve
+from optctl.model.replay import final_loss
+from optctl.solver.horizon import resolve_table
+from optctl.spec import ControlSpec, ProblemSpec, SolverOptions
 from optctl.table import momentum_from_beta
 
 BASE = {"schema_version": 1, "name": "c", "model": {"a": 1.3, "b": 2.75, "N": 40, "sigma": 0.7},
@@ -119,3 +122,39 @@ def test_batch_run_exports_batch_column(tmp_path: Path) -> None:
     table = load_table(table_path)
     assert table.momentum is None and table.batch_size is not None
     np.testing.assert_array_equal(table.batch_size, arrays["batch_size"])
+
+
+def test_a_momentum_table_re_solved_for_a_new_horizon_keeps_its_momentum(momentum_run: Path,
+                                                                         tmp_path: Path) -> None:
+    """The exported table of a momentum run, read back from its file and re-solved for
+    T = 60: the momentum column is re-solved too (the controls travel in the header)."""
+    assert main(["export", str(momentum_run), "--out", str(tmp_path / "t.npz")]) == 0
+    table = load_table(tmp_path / "t.npz")
+    assert table.controls == {"controls": ["lr", "momentum"], "beta_min": 0.05, "kappa": 0.0}
+    with pytest.warns(HorizonWarning, match="re-solved the schedule for T = 60"):
+        longer = resolve_table(table, 60)
+    assert longer.T == 60 and longer.momentum is not None and longer.controls == table.controls
+    # the columns are the momentum optimum at T = 60, as a direct solve of the same problem gives it
+    spec = ProblemSpec(**{**table.spec, "T": 60})
+    direct = solve(spec, SolverOptions(**table.solver),
+                   controls=ControlSpec(controls=("lr", "momentum"), beta_min=0.05))
+    assert direct.beta is not None
+    np.testing.assert_array_equal(longer.lr, direct.eta)
+    np.testing.assert_array_equal(longer.momentum, momentum_from_beta(direct.beta))
+    # and its reported loss is the exact momentum replay of the columns it holds
+    beta = 1.0 - np.concatenate([longer.momentum[1:], longer.momentum[-1:]])
+    assert momentum_curve(spec, longer.lr, beta)[-1] == pytest.approx(longer.source["final_loss"], rel=1e-12)
+    assert np.all(longer.momentum[1:] < 1.0 - 0.05 + 1e-12)
+
+
+def test_a_batch_table_re_solved_keeps_its_batch_schedule(tmp_path: Path) -> None:
+    out = _solve(tmp_path, _cfg(["lr", "batch_size"], m_min=1, m_max=16))
+    assert main(["export", str(out), "--out", str(tmp_path / "t.json")]) == 0
+    table = load_table(tmp_path / "t.json")
+    with pytest.warns(HorizonWarning):
+        shorter = resolve_table(table, 30)
+    assert shorter.batch_size is not None and not np.allclose(shorter.batch_size, 4.0)
+    assert shorter.batch_size.sum() == pytest.approx(30 * 4.0, rel=1e-9)  # the sample budget
+    spec = ProblemSpec(**{**table.spec, "T": 30})
+    assert final_loss(spec, shorter.lr, shorter.batch_size) == pytest.approx(
+        shorter.source["final_loss"], rel=1e-12)

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from optctl.curves import CurveError, load_curve, load_curves, write_curve
+from optctl.errors import CurveError
+from optctl.io.curves import load_curve, load_curves, write_curve
 
 
 def _write(tmp_path: Path, text: str, name: str = "run.csv") -> Path:

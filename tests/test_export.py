@@ -15,10 +15,12 @@ import pytest
 from conftest import REPLAY_BACKEND_RTOL, RESCALE_RTOL, TABLE_EXACT_RTOL
 
 from optctl import ExportError, OptctlError, ProblemSpec, ScheduleTable, SolverOptions
-from optctl.cli import main
-from optctl.export import FORMATS, SUFFIXES, as_table, export_table, load_table, table_from_run
-from optctl.replay import final_loss
-from optctl.table import HorizonWarning, momentum_from_beta, table_from_result
+from optctl.cli.main import main
+from optctl.errors import HorizonWarning
+from optctl.io.tables import FORMATS, SUFFIXES, as_table, export_table, load_table, table_from_run
+from optctl.model.replay import final_loss
+from optctl.solver.horizon import resolve_table
+from optctl.table import momentum_from_beta
 
 SMALL = """schema_version: 1
 name: small
@@ -221,7 +223,7 @@ def test_cli_export_errors_are_one_line_exit_2(run_dir: Path, tmp_path: Path,
 
 
 def test_importing_optctl_does_not_import_torch() -> None:
-    code = "import sys, optctl, optctl.export, optctl.table; print('torch' in sys.modules)"
+    code = "import sys, optctl, optctl.io.tables, optctl.table; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -392,7 +394,7 @@ def test_table_validates_itself(kwargs: dict, match: str) -> None:
 
 
 def test_schedule_callable_and_past_end(small_result) -> None:
-    table = table_from_result(small_result)
+    table = small_result.to_table()
     sched = table.schedule()
     steps = np.arange(table.T)
     np.testing.assert_array_equal(sched(steps), table.lr)
@@ -429,7 +431,7 @@ def test_momentum_from_beta_shifts_by_one_update() -> None:
 
 
 def test_horizon_change_must_be_explicit(small_result) -> None:
-    table = table_from_result(small_result)
+    table = small_result.to_table()
     assert table.for_horizon(300, mode="rescale") is table
     with pytest.raises(TypeError):
         table.for_horizon(600)  # type: ignore[call-arg]
@@ -440,7 +442,7 @@ def test_horizon_change_must_be_explicit(small_result) -> None:
 
 
 def test_rescale_easy_phase_follows_the_peak_law(small_result, tmp_path: Path) -> None:
-    table = table_from_result(small_result)  # a = 2.5, b = 1.5: easy, ξ = 1 − b/a = 0.4
+    table = small_result.to_table()  # a = 2.5, b = 1.5: easy, ξ = 1 − b/a = 0.4
     with pytest.warns(HorizonWarning, match=r"easy phase.*xi = 1 - b/a = 0.4.*optctl solve CONFIG --T 3000"):
         longer = table.for_horizon(3000, mode="rescale")
     factor = 10.0 ** -0.4
@@ -470,9 +472,9 @@ def test_rescale_hard_phase_keeps_the_plateau_and_the_mean_in_t_over_T() -> None
 
 
 def test_resolve_runs_the_solver_for_the_new_horizon(small_result) -> None:
-    table = table_from_result(small_result)
+    table = small_result.to_table()
     with pytest.warns(HorizonWarning, match="re-solved the schedule for T = 150"):
-        new = table.for_horizon(150, mode="resolve")
+        new = resolve_table(table, 150)
     assert new.T == 150 and new.spec["T"] == 150 and new.horizon == {"mode": "solved"}
     assert new.source["resolved_from_T"] == 300
     spec = ProblemSpec(**new.spec)
@@ -481,9 +483,8 @@ def test_resolve_runs_the_solver_for_the_new_horizon(small_result) -> None:
 
 @pytest.mark.parametrize("fmt", ["npz", "safetensors", "csv", "json"])
 def test_real_lr_tables_record_their_scale(small_result, tmp_path: Path, fmt: str) -> None:
-    from optctl.table import table_from_result
 
-    model = table_from_result(small_result)
+    model = small_result.to_table()
     assert model.schema_version == 1 and "lr_scale" not in model.header()
     real = model.with_lr_scale(0.25, calibration={"fit": "somewhere"})
     np.testing.assert_array_equal(real.lr, 0.25 * model.lr)
@@ -501,9 +502,8 @@ def test_real_lr_tables_record_their_scale(small_result, tmp_path: Path, fmt: st
 
 
 def test_rescaled_real_lr_table_clips_at_the_scaled_bound(small_result) -> None:
-    from optctl.table import HorizonWarning, table_from_result
 
-    real = table_from_result(small_result).with_lr_scale(0.1)
+    real = small_result.to_table().with_lr_scale(0.1)
     with pytest.warns(HorizonWarning):
         longer = real.for_horizon(3 * real.T, mode="rescale")
     assert longer.lr_scale == 0.1

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from conftest import FIT_NOISY_ATOL
 
-from optctl import calibrate as C
-from optctl.cli import main
-from optctl.config import load_config
-from optctl.curves import write_curve
-from optctl.export import load_table
+from optctl.calibrate import fitting as C
+from optctl.cli.main import main
+from optctl.io.config import load_config
+from optctl.io.curves import write_curve
+from optctl.io.tables import load_table
 
 TRUTH = {"a": 2.5, "b": 1.5, "sigma": 0.5, "lr_scale": 0.1, "loss_scale": 2.0, "loss_offset": 0.3}
 N, M, T = 40, 4, 200
@@ -106,7 +106,7 @@ def test_export_scale_options_are_checked(tmp_path: Path, capsys: pytest.Capture
 
 
 def test_shipped_fit_config_loads() -> None:
-    from optctl.fitconfig import load_fit_config
+    from optctl.io.fitconfig import load_fit_config
 
     cfg = load_fit_config(Path(__file__).parent.parent / "configs" / "fit_pilot.yaml")
     assert cfg.T == 20000 and cfg.options.bootstrap == 30 and cfg.baselines == ("constant", "cosine", "wsd")

@@ -7,8 +7,15 @@ import pytest
 from conftest import CLOSED_FORM_RTOL
 from scipy.special import zeta
 
-from optctl.model import group_modes, sgd_decay, sgd_step, spectrum, stability_limit, tail_loss
-from optctl.replay import loss_curve
+from optctl.model.replay import loss_curve
+from optctl.model.spectrum import (
+    group_modes,
+    sgd_decay,
+    sgd_step,
+    spectrum,
+    stability_limit,
+    tail_loss,
+)
 from optctl.spec import ProblemSpec
 
 

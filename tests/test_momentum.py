@@ -12,11 +12,11 @@ from conftest import (
     MOMENTUM_SGD_RTOL,
 )
 
+from optctl import solve
 from optctl.errors import SpecError
-from optctl.joint import solve_controls
-from optctl.momentum import momentum_curve, momentum_replay
-from optctl.montecarlo import simulate_sgd
-from optctl.replay import loss_curve, replay
+from optctl.model.momentum import momentum_curve, momentum_replay
+from optctl.model.montecarlo import simulate_sgd
+from optctl.model.replay import loss_curve, replay
 from optctl.spec import ControlSpec, ProblemSpec, SolverOptions
 
 MC_SPEC = ProblemSpec(a=2.5, b=1.5, N=100, sigma=0.5, batch_size=4, T=120)
@@ -37,14 +37,16 @@ def test_beta_one_is_sgd(spec: ProblemSpec) -> None:
     sgd = loss_curve(spec, eta)
     rel = lambda x, y: np.max(np.abs(x - y) / np.abs(y))  # noqa: E731
     assert rel(mom, sgd) <= MOMENTUM_SGD_RTOL, rel(mom, sgd)
-    loss, bias, var = momentum_replay(spec, eta, 1.0)
+    r = momentum_replay(spec, eta, 1.0)
+    loss, bias = r.loss, r.bias
     rp = replay(spec, eta)
     assert rel(loss, rp.loss) <= MOMENTUM_SGD_RTOL
     assert rel(bias, rp.bias) <= MOMENTUM_SGD_RTOL
 
 
 def test_bias_variance_split_and_momentum_matters() -> None:
-    loss, bias, var = momentum_replay(MC_SPEC, MC_ETA, MC_BETA)
+    r = momentum_replay(MC_SPEC, MC_ETA, MC_BETA)
+    loss, bias, var = r.loss, r.bias, r.variance
     full = momentum_curve(MC_SPEC, MC_ETA, MC_BETA)
     assert np.allclose(bias + var, full, rtol=1e-13, atol=0)
     assert np.array_equal(loss, bias + var)  # no tail in this spec
@@ -73,8 +75,8 @@ SMALL = ProblemSpec(a=1.3, b=2.75, N=60, sigma=0.7, batch_size=4, T=48)
 
 @pytest.fixture(scope="module")
 def mom_result():  # type: ignore[no-untyped-def]
-    return solve_controls(SMALL, ControlSpec(controls=("lr", "momentum"), beta_min=0.02),
-                          SolverOptions(grid="uniform", K=12, max_iter=400))
+    return solve(SMALL, SolverOptions(grid="uniform", K=12, max_iter=400),
+                 controls=ControlSpec(controls=("lr", "momentum"), beta_min=0.02))
 
 
 def test_momentum_solve_replays_and_beats_sgd(mom_result) -> None:  # type: ignore[no-untyped-def]
@@ -88,8 +90,8 @@ def test_momentum_solve_replays_and_beats_sgd(mom_result) -> None:  # type: igno
 
 
 def test_kappa_smooths_the_controls(mom_result) -> None:  # type: ignore[no-untyped-def]
-    smooth = solve_controls(SMALL, ControlSpec(controls=("lr", "momentum"), beta_min=0.02, kappa=1.0),
-                            SolverOptions(grid="uniform", K=12, max_iter=400))
+    smooth = solve(SMALL, SolverOptions(grid="uniform", K=12, max_iter=400),
+                   controls=ControlSpec(controls=("lr", "momentum"), beta_min=0.02, kappa=1.0))
     tv = lambda r: np.sum(np.diff(r.eta_blocks) ** 2) + np.sum(np.diff(r.beta[r.grid[:-1]]) ** 2)  # noqa: E731
     assert tv(smooth) < tv(mom_result)
     assert smooth.final_loss >= mom_result.final_loss * (1 - JOINT_NOT_WORSE_RTOL)
@@ -116,7 +118,7 @@ def test_control_spec_errors(kw: dict, field: str) -> None:  # type: ignore[type
 @pytest.mark.slow
 def test_momentum_study_claims(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Figure 5 at short horizons: same easy exponent (±0.05), hard-phase momentum wins."""
-    from optctl.momentumstudy import run_momentum_study
+    from optctl.studies.momentum import run_momentum_study
 
     s = run_momentum_study(tmp_path, horizons={"easy": (32, 64, 128), "hard": (32, 64, 128)},
                            progress=False)["phases"]

@@ -7,9 +7,9 @@ import pytest
 from conftest import MC_ABS_FLOOR, MC_SE_MULTIPLIER
 
 from optctl.errors import SpecError
-from optctl.model import spectrum
-from optctl.montecarlo import MonteCarloResult, simulate_sgd
-from optctl.replay import loss_curve, replay
+from optctl.model.montecarlo import MonteCarloResult, simulate_sgd
+from optctl.model.replay import loss_curve, replay
+from optctl.model.spectrum import spectrum
 from optctl.spec import ProblemSpec
 
 # The setting MODEL.md §2 reports as checked: a = 2.5, b = 1.5, N = 100, m = 4, σ = 0.5.

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from conftest import APPROX_GAP, CLOSED_FORM_RTOL
 
-from optctl.grid import expand, per_step_grid, refined_grid, subdivide, uniform_grid
-from optctl.model import sgd_step, spectrum
-from optctl.propagate import NUMPY, block_weights, propagate_block
-from optctl.replay import loss_curve
+from optctl.model.blocks import NUMPY, block_weights, propagate_block
+from optctl.model.replay import loss_curve
+from optctl.model.spectrum import sgd_step, spectrum
+from optctl.solver.grid import expand, per_step_grid, refined_grid, subdivide, uniform_grid
 from optctl.spec import ProblemSpec
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from conftest import CLOSED_FORM_RTOL, REPLAY_BACKEND_RTOL
 
-import optctl.replay as rp
-from optctl.model import sgd_step, spectrum
+import optctl.model.replay as rp
+from optctl.model.spectrum import sgd_step, spectrum
 from optctl.spec import ProblemSpec
 
 
@@ -34,7 +34,7 @@ def test_replay_matches_naive_loop(spec: ProblemSpec) -> None:
 def test_numpy_and_jax_paths_agree(spec: ProblemSpec, monkeypatch: pytest.MonkeyPatch) -> None:
     eta = 0.6 * np.cos(np.linspace(0, np.pi / 2, spec.T))
     numpy_curve = rp.loss_curve(spec, eta)
-    monkeypatch.setattr(rp, "_NUMPY_MAX_T", 0)
+    monkeypatch.setattr(rp, "NUMPY_MAX_T", 0)
     jax_curve = rp.loss_curve(spec, eta)
     assert jax_curve.shape == (spec.T + 1,)
     np.testing.assert_allclose(jax_curve, numpy_curve, rtol=REPLAY_BACKEND_RTOL)

@@ -6,14 +6,13 @@ import numpy as np
 import pytest
 from conftest import FRONTIER_EXPONENT_ATOL, LOCAL_SLOPE_MIDPOINT_ATOL, POWER_LAW_FIT_ATOL
 
-from optctl.errors import SpecError
-from optctl.scaling import (
+from optctl import theory
+from optctl.analysis.scaling import (
     compute_frontier,
     fit_power_law,
     local_slopes,
-    theory_compute_exponent,
-    theory_exponents,
 )
+from optctl.errors import SpecError
 
 
 def test_fit_recovers_an_exact_power_law() -> None:
@@ -48,7 +47,7 @@ def test_local_slopes_show_the_crossover_of_two_power_laws() -> None:
 ])
 def test_theory_exponents_are_those_of_model_md(a: float, b: float, optimal: float,
                                                 baseline: float, xi: float) -> None:
-    th = theory_exponents(a, b)
+    th = theory.exponents(a, b)
     assert th["optimal"] == pytest.approx(optimal)
     assert th["constant"] == pytest.approx(baseline)
     assert th["power_law"] == pytest.approx(baseline)
@@ -58,8 +57,8 @@ def test_theory_exponents_are_those_of_model_md(a: float, b: float, optimal: flo
 
 def test_compute_exponent_balance() -> None:
     # ν = (a−1)ζ/(a−1+ζ): easy a=2, b=1.5 → ζ = 1/2, ν = 1/3; hard a=1.5, b=2 → ζ = 1/4, ν = 1/6.
-    assert theory_compute_exponent(2.0, 1.5) == pytest.approx(1.0 / 3.0)
-    assert theory_compute_exponent(1.5, 2.0) == pytest.approx(1.0 / 6.0)
+    assert theory.compute_exponent(2.0, 1.5) == pytest.approx(1.0 / 3.0)
+    assert theory.compute_exponent(1.5, 2.0) == pytest.approx(1.0 / 6.0)
 
 
 def test_frontier_of_a_two_term_law_has_the_balance_exponent() -> None:

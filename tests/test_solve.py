@@ -7,9 +7,9 @@ import pytest
 from conftest import APPROX_GAP, EXACT_GAP, REGRESSION_RTOL
 
 from optctl import ProblemSpec, SolverOptions, solve
-from optctl.baselines import tune_baselines
-from optctl.grid import expand
-from optctl.replay import final_loss
+from optctl.baselines.tune import tune_baselines
+from optctl.model.replay import final_loss
+from optctl.solver.grid import expand
 
 
 @pytest.fixture(scope="module")

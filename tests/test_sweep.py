@@ -17,13 +17,15 @@ import numpy as np
 import pytest
 from conftest import BASELINE_REPLAY_RTOL
 
-from optctl.cli import main
-from optctl.config import ConfigError
-from optctl.errors import SpecError, SpecTypeError
-from optctl.replay import final_loss
-from optctl.study import baseline_eta, horizon_study
-from optctl.sweep import Progress, SweepError, load_sweep, record_path, run_sweep
-from optctl.sweepconfig import load_sweep_config, load_sweep_dict, point_key
+from optctl.baselines.families import rates
+from optctl.cli.main import main
+from optctl.errors import SpecError, SpecTypeError, SweepError
+from optctl.io.config import ConfigError
+from optctl.io.sweepconfig import load_sweep_config, load_sweep_dict, point_key
+from optctl.model.momentum import momentum_curve
+from optctl.model.replay import final_loss
+from optctl.studies.horizons import horizon_study
+from optctl.studies.sweep import Progress, load_sweep, record_path, run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -123,7 +125,7 @@ def test_sweep_saves_every_horizon_and_resume_skips_everything(tmp_path: Path) -
             assert rec["final_loss"] == pytest.approx(final_loss(spec, eta), rel=BASELINE_REPLAY_RTOL)
             b = rec["baselines"]["constant"]
             assert b["final_loss"] == pytest.approx(
-                final_loss(spec, baseline_eta("constant", b["params"], T, spec.eta_max)), rel=BASELINE_REPLAY_RTOL)
+                final_loss(spec, rates("constant", b["params"], T, spec.eta_max)), rel=BASELINE_REPLAY_RTOL)
             assert rec["key"] == key
     again = run_sweep(sweep, out, progress=False)
     assert (again.skipped, again.ran) == (2, 0)
@@ -132,16 +134,16 @@ def test_sweep_saves_every_horizon_and_resume_skips_everything(tmp_path: Path) -
 
 def test_each_horizon_is_warm_started_from_the_previous_one(tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    import optctl.solver
+    import optctl.solver.job
 
-    real = optctl.solver.solve
+    real = optctl.solver.job.solve
     seen: list[tuple[int, Any]] = []
 
-    def spy(spec: Any, options: Any = None, *, init: Any = None) -> Any:
+    def spy(spec: Any, options: Any = None, *, controls: Any = None, init: Any = None) -> Any:
         seen.append((spec.T, init))
-        return real(spec, options, init=init)
+        return real(spec, options, controls=controls, init=init)
 
-    monkeypatch.setattr(optctl.solver, "solve", spy)
+    monkeypatch.setattr(optctl.solver.job, "solve", spy)
     sweep = load_sweep_config(_cfg(tmp_path, TINY.replace("b: [1.5, 3.5]", "b: [3.5]")))
     run_sweep(sweep, tmp_path / "out", progress=False)
     assert [T for T, _ in seen] == [100, 300, 1000]
@@ -181,7 +183,7 @@ def test_progress_counts_solves_between_points(monkeypatch: pytest.MonkeyPatch) 
             return True
 
     now = [0.0]
-    monkeypatch.setattr("optctl.sweep.time.perf_counter", lambda: now[0])
+    monkeypatch.setattr("optctl.studies.sweep.time.perf_counter", lambda: now[0])
     buf = TTY()
     bar = Progress(4, 0, stream=buf, solves=(0, 12))  # t0 = 0
     now[0] = 10.0
@@ -198,7 +200,7 @@ KILL = TINY.replace("N: 40", "N: 300").replace("K: 16", "K: 40").replace(
 def _start_sweep(cfg: Path, out: Path) -> subprocess.Popen[bytes]:
     """`optctl sweep CFG --out OUT` in a new session (its own process group)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-m", "optctl.cli", "sweep", str(cfg), "--out", str(out),
+    return subprocess.Popen([sys.executable, "-m", "optctl.cli.main", "sweep", str(cfg), "--out", str(out),
                              "--quiet", "--no-plots"], env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -288,9 +290,9 @@ def test_dask_cluster_runs_the_same_sweep(tmp_path: Path) -> None:
 
 def test_unreachable_scheduler_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("distributed")
-    import optctl.sweep
+    import optctl.studies.sweep
 
-    monkeypatch.setattr(optctl.sweep, "DASK_CONNECT_TIMEOUT", 1.0)
+    monkeypatch.setattr(optctl.studies.sweep, "DASK_CONNECT_TIMEOUT", 1.0)
     sweep = load_sweep_config(_cfg(tmp_path))
     with pytest.raises(SweepError, match="Dask scheduler"):
         run_sweep(sweep, tmp_path / "out", scheduler="tcp://127.0.0.1:9", progress=False)
@@ -367,3 +369,45 @@ def test_reproduce_quick_writes_every_figure(tmp_path: Path) -> None:
     for sub, stem in (("momentum", "momentum"), ("batch", "batch")):
         assert {p.name for p in (out / sub).glob("*.png")} == {f"{stem}_easy.png", f"{stem}_hard.png"}
         assert (out / sub / "report.md").exists()
+
+
+def test_phase_diagram_sweep_writes_its_maps(tmp_path: Path) -> None:
+    """A 2 x 2 phase diagram end to end: the maps, the agreement counts, the figure."""
+    text = (TINY.replace("kind: horizons", "kind: phase_diagram")
+            .replace("    b: [1.5, 3.5]", "    a: [2.0, 3.0]\n    b: [1.5, 3.5]")
+            .replace("[100, 300, 1000]", "[100, 300]"))
+    out = tmp_path / "out"
+    assert main(["sweep", str(_cfg(tmp_path, text)), "--out", str(out), "--quiet"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    maps = report["maps"]
+    assert maps["a"] == [2.0, 3.0] and maps["b"] == [1.5, 3.5]
+    assert np.array(maps["label"]).shape == (2, 2)
+    ag = report["agreement"]
+    assert ag["far"]["points"] + ag["near"]["points"] == 4
+    assert ag["far"]["agree"] + ag["far"]["unsure"] + ag["far"]["wrong"] == ag["far"]["points"]
+    # the best baseline's gain at the largest baseline horizon is filled in at every point
+    assert np.all(np.isfinite(np.array(maps["gain"], dtype=float)))
+    assert (out / "figures" / "phase_diagram.png").exists()
+
+
+def test_a_sweep_solves_every_control_of_its_config(tmp_path: Path) -> None:
+    """``controls: [lr, momentum]`` in a sweep: each record holds β per block, the next
+    horizon starts from both controls, and the replay of the record is its loss."""
+    text = (TINY.replace("baselines: [constant]", "baselines: []\ncontrols: [lr, momentum]")
+            .replace("training: {batch_size: 4, eta_max: 1.0}",
+                     "training: {batch_size: 4, eta_max: 1.0, beta_min: 0.1}")
+            .replace("    b: [1.5, 3.5]", "    b: [1.5]").replace("[100, 300, 1000]", "[40, 80]")
+            .replace("K: 16, polish: false", "K: 8, polish: false, max_iter: 300"))
+    sweep = load_sweep_config(_cfg(tmp_path, text))
+    assert sweep.controls.controls == ("lr", "momentum") and sweep.controls.beta_min == 0.1
+    assert sweep.to_dict()["controls"] == ["lr", "momentum"]
+    run_sweep(sweep, tmp_path / "out", progress=False)
+    recs = load_sweep(tmp_path / "out").records["b1.5"]
+    for T, rec in recs.items():
+        assert rec["controls"]["controls"] == ["lr", "momentum"]
+        beta = np.repeat(rec["second_blocks"], np.diff(rec["grid"]))
+        assert np.all(beta >= 0.1 - 1e-12) and np.all(beta <= 1 + 1e-12)
+        eta = np.repeat(rec["eta_blocks"], np.diff(rec["grid"]))
+        spec = sweep.spec({"b": 1.5}, T)
+        # the record's last β block is reported as its neighbour's (it does not act on L_T)
+        assert momentum_curve(spec, eta, beta)[-1] == pytest.approx(rec["final_loss"], rel=1e-12)

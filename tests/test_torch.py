@@ -17,8 +17,9 @@ from conftest import (
 )
 
 from optctl import ExportError, ScheduleTable
-from optctl.export import export_table, load_table
-from optctl.table import HorizonWarning, momentum_from_beta
+from optctl.errors import HorizonWarning
+from optctl.io.tables import export_table, load_table
+from optctl.table import momentum_from_beta
 
 torch = pytest.importorskip("torch")
 from optctl.torch import TableScheduler, lambda_lr  # noqa: E402

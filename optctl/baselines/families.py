@@ -103,6 +103,29 @@ FAMILIES: dict[str, Family] = {
 }
 
 
+@dataclass(frozen=True, eq=False, repr=False)
+class Baseline:
+    """A tuned baseline schedule.
+
+    ``params`` are the tuned arguments of the schedule factory (step counts as floats),
+    ``eta`` the per-update rates ``η_0..η_{T−1}`` after clipping to ``[0, η_max]``,
+    ``final_loss`` the exact per-step replay ``L_T`` of ``eta`` (tail included, as
+    :func:`optctl.model.replay.final_loss` reports it, whatever evaluator tuned it), and
+    ``n_evals`` the number of distinct schedules the evaluator was asked to score.
+    """
+
+    name: str
+    params: dict[str, float]
+    eta: np.ndarray
+    final_loss: float
+    n_evals: int
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v:.6g}" for k, v in self.params.items())
+        return (f"Baseline({self.name!r}, {params}, final_loss={self.final_loss:.6g}, "
+                f"n_evals={self.n_evals}, eta=<{self.eta.size} steps>)")
+
+
 def family(name: str) -> Family:
     if name not in FAMILIES:
         raise SpecError("baseline", name, f"unknown baseline; choose from {', '.join(BASELINE_NAMES)}")

@@ -18,12 +18,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import minimize, minimize_scalar
 
-from optctl.baselines.families import BASELINE_NAMES, U_FLOOR, Family, Params, family, rates
+from optctl.baselines.families import (
+    BASELINE_NAMES,
+    U_FLOOR,
+    Baseline,
+    Family,
+    Params,
+    family,
+    rates,
+)
 from optctl.errors import SpecError, SpecTypeError
 from optctl.model.replay import final_loss
 from optctl.spec import ProblemSpec
@@ -38,29 +45,6 @@ _NM_FRTOL = 1e-9  # Nelder-Mead's fatol, relative to the best grid loss
 # Non-finite losses (a diverging run, if η_max allows one) become this, so that
 # the optimisers compare numbers rather than NaNs.
 _PENALTY = 1e100
-
-
-@dataclass(frozen=True, eq=False, repr=False)
-class Baseline:
-    """A tuned baseline schedule.
-
-    ``params`` are the tuned arguments of the schedule factory (step counts as floats),
-    ``eta`` the per-update rates ``η_0..η_{T−1}`` after clipping to ``[0, η_max]``,
-    ``final_loss`` the exact per-step replay ``L_T`` of ``eta`` (tail included, as
-    :func:`optctl.model.replay.final_loss` reports it, whatever evaluator tuned it), and
-    ``n_evals`` the number of distinct schedules the evaluator was asked to score.
-    """
-
-    name: str
-    params: dict[str, float]
-    eta: np.ndarray
-    final_loss: float
-    n_evals: int
-
-    def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v:.6g}" for k, v in self.params.items())
-        return (f"Baseline({self.name!r}, {params}, final_loss={self.final_loss:.6g}, "
-                f"n_evals={self.n_evals}, eta=<{self.eta.size} steps>)")
 
 
 class _Objective:

@@ -2,10 +2,11 @@
 
 - :mod:`~optctl.calibrate.curves`: :class:`LossCurve`, validated measurements;
 - :mod:`~optctl.calibrate.fitmodel`: the differentiable forward model (jax);
-- :mod:`~optctl.calibrate.options`: :class:`FitOptions`;
-- :mod:`~optctl.calibrate.fitting`: ``fit``, ``pilot_sd``, ``predict``, ``measurement_steps``.
+- :mod:`~optctl.calibrate.params`: the parameters, :class:`FitOptions`, :class:`FitResult`,
+  ``predict`` and ``measurement_steps`` (numpy only);
+- :mod:`~optctl.calibrate.fitting`: ``fit`` and ``pilot_sd`` (jax).
 
-The names are loaded on first use, so ``optctl.calibrate.curves`` does not import jax.
+The names are loaded on first use, so only ``fit`` and ``pilot_sd`` import jax.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_EXPORTS = {"LossCurve": "curves", "curve_from_arrays": "curves", "FitOptions": "options",
-            "FitResult": "fitting", "fit": "fitting", "pilot_sd": "fitting", "predict": "fitting",
-            "measurement_steps": "fitting"}
+_EXPORTS = {"LossCurve": "curves", "curve_from_arrays": "curves", "FitOptions": "params",
+            "FitResult": "params", "predict": "params", "measurement_steps": "params",
+            "fit": "fitting", "pilot_sd": "fitting"}
 
 
 def __getattr__(name: str) -> Any:

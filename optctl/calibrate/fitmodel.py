@@ -49,7 +49,6 @@ def float64(fn: Callable[P, R]) -> Callable[P, R]:
             return fn(*args, **kwargs)
     return wrapper
 
-PARAMS: tuple[str, ...] = ("a", "b", "sigma", "lr_scale", "loss_scale", "loss_offset")
 # The state is clipped here so that an unstable trial (η beyond the coupled stability
 # limit) gives a huge misfit instead of inf/nan gradients.
 _STATE_CAP = 1e150

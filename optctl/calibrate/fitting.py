@@ -46,7 +46,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import jax
@@ -58,98 +58,27 @@ from scipy.special import ndtr, ndtri
 from optctl.analysis.classify import CONFIDENCE_MIN
 from optctl.calibrate import fitmodel as fm
 from optctl.calibrate.curves import LossCurve, curve_from_arrays
-from optctl.calibrate.options import FitOptions
+from optctl.calibrate.params import (
+    A_BOUNDS,
+    B_BOUNDS,
+    ETA_FRAC_BOUNDS,
+    LOSS_SCALE_LOG_BOUNDS,
+    OFFSET_FRAC_MAX,
+    PARAM_RANGE,
+    PARAMS,
+    SIGMA_BOUNDS,
+    FitOptions,
+    FitResult,
+    bootstrap_method,
+    measurement_steps,
+    predict,
+)
 from optctl.errors import SpecError
-from optctl.model.replay import loss_curve
-from optctl.model.spectrum import spectrum, stability_limit
-from optctl.spec import ProblemSpec
+from optctl.model.spectrum import stability_limit
 
-PARAMS = fm.PARAMS
-# Search box of the exponents; outside it the power-law model is not what a curve shows.
-A_BOUNDS = (1.05, 8.0)
-B_BOUNDS = (0.3, 8.0)
-# Model rates are kept between these fractions of the top mode's stability limit.
-ETA_FRAC_BOUNDS = (1e-4, 0.98)
-SIGMA_BOUNDS = (1e-4, 1e2)
-LOSS_SCALE_LOG_BOUNDS = (-40.0, 40.0)
-# The offset may exceed the smallest measured loss: noise puts points below the true floor
-# (a bound at that point excluded the truth in our recovery study); the prediction stays
-# above the offset, so a larger bound only widens the search.
-OFFSET_FRAC_MAX = 2.0
-# Where an interval is clipped: the exponents' search box; σ, the scales and the offset ≥ 0.
-PARAM_RANGE: dict[str, tuple[float, float]] = {
-    "a": A_BOUNDS, "b": B_BOUNDS, "sigma": (0.0, math.inf), "lr_scale": (0.0, math.inf),
-    "loss_scale": (0.0, math.inf), "loss_offset": (0.0, math.inf)}
 _SCREEN_A = (1.4, 2.2, 3.2, 4.5)
 _SCREEN_B = (0.8, 1.4, 2.2, 3.5)
 _SCREEN_ETA = (0.03, 0.15, 0.5, 0.9)
-
-
-@dataclass(frozen=True)
-class FitResult:
-    """Fitted parameters, their bootstrap intervals and the phase verdict.
-
-    ``params`` maps :data:`PARAMS` to the best fit on all data; ``intervals`` to
-    ``(low, high)`` normal bootstrap intervals at ``options.level`` (empty without bootstrap);
-    ``samples`` the bootstrap fits (rows, columns in :data:`PARAMS` order); ``misfit``
-    the objective; ``rms_log_error`` the root-mean-square log residual per run (about the
-    relative error); ``phase``/``p_easy``/``confidence`` the verdict; ``asymptotic_sd``
-    the linearised (sandwich) standard deviation of each parameter at the fit, with each
-    run's noise taken from its residuals (:func:`pilot_sd` explains the formula).
-    """
-
-    params: dict[str, float]
-    intervals: dict[str, tuple[float, float]]
-    samples: np.ndarray
-    misfit: float
-    rms_log_error: dict[str, float]
-    phase: str
-    p_easy: float
-    confidence: float
-    success: bool
-    message: str
-    n_iter: int
-    starts: list[dict[str, Any]]
-    options: FitOptions
-    wall_time: float
-    n_bootstrap_failed: int = 0
-    widening: dict[str, float] = field(default_factory=dict)
-    notes: tuple[str, ...] = field(default_factory=tuple)
-    asymptotic_sd: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def method(self) -> str:
-        """The bootstrap method used (``"auto"`` resolved)."""
-        return _method(self.options, len(self.rms_log_error))
-
-    @property
-    def bootstrap_fraction_easy(self) -> float | None:
-        """Fraction of bootstrap refits with ``b < a`` (``None`` without a bootstrap)."""
-        if self.samples.shape[0] == 0:
-            return None
-        return float(np.mean(self.samples[:, 1] < self.samples[:, 0]))
-
-    def spec(self, T: int, batch_size: float = 1.0, eta_max: float | None = None) -> ProblemSpec:
-        """The fitted model as a :class:`ProblemSpec` for a horizon ``T``."""
-        return ProblemSpec(a=self.params["a"], b=self.params["b"], N=self.options.N,
-                           sigma=self.params["sigma"], batch_size=batch_size, T=T,
-                           eta_max=stability_limit(batch_size) * ETA_FRAC_BOUNDS[1]
-                           if eta_max is None else eta_max, tail=self.options.tail)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"params": self.params,
-                "intervals": {k: list(v) for k, v in self.intervals.items()},
-                "level": self.options.level, "asymptotic_sd": self.asymptotic_sd, "misfit": self.misfit,
-                "rms_log_error": self.rms_log_error,
-                "phase": {"label": self.phase, "p_easy": self.p_easy,
-                          "bootstrap_fraction_easy": self.bootstrap_fraction_easy,
-                          "confidence": self.confidence, "rule": "easy iff b < a (MODEL.md §1)"},
-                "success": self.success, "message": self.message, "n_iter": self.n_iter,
-                "bootstrap": {"n": int(self.samples.shape[0]), "failed": self.n_bootstrap_failed,
-                              "widening_per_run": self.widening,
-                              "method": self.method},
-                "starts": self.starts, "options": self.options.to_dict(),
-                "wall_time_s": self.wall_time, "notes": list(self.notes)}
 
 
 # --- the objective in the optimiser's coordinates ---------------------------------------------
@@ -299,7 +228,7 @@ def fit(curves: list[LossCurve], options: FitOptions | None = None) -> FitResult
            for r, n in enumerate(data.names)}
 
     widen = (_long_run_factors(res, data.mask)
-             if _method(options, data.n_runs) in ("residual", "both") and options.block == 1
+             if bootstrap_method(options, data.n_runs) in ("residual", "both") and options.block == 1
              else np.ones(data.n_runs))
     samples, failed, notes = _bootstrap(problem, options, z, res, pred, widen)
     noise = widen * np.array([rms[n] for n in data.names])
@@ -344,12 +273,6 @@ def normal_intervals(theta: np.ndarray, samples: np.ndarray, level: float) -> di
     return out
 
 
-def _method(options: FitOptions, n_runs: int) -> str:
-    if options.bootstrap_method == "auto":
-        return "both" if n_runs >= 3 else "residual"
-    return options.bootstrap_method
-
-
 def _bootstrap(problem: _Problem, options: FitOptions, z: np.ndarray, res: np.ndarray,
                pred: np.ndarray, widen: np.ndarray) -> tuple[np.ndarray, int, list[str]]:
     data = problem.data
@@ -361,7 +284,7 @@ def _bootstrap(problem: _Problem, options: FitOptions, z: np.ndarray, res: np.nd
     out, failed = [], 0
     t0 = time.perf_counter()
     res = _leverage_corrected(problem, z, res)
-    method = _method(options, data.n_runs)
+    method = bootstrap_method(options, data.n_runs)
     for i in range(B):
         logy, w = data.logy.copy(), data.weight.copy()
         if method in ("runs", "both"):
@@ -468,16 +391,6 @@ def _sandwich_sd(problem: _Problem, z: np.ndarray, noise: np.ndarray) -> np.ndar
     return np.sqrt(np.where(np.isfinite(var) & (var >= 0), var, np.inf))
 
 
-def measurement_steps(T: int, n: int = 60, every_step_from: int | None = None) -> np.ndarray:
-    """Steps at which to log a loss: 0, ``n`` log-spaced steps up to ``T`` (rounded and
-    deduplicated), and every step from ``every_step_from`` on (a decay phase, whose rates
-    change at every step)."""
-    st = np.unique(np.concatenate([[0], np.round(np.geomspace(1, T, n)).astype(int)]))
-    if every_step_from is not None:
-        st = np.union1d(st, np.arange(every_step_from, T + 1))
-    return st
-
-
 @fm.float64
 def pilot_sd(params: dict[str, float], runs: dict[str, np.ndarray], *, N: int,
              noise: float = 0.02, steps: dict[str, np.ndarray] | None = None,
@@ -512,22 +425,3 @@ def pilot_sd(params: dict[str, float], runs: dict[str, np.ndarray], *, N: int,
     z = _z(theta, problem.data.min_loss)
     sd = _sandwich_sd(problem, z, np.full(len(curves), noise))
     return dict(zip(PARAMS, (float(x) for x in sd), strict=True))
-
-
-# --- using a fit ------------------------------------------------------------------------------
-
-
-def predict(params: dict[str, float], lr: np.ndarray, batch_size: np.ndarray | float,
-            N: int, tail: bool = False) -> np.ndarray:
-    """Measured-loss prediction ``L_∞ + s_L (L_t + tail)`` for ``t = 0..T`` of a real-lr schedule.
-
-    Uses the exact per-step replay (:func:`optctl.model.replay.loss_curve`, all ``N`` modes),
-    not the fit's grouped modes.
-    """
-    lr = np.asarray(lr, dtype=float)
-    m = np.broadcast_to(np.asarray(batch_size, dtype=float), lr.shape)
-    spec = ProblemSpec(a=params["a"], b=params["b"], N=N, sigma=params["sigma"],
-                       batch_size=float(m[0]), T=lr.size, eta_max=1.0, tail=tail)
-    sp = spectrum(spec)
-    L = loss_curve(spec, lr / params["lr_scale"], m, sp=sp) + sp.tail
-    return params["loss_offset"] + params["loss_scale"] * L

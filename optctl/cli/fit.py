@@ -7,7 +7,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from optctl.calibrate.fitting import PARAMS, FitResult, fit
+from optctl.calibrate.fitting import fit
+from optctl.calibrate.params import PARAMS, FitResult
 from optctl.io.curves import load_curves
 from optctl.io.files import check_new
 from optctl.io.fitconfig import FitConfig, load_fit_config

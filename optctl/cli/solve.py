@@ -10,7 +10,8 @@ from optctl.io.config import default_config_path, load_config, with_overrides
 from optctl.io.files import check_new
 from optctl.io.fits import fit_folder_config
 from optctl.io.runs import default_out, write_run
-from optctl.solver.job import SolveReport, run_job
+from optctl.solver.job import run_job
+from optctl.solver.report import SolveReport
 
 
 def run(args: argparse.Namespace) -> int:

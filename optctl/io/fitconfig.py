@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from optctl.baselines.families import BASELINE_NAMES
-from optctl.calibrate.options import FitOptions
+from optctl.calibrate.params import FitOptions
 from optctl.errors import ConfigError, SpecError, SpecTypeError
 from optctl.io.yamlfile import (
     MISSING,

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from optctl.calibrate.curves import LossCurve
-from optctl.calibrate.fitting import ETA_FRAC_BOUNDS, PARAMS, FitResult, predict
+from optctl.calibrate.params import ETA_FRAC_BOUNDS, PARAMS, FitResult, predict
 from optctl.errors import ResultsError
 from optctl.io.config import RunConfig, dump_config, load_config_dict
 from optctl.io.files import staged_dir, write_arrays, write_json, write_text_atomic

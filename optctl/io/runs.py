@@ -26,7 +26,7 @@ from optctl.io.files import (
     write_json,
     write_text_atomic,
 )
-from optctl.solver.job import SolveReport
+from optctl.solver.report import SolveReport
 
 CONFIG, SUMMARY, ARRAYS = "config.yaml", "summary.json", "arrays.npz"
 

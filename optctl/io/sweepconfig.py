@@ -60,7 +60,7 @@ from optctl.io.yamlfile import (
     read_yaml,
     section,
 )
-from optctl.solver.job import EXACT_TUNING_MAX_T
+from optctl.solver.report import EXACT_TUNING_MAX_T
 from optctl.spec import CONTROL_BOUNDS, ControlSpec, ProblemSpec, SolverOptions, digest
 
 SweepKind = Literal["horizons", "phase_diagram", "compute_optimal", "grid"]

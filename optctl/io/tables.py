@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import safetensors
+import safetensors.numpy
 
 from optctl.errors import ExportError, OptctlError
 from optctl.io.files import write_bytes_atomic
@@ -152,9 +154,7 @@ def _encode(table: ScheduleTable, fmt: str) -> bytes:
         np.savez_compressed(buf, header=np.array(text), **cols)  # type: ignore[arg-type]
         return buf.getvalue()
     if fmt == "safetensors":
-        from safetensors.numpy import save
-
-        return save({k: np.ascontiguousarray(v) for k, v in cols.items()},
+        return safetensors.numpy.save({k: np.ascontiguousarray(v) for k, v in cols.items()},
                     metadata={_SAFETENSORS_KEY: text})
     if fmt == "json":
         body = {"header": header,
@@ -238,13 +238,11 @@ def _read_npz(data: bytes, where: str) -> tuple[dict[str, Any], dict[str, np.nda
 
 
 def _read_safetensors(data: bytes, where: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    from safetensors import SafetensorError, deserialize
-
     try:
-        entries = deserialize(data)
+        entries = safetensors.deserialize(data)
         length = int.from_bytes(data[:8], "little")
         meta = json.loads(data[8:8 + length]).get("__metadata__") or {}
-    except (SafetensorError, ValueError, TypeError) as err:
+    except (safetensors.SafetensorError, ValueError, TypeError) as err:
         raise ExportError(f"{where}: not a readable safetensors file ({err}); the file is corrupt "
                           "or truncated, re-export it with `optctl export RUN`") from err
     if _SAFETENSORS_KEY not in meta:
@@ -353,7 +351,8 @@ def load_table(path: str | os.PathLike[str], format: Format | None = None, *,
                               batch_size=arrays.get("batch_size"), spec=header["spec"],
                               solver=header["solver"], source=header.get("source", {}),
                               horizon=header["horizon"], units=header["units"],
-                              lr_scale=header.get("lr_scale", 1.0))
+                              lr_scale=header.get("lr_scale", 1.0),
+                              controls=header.get("controls", {}))
     except ExportError as err:
         raise ExportError(f"{where}: {err}; the file is corrupt or was edited, re-export the "
                           "table from its run with `optctl export RUN`") from err

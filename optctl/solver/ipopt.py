@@ -189,11 +189,10 @@ def _scratch_dir() -> str:
 
 
 def _setup_failure(err: Exception) -> SolverError:
-    """A one-line :class:`SolverError` from CasADi's multi-line message."""
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-    detail = next((ln for ln in reversed(lines) if re.search(r"option|Invalid|Error", ln)),
-                  lines[-1] if lines else type(err).__name__)
-    return SolverError(f"IPOPT could not be set up ({detail}); check solver.ipopt and the solver "
+    """A one-line :class:`SolverError` from CasADi's multi-line message (source paths dropped)."""
+    lines = [re.sub(r"^\S*\.(cpp|hpp):\d+:\s*", "", ln.strip()) for ln in str(err).splitlines()]
+    detail = " ".join(ln for ln in lines if ln) or type(err).__name__
+    return SolverError(f"IPOPT could not be set up: {detail}; check solver.ipopt and the solver "
                        "options of the config")
 
 

@@ -159,7 +159,7 @@ def phase_diagram(data: SweepData) -> PhaseDiagram:
     shape = (a_vals.size, b_vals.size)
     label = np.full(shape, "", dtype=object)
     side = np.full(shape, "", dtype=object)
-    theory = np.full(shape, "", dtype=object)
+    phase = np.full(shape, "", dtype=object)
     best = np.full(shape, "", dtype=object)
     conf, zeta, zeta_th, xi, xi_th, gain = (np.full(shape, np.nan) for _ in range(6))
     finite_n = np.zeros(shape, dtype=bool)
@@ -168,7 +168,7 @@ def phase_diagram(data: SweepData) -> PhaseDiagram:
         for j, b in enumerate(b_vals):
             th = theory.exponents(float(a), float(b))
             zeta_th[i, j], xi_th[i, j] = th["optimal"], th["peak_lr"]
-            theory[i, j] = "easy" if b < a else ("hard" if b > a else "boundary")
+            phase[i, j] = theory.phase(float(a), float(b))
             key = next((k for k in data.records if data.values(k) == {"a": a, "b": b}), None)
             if key is None or len(data.records[key]) < len(data.sweep.horizons):
                 continue
@@ -184,7 +184,7 @@ def phase_diagram(data: SweepData) -> PhaseDiagram:
                     name = min(rec["baselines"], key=lambda n: rec["baselines"][n]["final_loss"])
                     lb = rec["baselines"][name]["final_loss"]
                     gain[i, j], best[i, j] = (lb - rec["final_loss"]) / lb, name
-    return PhaseDiagram(a=a_vals, b=b_vals, label=label, side=side, confidence=conf, theory=theory,
+    return PhaseDiagram(a=a_vals, b=b_vals, label=label, side=side, confidence=conf, theory=phase,
                         zeta=zeta, zeta_theory=zeta_th, xi=xi, xi_theory=xi_th, gain=gain, best=best,
                         gain_T=gain_T, finite_n=finite_n)
 

@@ -38,7 +38,7 @@ from optctl.errors import SweepError
 from optctl.io.files import write_json, write_text_atomic
 from optctl.io.sweepconfig import SweepSpec, load_sweep_config
 from optctl.model.replay import replay
-from optctl.solver.job import record_baseline
+from optctl.solver.report import record_baseline
 from optctl.solver.result import record_schedule, record_spec
 from optctl.studies.batch import run_batch_study
 from optctl.studies.horizons import compute_studies, horizon_study
