@@ -9,7 +9,8 @@ from conftest import APPROX_GAP, CLOSED_FORM_RTOL
 from optctl.model.blocks import NUMPY, block_weights, propagate_block
 from optctl.model.replay import loss_curve
 from optctl.model.spectrum import sgd_step, spectrum
-from optctl.solver.grid import expand, per_step_grid, refined_grid, subdivide, uniform_grid
+from optctl.solver.grid import per_step_grid, refined_grid, subdivide, uniform_grid
+from optctl.solver.piecewise import expand
 from optctl.spec import ProblemSpec
 
 

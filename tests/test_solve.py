@@ -9,7 +9,7 @@ from conftest import APPROX_GAP, EXACT_GAP, REGRESSION_RTOL
 from optctl import ProblemSpec, SolverOptions, solve
 from optctl.baselines.tune import tune_baselines
 from optctl.model.replay import final_loss
-from optctl.solver.grid import expand
+from optctl.solver.piecewise import expand
 
 
 @pytest.fixture(scope="module")

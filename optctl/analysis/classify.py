@@ -51,7 +51,7 @@ import numpy as np
 from scipy.special import ndtr
 
 from optctl.errors import SpecError, SpecTypeError
-from optctl.solver.grid import BlockSchedule
+from optctl.solver.piecewise import BlockSchedule
 from optctl.solver.result import ScheduleResult
 from optctl.spec import ProblemSpec
 

@@ -7,7 +7,6 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from optctl.calibrate.fitting import fit
 from optctl.calibrate.params import PARAMS, FitResult
 from optctl.io.curves import load_curves
 from optctl.io.files import check_new
@@ -25,6 +24,8 @@ def run(args: argparse.Namespace) -> int:
     curves = load_curves(args.curves)
     out = Path(args.out) if args.out else Path("results") / "fits" / cfg.name
     check_new(out, args.overwrite)
+    from optctl.calibrate.fitting import fit  # jax, once the curves and config are good
+
     res = fit(curves, cfg.options)
     run_cfg = write_fit(out, cfg, res, curves, overwrite=args.overwrite, sources=list(args.curves))
     print(format_fit(res))

@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
-    p = _command(sub, "sweep", "studies", "solve a sweep config over its points and horizons (resumable)")
+    p = _command(sub, "sweep", "sweep", "solve a sweep config over its points and horizons (resumable)")
     p.add_argument("config", help="sweep YAML config (see configs/sweep_*.yaml)")
     p.add_argument("--out", help="results folder (default: results/sweeps/<name>); re-running resumes")
     p.add_argument("--workers", type=int, help="local processes (overrides sweep.workers)")
@@ -53,10 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-plots", action="store_true", help="skip the report and figures")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
-    p = _command(sub, "plot", "studies", "(re)draw the figures of a sweep or solve results folder")
+    p = _command(sub, "plot", "plot", "(re)draw the figures of a sweep or solve results folder")
     p.add_argument("run", help="a folder written by `optctl sweep` or `optctl solve`")
 
-    p = _command(sub, "reproduce", "studies", "regenerate the paper's figures 2-5 (and the batch-size "
+    p = _command(sub, "reproduce", "reproduce", "regenerate the paper's figures 2-5 (and the batch-size "
                  "study) into results/paper/")
     p.add_argument("--out", default=str(Path("results") / "paper"), help="output folder (resumable)")
     p.add_argument("--workers", type=int, default=2, help="local processes (default 2)")

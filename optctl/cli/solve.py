@@ -10,7 +10,6 @@ from optctl.io.config import default_config_path, load_config, with_overrides
 from optctl.io.files import check_new
 from optctl.io.fits import fit_folder_config
 from optctl.io.runs import default_out, write_run
-from optctl.solver.job import run_job
 from optctl.solver.report import SolveReport
 
 
@@ -25,6 +24,10 @@ def run(args: argparse.Namespace) -> int:
     cfg = with_overrides(cfg, progress=not args.quiet, **overrides)
     out = Path(args.out) if args.out else default_out(cfg.name, cfg.problem.T)
     check_new(out, args.overwrite)
+
+    # CasADi and the solver are loaded once the config is known to be good, so that a
+    # mistake in it is reported at once.
+    from optctl.solver.job import run_job
 
     report = run_job(cfg.problem, cfg.solver, () if args.no_baselines else cfg.baselines,
                      controls=cfg.controls, progress=not args.quiet)

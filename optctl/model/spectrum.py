@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
-from scipy.special import zeta
 
 from optctl.spec import ProblemSpec
 
@@ -45,7 +44,9 @@ class Spectrum:
 
 
 def tail_loss(a: float, N: int) -> float:
-    """``Σ_{k>N} k^(-a)``: the teacher power ``N`` features cannot represent."""
+    """``Σ_{k>N} k^(-a)``: the teacher power ``N`` features cannot represent (a Hurwitz zeta)."""
+    from scipy.special import zeta  # heavy (0.15 s), and only needed with the tail on
+
     return float(zeta(a, N + 1))
 
 

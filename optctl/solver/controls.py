@@ -31,7 +31,7 @@ from optctl.errors import SpecError
 from optctl.model.momentum import momentum_replay, momentum_start
 from optctl.model.replay import Replay, replay
 from optctl.solver.dynamics import momentum_update, sgd_subblock
-from optctl.solver.grid import block_means, expand
+from optctl.solver.piecewise import block_means, expand
 from optctl.solver.plan import Plan
 from optctl.spec import ControlSpec, ProblemSpec
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 
 from optctl.model.blocks import NUMPY, propagate_block
-from optctl.solver.grid import block_means
+from optctl.solver.piecewise import block_means
 from optctl.solver.plan import make_plan
 from optctl.spec import ProblemSpec, SolverOptions
 

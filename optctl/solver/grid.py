@@ -6,45 +6,10 @@ control ``j`` holds for the updates ``s_j <= t < s_{j+1}``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from scipy.optimize import brentq
 
 from optctl.errors import SpecError
-
-
-@dataclass(frozen=True)
-class BlockSchedule:
-    """A piecewise-constant schedule: ``values[j]`` on updates ``grid[j] <= t < grid[j+1]``."""
-
-    grid: np.ndarray
-    values: np.ndarray
-
-    @property
-    def T(self) -> int:
-        return int(self.grid[-1])
-
-    @property
-    def per_step(self) -> np.ndarray:
-        """One value per update."""
-        return expand(self.values, self.grid)
-
-    @classmethod
-    def from_per_step(cls, eta: np.ndarray) -> BlockSchedule:
-        """Merge runs of equal rates into blocks (exactly recovers a block solve)."""
-        e = np.asarray(eta, dtype=float)
-        if e.ndim != 1 or e.size < 1:
-            raise SpecError("eta", e.shape, "a schedule is a 1-d array of per-update rates")
-        change = np.flatnonzero(np.diff(e) != 0.0) + 1
-        grid = np.concatenate([[0], change, [e.size]]).astype(np.int64)
-        return cls(grid=grid, values=e[grid[:-1]])
-
-    def at(self, u: np.ndarray) -> np.ndarray:
-        """The schedule as a function of ``u = t/T``, interpolated between block midpoints
-        (how one horizon's solution warm-starts another's)."""
-        g = np.asarray(self.grid, dtype=float)
-        return np.interp(u, 0.5 * (g[:-1] + g[1:]) / g[-1], self.values)
 
 
 def per_step_grid(T: int) -> np.ndarray:
@@ -106,17 +71,6 @@ def make_grid(kind: str, T: int, K: int) -> np.ndarray:
     if kind == "refined":
         return refined_grid(T, K)
     raise SpecError("solver.grid", kind, "choose one of per_step, uniform, refined")
-
-
-def expand(values: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """Per-update array from one value per block."""
-    return np.repeat(np.asarray(values, dtype=float), np.diff(grid))
-
-
-def block_means(per_step: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """Average of a per-update array over each block."""
-    sums = np.add.reduceat(np.asarray(per_step, dtype=float), grid[:-1])
-    return sums / np.diff(grid)
 
 
 def subdivide(grid: np.ndarray, rel: float = 0.05, restart: int = 2) -> tuple[np.ndarray, np.ndarray]:

@@ -36,7 +36,7 @@ import numpy as np
 from optctl.errors import SolverError
 from optctl.model.replay import gradient
 from optctl.solver.controls import LearningRate
-from optctl.solver.grid import expand
+from optctl.solver.piecewise import expand
 from optctl.solver.plan import Plan
 from optctl.solver.transcribe import jit_options, transcribe
 from optctl.spec import ProblemSpec, SolverOptions

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from optctl.solver.grid import BlockSchedule, block_means
+from optctl.solver.piecewise import BlockSchedule, block_means
 from optctl.spec import ControlSpec, ProblemSpec, SolverOptions
 from optctl.table import ScheduleTable, momentum_from_beta
 

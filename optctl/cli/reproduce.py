@@ -1,0 +1,22 @@
+"""``optctl reproduce``: the paper's figures 2–5 and the batch-size study, resumably."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from optctl.studies.reproduce import reproduce
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    try:
+        rep = reproduce(out, workers=args.workers, progress=not args.quiet, quick=args.quick,
+                        controls=not args.no_controls)
+    except KeyboardInterrupt:
+        print(f"optctl: interrupted; finished points are saved under {out / 'sweeps'}; run the same "
+              "command again to resume", file=sys.stderr)
+        return 130
+    print(f"{len(rep['figures'])} figures and report.md written to {out} [{rep['wall_time_s']:.0f} s]")
+    return 0
