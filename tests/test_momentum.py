@@ -125,3 +125,25 @@ def test_momentum_study_claims(tmp_path) -> None:  # type: ignore[no-untyped-def
     assert abs(s["easy"]["momentum_exponent"] - s["easy"]["sgd_exponent"]) <= 0.05
     assert s["hard"]["beats_sgd_everywhere"]
     assert (tmp_path / "momentum_hard.png").exists() and (tmp_path / "report.md").exists()
+
+
+def test_the_study_file_holds_the_studies_parameters(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import yaml
+
+    from optctl.errors import ConfigError
+    from optctl.io.studyconfig import load_control_study, packaged_study_path
+
+    study = load_control_study()
+    assert set(study.models) == {"easy", "hard"} and study.horizons["hard"][-1] == 4096
+    assert study.solver == SolverOptions(grid="refined", K=48, tol=1e-8, max_iter=4000)
+    assert study.spec("hard", 256) == ProblemSpec(a=1.3, b=2.75, N=1500, sigma=0.7, batch_size=4, T=256)
+    data = yaml.safe_load(packaged_study_path().read_text())
+    data["batch"]["m_max"] = 2  # the mean batch 4 no longer fits the batch bounds
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(SpecError, match="training.batch_size"):
+        load_control_study(tmp_path / "bad.yaml")
+    data["batch"]["m_max"] = 64
+    data["momentum"]["solvr"] = {}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match="momentum.solvr.*did you mean 'solver'"):
+        load_control_study(tmp_path / "bad.yaml")

@@ -11,16 +11,18 @@ the bounds on ``η`` and ``m`` break the tie. This study measures both consequen
    reports how little the joint optimum gains over the best fixed-batch plan.
 2. Fewest serial steps: for the same ``S`` samples it finds, by bisection over the
    number of steps ``T'``, the smallest ``T'`` whose optimal plan still reaches the
-   fixed-batch optimum's loss (within ``LOSS_RTOL``): once with a free batch schedule
+   fixed-batch optimum's loss (within the study's ``loss_rtol``): once with a free batch schedule
    (a batch ramp) and once with a constant batch ``S/T'``. The difference is the number
    of serial steps a ramp saves.
+
+The models, the budget and the bounds are those of ``optctl/data/study_controls.yaml``
+(:mod:`optctl.io.studyconfig`).
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,26 +30,9 @@ import numpy as np
 
 from optctl import plots
 from optctl.io.files import read_json, write_json, write_text_atomic
+from optctl.io.studyconfig import ControlStudy, load_control_study
 from optctl.model.replay import final_loss
 from optctl.solver.solve import solve
-from optctl.spec import ControlSpec, ProblemSpec
-from optctl.studies.momentum import PHASES
-
-T0_DEFAULT = 256
-M_BAR = 4.0
-M_MIN, M_MAX = 1.0, 64.0
-CONSTANT_BATCHES = (1.0, 2.0, 4.0, 8.0, 16.0)
-# "The same final loss": within this relative tolerance of the fixed-batch optimum.
-LOSS_RTOL = 1e-3
-
-
-def _spec(phase: str, T: int, m: float) -> ProblemSpec:
-    p = PHASES[phase]
-    return ProblemSpec(a=p["a"], b=p["b"], N=int(p["N"]), sigma=p["sigma"], batch_size=m, T=T)
-
-
-def _controls() -> ControlSpec:
-    return ControlSpec(controls=("lr", "batch_size"), m_min=M_MIN, m_max=M_MAX)
 
 
 def same_ratio_plan(eta: np.ndarray, m: np.ndarray, m_new: float, eta_max: float
@@ -69,21 +54,22 @@ def same_ratio_plan(eta: np.ndarray, m: np.ndarray, m_new: float, eta_max: float
     return np.minimum(raw, eta_max), float(np.mean(clipped))
 
 
-def degeneracy(phase: str, T0: int = T0_DEFAULT) -> dict[str, Any]:
+def degeneracy(study: ControlStudy, phase: str, T0: int) -> dict[str, Any]:
     """Joint optimum at ``(T0, m̄)``, fixed-batch optimum, and the same-``η/m`` family."""
-    spec = _spec(phase, T0, M_BAR)
+    m_bar = study.mean_batch
+    spec = study.spec(phase, T0, batch_size=m_bar)
     fixed = solve(spec)
-    joint = solve(spec, controls=_controls())
+    joint = solve(spec, controls=study.batch_controls())
     family = []
-    for mb in CONSTANT_BATCHES:
+    for mb in study.constant_batches:
         eta_new, clip = same_ratio_plan(joint.eta, joint.batch_size, mb, spec.eta_max)
         T_new = eta_new.size
-        loss = final_loss(_spec(phase, T_new, mb), eta_new)
+        loss = final_loss(study.spec(phase, T_new, batch_size=mb), eta_new)
         family.append({"batch": mb, "steps": T_new, "final_loss": loss, "clipped_fraction": clip,
                        "relative_to_joint": loss / joint.final_loss - 1})
     unclipped = [f["relative_to_joint"] for f in family if f["clipped_fraction"] == 0]
     return {
-        "T": T0, "mean_batch": M_BAR, "samples": T0 * M_BAR, "m_bounds": [M_MIN, M_MAX],
+        "T": T0, "mean_batch": m_bar, "samples": T0 * m_bar, "m_bounds": [study.m_min, study.m_max],
         "fixed_loss": fixed.final_loss, "joint_loss": joint.final_loss,
         "joint_gain_over_fixed": (fixed.final_loss - joint.final_loss) / fixed.final_loss,
         "joint_status": joint.status, "joint_batch": joint.batch_size.tolist(),
@@ -92,34 +78,34 @@ def degeneracy(phase: str, T0: int = T0_DEFAULT) -> dict[str, Any]:
     }
 
 
-def _reaches(loss: float, target: float) -> bool:
-    return loss <= target * (1 + LOSS_RTOL)
+def fewest_steps(study: ControlStudy, phase: str, target: float, *, ramp: bool,
+                 cache: dict[str, float], T0: int) -> dict[str, Any]:
+    """Smallest ``T'`` (same ``S = T0 m̄`` samples) whose optimum reaches ``target``
+    (within the study's ``loss_rtol``).
 
-
-def fewest_steps(phase: str, target: float, *, ramp: bool, cache: dict[str, float],
-                 T0: int = T0_DEFAULT) -> dict[str, Any]:
-    """Smallest ``T'`` (same ``S = T0 m̄`` samples) whose optimum reaches ``target``.
-
-    Bisection in ``T'`` between ``S/M_MAX`` and ``T0``, assuming (as the records show)
+    Bisection in ``T'`` between ``S/m_max`` and ``T0``, assuming (as the records show)
     that the optimal loss at fixed ``S`` grows as ``T'`` shrinks.
     """
-    S = T0 * M_BAR
+    S = T0 * study.mean_batch
+
+    def reaches(loss: float) -> bool:
+        return loss <= target * (1 + study.loss_rtol)
 
     def loss_at(T: int) -> float:
         key = f"{'ramp' if ramp else 'fixed'}-{T}"
         if key not in cache:
-            spec = _spec(phase, T, S / T)
-            r = solve(spec, controls=_controls() if ramp else None)
+            spec = study.spec(phase, T, batch_size=S / T)
+            r = solve(spec, controls=study.batch_controls() if ramp else None)
             cache[key] = r.final_loss
         return cache[key]
 
-    lo, hi = int(np.ceil(S / M_MAX)), T0  # hi reaches the target (it is the target, or better)
-    if _reaches(loss_at(lo), target):
+    lo, hi = int(np.ceil(S / study.m_max)), T0  # hi reaches the target (it is the target, or better)
+    if reaches(loss_at(lo)):
         hi = lo
     while hi - lo > 1:
         mid = int(round(np.sqrt(lo * hi)))
         mid = min(max(mid, lo + 1), hi - 1)
-        if _reaches(loss_at(mid), target):
+        if reaches(loss_at(mid)):
             hi = mid
         else:
             lo = mid
@@ -127,22 +113,27 @@ def fewest_steps(phase: str, target: float, *, ramp: bool, cache: dict[str, floa
             "evaluated": {k: v for k, v in sorted(cache.items()) if k.startswith("ramp" if ramp else "fixed")}}
 
 
-def run_batch_study(out: Path, *, phases: Sequence[str] = ("easy", "hard"), T0: int = T0_DEFAULT,
+def run_batch_study(out: Path, *, study: ControlStudy | None = None, T0: int | None = None,
                     progress: bool = True) -> dict[str, Any]:
-    """Both measurements for each phase; ``summary.json``, ``report.md`` and figures in ``out``."""
+    """Both measurements for each model of ``study`` (default: the packaged
+    ``study_controls.yaml``; ``T0`` overrides its reference horizon); ``summary.json``,
+    ``report.md`` and figures in ``out``."""
+    study = load_control_study() if study is None else study
+    T0 = study.T0 if T0 is None else T0
     out.mkdir(parents=True, exist_ok=True)
-    summary: dict[str, Any] = {"loss_rtol": LOSS_RTOL, "T0": T0, "phases": {}}
-    for phase in phases:
+    summary: dict[str, Any] = {"loss_rtol": study.loss_rtol, "T0": T0, "mean_batch": study.mean_batch,
+                               "m_bounds": [study.m_min, study.m_max], "phases": {}}
+    for phase in study.models:
         path = out / f"{phase}-T{T0}.json"
         if path.exists():
             summary["phases"][phase] = read_json(path)
             continue
         t0 = time.perf_counter()
-        deg = degeneracy(phase, T0)
+        deg = degeneracy(study, phase, T0)
         cache: dict[str, float] = {f"fixed-{T0}": deg["fixed_loss"]}
-        fixed = fewest_steps(phase, deg["fixed_loss"], ramp=False, cache=cache, T0=T0)
-        ramp = fewest_steps(phase, deg["fixed_loss"], ramp=True, cache=cache, T0=T0)
-        rec = {"phase": phase, **PHASES[phase], "degeneracy": deg, "fewest_steps_fixed": fixed,
+        fixed = fewest_steps(study, phase, deg["fixed_loss"], ramp=False, cache=cache, T0=T0)
+        ramp = fewest_steps(study, phase, deg["fixed_loss"], ramp=True, cache=cache, T0=T0)
+        rec = {"phase": phase, **study.models[phase], "degeneracy": deg, "fewest_steps_fixed": fixed,
                "fewest_steps_ramp": ramp, "steps_saved_vs_T0": T0 - ramp["steps"],
                "steps_saved_vs_fixed": fixed["steps"] - ramp["steps"], "wall_time_s": time.perf_counter() - t0}
         write_json(path, rec)
@@ -158,15 +149,16 @@ def run_batch_study(out: Path, *, phases: Sequence[str] = ("easy", "hard"), T0: 
 
 
 def batch_report(summary: dict[str, Any]) -> str:
-    T0 = summary["T0"]
+    T0, m_bar = summary["T0"], summary["mean_batch"]
+    m_lo, m_hi = summary["m_bounds"]
     lines = ["# Batch size as a control: degeneracy and batch ramps", "",
              "Bordelon & Mori, arXiv:2602.04774 (MODEL.md §4.2). Sample budget "
-             f"S = T m̄ = {T0} × {M_BAR:g}, m_t ∈ [{M_MIN:g}, {M_MAX:g}], η ≤ 1. "
+             f"S = T m̄ = {T0} × {m_bar:g}, m_t ∈ [{m_lo:g}, {m_hi:g}], η ≤ 1. "
              "All losses are exact per-step replays.", ""]
     for phase, rec in summary["phases"].items():
         d = rec["degeneracy"]
         lines += [f"## {phase} phase (a = {rec['a']}, b = {rec['b']}, N = {rec['N']}, σ = {rec['sigma']})", "",
-                  f"- fixed batch m = {M_BAR:g}, optimal η: L_T = {d['fixed_loss']:.6g}",
+                  f"- fixed batch m = {m_bar:g}, optimal η: L_T = {d['fixed_loss']:.6g}",
                   f"- optimal (η, m): L_T = {d['joint_loss']:.6g} "
                   f"({100 * d['joint_gain_over_fixed']:.2f}% lower; IPOPT {d['joint_status']})", "",
                   "Plans with the joint optimum's η/m at every consumed sample, constant batch m':", "",
@@ -180,13 +172,13 @@ def batch_report(summary: dict[str, Any]) -> str:
                   f"{', '.join(free)}"
                   "}) land within "
                   f"{'n/a' if flat is None else f'{100 * flat:.2f}%'} of the joint optimum (mean batch "
-                  f"{M_BAR:g}); the joint optimum itself is only {100 * d['joint_gain_over_fixed']:.2f}% "
+                  f"{m_bar:g}); the joint optimum itself is only {100 * d['joint_gain_over_fixed']:.2f}% "
                   "below the fixed-batch optimum. Larger constant batches cannot keep η/m under "
                   "η ≤ η_max and lose.", "",
-                  f"Fewest serial steps for the same {T0 * M_BAR:g} samples and L_T within "
+                  f"Fewest serial steps for the same {T0 * m_bar:g} samples and L_T within "
                   f"{100 * summary['loss_rtol']:.1f}% of the fixed-batch optimum:", "",
                   "| plan | steps | mean batch | L_T |", "|---|---|---|---|",
-                  f"| fixed batch m̄ = {M_BAR:g} (reference) | {T0} | {M_BAR:g} | {d['fixed_loss']:.6g} |"]
+                  f"| fixed batch m̄ = {m_bar:g} (reference) | {T0} | {m_bar:g} | {d['fixed_loss']:.6g} |"]
         for name, key in (("best constant batch", "fewest_steps_fixed"), ("batch ramp (optimal m_t)", "fewest_steps_ramp")):
             r = rec[key]
             lines.append(f"| {name} | {r['steps']} | {r['batch_mean']:.3g} | {r['loss']:.6g} |")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,30 +23,11 @@ import numpy as np
 
 from optctl import plots
 from optctl.io.files import read_json, write_json, write_text_atomic
+from optctl.io.studyconfig import ControlStudy, load_control_study
 from optctl.model.momentum import momentum_curve
 from optctl.model.montecarlo import simulate_sgd
 from optctl.solver.solve import solve
-from optctl.spec import ControlSpec, ProblemSpec, SolverOptions
-
-PHASES: dict[str, dict[str, float]] = {
-    "easy": {"a": 2.3, "b": 1.75, "N": 2000, "sigma": 0.5, "batch_size": 4},
-    "hard": {"a": 1.3, "b": 2.75, "N": 1500, "sigma": 0.7, "batch_size": 4},
-}
-HORIZONS: dict[str, tuple[int, ...]] = {
-    "easy": (32, 64, 128, 256, 512, 1024),
-    "hard": (32, 64, 128, 256, 512, 1024, 2048, 4096),
-}
-# Controls of the momentum problem: piecewise constant on a refined grid of this many
-# blocks (per step below it); IPOPT stops at this tolerance.
-MOMENTUM_K = 48
-MOMENTUM_TOL = 1e-8
-MOMENTUM_MAX_ITER = 4000
-
-
-def phase_spec(phase: str, T: int, eta_max: float = 1.0) -> ProblemSpec:
-    p = PHASES[phase]
-    return ProblemSpec(a=p["a"], b=p["b"], N=int(p["N"]), sigma=p["sigma"], batch_size=p["batch_size"],
-                       T=T, eta_max=eta_max)
+from optctl.spec import ControlSpec, ProblemSpec
 
 
 def _warm(prev: dict[str, Any] | None) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None:
@@ -62,16 +43,17 @@ def _warm(prev: dict[str, Any] | None) -> Callable[[np.ndarray], tuple[np.ndarra
     return init
 
 
-def solve_point(phase: str, T: int, *, eta_max: float = 1.0, beta_min: float = 0.0,
+def solve_point(study: ControlStudy, phase: str, T: int, *, eta_max: float, beta_min: float,
                 prev: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Optimal SGD and optimal ``(η, β)`` at one horizon; per-step schedules and losses."""
-    spec = phase_spec(phase, T, eta_max)
+    """Optimal SGD and optimal ``(η, β)`` at one horizon; per-step schedules and losses.
+
+    SGD is solved with the default options; ``(η, β)`` with the study's ``solver``."""
+    spec = study.spec(phase, T, eta_max=eta_max)
     t0 = time.perf_counter()
     sgd = solve(spec)
     t_sgd = time.perf_counter() - t0
-    opts = SolverOptions(grid="refined", K=MOMENTUM_K, tol=MOMENTUM_TOL, max_iter=MOMENTUM_MAX_ITER)
     t0 = time.perf_counter()
-    mom = solve(spec, opts, controls=ControlSpec(controls=("lr", "momentum"), beta_min=beta_min),
+    mom = solve(spec, study.solver, controls=ControlSpec(controls=("lr", "momentum"), beta_min=beta_min),
                 init=_warm(prev))
     t_mom = time.perf_counter() - t0
     assert mom.beta is not None
@@ -117,17 +99,21 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def run_momentum_study(out: Path, *, phases: Sequence[str] = ("easy", "hard"),
-                       horizons: dict[str, Sequence[int]] | None = None, eta_max: float = 1.0,
-                       beta_min: float = 0.0, progress: bool = True, mc_T: int | None = 256,
-                       mc_runs: int = 2000) -> dict[str, Any]:
-    """Solve every (phase, T), resuming from ``out/points``; write ``summary.json``,
-    ``report.md`` and the figures into ``out``. Returns the summary.
+def run_momentum_study(out: Path, *, study: ControlStudy | None = None,
+                       horizons: Mapping[str, Sequence[int]] | None = None,
+                       eta_max: float | None = None, progress: bool = True) -> dict[str, Any]:
+    """Solve every (phase, T) of ``study`` (default: the packaged ``study_controls.yaml``),
+    resuming from ``out/points``; write ``summary.json``, ``report.md`` and the figures
+    into ``out``. Returns the summary. ``horizons`` and ``eta_max`` override the study's.
 
-    With ``mc_T`` among a phase's horizons, the solved schedule at that horizon is also
-    run as real minibatch SGD with momentum (``mc_runs`` runs, :func:`monte_carlo_check`).
+    At the study's Monte-Carlo horizon, the solved schedule is also run as real minibatch
+    SGD with momentum (:func:`monte_carlo_check`).
     """
-    horizons = dict(HORIZONS if horizons is None else horizons)
+    study = load_control_study() if study is None else study
+    horizons = dict(study.horizons if horizons is None else horizons)
+    eta_max = study.eta_max if eta_max is None else eta_max
+    beta_min, mc_T, mc_runs = study.beta_min, study.mc_T, study.mc_runs
+    phases = list(horizons)
     points = out / "points"
     points.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"eta_max": eta_max, "beta_min": beta_min, "phases": {}}
@@ -141,7 +127,7 @@ def run_momentum_study(out: Path, *, phases: Sequence[str] = ("easy", "hard"),
                 rec = read_json(path)
             else:
                 t0 = time.perf_counter()
-                rec = solve_point(phase, T, eta_max=eta_max, beta_min=beta_min, prev=prev)
+                rec = solve_point(study, phase, T, eta_max=eta_max, beta_min=beta_min, prev=prev)
                 write_json(path, rec)
                 if progress:
                     print(f"{phase} T={T}: SGD {rec['sgd_loss']:.6g}, momentum {rec['momentum_loss']:.6g} "
