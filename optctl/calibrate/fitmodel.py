@@ -171,12 +171,18 @@ def model_losses(theta: Any, lr: Any, m: Any, modes: Modes, tail: bool) -> Any:
 
 
 @float64
-def predict_log(theta: Any, data: FitData, modes: Modes, tail: bool) -> Any:
-    """Log of the predicted measured loss at each measured step, shape of ``data.idx``."""
-    L = model_losses(theta, data.lr, data.m, modes, tail)
-    at = jnp.take_along_axis(L, jnp.asarray(data.idx), axis=1)
+def log_prediction(theta: Any, lr: Any, m: Any, idx: Any, modes: Modes, tail: bool) -> Any:
+    """Log of the predicted measured loss ``L_∞ + s_L (L_t + tail)`` at the steps ``idx``
+    (one row per run) of the schedules ``lr``, ``m`` (rows padded as in :class:`FitData`)."""
+    L = model_losses(theta, lr, m, modes, tail)
+    at = jnp.take_along_axis(L, jnp.asarray(idx), axis=1)
     pred = theta[5] + theta[4] * at
     return jnp.log(jnp.maximum(pred, _LOSS_FLOOR))
+
+
+def predict_log(theta: Any, data: FitData, modes: Modes, tail: bool) -> Any:
+    """:func:`log_prediction` at the measured steps of ``data``, shape of ``data.idx``."""
+    return log_prediction(theta, data.lr, data.m, data.idx, modes, tail)
 
 
 @float64

@@ -45,7 +45,6 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -86,18 +85,46 @@ _SCREEN_ETA = (0.03, 0.15, 0.5, 0.9)
 
 @dataclass(frozen=True)
 class _Problem:
-    """Optimiser coordinates ``z = (a, b, log σ, log s_η, log s_L, offset / min loss)``."""
+    """Optimiser coordinates ``z = (a, b, log σ, log s_η, log s_L, offset / min loss)``.
+
+    :meth:`resid`, :meth:`jac` and :meth:`value` take ``(z, logy, w)``: the coordinates,
+    the (possibly resampled) log losses and the run weights.
+    """
 
     data: fm.FitData
     modes: fm.Modes
     tail: bool
     bounds: list[tuple[float, float]]
-    resid: Callable[[Any, np.ndarray, np.ndarray], Any]
-    jac: Callable[[Any, np.ndarray, np.ndarray], Any]
-    value: Callable[[Any, np.ndarray, np.ndarray], Any]
 
     def theta(self, z: np.ndarray) -> np.ndarray:
         return np.asarray(_theta(jnp.asarray(z), self.data.min_loss))
+
+    def _args(self) -> tuple[Any, ...]:
+        d, md = self.data, self.modes
+        return (d.lr, d.m, d.idx, d.mask, md.x, md.w, d.min_loss, md.N, self.tail)
+
+    def resid(self, z: Any, logy: Any, w: Any) -> Any:
+        """Weighted residuals ``√w_r (log ŷ − log y)``: their squared sum is the misfit."""
+        return _RESID(z, logy, w, *self._args())
+
+    def jac(self, z: Any, logy: Any, w: Any) -> Any:
+        return _JAC(z, logy, w, *self._args())
+
+    def value(self, z: Any, logy: Any, w: Any) -> Any:
+        return _VALUE(z, logy, w, *self._args())
+
+
+def _residuals(z: Any, logy: Any, w: Any, lr: Any, m: Any, idx: Any, mask: Any, x: Any,
+               weights: Any, min_loss: Any, N: int, tail: bool) -> Any:
+    pred = fm.log_prediction(_theta(z, min_loss), lr, m, idx, fm.Modes(x=x, w=weights, N=N), tail)
+    return (jnp.sqrt(w)[:, None] * jnp.where(mask, pred - logy, 0.0)).ravel()
+
+
+# Compiled once per shape (the data are arguments, not constants), so a second fit in the
+# same process, or a bootstrap refit, does not compile again. N and tail are static.
+_RESID = jax.jit(_residuals, static_argnums=(10, 11))
+_JAC = jax.jit(jax.jacfwd(_residuals), static_argnums=(10, 11))
+_VALUE = jax.jit(lambda *args: jnp.sum(_residuals(*args) ** 2), static_argnums=(10, 11))
 
 
 def _theta(z: Any, min_loss: float) -> Any:
@@ -119,20 +146,7 @@ def _problem(curves: list[LossCurve], options: FitOptions) -> _Problem:
                 math.log(data.max_lr / (ETA_FRAC_BOUNDS[0] * limit)))
     bounds = [A_BOUNDS, B_BOUNDS, (math.log(SIGMA_BOUNDS[0]), math.log(SIGMA_BOUNDS[1])),
               log_seta, LOSS_SCALE_LOG_BOUNDS, (0.0, OFFSET_FRAC_MAX)]
-    min_loss, tail = data.min_loss, options.tail
-
-    def resid(z: Any, logy: Any, mask_w: Any) -> Any:
-        """Weighted residuals ``√w_r (log ŷ − log y)``: their squared sum is the misfit."""
-        theta = _theta(z, min_loss)
-        pred = fm.predict_log(theta, data, modes, tail)
-        res = jnp.where(jnp.asarray(data.mask), pred - logy, 0.0)
-        return (jnp.sqrt(mask_w)[:, None] * res).ravel()
-
-    def objective(z: Any, logy: Any, mask_w: Any) -> Any:
-        return jnp.sum(resid(z, logy, mask_w) ** 2)
-
-    return _Problem(data=data, modes=modes, tail=tail, bounds=bounds, resid=jax.jit(resid),
-                    jac=jax.jit(jax.jacfwd(resid)), value=jax.jit(objective))
+    return _Problem(data=data, modes=modes, tail=options.tail, bounds=bounds)
 
 
 def _initial(problem: _Problem, a: float, b: float, eta_frac: float, sigma_rel: float) -> np.ndarray:

@@ -60,7 +60,7 @@ from optctl.io.yamlfile import (
     check_schema_version,
     control_spec,
     name_from_source,
-    read_yaml,
+    read_config,
     section,
     suggest,
 )
@@ -147,17 +147,9 @@ def load_config(path: str | os.PathLike[str]) -> RunConfig:
     line and column), or does not hold a mapping; field errors as in
     :func:`load_config_dict`, with a note naming the file.
     """
-    source = os.fspath(path)
-    data = read_yaml(source, "configs/hard_phase.yaml", missing="no such file; check the path (shipped configs "
-                     "are in configs/, and default_config_path() gives the packaged default)")
-    if not isinstance(data, Mapping):
-        raise ConfigError(
-            "config",
-            data,
-            f"{source} must hold a mapping with keys "
-            f"{', '.join(_TOP_KEYS)}; see configs/hard_phase.yaml",
-        )
-    return load_config_dict(data, source=source)
+    return read_config(path, _build, kind="config file", example="configs/hard_phase.yaml",
+                       missing="no such file; check the path (shipped configs are in configs/, and "
+                               "default_config_path() gives the packaged default)")
 
 
 def load_config_dict(d: Mapping[str, Any], source: str | None = None) -> RunConfig:

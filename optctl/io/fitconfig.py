@@ -28,14 +28,14 @@ from typing import Any
 
 from optctl.baselines.families import BASELINE_NAMES
 from optctl.calibrate.params import FitOptions
-from optctl.errors import ConfigError, SpecError, SpecTypeError
+from optctl.errors import ConfigError, SpecError
 from optctl.io.yamlfile import (
     MISSING,
     check_baselines,
     check_keys,
     check_name,
     check_schema_version,
-    read_yaml,
+    read_config,
     section,
 )
 from optctl.spec import SolverOptions
@@ -94,10 +94,5 @@ def fit_config_from_dict(d: Mapping[str, Any]) -> FitConfig:
 
 def load_fit_config(path: str | os.PathLike[str]) -> FitConfig:
     """Read and validate a fit config (safe YAML, strict keys, schema version 1)."""
-    source = os.fspath(path)
-    data = read_yaml(source, "configs/fit_pilot.yaml")
-    try:
-        return fit_config_from_dict(data)
-    except (SpecError, SpecTypeError) as exc:
-        exc.add_note(f"in fit config {source}")
-        raise
+    return read_config(path, lambda d, _: fit_config_from_dict(d), kind="fit config",
+                       example="configs/fit_pilot.yaml")

@@ -16,13 +16,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from optctl.errors import ConfigError, SpecError, SpecTypeError
+from optctl.errors import ConfigError, SpecTypeError
 from optctl.io.yamlfile import (
     MISSING,
     check_keys,
     check_name,
     check_schema_version,
-    read_yaml,
+    read_config,
     section,
 )
 from optctl.spec import ControlSpec, ProblemSpec, SolverOptions
@@ -73,13 +73,9 @@ def packaged_study_path() -> Path:
 
 def load_control_study(path: str | os.PathLike[str] | None = None) -> ControlStudy:
     """Read and validate a study file (default: the packaged ``study_controls.yaml``)."""
-    source = os.fspath(packaged_study_path() if path is None else path)
-    data = read_yaml(source, "optctl/data/study_controls.yaml")
-    try:
-        return control_study_from_dict(data)
-    except (SpecError, SpecTypeError) as exc:
-        exc.add_note(f"in study file {source}")
-        raise
+    return read_config(packaged_study_path() if path is None else path,
+                       lambda d, _: control_study_from_dict(d), kind="study file",
+                       example="optctl/data/study_controls.yaml")
 
 
 def control_study_from_dict(d: Any) -> ControlStudy:

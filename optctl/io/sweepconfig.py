@@ -57,7 +57,7 @@ from optctl.io.yamlfile import (
     check_name,
     check_schema_version,
     control_spec,
-    read_yaml,
+    read_config,
     section,
 )
 from optctl.solver.report import EXACT_TUNING_MAX_T
@@ -150,16 +150,8 @@ def dump_sweep(spec: SweepSpec) -> str:
 
 def load_sweep_config(path: str | os.PathLike[str]) -> SweepSpec:
     """Read and validate a sweep config (safe loading, strict keys, every point checked)."""
-    source = os.fspath(path)
-    data = read_yaml(source, "configs/sweep_horizons.yaml",
-                     missing="no such file; sweep configs are in configs/sweep_*.yaml")
-    if not isinstance(data, Mapping):
-        raise ConfigError("config", data, f"{source} must hold a mapping; see configs/sweep_horizons.yaml")
-    try:
-        return load_sweep_dict(data, source=source)
-    except (SpecError, SpecTypeError) as exc:
-        exc.add_note(f"in sweep config {source}")
-        raise
+    return read_config(path, load_sweep_dict, kind="sweep config", example="configs/sweep_horizons.yaml",
+                       missing="no such file; sweep configs are in configs/sweep_*.yaml")
 
 
 def load_sweep_dict(d: Mapping[str, Any], source: str | None = None) -> SweepSpec:

@@ -12,15 +12,16 @@ schema version, name and baselines with the functions here.
 from __future__ import annotations
 
 import difflib
+import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from optctl.baselines.families import BASELINE_NAMES
-from optctl.errors import ConfigError, SpecTypeError
+from optctl.errors import ConfigError, SpecError, SpecTypeError
 from optctl.spec import ControlSpec
 
 SCHEMA_VERSION = 1
@@ -28,6 +29,7 @@ SUPPORTED_SCHEMA_VERSIONS: tuple[int, ...] = (1,)
 DEFAULT_NAME = "run"
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
+C = TypeVar("C")
 
 
 class _Missing:
@@ -98,6 +100,22 @@ def read_yaml(source: str, example: str, *, missing: str | None = None) -> Any:
     if data is None:
         raise ConfigError("config", None, f"{source} is empty; start from {example}")
     return data
+
+def read_config(path: str | os.PathLike[str], build: Callable[[Mapping[str, Any], str], C], *,
+                kind: str, example: str, missing: str | None = None) -> C:
+    """Read a YAML config file (:func:`read_yaml`) that must hold a mapping, and ``build``
+    the validated config from it; a field error carries a note naming the ``kind`` and
+    the file (``"in sweep config configs/x.yaml"``)."""
+    source = os.fspath(path)
+    data = read_yaml(source, example, missing=missing)
+    if not isinstance(data, Mapping):
+        raise ConfigError("config", data, f"{source} must hold a mapping; see {example}")
+    try:
+        return build(data, source)
+    except (SpecError, SpecTypeError) as exc:
+        exc.add_note(f"in {kind} {source}")
+        raise
+
 
 def check_keys(prefix: str, mapping: Mapping[Any, Any], allowed: Sequence[str],
                sections: Mapping[str, Sequence[str]] | None = None,
