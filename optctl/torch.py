@@ -25,6 +25,8 @@ import numbers
 from collections.abc import Callable
 from typing import Any, Literal
 
+import numpy as np
+
 try:
     import torch
     from torch import Tensor
@@ -284,6 +286,36 @@ class TableScheduler(LRScheduler):
                 "index": self.index, "past_end": self.past_end, "last_epoch": self.last_epoch,
                 "_step_count": self._step_count, "consumed_samples": self.consumed_samples,
                 "base_lrs": [b.detach().clone() if isinstance(b, Tensor) else b for b in self.base_lrs]}
+
+    def splice(self, table: ScheduleTable) -> None:
+        """Continue on ``table`` from the current update on: a closed-loop re-solve.
+
+        ``table`` must cover the same horizon, carry the same columns, and agree with the
+        current table on every update already taken (rows ``0..position−1``); the optimizer
+        state, the position and the consumed samples are kept, and the values of the
+        current update are rewritten from the new table. A checkpoint saved afterwards
+        names the new table (:meth:`state_dict`).
+        """
+        if not isinstance(table, ScheduleTable):
+            raise ExportError(f"table = {type(table).__name__}: pass a ScheduleTable")
+        old, pos = self.table, max(self.position, 0)
+        if table.T != old.T or table.columns != old.columns:
+            raise ExportError(f"cannot splice a table with T = {table.T} and columns {table.columns} into "
+                              f"one with T = {old.T} and columns {old.columns}; re-solve for the same "
+                              "horizon (optctl.solve with prefix=)")
+        for name in old.columns[1:]:
+            past_old, past_new = old.column(name)[:pos], table.column(name)[:pos]  # type: ignore[index]
+            if not np.array_equal(past_old, past_new):
+                t = int(np.argmax(past_old != past_new))
+                raise ExportError(f"the new table changes {name}[{t}], an update already taken (position "
+                                  f"{pos}); only the remainder may change")
+        if self.mode == "relative" and _peak(table) != _peak(old):
+            raise ExportError("relative mode scales the table by its peak, which the new table changes; "
+                              "use mode='absolute' for a closed loop")
+        self.table = table
+        self._factor = table.lr / _peak(table) if self.mode == "relative" else table.lr
+        self._device = None
+        self._apply(advanced=False)
 
     def load_state_dict(self, state_dict: dict[str, Any], *, allow_table_change: bool = False) -> None:
         """Restore a position saved by :meth:`state_dict` and rewrite the optimizer's values.

@@ -48,6 +48,13 @@ REPLAY_BACKEND_RTOL = 1e-12
 EXACT_GAP = 1e-6
 # Approximate transcriptions (block propagator, grouped modes) must stay within 1e-3.
 APPROX_GAP = 1e-3
+# The closed loop on a 'network' that is the model itself (noise-free): the refit recovers
+# the parameters to a few 1e-3, and its predicted final loss, and the loss its re-solve
+# reaches, agree with the truth's to 1%.
+CLOSED_LOOP_PREDICT_RTOL = 0.01
+# A remainder solved after the optimum's own prefix is the optimum's tail (Bellman): both are
+# IPOPT solutions at tol 1e-10 of the same per-step problem, whose rates agree to ~1e-7.
+PREFIX_TAIL_ATOL = 1e-5
 # The public regression value of MODEL.md §5 is given to 5 digits: 0.22306.
 REGRESSION_RTOL = 1e-4
 

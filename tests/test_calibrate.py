@@ -6,7 +6,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import FIT_EXACT_RTOL, FIT_GROUPED_RTOL, FIT_NOISELESS_ATOL, FIT_NOISY_ATOL
+from conftest import (
+    CLOSED_LOOP_PREDICT_RTOL,
+    FIT_EXACT_RTOL,
+    FIT_GROUPED_RTOL,
+    FIT_NOISELESS_ATOL,
+    FIT_NOISY_ATOL,
+)
 
 from optctl.calibrate import fitmodel as fm
 from optctl.calibrate import fitting as C
@@ -141,7 +147,7 @@ def test_pilot_sd_matches_the_spread_of_estimates_over_noise_draws() -> None:
     b is what pilot_sd predicted before any data existed, and what each fit reports."""
     noise, draws = 0.02, 20
     planned = C.pilot_sd(TRUTH, RUNS, N=N, noise=noise, steps=STEPS, batch_size=M)
-    fits = [C.fit(_curves(TRUTH, noise, seed=s), C.FitOptions(N=N, bootstrap=0, starts=1))
+    fits = [C.fit(_curves(TRUTH, noise, seed=s), C.FitOptions(N=N, bootstrap=0, starts=1, holdout=False))
             for s in range(draws)]
     for k in ("a", "b"):
         spread = float(np.std([f.params[k] for f in fits], ddof=1))
@@ -174,3 +180,54 @@ def test_normal_intervals_are_clipped_to_each_parameters_range() -> None:
     # an interval away from the range's edges is the plain theta +- 1.96 sd
     sd = samples[:, 4].std(ddof=1)
     assert iv["loss_scale"] == pytest.approx((2.0 - 1.959964 * sd, 2.0 + 1.959964 * sd), rel=1e-6)
+
+
+def test_the_quality_gate_fires_on_uninformative_pilots_and_stays_silent_on_good_ones() -> None:
+    """Good pilots (three rates and a decay, 300 updates): every check passes. The first 20
+    updates of two nearby rates: the fit without one of them cannot predict it."""
+    good = C.fit(_curves(TRUTH, 0.02), C.FitOptions(N=N, bootstrap=0, starts=2))
+    assert good.quality is not None and good.quality.ok, good.quality
+    assert max(good.quality.held_out.values()) <= C.HELD_OUT_MAX
+    rng = np.random.default_rng(0)
+    short = []
+    for name in ("c1", "c2"):
+        lr, st = RUNS[name][:20], np.arange(0, 21, 2)
+        y = C.predict(TRUTH, lr, M, N)[st] * np.exp(0.02 * rng.standard_normal(st.size))
+        short.append(curve_from_arrays(name, st, np.concatenate([lr, lr[-1:]])[st], y, M))
+    bad = C.fit(short, C.FitOptions(N=N, bootstrap=0, starts=2))
+    assert bad.quality is not None and not bad.quality.ok
+    assert any("fitted without curve" in r for r in bad.quality.reasons)
+    assert bad.to_dict()["quality"]["advice"]
+    one = C.fit(short[:1], C.FitOptions(N=N, bootstrap=0, starts=1))
+    assert one.quality is not None and not one.quality.ok and "nothing to hold out" in one.quality.reasons[0]
+
+
+
+def test_closed_loop_refits_on_the_run_and_predicts_its_final_loss() -> None:
+    """A 'network' that is the model itself (noise-free curves from TRUTH): after a re-solve
+    at half the horizon, the refitted model predicts the run's final loss, the past rows are
+    kept, and the rest is what a solve of the true model from that state would choose."""
+    from optctl import ProblemSpec, SolverOptions, solve
+    from optctl.calibrate.closedloop import ClosedLoop
+
+    curves = _curves(TRUTH, 0.0)
+    res = C.fit(curves, C.FitOptions(N=N, bootstrap=0, starts=2, holdout=False))
+    T_run, peak = 2 * T, 0.12
+    spec = res.spec(T_run, batch_size=M, eta_max=peak / res.params["lr_scale"])
+    options = SolverOptions(grid="uniform", K=40)
+    table = solve(spec, options).to_table(lr_scale=res.params["lr_scale"])
+    loop = ClosedLoop(curves, res, table, eta_max=peak, batch_size=M, solver=options)
+    step = T_run // 2
+    steps = C.measurement_steps(step, 30)
+    measured = C.predict(TRUTH, table.lr, M, N)[steps]  # the run so far, as the true model sees it
+    new = loop.update(step, steps, measured)
+    assert new.T == T_run and np.array_equal(new.lr[:step], table.lr[:step])
+    assert new.lr.max() <= peak * (1 + 1e-12)
+    truth_final = C.predict(TRUTH, new.lr, M, N)[-1]
+    assert loop.history[-1]["predicted_final_loss"] == pytest.approx(truth_final, rel=CLOSED_LOOP_PREDICT_RTOL)
+    # the true model, solved from the same state for the rest, does no better than the new table
+    true_spec = ProblemSpec(a=TRUTH["a"], b=TRUTH["b"], N=N, sigma=TRUTH["sigma"], batch_size=M, T=T_run,
+                            eta_max=peak / TRUTH["lr_scale"])
+    best = solve(true_spec, options, prefix=table.lr[:step] / TRUTH["lr_scale"])
+    best_final = TRUTH["loss_offset"] + TRUTH["loss_scale"] * best.final_loss
+    assert truth_final == pytest.approx(best_final, rel=CLOSED_LOOP_PREDICT_RTOL)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import APPROX_GAP, EXACT_GAP, REGRESSION_RTOL
+from conftest import APPROX_GAP, EXACT_GAP, PREFIX_TAIL_ATOL, REGRESSION_RTOL, REPLAY_BACKEND_RTOL
 
 from optctl import ProblemSpec, SolverOptions, solve
 from optctl.baselines.tune import tune_baselines
+from optctl.errors import SpecError
 from optctl.model.replay import final_loss
 from optctl.solver.piecewise import expand
 
@@ -96,3 +97,29 @@ def test_ill_conditioned_solve_is_no_worse_than_the_best_constant() -> None:
                            bounds=(-5.0, 0.0), method="bounded", options={"xatol": 1e-3})
     assert r.final_loss <= np.exp(best.fun)
     assert r.objective <= r.transcription["initial_objective"]
+
+
+def test_a_prefix_solve_keeps_the_optimal_tail() -> None:
+    """Bellman's principle on the exact per-step transcription: given the first t updates
+    of the optimum, the best remainder is the optimum's own tail."""
+    spec = ProblemSpec(a=2.5, b=1.5, N=100, sigma=0.5, batch_size=4, T=300)
+    full = solve(spec, SolverOptions(grid="per_step"))
+    for t in (50, 250):
+        rest = solve(spec, SolverOptions(grid="per_step"), prefix=full.eta[:t])
+        assert rest.eta.shape == (spec.T,) and rest.transcription["prefix_steps"] == t
+        np.testing.assert_array_equal(rest.eta[:t], full.eta[:t])
+        np.testing.assert_allclose(rest.eta[t:], full.eta[t:], atol=PREFIX_TAIL_ATOL)
+        assert rest.final_loss == pytest.approx(final_loss(spec, rest.eta), rel=REPLAY_BACKEND_RTOL)
+        assert abs(rest.replay_gap) <= EXACT_GAP
+
+
+def test_a_prefix_solve_recovers_from_a_bad_start() -> None:
+    """After a constant first half, re-solving the rest beats keeping the old optimum's tail."""
+    spec = ProblemSpec(a=1.5, b=2.5, N=200, sigma=0.5, batch_size=4, T=4000)
+    full = solve(spec)
+    done = np.full(2000, 0.3)
+    rest = solve(spec, prefix=done)
+    assert rest.final_loss < final_loss(spec, np.concatenate([done, full.eta[2000:]]))
+    assert abs(rest.replay_gap) <= APPROX_GAP
+    with pytest.raises(SpecError, match="prefix"):
+        solve(spec, prefix=np.full(spec.T, 0.1))

@@ -418,3 +418,27 @@ def test_cuda_state_dict_round_trip(table: ScheduleTable, tmp_path: Path) -> Non
         assert float(lr2) == pytest.approx(float(lr), rel=ADAPTER_RELATIVE_RTOL), t
         sched.step()
         sched2.step()
+
+
+def test_splice_continues_on_a_re_solved_remainder(table: ScheduleTable) -> None:
+    """A closed-loop update: the scheduler keeps its position and switches to the new rows."""
+    from dataclasses import replace
+
+    opt = _sgd(momentum=0.9)
+    sched = TableScheduler(opt, table)
+    for _ in range(100):
+        _step(opt, sched)
+    buf = opt.state[opt.param_groups[0]["params"][0]]["momentum_buffer"].clone()
+    new = replace(table, lr=np.concatenate([table.lr[:100], np.full(table.T - 100, 0.01)]))
+    sched.splice(new)
+    assert sched.position == 100 and sched.table is new and _lr(opt) == 0.01
+    assert torch.equal(opt.state[opt.param_groups[0]["params"][0]]["momentum_buffer"], buf)
+    for _ in range(10):
+        _step(opt, sched)
+    assert sched.position == 110 and _lr(opt) == 0.01
+    assert sched.state_dict()["table_hash"] == new.content_hash
+    # the past cannot change, nor the horizon
+    with pytest.raises(ExportError, match=r"changes lr\[5\], an update already taken"):
+        sched.splice(replace(new, lr=np.where(np.arange(table.T) == 5, 0.5, new.lr)))
+    with pytest.raises(ExportError, match="same horizon"):
+        sched.splice(ScheduleTable(lr=np.full(table.T + 1, 0.01)))

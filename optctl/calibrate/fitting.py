@@ -42,9 +42,11 @@ recovery checks the spread of estimates over noise draws was up to ~1.4× larger
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -61,12 +63,15 @@ from optctl.calibrate.params import (
     A_BOUNDS,
     B_BOUNDS,
     ETA_FRAC_BOUNDS,
+    HELD_OUT_MAX,
     LOSS_SCALE_LOG_BOUNDS,
     OFFSET_FRAC_MAX,
     PARAM_RANGE,
     PARAMS,
+    RMS_MAX,
     SIGMA_BOUNDS,
     FitOptions,
+    FitQuality,
     FitResult,
     bootstrap_method,
     measurement_steps,
@@ -217,8 +222,15 @@ def _fit_from(problem: _Problem, options: FitOptions, logy: np.ndarray, w: np.nd
 
 
 @fm.float64
-def fit(curves: list[LossCurve], options: FitOptions | None = None) -> FitResult:
-    """Fit the model to all curves jointly, from several starts, with bootstrap intervals."""
+def fit(curves: list[LossCurve], options: FitOptions | None = None, *,
+        start: Mapping[str, float] | None = None) -> FitResult:
+    """Fit the model to all curves jointly, from several starts, with bootstrap intervals
+    and the fit-quality gate (:class:`~optctl.calibrate.params.FitQuality`).
+
+    ``start`` (parameters of :data:`PARAMS`, e.g. an earlier fit's) is refined first,
+    before the best screened starts: a refit on more data stays near the old answer
+    unless the data move it.
+    """
     options = FitOptions() if options is None else options
     if options.bootstrap and options.bootstrap_method in ("runs", "both") and len(curves) < 3:
         raise SpecError("fit.bootstrap_method", options.bootstrap_method,
@@ -234,6 +246,9 @@ def fit(curves: list[LossCurve], options: FitOptions | None = None) -> FitResult
     scores = [float(problem.value(jnp.asarray(z), logy, w)) for z in grid]
     order = np.argsort(np.nan_to_num(np.array(scores), nan=np.inf))
     starts = [grid[i] for i in order[: options.starts]]
+    if start is not None:
+        lo, hi = (np.array([bd[k] for bd in problem.bounds]) for k in (0, 1))
+        starts.insert(0, np.clip(_z(np.array([start[k] for k in PARAMS], dtype=float), data.min_loss), lo, hi))
     z, v, nit, msg, ok, start_log = _fit_from(problem, options, logy, w, starts)
     theta = problem.theta(z)
     pred = np.asarray(fm.predict_log(jnp.asarray(theta), data, problem.modes, problem.tail))
@@ -263,16 +278,41 @@ def fit(curves: list[LossCurve], options: FitOptions | None = None) -> FitResult
     side = "easy" if p_easy >= 0.5 else "hard"
     conf = max(p_easy, 1 - p_easy)
     label = side if conf >= CONFIDENCE_MIN else "unsure"
-    for name, bd in (("a", A_BOUNDS), ("b", B_BOUNDS)):
-        if min(abs(params[name] - bd[0]), abs(params[name] - bd[1])) < 1e-3:
-            notes.append(f"{name} = {params[name]:.3f} sits at the edge of its search box {bd}; "
-                         "the curves may not determine it")
+    edges = [f"{name} = {params[name]:.3f} sits at the edge of its search box {bd}; the curves "
+             "may not determine it" for name, bd in (("a", A_BOUNDS), ("b", B_BOUNDS))
+             if min(abs(params[name] - bd[0]), abs(params[name] - bd[1])) < 1e-3]
+    notes += edges
+    quality = _quality(curves, options, params, rms, edges, label)
     return FitResult(params=params, intervals=intervals, samples=samples, misfit=v,
                      rms_log_error=rms, phase=label, p_easy=p_easy, confidence=conf,
                      success=ok, message=msg, n_iter=nit, starts=start_log, options=options,
                      wall_time=time.perf_counter() - t_start, n_bootstrap_failed=failed,
                      widening=dict(zip(data.names, (float(f) for f in widen), strict=True)),
-                     notes=tuple(notes), asymptotic_sd=asd)
+                     notes=tuple(notes), asymptotic_sd=asd, quality=quality)
+
+
+def _quality(curves: list[LossCurve], options: FitOptions, params: dict[str, float],
+             rms: dict[str, float], edges: list[str], label: str) -> FitQuality:
+    """The fit-quality gate: in-sample misfit, leave-one-curve-out prediction, the search
+    box's edges, the phase."""
+    reasons = [f"the fitted model misses curve {n!r} (rms log error {e:.3f} > {RMS_MAX})"
+               for n, e in rms.items() if e > RMS_MAX]
+    held_out: dict[str, float] = {}
+    if options.holdout and len(curves) >= 2:
+        sub_options = dataclasses.replace(options, bootstrap=0, holdout=False, starts=1, progress=False)
+        for i, c in enumerate(curves):
+            sub = fit([d for j, d in enumerate(curves) if j != i], sub_options, start=params).params
+            pred = predict(sub, c.lr, c.batch_size, options.N, tail=options.tail)[c.steps]
+            held_out[c.name] = float(np.sqrt(np.mean(np.log(pred / c.loss) ** 2)))
+        reasons += [f"fitted without curve {n!r}, the model predicts it with rms log error {e:.3f} "
+                    f"(> {HELD_OUT_MAX})" for n, e in held_out.items() if not e <= HELD_OUT_MAX]
+    elif options.holdout:
+        reasons.append("one curve only: nothing to hold out, so nothing says the fit predicts "
+                       "other schedules")
+    reasons += edges
+    if label == "unsure":
+        reasons.append("the intervals of a and b do not fix the phase (easy or hard)")
+    return FitQuality(ok=not reasons, reasons=tuple(reasons), held_out=held_out)
 
 
 def normal_intervals(theta: np.ndarray, samples: np.ndarray, level: float) -> dict[str, tuple[float, float]]:

@@ -50,6 +50,8 @@ class FitOptions:
     power ``Σ_{k>N} k^(−a)``, MODEL.md §1); ``modes``: ``"exact"`` keeps all ``N``
     modes, ``"grouped"`` uses quadrature nodes, ``"auto"`` groups when ``N > 256``;
     ``starts`` refined starts after screening; ``bootstrap`` resampled refits (0: none);
+    ``holdout``: refit without each curve in turn and predict it (the fit-quality check of
+    :class:`FitQuality`; needs two curves or more);
     ``bootstrap_method`` ``"auto"``, ``"residual"``, ``"runs"`` or ``"both"``; ``block`` points per resampled
     residual block (1, the default: residuals resampled one by one, which matched the
     spread of estimates over independent noise draws in our checks; longer blocks keep
@@ -66,6 +68,7 @@ class FitOptions:
     level: float = 0.95
     max_iter: int = 400
     seed: int = 0
+    holdout: bool = True
     progress: bool = False
 
     def __post_init__(self) -> None:
@@ -77,6 +80,7 @@ class FitOptions:
         check_int("fit.seed", self.seed)
         check_bool("fit.tail", self.tail)
         check_bool("fit.progress", self.progress)
+        check_bool("fit.holdout", self.holdout)
         check_choice("fit.modes", self.modes, ("auto", "exact", "grouped"))
         check_choice("fit.bootstrap_method", self.bootstrap_method,
                       ("auto", "residual", "runs", "both"))
@@ -100,6 +104,37 @@ def bootstrap_method(options: FitOptions, n_runs: int) -> str:
     return options.bootstrap_method
 
 
+# The fit-quality gate. A curve the fitted model misses by more than this rms log error
+# (about the relative error) is not described by it; a curve the fit without it predicts
+# worse than HELD_OUT_MAX says the curves do not constrain the model beyond themselves.
+RMS_MAX = 0.1
+HELD_OUT_MAX = 0.15
+QUALITY_ADVICE = ("pilots that reach further into training (longer, or at larger rates, until their "
+                  "loss falls well below its start), pilots at more distinct rates, or the closed "
+                  "loop that refits on the run itself (docs/calibration.md, 'When the fit is poor')")
+
+
+@dataclass(frozen=True)
+class FitQuality:
+    """Whether a fit can be trusted to predict other schedules, and why not.
+
+    ``held_out`` maps each curve to the rms log error with which the fit *without* it
+    predicts it; ``reasons`` lists every failed check (empty when ``ok``): a curve
+    missed in-sample (:data:`RMS_MAX`) or held out (:data:`HELD_OUT_MAX`), an exponent
+    at the edge of its search box, a phase the intervals cannot fix.
+    """
+
+    ok: bool
+    reasons: tuple[str, ...]
+    held_out: dict[str, float]
+    advice: str = QUALITY_ADVICE
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "reasons": list(self.reasons), "held_out_rms_log_error": self.held_out,
+                "thresholds": {"rms_log_error": RMS_MAX, "held_out_rms_log_error": HELD_OUT_MAX},
+                "advice": None if self.ok else self.advice}
+
+
 @dataclass(frozen=True)
 class FitResult:
     """Fitted parameters, their bootstrap intervals and the phase verdict.
@@ -110,7 +145,8 @@ class FitResult:
     the objective; ``rms_log_error`` the root-mean-square log residual per run (about the
     relative error); ``phase``/``p_easy``/``confidence`` the verdict; ``asymptotic_sd``
     the linearised (sandwich) standard deviation of each parameter at the fit, with each
-    run's noise taken from its residuals (:func:`pilot_sd` explains the formula).
+    run's noise taken from its residuals (:func:`pilot_sd` explains the formula);
+    ``quality`` the fit-quality gate (:class:`FitQuality`).
     """
 
     params: dict[str, float]
@@ -131,6 +167,7 @@ class FitResult:
     widening: dict[str, float] = field(default_factory=dict)
     notes: tuple[str, ...] = field(default_factory=tuple)
     asymptotic_sd: dict[str, float] = field(default_factory=dict)
+    quality: FitQuality | None = None
 
     @property
     def method(self) -> str:
@@ -153,6 +190,7 @@ class FitResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"params": self.params,
+                "quality": None if self.quality is None else self.quality.to_dict(),
                 "intervals": {k: list(v) for k, v in self.intervals.items()},
                 "level": self.options.level, "asymptotic_sd": self.asymptotic_sd, "misfit": self.misfit,
                 "rms_log_error": self.rms_log_error,

@@ -31,6 +31,11 @@ def run(args: argparse.Namespace) -> int:
     print(format_fit(res))
     for note in res.notes:
         print(f"note: {note}", file=sys.stderr)
+    if res.quality is not None and not res.quality.ok:
+        for reason in res.quality.reasons:
+            print(f"warning: poor fit: {reason}", file=sys.stderr)
+        print(f"warning: the fit may not predict other schedules; try {res.quality.advice}",
+              file=sys.stderr)
     print(f"solve for T = {run_cfg.problem.T}: optctl solve {out}   (then: optctl export RUN "
           f"--calibration RUN for real learning rates)")
     print(f"results written to {out}")
@@ -49,4 +54,8 @@ def format_fit(res: FitResult) -> str:
     worst = max(res.rms_log_error.values())
     lines.append("rms log error per curve: " + ", ".join(f"{k} {v:.3g}" for k, v in res.rms_log_error.items())
                  + f" (worst {worst:.3g})")
+    if res.quality is not None:
+        held = ", ".join(f"{k} {v:.3g}" for k, v in res.quality.held_out.items())
+        lines.append(f"fit quality: {'ok' if res.quality.ok else 'POOR'}"
+                     + (f" (held-out rms log error: {held})" if held else ""))
     return "\n".join(lines)

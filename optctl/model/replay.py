@@ -140,21 +140,41 @@ def final_loss(spec: ProblemSpec, eta: np.ndarray | float,
     return float(loss_curve(spec, eta, batch_size, sp=sp)[-1]) + sp.tail
 
 
-def gradient(spec: ProblemSpec, eta: np.ndarray,
-             batch_size: np.ndarray | float | None = None) -> tuple[float, np.ndarray]:
+def state_after(spec: ProblemSpec, eta: np.ndarray, batch_size: np.ndarray | float | None = None,
+                *, sp: Spectrum | None = None) -> np.ndarray:
+    """The per-mode second moments ``c_t`` after the updates ``eta`` (``t = len(eta)``).
+
+    Starts from the spectrum's ``c_0`` (``sp``, default the spec's exact spectrum; a
+    grouped spectrum gives the state of its own modes) and runs the recursion of MODEL.md
+    §2 step by step.
+    """
+    sp = spectrum(spec) if sp is None else sp
+    eta_t = np.asarray(eta, dtype=float)
+    m_t = per_step("batch_size", spec.batch_size if batch_size is None else batch_size, eta_t.size,
+                   "batch size")
+    c, lam_w = sp.c0.copy(), sp.weight * sp.lam
+    with np.errstate(over="ignore", invalid="ignore"):
+        for e, m in zip(eta_t, m_t, strict=True):
+            c = sgd_step(c, c @ lam_w, e, m, sp.lam, sp.sigma2)
+    return c
+
+
+def gradient(spec: ProblemSpec, eta: np.ndarray, batch_size: np.ndarray | float | None = None,
+             *, c0: np.ndarray | None = None) -> tuple[float, np.ndarray]:
     """``L_T`` and its exact gradient with respect to every ``η_t`` (discrete adjoint).
 
     MODEL.md §2: ``p_T = λ``, ``p_t = d_t ⊙ p_{t+1} + (η_t²/m_t) λ (λ · p_{t+1})`` and
     ``∂L_T/∂η_t = Σ_k p_{t+1,k} [(−2λ_k + 2(1 + 1/m_t) η_t λ_k²) c_{t,k}
-    + (2η_t/m_t) λ_k (L_t + σ²)]``. Stores the ``T × N`` trajectory, so it is meant
-    for horizons up to a few ten thousand updates. ``L_T`` includes the tail.
+    + (2η_t/m_t) λ_k (L_t + σ²)]``, from the spectrum's ``c_0`` or the given state ``c0``.
+    Stores the ``T × N`` trajectory, so it is meant for horizons up to a few ten thousand
+    updates. ``L_T`` includes the tail.
     """
     sp = spectrum(spec)
     eta_t = per_step("eta", eta, spec.T, "learning rate")
     m_t = per_step("batch_size", spec.batch_size if batch_size is None else batch_size, spec.T, "batch size")
     lam = sp.lam
     states = np.empty((spec.T + 1, lam.size))
-    states[0] = sp.c0
+    states[0] = sp.c0 if c0 is None else c0
     for t in range(spec.T):
         c = states[t]
         states[t + 1] = sgd_step(c, float(lam @ c), eta_t[t], m_t[t], lam, sp.sigma2)

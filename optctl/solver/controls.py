@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import casadi as ca
@@ -132,8 +132,14 @@ class LearningRate:
             cands.append(np.clip(block_means(given[0], grid), 0.0, eta_max))
         return cands
 
-    def answer(self, spec: ProblemSpec, plan: Plan, u: np.ndarray) -> Answer:
+    def answer(self, spec: ProblemSpec, plan: Plan, u: np.ndarray,
+               prefix: np.ndarray | None = None) -> Answer:
+        """The schedule per update and its exact replay; with a ``prefix`` (the updates
+        already run before this problem's horizon) the whole schedule is replayed."""
         eta = expand(u[: plan.n_controls], plan.grid)
+        if prefix is not None:
+            eta = np.concatenate([prefix, eta])
+            spec = replace(spec, T=eta.size)
         return Answer(eta=eta, batch_size=np.full(spec.T, spec.batch_size), beta=None,
                       replay=replay(spec, eta))
 
@@ -209,7 +215,8 @@ class WithBatchSize(_Joint):
         widths = np.diff(plan.grid).astype(float)
         return other * (spec.T * spec.batch_size / float(widths @ other))
 
-    def answer(self, spec: ProblemSpec, plan: Plan, u: np.ndarray) -> Answer:
+    def answer(self, spec: ProblemSpec, plan: Plan, u: np.ndarray,
+               prefix: np.ndarray | None = None) -> Answer:
         K = plan.n_controls
         eta, m = expand(u[:K], plan.grid), expand(u[K:], plan.grid)
         return Answer(eta=eta, batch_size=m, beta=None, replay=replay(spec, eta, m))
@@ -242,7 +249,8 @@ class WithMomentum(_Joint):
         lo = float(controls.beta_min or 0.0)
         return [b for b in (1.0, *BETA_STARTS) if b >= lo]
 
-    def answer(self, spec: ProblemSpec, plan: Plan, u: np.ndarray) -> Answer:
+    def answer(self, spec: ProblemSpec, plan: Plan, u: np.ndarray,
+               prefix: np.ndarray | None = None) -> Answer:
         K = plan.n_controls
         beta_blocks = u[K:].copy()
         if K > 1 and plan.grid[-1] - plan.grid[-2] == 1:

@@ -292,7 +292,7 @@ def run_rounds(prob: Compiled, start: np.ndarray, scale: np.ndarray, corr: np.nd
 
 def polish(prob: Compiled, plan: Plan, spec: ProblemSpec, run: Rounds,
            bounds: tuple[np.ndarray, np.ndarray], floor: np.ndarray,
-           options: SolverOptions) -> tuple[Rounds, int]:
+           options: SolverOptions, c0: np.ndarray | None = None) -> tuple[Rounds, int]:
     """Move an approximate transcription's optimum onto the exact problem's.
 
     The approximate objective ``L̃`` is corrected by the linear term
@@ -300,9 +300,10 @@ def polish(prob: Compiled, plan: Plan, spec: ProblemSpec, run: Rounds,
     over each block: the corrected problem has the exact first-order optimality
     conditions at ``η*``, so its optimum agrees with the exact one up to the
     (small) error in curvature. Kept only while the replayed loss improves. Returns
-    the run (its iterations include the polish rounds) and the rounds kept.
+    the run (its iterations include the polish rounds) and the rounds kept. ``c0`` is
+    the exact state the problem starts from (default: the spectrum's).
     """
-    best_loss, exact_grad = gradient(spec, expand(run.u, plan.grid))
+    best_loss, exact_grad = gradient(spec, expand(run.u, plan.grid), c0=c0)
     kept = 0
     for _ in range(POLISH_ROUNDS):
         if prob.monitor.interrupted:
@@ -311,7 +312,7 @@ def polish(prob: Compiled, plan: Plan, spec: ProblemSpec, run: Rounds,
         block_grad = np.add.reduceat(exact_grad, plan.grid[:-1])
         new = run_rounds(prob, run.u, run.scale, block_grad - approx_grad, bounds, floor, options, {})
         run.iterations += new.iterations
-        loss, new_grad = gradient(spec, expand(new.u, plan.grid))
+        loss, new_grad = gradient(spec, expand(new.u, plan.grid), c0=c0)
         if not loss < best_loss:
             break
         kept += 1

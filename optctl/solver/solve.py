@@ -7,6 +7,8 @@ from dataclasses import replace
 
 import numpy as np
 
+from optctl.errors import SpecError
+from optctl.model.replay import state_after
 from optctl.solver.controls import Init, control_set
 from optctl.solver.ipopt import (
     POLISH_MAX_T,
@@ -21,11 +23,13 @@ from optctl.solver.plan import make_plan, resolve_options
 from optctl.solver.result import ScheduleResult
 from optctl.solver.transcribe import model_parameters
 from optctl.spec import ControlSpec, ProblemSpec, SolverOptions
+from optctl.validate import per_step
 from optctl.versions import versions
 
 
 def solve(spec: ProblemSpec, options: SolverOptions | None = None, *,
-          controls: ControlSpec | None = None, init: Init = None) -> ScheduleResult:
+          controls: ControlSpec | None = None, init: Init = None,
+          prefix: np.ndarray | None = None) -> ScheduleResult:
     """Minimise the final loss ``L_T`` over the schedule of ``controls`` with IPOPT.
 
     ``controls`` (default: the learning rate alone, MODEL.md §4.1) may add the batch size
@@ -39,6 +43,11 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *,
     by step with all ``N`` modes, and the replayed loss is the one reported.
     Bordelon & Mori, arXiv:2602.04774, section 4.
 
+    ``prefix`` (learning rate alone) fixes the first ``t = len(prefix)`` updates: the
+    rest of the horizon is solved from the state they lead to (a closed-loop re-solve
+    during training, or a branch leaving a trunk), ``init`` is then a start for the rest
+    (``T − t`` updates), and the result covers all ``T`` updates, prefix included.
+
     Ctrl-C stops IPOPT and raises ``KeyboardInterrupt``; an IPOPT that cannot run at all
     (an invalid option, say) raises :class:`~optctl.errors.SolverError`; a run that does
     not converge is reported in ``status``/``message`` with ``success = False``.
@@ -48,10 +57,14 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *,
     cs = control_set(controls)
     options = resolve_options(SolverOptions() if options is None else options, cs.second)
     t_start = time.perf_counter()
+    full, done = spec, _check_prefix(prefix, spec, cs.second)
+    if done is not None:
+        spec = replace(full, T=full.T - done.size)
     pl = make_plan(spec, options, cs.second)
     kappa = float(controls.kappa or 0.0)
     prob = compile_problem(pl, cs, kappa, options)
-    prob.model = model_parameters(pl, spec)
+    start_state = None if done is None else state_after(full, done)
+    prob.model = model_parameters(pl, spec, None if done is None else state_after(full, done, sp=pl.spectrum))
     K = pl.n_controls
     extra: dict[str, object] = {}
     start = None
@@ -76,18 +89,23 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *,
                          cs.constraint_bounds(spec, pl))
         polished = 0
         if cs.second is None and options.polish and not pl.exact and spec.T <= POLISH_MAX_T:
-            run, polished = polish(prob, pl, spec, run, bounds, floor, options)
+            run, polished = polish(prob, pl, spec, run, bounds, floor, options, c0=start_state)
     objective = prob.objective(run.u, run.scale)
     solve_time = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    ans = cs.answer(spec, pl, run.u)
+    ans = cs.answer(spec, pl, run.u, prefix=done)
     replay_time = time.perf_counter() - t0
     objective += ans.replay.tail
     final = ans.replay.final
     status = str(run.stats.get("return_status", "unknown"))
+    grid, eta_blocks = pl.grid, run.u[:K]
+    if done is not None:  # the prefix as one block per update, then the solved blocks
+        grid = np.concatenate([np.arange(done.size), done.size + pl.grid])
+        eta_blocks = np.concatenate([done, eta_blocks])
+        extra["prefix_steps"] = done.size
     return ScheduleResult(
-        spec=spec, options=options, controls=controls, grid=pl.grid, eta_blocks=run.u[:K],
+        spec=full, options=options, controls=controls, grid=grid, eta_blocks=eta_blocks,
         eta=ans.eta, batch_size=ans.batch_size, beta=ans.beta, loss=ans.replay.loss,
         bias=ans.replay.bias, variance=ans.replay.variance, final_loss=final,
         objective=objective, replay_gap=(objective - final) / final,
@@ -99,3 +117,19 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *,
                        **extra, "initial_objective": float(np.nanmin(scores)) + ans.replay.tail},
         versions=versions(),
     )
+
+
+def _check_prefix(prefix: np.ndarray | None, spec: ProblemSpec, second: str | None) -> np.ndarray | None:
+    if prefix is None:
+        return None
+    if second is not None:
+        raise SpecError("prefix", f"{len(prefix)} updates", "a prefix is supported for the learning "
+                        "rate alone; solve the joint problem over the whole horizon")
+    done = np.asarray(prefix, dtype=float)
+    if done.ndim != 1 or not 0 < done.size < spec.T:
+        raise SpecError("prefix", f"array of shape {done.shape}",
+                        f"give the learning rates of the first t updates, 0 < t < T = {spec.T}")
+    done = per_step("prefix", done, done.size, "learning rate")
+    if not np.all(np.isfinite(done)) or np.any(done < 0):
+        raise SpecError("prefix", "a rate < 0 or not finite", "the updates already run need finite rates >= 0")
+    return done

@@ -55,10 +55,12 @@ def transcribe(plan: Plan, controls: LearningRate, kappa: float = 0.0) -> NLP:
                f=f + ca.dot(g, y), g_c=g_c)
 
 
-def model_parameters(plan: Plan, spec: ProblemSpec) -> np.ndarray:
-    """The model part of the NLP parameters: ``(λ, wλ, c_0, σ², m̄)`` of the plan's modes."""
+def model_parameters(plan: Plan, spec: ProblemSpec, c0: np.ndarray | None = None) -> np.ndarray:
+    """The model part of the NLP parameters: ``(λ, wλ, c_0, σ², m̄)`` of the plan's modes,
+    starting from ``c0`` (a state of those modes) instead of the spectrum's when given."""
     sp = plan.spectrum
-    return np.concatenate([sp.lam, sp.weight * sp.lam, sp.c0, [sp.sigma2, spec.batch_size]])
+    start = sp.c0 if c0 is None else c0
+    return np.concatenate([sp.lam, sp.weight * sp.lam, start, [sp.sigma2, spec.batch_size]])
 
 
 def jit_options() -> dict[str, Any]:

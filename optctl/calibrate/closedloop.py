@@ -1,0 +1,98 @@
+"""Closed-loop schedules: refit on the run's own loss curve, re-solve the rest of the horizon.
+
+An open-loop table is solved once from the pilots' fit. In the closed loop (model
+predictive control), at a few checkpoints of the real run the model is refitted on the
+pilots *and* the run's held-out loss so far, and the remaining updates are re-solved
+from the state the updates already taken lead to (:func:`optctl.solver.solve.solve` with
+``prefix=``). The training job continues on the new table without restarting
+(:meth:`optctl.torch.TableScheduler.splice`)::
+
+    loop = ClosedLoop(pilots, fit_result, table, eta_max=peak_lr)
+    for t in range(T):
+        ...  # one update, the held-out loss logged at some steps
+        if t + 1 in checkpoints:
+            scheduler.splice(loop.update(t + 1, logged_steps, logged_losses))
+
+Every re-solve records the refitted parameters and the final loss it predicts
+(:attr:`ClosedLoop.history`), so how well the loop predicted the run can be checked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from optctl.calibrate.curves import LossCurve, curve_from_arrays
+from optctl.calibrate.fitting import fit
+from optctl.calibrate.params import ETA_FRAC_BOUNDS, FitOptions, FitResult
+from optctl.errors import SpecError
+from optctl.model.spectrum import stability_limit
+from optctl.solver.solve import solve
+from optctl.spec import ProblemSpec, SolverOptions
+from optctl.table import ScheduleTable
+
+
+class ClosedLoop:
+    """Model predictive control of one training run's learning rate.
+
+    ``pilots`` are the curves the first fit used, ``result`` that fit, ``table`` the
+    open-loop table the run starts on (real learning rates), ``eta_max`` the largest real
+    learning rate any re-solve may use, ``batch_size`` the run's batch. Refits use
+    ``fit_options`` (default: the first fit's, without bootstrap or hold-out, warm-started
+    from the previous parameters); re-solves use ``solver``.
+    """
+
+    def __init__(self, pilots: Sequence[LossCurve], result: FitResult, table: ScheduleTable, *,
+                 eta_max: float, batch_size: float, solver: SolverOptions | None = None,
+                 fit_options: FitOptions | None = None, name: str = "run") -> None:
+        if not eta_max > 0:
+            raise SpecError("eta_max", eta_max, "give the largest real learning rate a re-solve may use (> 0)")
+        self.pilots = list(pilots)
+        self.table = table
+        self.eta_max = float(eta_max)
+        self.batch_size = float(batch_size)
+        self.solver = SolverOptions() if solver is None else solver
+        self.options = dataclasses.replace(result.options if fit_options is None else fit_options,
+                                           bootstrap=0, holdout=False, progress=False)
+        self.params = dict(result.params)
+        self.name = name
+        self.history: list[dict[str, Any]] = []
+
+    def spec(self, params: dict[str, float]) -> ProblemSpec:
+        """The fitted model for the run's horizon, its bound in the fit's model units."""
+        m, scale = self.batch_size, params["lr_scale"]
+        eta_max = min(ETA_FRAC_BOUNDS[1] * stability_limit(m), self.eta_max / scale)
+        return ProblemSpec(a=params["a"], b=params["b"], N=self.options.N, sigma=params["sigma"],
+                           batch_size=m, T=self.table.T, eta_max=eta_max, tail=self.options.tail)
+
+    def update(self, step: int, steps: np.ndarray, losses: np.ndarray) -> ScheduleTable:
+        """Refit on the pilots and the run's losses at ``steps`` (``≤ step``, starting at 0),
+        re-solve updates ``step..T−1``, and return the table to continue on."""
+        steps, losses = np.asarray(steps), np.asarray(losses, dtype=float)
+        keep = steps <= step
+        run = self._run_curve(steps[keep], losses[keep])
+        res = fit([*self.pilots, run], self.options, start=self.params)
+        p = res.params
+        spec = self.spec(p)
+        past = self.table.lr[:step]
+        rest = solve(spec, self.solver, prefix=past / p["lr_scale"],
+                     init=np.minimum(self.table.lr[step:] / p["lr_scale"], spec.eta_max))
+        lr = np.concatenate([past, np.minimum(rest.eta[step:] * p["lr_scale"], self.eta_max)])
+        predicted = p["loss_offset"] + p["loss_scale"] * rest.final_loss
+        self.history.append({"step": step, "params": p, "rms_log_error": res.rms_log_error,
+                             "predicted_final_loss": predicted, "status": rest.status})
+        source = {**self.table.source, "closed_loop": self.history}
+        self.table = dataclasses.replace(self.table, lr=lr, lr_scale=p["lr_scale"], spec=spec.to_dict(),
+                                         solver=self.solver.to_dict(), source=source,
+                                         horizon={"mode": "solved"}, controls={})
+        self.params = p
+        return self.table
+
+    def _run_curve(self, steps: np.ndarray, losses: np.ndarray) -> LossCurve:
+        """The run so far as a loss curve: each row's rate is the one used from its step on."""
+        T = self.table.T
+        lr_rows = self.table.lr[np.minimum(steps, T - 1)]
+        return curve_from_arrays(self.name, steps, lr_rows, losses, self.batch_size)
