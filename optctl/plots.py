@@ -51,7 +51,9 @@ def plot_schedule(eta: np.ndarray, baselines: Mapping[str, np.ndarray], *, title
     ax0.set(xlabel="step t", ylabel="learning rate η(t)")
     ax1.set(xlabel="steps left T − t", ylabel="η(t)")
     ax1.invert_xaxis()
-    ax0.legend(fontsize=8)
+    # one legend for both panels, outside them: inside it would cover the curves
+    handles, labels = ax0.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right center", fontsize=8)
     if title:
         fig.suptitle(title)
     return fig

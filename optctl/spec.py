@@ -280,6 +280,12 @@ class ControlSpec:
                                 f"is the mean batch m̄ of the sample budget and must lie in "
                                 f"[m_min, m_max] = [{self.m_min}, {self.m_max}]")
 
+    def check_options(self, options: SolverOptions) -> None:
+        """Cross-checks with the solver options: the momentum problem has only the exact step."""
+        if "momentum" in self.controls and options.propagator == "block":
+            raise SpecError("solver.propagator", options.propagator,
+                            "the momentum problem has no block propagator; use auto or step")
+
     @property
     def bounds(self) -> dict[str, float]:
         """The bounds that apply, by name (for configs and summaries)."""

@@ -165,14 +165,28 @@ def test_the_checks_see_a_violation() -> None:
     assert (5, "optctl.solver.solve", [], True) in found
 
 
-def test_tables_export_and_torch_work_without_casadi_or_jax(tmp_path: Path, small_result) -> None:  # type: ignore[no-untyped-def]
-    """``optctl.torch``, ``load_table`` and ``optctl export`` of an existing table, in a
-    process where importing casadi, jax or jaxlib raises (so each alone is not needed)."""
+@pytest.mark.parametrize("with_torch", [False, True])
+def test_tables_export_and_torch_work_without_casadi_or_jax(tmp_path: Path, small_result,  # type: ignore[no-untyped-def]
+                                                            with_torch: bool) -> None:
+    """``load_table`` and ``optctl export`` of an existing table (and, where torch is
+    installed, ``optctl.torch``) in a process where importing casadi, jax or jaxlib
+    raises (so none of them is needed)."""
     blocked = ("casadi", "jax", "jaxlib")
-    pytest.importorskip("torch")
+    if with_torch:
+        pytest.importorskip("torch")
     from optctl.io.tables import export_table
 
     table = export_table(small_result, tmp_path / "t.npz")
+    scheduler = textwrap.dedent("""
+        import torch
+        from optctl.torch import TableScheduler
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=1.0)
+        sched = TableScheduler(opt, table)
+        for _ in range(3):
+            opt.step()
+            sched.step()
+        print("torch lr:", opt.param_groups[0]["lr"] == table.lr[3])
+    """) if with_torch else ""
     code = textwrap.dedent(f"""
         import sys
 
@@ -183,17 +197,11 @@ def test_tables_export_and_torch_work_without_casadi_or_jax(tmp_path: Path, smal
                 return None
 
         sys.meta_path.insert(0, Refuse())
-        import torch
         import optctl
         from optctl.io.tables import load_table
-        from optctl.torch import TableScheduler
         table = load_table(sys.argv[1])
-        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=1.0)
-        sched = TableScheduler(opt, table)
-        for _ in range(3):
-            opt.step()
-            sched.step()
-        print(table.content_hash, opt.param_groups[0]["lr"] == table.lr[3])
+        print(table.content_hash)
+    """) + scheduler + textwrap.dedent(f"""
         from optctl.cli.main import main
         code = main(["export", sys.argv[1], "--out", sys.argv[2]])
         print("blocked still absent:", not any(m.split(".")[0] in {blocked!r} for m in sys.modules))
@@ -203,6 +211,7 @@ def test_tables_export_and_torch_work_without_casadi_or_jax(tmp_path: Path, smal
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert lines[0] == f"{table.content_hash} True"
+    assert lines[0] == table.content_hash
+    assert ("torch lr: True" in lines) == with_torch
     assert "blocked still absent: True" in lines
     assert (tmp_path / "t.csv").exists()

@@ -76,6 +76,30 @@ def test_bad_override_and_missing_file(tmp_path: Path, capsys: pytest.CaptureFix
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("command", [
+    ["solve", "CFG", "--out", "OUT"],
+    ["sweep", "configs/sweep_horizons.yaml", "--out", "OUT"],
+    ["export", "configs/easy_phase.yaml", "--out", "OUT/t.npz"],
+    ["fit", "CURVE", "--out", "OUT"],
+])
+def test_an_unwritable_out_is_refused_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                      command: list[str]) -> None:
+    """--out below a file: one line, exit 2, before anything is solved (no progress lines)."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    root = Path(__file__).parents[1]
+    cfg = _write(tmp_path, SMALL)
+    curve = tmp_path / "run.csv"
+    curve.write_text("step,lr,loss\n" + "".join(f"{t},0.1,{1 / (1 + t)}\n" for t in range(0, 400, 20)))
+    files = {"CFG": str(cfg), "CURVE": str(curve)}
+    argv = [files.get(a, a.replace("OUT", str(blocker / "x"))) for a in command]
+    argv = [str(root / a) if a.startswith("configs/") else a for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("optctl: error: --out") and "a_file is a file" in err and "\n" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "cfg.yaml", "run.csv"]
+
+
 @pytest.mark.parametrize(("ipopt", "says"), [
     ("{bogus_option: 1}", "No such IPOPT option: bogus_option"),
     ("{max_iter: abc}", "type mismatch"),

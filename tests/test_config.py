@@ -454,3 +454,17 @@ def test_run_config_is_frozen_and_validates() -> None:
 def test_source_is_not_compared(tmp_path: Path) -> None:
     cfg = load_config(CONFIG_DIR / "hard_phase.yaml")
     assert dataclasses.replace(cfg, source=None) == cfg
+
+
+@pytest.mark.parametrize(("command", "config", "says"), [
+    ("solve", "sweep_horizons.yaml", "is a sweep config (for optctl sweep), not a run config"),
+    ("sweep", "easy_phase.yaml", "is a run config (for optctl solve), not a sweep config"),
+    ("solve", "fit_pilot.yaml", "is a fit config"),
+])
+def test_a_config_of_another_kind_is_named_as_such(command: str, config: str, says: str,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from optctl.cli.main import main
+
+    assert main([command, str(Path(__file__).parents[1] / "configs" / config), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert says in err and "\n" not in err

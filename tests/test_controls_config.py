@@ -68,6 +68,17 @@ def test_bad_controls(controls: object, training: dict, field: str, exc: type) -
     assert err.value.field == field
 
 
+def test_momentum_with_the_block_propagator_is_refused_when_the_config_loads() -> None:
+    d = _cfg(["lr", "momentum"])
+    d["solver"] = {**d["solver"], "propagator": "block"}
+    with pytest.raises(SpecError) as err:
+        load_config_dict(d)
+    assert err.value.field == "solver.propagator"
+    with pytest.raises(SpecError, match="no block propagator"):
+        solve(ProblemSpec(a=1.3, b=2.75, N=40, sigma=0.7, batch_size=4, T=40),
+              SolverOptions(propagator="block"), controls=ControlSpec(controls=("lr", "momentum")))
+
+
 def test_cli_exit_2_on_bad_controls(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("schema_version: 1\nmodel: {a: 2, b: 1.5}\ntraining: {T: 10, m_min: 1}\n")
@@ -145,6 +156,10 @@ def test_a_momentum_table_re_solved_for_a_new_horizon_keeps_its_momentum(momentu
     beta = 1.0 - np.concatenate([longer.momentum[1:], longer.momentum[-1:]])
     assert momentum_curve(spec, longer.lr, beta)[-1] == pytest.approx(longer.source["final_loss"], rel=1e-12)
     assert np.all(longer.momentum[1:] < 1.0 - 0.05 + 1e-12)
+    # the original's provenance travels; the loss and status are the new solve's
+    assert {k: longer.source[k] for k in ("name", "run")} == {k: table.source[k] for k in ("name", "run")}
+    assert longer.source["resolved_from_T"] == table.T and longer.source["kind"] == "result"
+    assert resolve_table(table, np.int64(table.T)) is table  # numpy integers are horizons too
 
 
 def test_a_batch_table_re_solved_keeps_its_batch_schedule(tmp_path: Path) -> None:

@@ -123,3 +123,36 @@ def test_a_prefix_solve_recovers_from_a_bad_start() -> None:
     assert abs(rest.replay_gap) <= APPROX_GAP
     with pytest.raises(SpecError, match="prefix"):
         solve(spec, prefix=np.full(spec.T, 0.1))
+
+
+def test_a_round_that_ends_above_its_start_is_discarded_and_reported() -> None:
+    """IPOPT may stop on its round cap at a worse point than it started from: the start
+    is kept, and the result must not claim success nor advise raising max_iter."""
+    from types import SimpleNamespace
+
+    from optctl.solver.ipopt import message, run_rounds
+
+    class Worse:
+        """A one-variable problem f(x) = x² whose 'IPOPT' always walks uphill."""
+
+        def __init__(self) -> None:
+            self.last: dict[str, object] = {}
+
+        def __call__(self, x0, p, lbx, ubx):
+            self.last = {"return_status": "Maximum_Iterations_Exceeded", "success": False,
+                         "iter_count": 200}
+            return {"x": np.asarray(x0) + 1.0}
+
+        def stats(self):
+            return self.last
+
+    prob = SimpleNamespace(solver=Worse(), monitor=SimpleNamespace(interrupted=False),
+                           p=lambda scale, corr=None: scale,
+                           f=lambda y, p: [float(np.sum((y * p) ** 2))])
+    start = np.array([0.5])
+    run = run_rounds(prob, start, np.ones(1), np.zeros(1), (np.zeros(1), np.full(1, 10.0)),
+                     np.zeros(1), SolverOptions(), {})
+    assert run.discarded and run.rounds == 1 and run.iterations == 200
+    np.testing.assert_array_equal(run.u, start)
+    text = message(str(run.stats["return_status"]), run.discarded)
+    assert "discarded" in text and "raise solver.max_iter" not in text

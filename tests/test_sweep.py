@@ -112,8 +112,10 @@ def test_packaged_sweeps_match_the_configs_folder() -> None:
 def test_sweep_saves_every_horizon_and_resume_skips_everything(tmp_path: Path) -> None:
     sweep = load_sweep_config(_cfg(tmp_path))
     out = tmp_path / "out"
-    run = run_sweep(sweep, out, progress=False)
+    buf = io.StringIO()
+    run = run_sweep(sweep, out, stream=buf)
     assert (run.total, run.skipped, run.ran, run.failed) == (2, 0, 2, {})
+    assert "2/2 points (6/6 solves)" in buf.getvalue().splitlines()[-1]  # the last line counts all
     before = _records(out)
     assert len(before) == 2 * 3
     data = load_sweep(out)

@@ -98,6 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     except OptctlError as err:
         print(f"optctl: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a disk or folder that failed while results were written
+        where = f": {err.filename}" if err.filename else ""
+        print(f"optctl: error: could not write the results ({err.strerror or err}{where}); "
+              "nothing incomplete was left behind", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("optctl: interrupted; nothing was written", file=sys.stderr)
         sys.stderr.flush()

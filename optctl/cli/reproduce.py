@@ -6,11 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from optctl.studies.reproduce import reproduce
+from optctl.io.files import check_writable
 
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
+    check_writable(out)
+    from optctl.studies.reproduce import reproduce  # the solver stack, once --out is good
+
     try:
         rep = reproduce(out, workers=args.workers, progress=not args.quiet, quick=args.quick,
                         controls=not args.no_controls)

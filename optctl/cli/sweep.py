@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from optctl.errors import OptctlError
+from optctl.io.files import check_writable
 from optctl.io.sweepconfig import load_sweep_config
 
 
@@ -15,6 +16,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("results") / "sweeps" / spec.name
     if args.workers is not None and args.workers < 1:
         raise OptctlError(f"--workers {args.workers}: give a positive number of processes")
+    check_writable(out)
     # The solver (CasADi) and the figures (matplotlib) are loaded once the config is good.
     from optctl.studies.report import write_sweep_report
     from optctl.studies.sweep import run_sweep

@@ -114,6 +114,7 @@ class RunConfig:
         if not isinstance(self.controls, ControlSpec):
             raise SpecTypeError("controls", self.controls, "a ControlSpec")
         self.controls.check_problem(self.problem)
+        self.controls.check_options(self.solver)
         object.__setattr__(self, "baselines", check_baselines(self.baselines))
         if self.source is not None and not isinstance(self.source, str):
             object.__setattr__(self, "source", os.fspath(self.source))
@@ -147,7 +148,7 @@ def load_config(path: str | os.PathLike[str]) -> RunConfig:
     line and column), or does not hold a mapping; field errors as in
     :func:`load_config_dict`, with a note naming the file.
     """
-    return read_config(path, _build, kind="config file", example="configs/hard_phase.yaml",
+    return read_config(path, _build, kind="run config", example="configs/hard_phase.yaml",
                        missing="no such file; check the path (shipped configs are in configs/, and "
                                "default_config_path() gives the packaged default)")
 
@@ -162,7 +163,7 @@ def load_config_dict(d: Mapping[str, Any], source: str | None = None) -> RunConf
         return _build(d, source)
     except (SpecError, SpecTypeError) as exc:
         if source is not None:
-            exc.add_note(f"in config file {source}")
+            exc.add_note(f"in run config {source}")
         raise
 
 

@@ -23,10 +23,36 @@ from optctl.errors import ResultsError
 
 
 def check_new(out: Path, overwrite: bool) -> None:
-    """Refuse an existing ``out`` before any work is done (:func:`staged_dir` checks again
-    when the folder is renamed into place)."""
+    """Refuse an existing ``out``, or one that cannot be written, before any work is done
+    (:func:`staged_dir` checks again when the folder is renamed into place)."""
     if Path(out).exists() and not overwrite:
         raise ResultsError(f"--out {out} already exists; choose a new folder or pass --overwrite")
+    check_writable(out)
+
+
+def check_writable(out: Path, *, folder: bool = True) -> None:
+    """Refuse an ``out`` that could not be created, before any work is done: a file where
+    a folder is needed on its path, or a place where nothing can be written (probed by
+    creating and removing a temporary folder in its nearest existing ancestor).
+    ``folder``: ``out`` is a folder (else a file, which may exist and be replaced)."""
+    out = Path(out)
+    if out.exists() and folder != out.is_dir():
+        kind = "a folder" if folder else "a file"
+        raise ResultsError(f"--out {out} exists and is not {kind}; choose another path")
+    if out.is_dir():
+        base = out
+    else:
+        base = out.parent
+        while not base.exists() and base != base.parent:
+            base = base.parent
+    if not base.is_dir():
+        raise ResultsError(f"--out {out}: {base} is a file, so no folder can be made there; "
+                           "choose another path")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".optctl-probe.", dir=base))
+    except OSError as err:
+        raise ResultsError(f"--out {out}: cannot write under {base} ({err.strerror}); "
+                           "choose a writable folder") from None
 
 
 @contextlib.contextmanager

@@ -230,6 +230,7 @@ def load_sweep_dict(d: Mapping[str, Any], source: str | None = None) -> SweepSpe
                     exact_tuning_max_T=exact_max, warm_start=warm, workers=workers,
                     scheduler=scheduler, source=source, controls=controls)
     _check_kind(out)
+    controls.check_options(solver)
     for values in out.points():  # every point must be a valid problem
         try:
             controls.check_problem(out.spec(values, horizons[0]))

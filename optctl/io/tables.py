@@ -31,7 +31,7 @@ import safetensors
 import safetensors.numpy
 
 from optctl.errors import ExportError, OptctlError
-from optctl.io.files import write_bytes_atomic
+from optctl.io.files import check_writable, write_bytes_atomic
 from optctl.io.runs import read_run
 from optctl.solver.result import ScheduleResult
 from optctl.table import COLUMNS, SCHEMA, SUPPORTED_SCHEMA_VERSIONS, ScheduleTable
@@ -100,6 +100,7 @@ def export_target(source: Path, out: str | None, format: str | None) -> tuple[Pa
                                   "--format for another format")
     if source.is_file() and target[0].resolve() == source.resolve():
         raise ExportError(f"--out {target[0]} is RUN itself; write the table to another file")
+    check_writable(target[0], folder=False)
     return target
 
 

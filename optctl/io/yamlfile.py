@@ -110,11 +110,29 @@ def read_config(path: str | os.PathLike[str], build: Callable[[Mapping[str, Any]
     data = read_yaml(source, example, missing=missing)
     if not isinstance(data, Mapping):
         raise ConfigError("config", data, f"{source} must hold a mapping; see {example}")
+    other = config_kind(data)
+    if other is not None and other[0] != kind:
+        raise ConfigError("path", source, f"is a {other[0]} (for {other[1]}), not a {kind}; "
+                          f"see {example} for one")
     try:
         return build(data, source)
     except (SpecError, SpecTypeError) as exc:
         exc.add_note(f"in {kind} {source}")
         raise
+
+
+def config_kind(data: Mapping[str, Any]) -> tuple[str, str] | None:
+    """What a config mapping is, by its top-level keys: ``(kind, command)``, or ``None``
+    when it is none of them (its own checks then name the fields)."""
+    if "sweep" in data or "kind" in data:
+        return "sweep config", "optctl sweep"
+    if "fit" in data:
+        return "fit config", "optctl fit CURVES --config"
+    if "models" in data and ("momentum" in data or "batch" in data):
+        return "study file", "the momentum and batch studies"
+    if "model" in data and "training" in data:
+        return "run config", "optctl solve"
+    return None
 
 
 def check_keys(prefix: str, mapping: Mapping[Any, Any], allowed: Sequence[str],

@@ -68,7 +68,7 @@ class Answer:
     replay: Replay
 
 
-def _per_step_start(init: Init, spec: ProblemSpec, n: int) -> list[np.ndarray] | None:
+def per_step_start(init: Init, spec: ProblemSpec, n: int) -> list[np.ndarray] | None:
     """``init`` as ``n`` per-step arrays (checked), or ``None``."""
     if init is None:
         return None
@@ -127,7 +127,7 @@ class LearningRate:
             cands += [h * (1 - u) ** delta for h in heights]
         for frac in (0.02, 0.05, 0.1, 0.2, 0.4):
             cands += [h * np.minimum(1.0, (1 - u) / frac) for h in eta_max * np.array([1.0, 0.5, 0.25])]
-        given = _per_step_start(init, spec, 1)
+        given = per_step_start(init, spec, 1)
         if given is not None:
             cands.append(np.clip(block_means(given[0], grid), 0.0, eta_max))
         return cands
@@ -182,7 +182,7 @@ class _Joint(LearningRate):
         lo, hi = self.bounds(spec, controls, K)
         eta0 = np.clip(block_means(start, plan.grid), 0.0, spec.eta_max)
         cands = [np.concatenate([eta0, np.full(K, v)]) for v in self.second_starts(spec, controls, K)]
-        given = _per_step_start(init, spec, 2)
+        given = per_step_start(init, spec, 2)
         if given is not None:
             other = np.clip(block_means(given[1], plan.grid), lo[K], hi[K])
             cands.append(np.concatenate([np.clip(block_means(given[0], plan.grid), 0.0, spec.eta_max),

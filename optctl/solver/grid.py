@@ -73,7 +73,7 @@ def make_grid(kind: str, T: int, K: int) -> np.ndarray:
     raise SpecError("solver.grid", kind, "choose one of per_step, uniform, refined")
 
 
-def subdivide(grid: np.ndarray, rel: float = 0.05, restart: int = 2) -> tuple[np.ndarray, np.ndarray]:
+def subdivide(grid: np.ndarray, rel: float, restart: int) -> tuple[np.ndarray, np.ndarray]:
     """Integration sub-blocks for the block propagator.
 
     Each control block is cut into sub-blocks that (i) start short after every

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
+
 from optctl.errors import ExportError, HorizonWarning
 from optctl.solver.solve import solve
 from optctl.spec import ControlSpec, ProblemSpec, SolverOptions
@@ -20,8 +22,9 @@ def resolve_table(table: ScheduleTable, T: int) -> ScheduleTable:
     says what was done. The cheap alternative without a solve is
     :meth:`ScheduleTable.for_horizon` (``mode="rescale"``).
     """
-    if isinstance(T, bool) or not isinstance(T, int) or T < 1:
+    if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 1:
         raise ExportError(f"T = {T!r}: pass a positive integer number of updates")
+    T = int(T)
     if T == table.T:
         return table
     if not table.spec:
@@ -34,5 +37,9 @@ def resolve_table(table: ScheduleTable, T: int) -> ScheduleTable:
     warnings.warn(f"re-solved the schedule for T = {T} (table was for T = {table.T}): "
                   f"L_T = {result.final_loss:.6e}, IPOPT {result.status}", HorizonWarning,
                   stacklevel=2)
-    return result.to_table(source={"resolved_from_T": table.T, "resolved_from_table": table.content_hash},
+    # the original's provenance (its config name, run, ...) stays, with what was done added
+    fresh = ("kind", "final_loss", "status", "success", "versions")  # the new solve's own
+    source = {**{k: v for k, v in table.source.items() if k not in fresh},
+              "resolved_from_T": table.T, "resolved_from_table": table.content_hash}
+    return result.to_table(source=source,
                            lr_scale=table.lr_scale)

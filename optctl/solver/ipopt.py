@@ -241,13 +241,15 @@ def fresh_scale(prob: Compiled, u: np.ndarray, floor: np.ndarray, precondition: 
 @dataclass
 class Rounds:
     """Where :func:`run_rounds` ended: the controls, the last scale, IPOPT's last stats,
-    the iterations and the rounds spent."""
+    the iterations and the rounds spent; ``discarded`` when the last round ended above
+    its start and was thrown away (its start is ``u``)."""
 
     u: np.ndarray
     scale: np.ndarray
     stats: dict[str, Any]
     iterations: int = 0
     rounds: int = 0
+    discarded: bool = False
 
 
 def run_rounds(prob: Compiled, start: np.ndarray, scale: np.ndarray, corr: np.ndarray,
@@ -282,7 +284,8 @@ def run_rounds(prob: Compiled, start: np.ndarray, scale: np.ndarray, corr: np.nd
         out.stats = stats
         new = np.clip(np.asarray(sol["x"]).ravel() * out.scale, lo, hi)
         if not float(prob.f(new / out.scale, p)[0]) <= f_start:
-            return out  # keep the better point (the round's start) and stop
+            out.discarded = True  # keep the better point (the round's start) and stop
+            return out
         out.u = new
         if (status != "Maximum_Iterations_Exceeded" or out.iterations >= options.max_iter
                 or prob.monitor.interrupted):
@@ -317,7 +320,7 @@ def polish(prob: Compiled, plan: Plan, spec: ProblemSpec, run: Rounds,
             break
         kept += 1
         run = Rounds(u=new.u, scale=new.scale, stats=new.stats, iterations=run.iterations,
-                     rounds=run.rounds)
+                     rounds=run.rounds, discarded=run.discarded)
         best_loss, exact_grad = loss, new_grad
     return run, kept
 
@@ -349,8 +352,12 @@ def curvature_scale(prob: Compiled, y: np.ndarray, scale: np.ndarray) -> np.ndar
     return scale * np.sqrt(ref / curv)
 
 
-def message(status: str) -> str:
-    """A sentence for IPOPT's return status."""
+def message(status: str, discarded: bool = False) -> str:
+    """A sentence for IPOPT's return status; ``discarded``: the last round was thrown away."""
+    if discarded:
+        return (f"IPOPT ended its last round ({status}) above where the round started, so that "
+                "round was discarded and its start returned; the result is not an optimum "
+                "(raising solver.max_iter does not help; try another start with init).")
     messages = {
         "Solve_Succeeded": "IPOPT converged to the requested tolerance.",
         "Solved_To_Acceptable_Level": "IPOPT stopped at its acceptable tolerance.",

@@ -6,7 +6,7 @@ schedules at the fixed batch ``m̄`` with plain SGD: the reference a joint optim
 beat too. The policy (:mod:`optctl.solver.report`): up to ``exact_tuning_max_T``
 updates (default :data:`~optctl.solver.report.EXACT_TUNING_MAX_T`) each baseline family
 is tuned on the exact per-step replay; beyond, on the ``T``-independent block evaluator
-with :data:`~optctl.solver.report.EVALUATOR_K` blocks (about 1e-5 relative error;
+with :data:`~optctl.solver.evaluate.EVALUATOR_K` blocks (about 1e-5 relative error;
 :func:`optctl.solver.evaluate.approximate_evaluator`), and only the tuned schedules are
 replayed exactly. Reported baseline losses are always exact replays.
 """
@@ -21,7 +21,7 @@ from optctl.baselines.families import Baseline
 from optctl.baselines.tune import tune_baselines
 from optctl.solver.controls import Init
 from optctl.solver.evaluate import approximate_evaluator
-from optctl.solver.report import EVALUATOR_K, EXACT_TUNING_MAX_T, SolveReport
+from optctl.solver.report import EXACT_TUNING_MAX_T, SolveReport
 from optctl.solver.solve import solve
 from optctl.spec import ControlSpec, ProblemSpec, SolverOptions
 
@@ -43,7 +43,7 @@ def run_job(spec: ProblemSpec, options: SolverOptions, baselines: Sequence[str] 
     if baselines:
         exact = spec.T <= exact_tuning_max_T
         tuning = "exact" if exact else "approximate"
-        evaluate = None if exact else approximate_evaluator(spec, K=EVALUATOR_K)
+        evaluate = None if exact else approximate_evaluator(spec)
 
         def tuned_one(b: Baseline, seconds: float) -> None:
             _log(f"  baseline {b.name:<13} L_T = {b.final_loss:.6e} [{seconds:.1f} s]", progress)

@@ -22,7 +22,6 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from optctl.errors import SpecError
 from optctl.model.spectrum import Spectrum, group_modes, spectrum
 from optctl.solver.grid import make_grid, subdivide
 from optctl.spec import ProblemSpec, SolverOptions
@@ -96,10 +95,7 @@ def make_plan(spec: ProblemSpec, options: SolverOptions, second: str | None = No
         grid_kind = "per_step" if spec.T <= options.per_step_max_T else "refined"
     grid = make_grid(grid_kind, spec.T, options.K)
     propagator = options.propagator
-    if second == "momentum":
-        if propagator == "block":
-            raise SpecError("solver.propagator", propagator,
-                            "the momentum problem has no block propagator; use auto or step")
+    if second == "momentum":  # no block propagator (ControlSpec.check_options)
         propagator = "step"
     elif propagator == "auto":
         propagator = "step" if grid_kind == "per_step" else "block"

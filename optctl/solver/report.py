@@ -22,9 +22,6 @@ from optctl.spec import ControlSpec, ProblemSpec, SolverOptions
 
 # Baselines are tuned on the exact replay up to this horizon, on the block evaluator beyond.
 EXACT_TUNING_MAX_T = 2000
-# Control blocks of the block evaluator. Halving 200 halves the tuning time and, on the
-# reference cases at T = 10^5, picked the same constant and WSD parameters.
-EVALUATOR_K = 100
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import numpy as np
 
 from optctl.errors import SpecError
 from optctl.model.replay import state_after
-from optctl.solver.controls import Init, control_set
+from optctl.solver.controls import Init, control_set, per_step_start
 from optctl.solver.ipopt import (
     POLISH_MAX_T,
     compile_problem,
@@ -50,28 +50,34 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *,
 
     Ctrl-C stops IPOPT and raises ``KeyboardInterrupt``; an IPOPT that cannot run at all
     (an invalid option, say) raises :class:`~optctl.errors.SolverError`; a run that does
-    not converge is reported in ``status``/``message`` with ``success = False``.
+    not converge is reported in ``status``/``message`` with ``success = False``. Solves
+    of the same shape share one compiled problem: run concurrent solves in separate
+    processes (as sweeps do), not in threads.
     """
     controls = ControlSpec() if controls is None else controls
     controls.check_problem(spec)
+    controls.check_options(SolverOptions() if options is None else options)
     cs = control_set(controls)
     options = resolve_options(SolverOptions() if options is None else options, cs.second)
     t_start = time.perf_counter()
     full, done = spec, _check_prefix(prefix, spec, cs.second)
     if done is not None:
         spec = replace(full, T=full.T - done.size)
+    extra: dict[str, object] = {}
+    start = None
+    inner_time = 0.0
+    if cs.second is not None:
+        # The learning-rate optimum at the mean batch (β = 1): a feasible start.
+        given = per_step_start(init, spec, 2) if options.warm_start else None
+        sgd = solve(spec, replace(options, progress=False), init=None if given is None else given[0])
+        start, extra["sgd_final_loss"] = sgd.eta, sgd.final_loss
+        inner_time = extra["sgd_solve_time"] = sgd.wall_time
     pl = make_plan(spec, options, cs.second)
     kappa = float(controls.kappa or 0.0)
-    prob = compile_problem(pl, cs, kappa, options)
+    prob = compile_problem(pl, cs, kappa, options)  # starts the progress clock
     start_state = None if done is None else state_after(full, done)
     prob.model = model_parameters(pl, spec, None if done is None else state_after(full, done, sp=pl.spectrum))
     K = pl.n_controls
-    extra: dict[str, object] = {}
-    start = None
-    if cs.second is not None:
-        # The learning-rate optimum at the mean batch (β = 1): a feasible start.
-        sgd = solve(spec, replace(options, progress=False))
-        start, extra["sgd_final_loss"] = sgd.eta, sgd.final_loss
 
     cands = cs.candidates(spec, controls, pl, init if options.warm_start else None, start)
     scores = prob.score(cands)
@@ -81,7 +87,7 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *,
     bounds = cs.bounds(spec, controls, K)
     floor = cs.floor(spec, controls, K)
     scale = fresh_scale(prob, cands[best], floor, options.precondition)
-    build_time = time.perf_counter() - t_start
+    build_time = time.perf_counter() - t_start - inner_time  # the start's own solve apart
 
     t0 = time.perf_counter()
     with stop_on_sigint(prob.monitor):
@@ -109,8 +115,8 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *,
         eta=ans.eta, batch_size=ans.batch_size, beta=ans.beta, loss=ans.replay.loss,
         bias=ans.replay.bias, variance=ans.replay.variance, final_loss=final,
         objective=objective, replay_gap=(objective - final) / final,
-        exact=pl.exact and kappa == 0.0, success=bool(run.stats.get("success", False)),
-        status=status, message=message(status), iterations=run.iterations,
+        exact=pl.exact and kappa == 0.0, success=bool(run.stats.get("success", False)) and not run.discarded,
+        status=status, message=message(status, run.discarded), iterations=run.iterations,
         wall_time=time.perf_counter() - t_start, build_time=build_time, solve_time=solve_time,
         replay_time=replay_time,
         transcription={**pl.describe(), "ipopt_rounds": run.rounds, "polish_rounds": polished,

@@ -247,8 +247,8 @@ def run_sweep(sweep: SweepSpec, out: Path, *, workers: int | None = None,
                 if read_record(path) is None:
                     path.parent.mkdir(parents=True, exist_ok=True)
                     write_json(path, rec)
+        bar.set_solves(count_records(out))  # before the point: the last line counts every solve
         bar.update()
-        bar.set_solves(count_records(out))
 
     if tasks:
         if address:
