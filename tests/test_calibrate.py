@@ -16,8 +16,9 @@ from conftest import (
 
 from optctl.calibrate import fitmodel as fm
 from optctl.calibrate import fitting as C
-from optctl.calibrate.curves import LossCurve, curve_from_arrays
-from optctl.errors import SpecError
+from optctl.calibrate.curves import LossCurve, curve_from_arrays, main_phase_start
+from optctl.errors import CurveError, SpecError
+from optctl.table import ScheduleTable
 
 TRUTH = {"a": 2.5, "b": 1.5, "sigma": 0.5, "lr_scale": 0.1, "loss_scale": 2.0, "loss_offset": 0.3}
 N, M, T = 100, 4, 300
@@ -231,3 +232,64 @@ def test_closed_loop_refits_on_the_run_and_predicts_its_final_loss() -> None:
     best = solve(true_spec, options, prefix=table.lr[:step] / TRUTH["lr_scale"])
     best_final = TRUTH["loss_offset"] + TRUTH["loss_scale"] * best.final_loss
     assert truth_final == pytest.approx(best_final, rel=CLOSED_LOOP_PREDICT_RTOL)
+
+
+def test_the_main_phase_starts_where_the_loss_has_fallen_half_way_in_log() -> None:
+    """A classifier-like curve: a plateau, a drop, a slow decay. The model's time 0 is the
+    first measured step at or below the geometric mean of the start and the lowest loss."""
+    st = np.array([0, 10, 20, 40, 80, 150, 300])
+    loss = np.array([2.3, 2.25, 2.1, 1.2, 0.4, 0.22, 0.15])
+    c = curve_from_arrays("x", st, np.full(st.size, 0.3), loss, M)
+    s0 = main_phase_start(c)
+    assert s0 == 80 and loss[4] <= np.sqrt(2.3 * 0.15) < loss[3]
+    rest = c.after(s0)
+    np.testing.assert_array_equal(rest.steps, st[4:] - 80)
+    np.testing.assert_array_equal(rest.loss, loss[4:])
+    assert rest.lr.size == rest.T == 220
+    decaying = curve_from_arrays("y", st, np.full(st.size, 0.3), 2.3 / (1 + st), M)
+    assert main_phase_start(decaying) == 20  # 2.3/21 is the first value below sqrt(2.3 · 2.3/301)
+    with pytest.raises(CurveError, match="not one of its measured steps"):
+        c.after(81)
+    with pytest.raises(CurveError, match="at least"):
+        c.after(150)
+
+
+def test_closed_loop_from_the_main_phase_predicts_the_run() -> None:
+    """A run whose first updates are a transient the model does not describe (its losses
+    there are arbitrary), then the model from step s0: the loop with ``start = s0`` refits
+    on the run from s0 on and predicts its final loss; the transient rows are kept."""
+    from optctl import SolverOptions, solve
+    from optctl.calibrate.closedloop import ClosedLoop
+
+    curves = _curves(TRUTH, 0.0)
+    res = C.fit(curves, C.FitOptions(N=N, bootstrap=0, starts=2, holdout=False))
+    s0, T_run, peak = 40, 2 * T, 0.12
+    spec = res.spec(T_run - s0, batch_size=M, eta_max=peak / res.params["lr_scale"])
+    options = SolverOptions(grid="uniform", K=40)
+    lr = np.concatenate([np.full(s0, peak), solve(spec, options).eta * res.params["lr_scale"]])
+    table = ScheduleTable(lr=lr, lr_scale=res.params["lr_scale"])
+    loop = ClosedLoop(curves, res, table, eta_max=peak, batch_size=M, solver=options, start=s0)
+    step = T_run // 2
+    steps = np.union1d(np.arange(0, s0, 10), s0 + C.measurement_steps(step - s0, 30))
+    model = C.predict(TRUTH, lr[s0:], M, N)  # the model's curve from s0 on
+    measured = np.where(steps < s0, 5.0 + steps, model[np.maximum(steps - s0, 0)])
+    new = loop.update(step, steps, measured)
+    assert new.T == T_run and np.array_equal(new.lr[:step], lr[:step])
+    truth_final = C.predict(TRUTH, new.lr[s0:], M, N)[-1]
+    assert loop.history[-1]["predicted_final_loss"] == pytest.approx(truth_final, rel=CLOSED_LOOP_PREDICT_RTOL)
+    with pytest.raises(SpecError, match="measure its loss at step 40"):
+        loop.update(step, steps[steps != s0], measured[steps != s0])
+
+
+def test_runs_of_different_lengths_keep_their_batch_size() -> None:
+    """A shorter run is padded past its end; the padding must not become the data's
+    smallest batch (that set the stability bound of the fit for m = 1, excluding the truth
+    whenever the pilots had different lengths)."""
+    curves = _curves(TRUTH, 0.0)
+    short = curve_from_arrays("short", np.arange(0, 101, 10), np.full(11, 0.05),
+                              C.predict(TRUTH, np.full(100, 0.05), M, N)[::10], M)
+    data = fm.fit_data([*curves, short])
+    assert data.min_batch == M
+    res = C.fit([*curves, short], C.FitOptions(N=N, bootstrap=0, starts=2, holdout=False))
+    for k, v in TRUTH.items():
+        assert res.params[k] == pytest.approx(v, rel=1e-6)

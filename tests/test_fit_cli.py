@@ -14,6 +14,9 @@ from optctl.cli.main import main
 from optctl.io.config import load_config
 from optctl.io.curves import write_curve
 from optctl.io.tables import load_table
+from optctl.model.replay import loss_curve
+from optctl.model.spectrum import spectrum, stable_rate
+from optctl.spec import ProblemSpec
 
 TRUTH = {"a": 2.5, "b": 1.5, "sigma": 0.5, "lr_scale": 0.1, "loss_scale": 2.0, "loss_offset": 0.3}
 N, M, T = 40, 4, 200
@@ -55,8 +58,14 @@ def test_fit_solve_export_in_real_units(tmp_path: Path, capsys: pytest.CaptureFi
     run_cfg = load_config(fit_dir / "config.yaml")
     assert run_cfg.problem.T == 600 and run_cfg.problem.batch_size == M and run_cfg.problem.N == N
     scale = fit["params"]["lr_scale"]
-    # the schedule's bound: the fastest measured rate, in model units
-    assert run_cfg.problem.eta_max == pytest.approx(0.15 / scale)
+    # the schedule's bound: the fastest measured rate in model units, unless that is beyond
+    # the fitted model's own stability limit, as here (the 0.15 pilot of the truth explodes)
+    fitted = ProblemSpec(**{**run_cfg.problem.to_dict(), "eta_max": 1.0})
+    limit = 0.98 * stable_rate(spectrum(fitted), M)
+    assert limit < 0.15 / scale
+    assert run_cfg.problem.eta_max == pytest.approx(limit, rel=1e-9)
+    above = loss_curve(fitted, np.full(600, 1.02 * limit / 0.98))  # just above the limit: explodes
+    assert not above[-1] < 1e3 * above[0]
     out = capsys.readouterr().out
     assert "optctl solve" in out and "asymptotic sd" in out
 

@@ -76,3 +76,20 @@ def test_grouped_modes_keep_mass_and_loss() -> None:
     exact = loss_curve(spec, eta, sp=sp)[-1]
     grouped = loss_curve(spec, eta, sp=g)[-1]
     assert grouped == pytest.approx(exact, rel=1e-5)
+
+
+@pytest.mark.parametrize(("a", "b", "N", "m"), [(1.5, 2.5, 400, 4), (3.5, 2.0, 1000, 5),
+                                                (1.5, 1.25, 500, 1), (2.5, 1.5, 40, 4)])
+def test_stable_rate_separates_bounded_from_exploding_replays(a: float, b: float, N: int, m: int) -> None:
+    """The coupled stability limit, checked on the per-step replay without noise: 2% below
+    it the loss decays, 2% above it grows without bound (for these cases it lies below the
+    top mode's own limit 2m/(m+1), which alone would let the replay explode)."""
+    from optctl.model.spectrum import spectrum, stability_limit, stable_rate
+
+    spec = ProblemSpec(a=a, b=b, N=N, sigma=0.0, batch_size=m, T=20_000, eta_max=10.0)
+    eta = stable_rate(spectrum(spec), m)
+    assert eta < stability_limit(m)
+    below, above = (loss_curve(spec, np.full(spec.T, f * eta)) for f in (0.98, 1.02))
+    assert below[-1] < below[0]
+    # growing geometrically (or already overflowed): ten times the start, doubling in T/2
+    assert not (above[-1] < 10 * above[0] or above[-1] < 2 * above[spec.T // 2])

@@ -27,9 +27,8 @@ import numpy as np
 
 from optctl.calibrate.curves import LossCurve, curve_from_arrays
 from optctl.calibrate.fitting import fit
-from optctl.calibrate.params import ETA_FRAC_BOUNDS, FitOptions, FitResult
+from optctl.calibrate.params import FitOptions, FitResult, model_eta_bound, model_spec
 from optctl.errors import SpecError
-from optctl.model.spectrum import stability_limit
 from optctl.solver.solve import solve
 from optctl.spec import ProblemSpec, SolverOptions
 from optctl.table import ScheduleTable
@@ -42,14 +41,20 @@ class ClosedLoop:
     open-loop table the run starts on (real learning rates), ``eta_max`` the largest real
     learning rate any re-solve may use, ``batch_size`` the run's batch. Refits use
     ``fit_options`` (default: the first fit's, without bootstrap or hold-out, warm-started
-    from the previous parameters); re-solves use ``solver``.
+    from the previous parameters); re-solves use ``solver``. ``start``: the run's step at
+    which the model's time 0 lies, when the fit leaves out an initial transient
+    (:func:`~optctl.calibrate.curves.main_phase_start`; the pilots are then curves from
+    their own start, and the run must measure its loss at ``start``).
     """
 
     def __init__(self, pilots: Sequence[LossCurve], result: FitResult, table: ScheduleTable, *,
                  eta_max: float, batch_size: float, solver: SolverOptions | None = None,
-                 fit_options: FitOptions | None = None, name: str = "run") -> None:
+                 fit_options: FitOptions | None = None, name: str = "run", start: int = 0) -> None:
         if not eta_max > 0:
             raise SpecError("eta_max", eta_max, "give the largest real learning rate a re-solve may use (> 0)")
+        if not 0 <= start < table.T:
+            raise SpecError("start", start, f"give the run's step where the model's time 0 is, in [0, {table.T})")
+        self.start = int(start)
         self.pilots = list(pilots)
         self.table = table
         self.eta_max = float(eta_max)
@@ -63,10 +68,9 @@ class ClosedLoop:
 
     def spec(self, params: dict[str, float]) -> ProblemSpec:
         """The fitted model for the run's horizon, its bound in the fit's model units."""
-        m, scale = self.batch_size, params["lr_scale"]
-        eta_max = min(ETA_FRAC_BOUNDS[1] * stability_limit(m), self.eta_max / scale)
-        return ProblemSpec(a=params["a"], b=params["b"], N=self.options.N, sigma=params["sigma"],
-                           batch_size=m, T=self.table.T, eta_max=eta_max, tail=self.options.tail)
+        m = self.batch_size
+        return model_spec(params, self.options, self.table.T - self.start, m,
+                          model_eta_bound(params, self.options, m, self.eta_max))
 
     def update(self, step: int, steps: np.ndarray, losses: np.ndarray) -> ScheduleTable:
         """Refit on the pilots and the run's losses at ``steps`` (``≤ step``, starting at 0),
@@ -77,22 +81,36 @@ class ClosedLoop:
         res = fit([*self.pilots, run], self.options, start=self.params)
         p = res.params
         spec = self.spec(p)
-        past = self.table.lr[:step]
+        s0 = self.start
+        past = self.table.lr[s0:step]  # the updates the model has seen
         rest = solve(spec, self.solver, prefix=past / p["lr_scale"],
                      init=np.minimum(self.table.lr[step:] / p["lr_scale"], spec.eta_max))
-        lr = np.concatenate([past, np.minimum(rest.eta[step:] * p["lr_scale"], self.eta_max)])
+        lr = np.concatenate([self.table.lr[:step],
+                             np.minimum(rest.eta[step - s0:] * p["lr_scale"], self.eta_max)])
         predicted = p["loss_offset"] + p["loss_scale"] * rest.final_loss
         self.history.append({"step": step, "params": p, "rms_log_error": res.rms_log_error,
                              "predicted_final_loss": predicted, "status": rest.status})
         source = {**self.table.source, "closed_loop": self.history}
-        self.table = dataclasses.replace(self.table, lr=lr, lr_scale=p["lr_scale"], spec=spec.to_dict(),
+        # with a transient before the model's time 0 the model covers the rows from start on
+        solved = s0 == 0
+        self.table = dataclasses.replace(self.table, lr=lr, lr_scale=p["lr_scale"],
+                                         spec=spec.to_dict() if solved else {},
                                          solver=self.solver.to_dict(), source=source,
-                                         horizon={"mode": "solved"}, controls={})
+                                         horizon={"mode": "solved" if solved else "given"}, controls={})
         self.params = p
         return self.table
 
     def _run_curve(self, steps: np.ndarray, losses: np.ndarray) -> LossCurve:
-        """The run so far as a loss curve: each row's rate is the one used from its step on."""
+        """The run so far as a loss curve from ``start`` on, with the rate of every update."""
         T = self.table.T
+        if self.start not in steps:
+            raise SpecError("steps", f"{steps.size} measured steps",
+                            f"the run must measure its loss at step {self.start} (the model's time 0)")
+        keep = steps >= self.start
+        steps, losses = steps[keep], losses[keep]
         lr_rows = self.table.lr[np.minimum(steps, T - 1)]
-        return curve_from_arrays(self.name, steps, lr_rows, losses, self.batch_size)
+        curve = curve_from_arrays(self.name, steps - self.start, lr_rows, losses, self.batch_size)
+        # the rates the run used at every update, not only at the measured rows
+        used = self.table.lr[self.start:int(steps[-1])].copy()
+        used.setflags(write=False)
+        return dataclasses.replace(curve, lr=used)

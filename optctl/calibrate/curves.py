@@ -43,6 +43,24 @@ class LossCurve:
     def final_loss(self) -> float:
         return float(self.loss[-1])
 
+    def after(self, start: int, name: str | None = None) -> LossCurve:
+        """The curve from its measured step ``start`` on, as a run of its own starting
+        there (steps shifted by ``start``): what the model fits when the run's first
+        ``start`` updates are a transient it does not describe (:func:`main_phase_start`)."""
+        hits = np.flatnonzero(self.steps == start)
+        if hits.size == 0 or start >= self.T:
+            raise CurveError(f"{self.name}: step {start} is not one of its measured steps before the "
+                             f"last ({self.T}); start at a measured step")
+        i = int(hits[0])
+        if self.steps.size - i < MIN_ROWS:
+            raise CurveError(f"{self.name}: from step {start} on only {self.steps.size - i} measurements "
+                             f"are left; a fit needs at least {MIN_ROWS}")
+        steps = self.steps[i:] - start
+        for arr in (steps, self.lr[start:], self.batch_size[start:]):
+            arr.setflags(write=False)
+        return LossCurve(name=name or self.name, steps=steps, loss=self.loss[i:].copy(),
+                         lr=self.lr[start:], batch_size=self.batch_size[start:])
+
 
 def row_error(where: str, line: int | None, column: str | None, value: object, fix: str) -> CurveError:
     at = where
@@ -109,3 +127,19 @@ def curve_from_arrays(name: str, steps: np.ndarray, lr: np.ndarray, loss: np.nda
     for arr in (steps_i, cols["loss"], lr_t, m_t):
         arr.setflags(write=False)
     return LossCurve(name=name, steps=steps_i, loss=cols["loss"].copy(), lr=lr_t, batch_size=m_t)
+
+
+def main_phase_start(curve: LossCurve, level: float = 0.5) -> int:
+    """Where a run's main learning phase starts: the first measured step at which the
+    loss has fallen ``level`` of the way, in log scale, from its start to its lowest value.
+
+    Networks often sit on a plateau, or drop through a fast transient, before their loss
+    settles into the slow decay a power-law model describes (a classifier at chance, say).
+    Fitting from this step on (:meth:`LossCurve.after`) leaves that transient out; 0 when
+    the curve falls from its first step. Found from the curve itself, not a fixed count.
+    """
+    if not 0.0 < level < 1.0:
+        raise CurveError(f"level = {level!r}: give a fraction in (0, 1)")
+    loss = np.asarray(curve.loss, dtype=float)
+    target = float(np.exp((1 - level) * np.log(loss[0]) + level * np.log(loss.min())))
+    return int(curve.steps[int(np.argmax(loss <= target))])

@@ -138,7 +138,9 @@ def fit_data(curves: list[LossCurve]) -> FitData:
     lr, m = np.zeros((R, T)), np.ones((R, T))
     idx, logy, mask = np.zeros((R, P), np.int64), np.zeros((R, P)), np.zeros((R, P), bool)
     for r, c in enumerate(curves):
-        lr[r, : c.T], m[r, : c.T] = c.lr, c.batch_size
+        # past its end a shorter run is padded with rate 0 (nothing moves) and its own last
+        # batch size, so that the padding never becomes the smallest batch of the data
+        lr[r, : c.T], m[r, : c.T], m[r, c.T:] = c.lr, c.batch_size, c.batch_size[-1]
         n = c.steps.size
         idx[r, :n], logy[r, :n], mask[r, :n] = c.steps, np.log(c.loss), True
     weight = 1.0 / mask.sum(axis=1)

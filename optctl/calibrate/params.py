@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -19,7 +20,7 @@ import numpy as np
 
 from optctl.errors import SpecError
 from optctl.model.replay import loss_curve
-from optctl.model.spectrum import spectrum, stability_limit
+from optctl.model.spectrum import spectrum, stable_rate
 from optctl.spec import ProblemSpec
 from optctl.validate import check_bool, check_choice, check_int, check_real
 
@@ -182,11 +183,16 @@ class FitResult:
         return float(np.mean(self.samples[:, 1] < self.samples[:, 0]))
 
     def spec(self, T: int, batch_size: float = 1.0, eta_max: float | None = None) -> ProblemSpec:
-        """The fitted model as a :class:`ProblemSpec` for a horizon ``T``."""
-        return ProblemSpec(a=self.params["a"], b=self.params["b"], N=self.options.N,
-                           sigma=self.params["sigma"], batch_size=batch_size, T=T,
-                           eta_max=stability_limit(batch_size) * ETA_FRAC_BOUNDS[1]
-                           if eta_max is None else eta_max, tail=self.options.tail)
+        """The fitted model as a :class:`ProblemSpec` for a horizon ``T``; ``eta_max``
+        (model units) defaults to :meth:`eta_bound` without a real-rate cap."""
+        return model_spec(self.params, self.options, T, batch_size,
+                          self.eta_bound(batch_size) if eta_max is None else eta_max)
+
+    def eta_bound(self, batch_size: float, lr_max: float | None = None) -> float:
+        """The largest model rate a schedule of the fitted model may use: 0.98 of the
+        model's own stability limit (:func:`~optctl.model.spectrum.stable_rate`, which
+        counts the modes' shared gradient noise), and at most ``lr_max`` real units."""
+        return model_eta_bound(self.params, self.options, batch_size, lr_max)
 
     def to_dict(self) -> dict[str, Any]:
         return {"params": self.params,
@@ -231,3 +237,20 @@ def predict(params: dict[str, float], lr: np.ndarray, batch_size: np.ndarray | f
     sp = spectrum(spec)
     L = loss_curve(spec, lr / params["lr_scale"], m, sp=sp) + sp.tail
     return params["loss_offset"] + params["loss_scale"] * L
+
+
+def model_spec(params: Mapping[str, float], options: FitOptions, T: int, batch_size: float,
+               eta_max: float) -> ProblemSpec:
+    """The model of fitted ``params`` as a :class:`ProblemSpec` (``eta_max`` in model units)."""
+    return ProblemSpec(a=params["a"], b=params["b"], N=options.N, sigma=params["sigma"],
+                       batch_size=batch_size, T=T, eta_max=eta_max, tail=options.tail)
+
+
+def model_eta_bound(params: Mapping[str, float], options: FitOptions, batch_size: float,
+                    lr_max: float | None = None) -> float:
+    """See :meth:`FitResult.eta_bound`."""
+    probe = model_spec(params, options, 1, batch_size, 1.0)
+    bound = ETA_FRAC_BOUNDS[1] * stable_rate(spectrum(probe), batch_size)
+    if lr_max is not None:
+        bound = min(bound, lr_max / params["lr_scale"])
+    return bound

@@ -6,16 +6,18 @@ A fit config (schema version 1) looks like::
     name: pilot                 # optional; run-name stem
     fit: {N: 1000, tail: false, modes: auto, starts: 4, bootstrap: 30,
           bootstrap_method: auto, block: 1, level: 0.95, seed: 0}
-    target: {T: 20000, batch_size: 8, eta_max_factor: 1.0}
+    target: {T: 20000, batch_size: 8, eta_max_factor: 1.0}   # or lr_max: 0.4 (real units)
     solver: {grid: auto, K: 100}                 # optional; written into the run config
     baselines: [constant, cosine, wsd]           # optional; written into the run config
 
 ``fit`` holds the fields of :class:`~optctl.calibrate.fitting.FitOptions`; ``target`` the horizon
 ``T`` (default: the longest curve), the batch size (default: the last one of the
-longest curve) and ``eta_max_factor``: the solved schedule's model rate is bounded by
-``eta_max_factor`` × the largest measured rate (in model units), and never above 0.98 of
-the top mode's stability limit ``2m/(m+1)``. The default 1.0 keeps the schedule inside
-the range of rates the pilots measured. Keys are strict, as in :mod:`optctl.io.config`.
+longest curve) and ``eta_max_factor``: the solved schedule's rate is bounded by ``eta_max_factor`` × the
+largest measured rate, or by ``lr_max`` (real units; from a learning-rate range test,
+say) when that is given, and never above 0.98 of the fitted model's own stability limit
+(:func:`optctl.model.spectrum.stable_rate`). The default (factor 1.0, no ``lr_max``)
+keeps the schedule inside the range of rates the pilots measured. Keys are strict, as in
+:mod:`optctl.io.config`.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from optctl.spec import SolverOptions
 from optctl.validate import check_int, check_real
 
 _FIT_KEYS = tuple(f.name for f in dataclasses.fields(FitOptions) if f.name != "progress")
-_TARGET_KEYS = ("T", "batch_size", "eta_max_factor")
+_TARGET_KEYS = ("T", "batch_size", "eta_max_factor", "lr_max")
 _SOLVER_KEYS = tuple(f.name for f in dataclasses.fields(SolverOptions))
 _TOP_KEYS = ("schema_version", "name", "fit", "target", "solver", "baselines")
 
@@ -56,6 +58,7 @@ class FitConfig:
     T: int | None = None
     batch_size: float | None = None
     eta_max_factor: float = 1.0
+    lr_max: float | None = None
     solver: SolverOptions = field(default_factory=SolverOptions)
     baselines: tuple[str, ...] = BASELINE_NAMES
 
@@ -76,6 +79,14 @@ class FitConfig:
             raise SpecError("target.eta_max_factor", self.eta_max_factor,
                             "must be > 0 (1.0 keeps the schedule within the measured rates)")
         object.__setattr__(self, "eta_max_factor", f)
+        if self.lr_max is not None:
+            if f != 1.0:
+                raise SpecError("target.lr_max", self.lr_max, "and target.eta_max_factor both bound the "
+                                "rate; give one of them")
+            x = check_real("target.lr_max", self.lr_max)
+            if not x > 0:
+                raise SpecError("target.lr_max", self.lr_max, "must be > 0 (the largest real learning rate)")
+            object.__setattr__(self, "lr_max", x)
         object.__setattr__(self, "baselines", check_baselines(self.baselines))
 
 
@@ -87,7 +98,7 @@ def fit_config_from_dict(d: Mapping[str, Any]) -> FitConfig:
     target = section(d, "target", _TARGET_KEYS)
     return FitConfig(name=d.get("name", "fit"), options=FitOptions(**section(d, "fit", _FIT_KEYS)),
                      T=target.get("T"), batch_size=target.get("batch_size"),
-                     eta_max_factor=target.get("eta_max_factor", 1.0),
+                     eta_max_factor=target.get("eta_max_factor", 1.0), lr_max=target.get("lr_max"),
                      solver=SolverOptions(**section(d, "solver", _SOLVER_KEYS)),
                      baselines=d.get("baselines", BASELINE_NAMES))
 

@@ -18,13 +18,11 @@ from typing import Any
 import numpy as np
 
 from optctl.calibrate.curves import LossCurve
-from optctl.calibrate.params import ETA_FRAC_BOUNDS, PARAMS, FitResult, predict
+from optctl.calibrate.params import PARAMS, FitResult, predict
 from optctl.errors import ResultsError
 from optctl.io.config import RunConfig, dump_config, load_config_dict
 from optctl.io.files import staged_dir, write_arrays, write_json, write_text_atomic
 from optctl.io.fitconfig import FitConfig
-from optctl.model.spectrum import stability_limit
-from optctl.spec import ProblemSpec
 
 CALIBRATION_FILE = "calibration.json"
 
@@ -34,12 +32,9 @@ def run_config(cfg: FitConfig, res: FitResult, curves: list[LossCurve]) -> RunCo
     longest = max(curves, key=lambda c: c.T)
     T = cfg.T if cfg.T is not None else longest.T
     m = cfg.batch_size if cfg.batch_size is not None else float(longest.batch_size[-1])
-    max_lr = max(float(c.lr.max()) for c in curves)
-    eta_max = min(ETA_FRAC_BOUNDS[1] * stability_limit(m),
-                  cfg.eta_max_factor * max_lr / res.params["lr_scale"])
-    p = res.params
-    spec = ProblemSpec(a=p["a"], b=p["b"], N=res.options.N, sigma=p["sigma"], batch_size=m, T=T,
-                       eta_max=eta_max, tail=res.options.tail)
+    lr_max = cfg.lr_max if cfg.lr_max is not None else \
+        cfg.eta_max_factor * max(float(c.lr.max()) for c in curves)
+    spec = res.spec(T, m, res.eta_bound(m, lr_max))
     run = RunConfig(name=f"{cfg.name}_fitted", problem=spec, solver=cfg.solver,
                     baselines=cfg.baselines)
     return load_config_dict(run.to_dict())  # the written file must load back as it is

@@ -82,6 +82,29 @@ def stability_limit(m: float) -> float:
     return 2 * m / (m + 1)
 
 
+def stable_rate(sp: Spectrum, m: float) -> float:
+    """Largest constant ``η`` under which the SGD recursion of ``sp`` stays bounded.
+
+    Without noise the state evolves by ``M = diag(d) + (η²/m) λ (wλ)ᵀ`` (``d`` from
+    :func:`sgd_decay`), a non-negative matrix: its Perron root is below 1 iff every
+    ``d_k < 1`` (``η < 2m/((m+1) λ_max)``) and ``(η/m) Σ_k w_k λ_k / (2 − (1 + 1/m) η λ_k)
+    < 1`` (where ``1 − e^T (I − diag(d))^{-1} u`` of the rank-one update changes sign).
+    The second condition, the modes' shared gradient noise, binds first when
+    ``Σ λ_k / m`` is not small. Found by bisection to 1e-10 relative.
+    """
+    lam, w = sp.lam, sp.weight
+    hi = 2 * m / ((m + 1) * float(lam.max()))
+
+    def stable(eta: float) -> bool:
+        return float(np.sum(w * lam / (2 - (1 + 1 / m) * eta * lam))) * eta / m < 1
+
+    lo = 0.0
+    while hi - lo > 1e-10 * hi:
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if stable(mid) else (lo, mid)
+    return lo
+
+
 def _gauss_nodes(x: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarray]:
     """``p``-point Gauss quadrature of the counting measure on the points ``x``.
 
