@@ -1,0 +1,96 @@
+"""The real-training benchmark's protocol: probe, ladder, pilot budget, paired prefixes."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from real_training import methods as M  # noqa: E402
+from real_training.tasks import TASKS  # noqa: E402
+from real_training.training import train  # noqa: E402
+
+
+def _probe(loss: list[float], n_rates: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A probe's record: the loss after each update (update s used rate s − 1)."""
+    rates = np.geomspace(1e-3, 10.0, n_rates or len(loss) - 1)
+    steps = np.arange(len(loss))
+    return rates, steps, np.asarray(loss, dtype=float)
+
+
+def test_a_single_spike_is_not_divergence_but_three_steps_above_are() -> None:
+    base = [4.0] + [3.0 - 0.05 * i for i in range(1, 30)]
+    spike = base.copy()
+    spike[10] = 100.0  # one noisy measurement
+    rates, steps, loss = _probe(spike)
+    assert M.divergent_rate(rates, steps, loss) == rates[-1]  # ran to the end: never diverged
+    blown = base[:20] + [50.0, 60.0, 70.0, 80.0]
+    rates, steps, loss = _probe(blown)
+    assert M.divergent_rate(rates, steps, loss) == rates[19]  # the first of the three steps above
+    stopped = base[:12] + [1e5]  # the training loop stopped the run here, 30 rates planned
+    rates, steps, loss = _probe(stopped, n_rates=30)
+    assert M.divergent_rate(rates, steps, loss) == rates[11]
+
+
+@pytest.mark.parametrize(("loss", "diverged", "stable"), [
+    ([2.5, 1.0, 0.7], False, True),
+    ([2.5, 6.0, 2.0], False, True),     # a spike within 3x the start
+    ([2.5, 8.0, 2.0], False, False),    # above 3x the start
+    ([2.5, 2.4, 2.6], False, False),    # ends above its start
+    ([2.5, 1.0, 0.7], True, False),
+    ([2.5, np.nan, 0.7], False, False),
+])
+def test_a_ladder_rung_is_stable_only_when_it_neither_explodes_nor_ends_worse(
+        loss: list[float], diverged: bool, stable: bool) -> None:
+    assert M.is_stable(np.asarray(loss), diverged) is stable
+
+
+@pytest.mark.parametrize("rungs", [1, 3, 5])
+def test_the_pilots_spend_a_quarter_of_a_run_and_share_their_prefixes(rungs: int) -> None:
+    task = TASKS["mlp_teacher"]
+    S = M.ladder_length(task)
+    P = M.probe_rates(task).size
+    trunk, branch = M.pilot_design(task, 0.2, rungs * S, seed=7, rung=S)
+    assert P + rungs * S + trunk.cost + branch.cost == round(M.PILOT_FRACTION * task.T)
+    assert trunk.prefix == S and np.all(trunk.lr == 0.2)
+    mid = branch.prefix
+    np.testing.assert_array_equal(branch.lr[:mid], trunk.lr[:mid])  # it leaves the trunk there
+    assert branch.lr[-1] == 0.0 and np.all(np.diff(branch.lr[mid:]) < 0)
+    assert {S, mid} <= set(trunk.steps) and mid in branch.steps
+    assert np.all(np.diff(branch.steps[1:]) == 1)  # the decay is measured at every step
+
+
+def test_record_steps_weigh_the_late_run() -> None:
+    st = M.record_steps(2000)
+    assert st[0] == 0 and st[-1] == 2000
+    assert np.sum(st >= 1000) >= 20  # at least half the evenly spaced points in the second half
+
+
+def test_a_continued_run_repeats_its_prefix_bit_for_bit() -> None:
+    """What lets the benchmark count a trunk's or a branch's shared updates once."""
+    task = replace(TASKS["rf_hard"], T=60)
+    short = train(task, 3, np.full(30, 0.5), [10, 30])
+    longer = train(task, 3, np.concatenate([np.full(30, 0.5), np.full(30, 0.1)]), [10, 30, 60])
+    assert short.loss.tolist() == longer.loss[:3].tolist()
+
+
+@pytest.mark.slow
+def test_the_quick_benchmark_writes_every_method(tmp_path: Path) -> None:
+    pytest.importorskip("schedulefree")
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "benchmarks" / "bench_real_training.py"), "--quick",
+                          "--tasks", "rf_hard", "--out", str(tmp_path)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = (tmp_path / "quick" / "report.md").read_text()
+    for method in ("optctl (open loop)", "optctl (closed loop)", "cosine (full grid)", "wsd (equal budget)",
+                   "Schedule-Free", "refined", "Multi-Power Law"):
+        assert f"| {method} |" in report
+    assert "Horizon transfer" in report and (tmp_path / "quick" / "rf_hard.png").exists()
