@@ -62,13 +62,18 @@ def main(argv: list[str] | None = None) -> int:
             rec = run_task(task, runner, seeds=seeds, transfer=transfer)
             records.append(rec)
             report.figure(rec, out / f"{name}.png")
-            write_json(out / "results.json", {"tasks": records, "versions": versions(), "quick": args.quick})
+            write_json(out / "results.json", {"tasks": records, "versions": versions(), "quick": args.quick,
+                                              "goals": {r["task"]: report.goals(r) for r in records}})
+        runs, fresh, seconds = runner.runs, runner.fresh, runner.seconds
     wall = time.perf_counter() - t0
     md = ["# Real training: optctl schedules against tuned baselines and the literature", "",
-          f"`python benchmarks/bench_real_training.py{' --quick' if args.quick else ''}` "
-          f"({wall / 60:.0f} min on {args.workers} processes). Every method ends in one schedule run on the "
-          "same seeds; 'updates spent' counts every update before that run (probe, pilots, tuning) and the "
-          "run itself.", ""]
+          f"`python benchmarks/bench_real_training.py{' --quick' if args.quick else ''}`: {runs} training runs "
+          f"taking {seconds / 60:.0f} min of one core in all (about {seconds / 60 / args.workers:.0f} min on "
+          f"{args.workers} processes, plus the fits and solves); this invocation ran {fresh} of them and took "
+          f"{wall / 60:.0f} min (the rest came from the cache). Every method ends in one schedule run on the "
+          "same seeds; 'updates spent' counts every update before that run (probe, ladder, pilots, tuning) and "
+          "the run itself. What the numbers say: docs/real_training.md.", ""]
+    md += report.summary_markdown(records)
     for rec in records:
         md += report.task_markdown(rec)
     write_text_atomic(out / "report.md", "\n".join(md))

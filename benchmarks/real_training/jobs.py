@@ -40,10 +40,14 @@ def _digest(job: dict[str, Any]) -> str:
     return h.hexdigest()[:24]
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int | None = None) -> None:
     import torch
 
     torch.set_num_threads(1)
+    if parent is not None:  # leave when the benchmark is killed, not train on unseen
+        from optctl.studies.sweep import exit_with_parent
+
+        exit_with_parent(parent)
 
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
@@ -81,12 +85,14 @@ class Runner:
         self.cache.mkdir(parents=True, exist_ok=True)
         self.workers, self.progress = workers, progress
         self.pool: cf.ProcessPoolExecutor | None = None
-        self.updates = 0
+        # every run returned (fresh or from the cache), the fresh ones, and the seconds all
+        # of them took when they ran: the benchmark's cost without a cache
+        self.runs, self.fresh, self.seconds = 0, 0, 0.0
 
     def __enter__(self) -> Runner:
         if self.workers > 1:
             self.pool = cf.ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
-                                               initializer=_init_worker)
+                                               initializer=_init_worker, initargs=(os.getpid(),))
         else:
             _init_worker()
         return self
@@ -115,6 +121,9 @@ class Runner:
                 for fut in cf.as_completed(futures):
                     i = futures[fut]
                     out[i] = self._keep(paths[i], fut.result())
+        self.runs += len(jobs)
+        self.fresh += len(todo)
+        self.seconds += sum(float(o["wall"]) for o in out if o is not None)
         if self.progress and label:
             print(f"  {label}: {len(jobs)} runs ({len(todo)} new) [{time.perf_counter() - t0:.0f} s]",
                   file=sys.stderr, flush=True)

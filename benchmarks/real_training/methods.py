@@ -17,7 +17,8 @@ run itself. Tuning runs use a seed of their own (:data:`TUNE_SEED`), pilots anot
   three quarters of the run from a refit on the run's own held-out loss
   (``optctl.calibrate.closedloop.ClosedLoop``).
 - ``cosine``, ``linear``, ``wsd``: the peak (and WSD's decay fraction) tuned by grid search,
-  (i) with full-length runs, (ii) with the updates optctl spent before its run: the probe
+  (i) with full-length runs (the probe's divergent rate times 2^-k, extended by an octave
+  past an end of the grid while that end wins), (ii) with the updates optctl spent before its run: the probe
   and four short runs at four peaks (the family compressed to the short horizon).
 
 A continued or branching run (the trunk continuing the stable ladder run, the branch
@@ -25,7 +26,7 @@ leaving the trunk) is recomputed from its seed; on the CPU the shared prefix is
 bit-identical (the pipeline checks it), so its updates are counted once, as a run that
 saved and restored its state would spend them.
 - ``schedule_free``: Schedule-Free SGD/AdamW (Defazio et al., 2024), its learning rate tuned
-  on the full-length grid.
+  on the full-length grid (extended the same way).
 - ``refined``: the schedule refined from the gradient norms of the tuned linear-decay run
   (Defazio et al., 2023), its peak tuned on the grid.
 - ``mpl``: the Multi-Power Law (Luo et al., 2025) fitted to optctl's pilots and its own
@@ -70,6 +71,8 @@ PILOT_FRACTION = 0.25
 TRUNK_SHARE = 0.7
 # Peaks tried by the full-length grids: the probe's divergent rate times 2^-k.
 GRID_OCTAVES = 8
+# A grid whose best peak is at its end is extended by up to this many octaves past it.
+GRID_EXTEND = 4
 WSD_FRACTIONS = (0.1, 0.2, 0.4)
 WSD_DEFAULT_FRACTION = 0.2
 # The closed loop re-solves at these fractions of the run.

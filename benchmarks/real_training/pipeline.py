@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,7 @@ from .methods import (
     CHECKPOINTS,
     EVAL_SEEDS,
     FIT_OPTIONS,
+    GRID_EXTEND,
     LADDER_MAX,
     PILOT_FRACTION,
     PILOT_SEED,
@@ -128,38 +130,38 @@ def run_task(task: Task, runner: Runner, *, seeds: tuple[int, ...] = EVAL_SEEDS,
     law = peers.fit_multi_power_law([(c.steps[1:], c.lr, c.loss[1:]) for c in raw])
     mpl_lr = peers.optimize_schedule(law, T, top)
 
-    # --- full-length grids on the tuning seed
+    # --- full-length grids on the tuning seed, each extended past an edge that wins
     grid = peak_grid(eta_div)
     grad_p = 1.0 if task.optimizer == "adamw" else 2.0
-    jobs = [_train(task, TUNE_SEED, family(f, pk, T), [T], **({"grad_norm_p": grad_p} if f == "linear" else {}))
-            for f in FAMILIES for pk in grid]
-    tuned = runner.run(jobs, "full-length grids")
-    finals = {(f, pk): r["final"] for (f, pk), r in zip([(f, pk) for f in FAMILIES for pk in grid], tuned,
-                                                        strict=True)}
-    peak = {f: best({pk: finals[(f, pk)] for pk in grid}) for f in FAMILIES}
+    runs_of = {f: _bracketed(runner, f"{f} grid", grid, lambda pk, f=f: _train(
+        task, TUNE_SEED, family(f, pk, T), [T], **({"grad_norm_p": grad_p} if f == "linear" else {})))
+        for f in FAMILIES}
+    finals = {(f, pk): r["final"] for f, runs in runs_of.items() for pk, r in runs.items()}
+    peak = {f: best({pk: r["final"] for pk, r in runs_of[f].items()}) for f in FAMILIES}
     # WSD's decay fraction at the best peak and its neighbours
-    wsd_peaks = [pk for pk in grid if abs(np.log2(pk / peak["wsd"])) <= 1.01]
+    wsd_peaks = [pk for pk in runs_of["wsd"] if abs(np.log2(pk / peak["wsd"])) <= 1.01]
     frac_jobs = [(fr, pk) for fr in WSD_FRACTIONS if fr != WSD_DEFAULT_FRACTION for pk in wsd_peaks]
     frac_runs = runner.run([_train(task, TUNE_SEED, family("wsd", pk, T, fr), [T]) for fr, pk in frac_jobs],
                            "WSD decay fractions")
-    wsd_results = {(WSD_DEFAULT_FRACTION, pk): finals[("wsd", pk)] for pk in grid}
+    wsd_results = {(WSD_DEFAULT_FRACTION, pk): r["final"] for pk, r in runs_of["wsd"].items()}
     wsd_results.update({k: r["final"] for k, r in zip(frac_jobs, frac_runs, strict=True)})
     wsd_fraction, wsd_peak = best(wsd_results)
-    n_full = {f: len(grid) for f in FAMILIES}
+    n_full = {f: len(runs_of[f]) for f in FAMILIES}
     n_full["wsd"] += len(frac_jobs)
 
     # Schedule-Free: its learning rate on the same grid, warmup 5%
     warmup = max(1, round(0.05 * T))
-    sf_runs = runner.run([{"kind": "schedule_free", "task": task.name, "T": T, "seed": TUNE_SEED, "peak": float(pk),
-                           "record": [T], "warmup": warmup} for pk in grid], "Schedule-Free grid")
-    sf_peak = best({pk: r["final"] for pk, r in zip(grid, sf_runs, strict=True)})
+    sf_runs = _bracketed(runner, "Schedule-Free grid", grid, lambda pk: {
+        "kind": "schedule_free", "task": task.name, "T": T, "seed": TUNE_SEED, "peak": float(pk),
+        "record": [T], "warmup": warmup})
+    sf_peak = best({pk: r["final"] for pk, r in sf_runs.items()})
 
     # refinement from the tuned linear-decay run's gradient norms, its peak on the grid
-    lin_run = tuned[FAMILIES.index("linear") * len(grid) + list(grid).index(peak["linear"])]
+    lin_run = runs_of["linear"][peak["linear"]]
     shape = peers.refined_schedule(np.asarray(lin_run["grad_norms"]), T,
                                    optimizer="adamw" if task.optimizer == "adamw" else "sgd")
-    ref_runs = runner.run([_train(task, TUNE_SEED, pk * shape, [T]) for pk in grid], "refined grid")
-    ref_peak = best({pk: r["final"] for pk, r in zip(grid, ref_runs, strict=True)})
+    ref_runs = _bracketed(runner, "refined grid", grid, lambda pk: _train(task, TUNE_SEED, pk * shape, [T]))
+    ref_peak = best({pk: r["final"] for pk, r in ref_runs.items()})
 
     # equal budget: the probe and four short runs at four peaks, as many updates as optctl's
     L = (pre_cost - rates.size) // 4
@@ -178,8 +180,8 @@ def run_task(task: Task, runner: Runner, *, seeds: tuple[int, ...] = EVAL_SEEDS,
         *[Method(f"{f} (full grid)", family(f, pk, T, info.get("fraction", WSD_DEFAULT_FRACTION)),
                  n_full[f] * T + rates.size, {"peak": pk, **info}) for f, (pk, info) in full.items()],
         *[Method(f"{f} (equal budget)", family(f, eq_peak[f], T), eq_cost, {"peak": eq_peak[f]}) for f in FAMILIES],
-        Method("Schedule-Free", None, len(grid) * T + rates.size, {"peak": sf_peak}, schedule_free_lr=sf_peak),
-        Method("refined", ref_peak * shape, (n_full["linear"] + len(grid)) * T + rates.size, {"peak": ref_peak}),
+        Method("Schedule-Free", None, len(sf_runs) * T + rates.size, {"peak": sf_peak}, schedule_free_lr=sf_peak),
+        Method("refined", ref_peak * shape, (n_full["linear"] + len(ref_runs)) * T + rates.size, {"peak": ref_peak}),
         Method("Multi-Power Law", mpl_lr, pre_cost, {}),
     ]
 
@@ -239,7 +241,8 @@ def run_task(task: Task, runner: Runner, *, seeds: tuple[int, ...] = EVAL_SEEDS,
                    for pl in design],
         "fit": _fit_record(res, fit_time), "main_phase_start": s0, "table": {"peak": float(table.lr.max()), "final": float(table.lr[-1])},
         "mpl": {"params": law.__dict__ if hasattr(law, "__dict__") else str(law)},
-        "tuning": {"grid": grid.tolist(), "full_grid_finals": {f"{f}@{pk:.6g}": v for (f, pk), v in finals.items()},
+        "tuning": {"grid": grid.tolist(), "runs_per_family": {**n_full, "schedule_free": len(sf_runs),
+                                                                 "refined": len(ref_runs)}, "full_grid_finals": {f"{f}@{pk:.6g}": v for (f, pk), v in finals.items()},
                    "wsd_fraction": wsd_fraction, "equal_budget_peaks": eq_peak, "schedule_free_peak": sf_peak,
                    "refined_peak": ref_peak},
         "methods": {mth.name: {"cost": int(mth.cost), "updates": int(mth.cost + T), "info": mth.info,
@@ -252,6 +255,25 @@ def run_task(task: Task, runner: Runner, *, seeds: tuple[int, ...] = EVAL_SEEDS,
                         "predicted_final_at_last_resolve": last_pred},
         "predictions": predictions, "transfer": moved, "wall_time_s": time.perf_counter() - t_start,
     }
+
+
+def _bracketed(runner: Runner, label: str, grid: np.ndarray,
+               job: Callable[[float], dict[str, Any]]) -> dict[float, dict[str, Any]]:
+    """Full-length runs at every peak of ``grid``; while the best is at an edge, one more
+    octave beyond it (at most :data:`GRID_EXTEND`), so that a tuned peak is a bracketed
+    optimum and not the grid's end."""
+    runs = dict(zip((float(pk) for pk in grid), runner.run([job(float(pk)) for pk in grid], label),
+                    strict=True))
+    for _ in range(GRID_EXTEND):
+        b = best({pk: r["final"] for pk, r in runs.items()})
+        if b == min(runs):
+            new = b / 2
+        elif b == max(runs):
+            new = b * 2
+        else:
+            break
+        runs[new] = runner.run([job(new)], f"{label}, extended to {new:.3g}")[0]
+    return runs
 
 
 def _from_main_phase(trunk: LossCurve, branch: LossCurve, mid: int, s0: int, m: float) -> list[LossCurve]:

@@ -92,19 +92,80 @@ def task_markdown(rec: dict[str, Any]) -> list[str]:
 
 
 def figure(rec: dict[str, Any], path: Path) -> None:
+    import matplotlib
     from matplotlib.figure import Figure
 
     from optctl.plots import save
 
-    fig = Figure(figsize=(12, 4.5), layout="constrained")
+    fig = Figure(figsize=(13, 4.8), layout="constrained")
     ax0, ax1 = fig.subplots(1, 2)
-    for name, m in rec["methods"].items():
-        lw = 2.2 if name.startswith("optctl") else 1.0
+    colors = matplotlib.colormaps["tab20"].colors
+    for i, (name, m) in enumerate(rec["methods"].items()):
+        # optctl thick; full-grid baselines solid; equal-budget dashed; the peers dotted
+        style = {"lw": 2.4 if name.startswith("optctl") else 1.1, "color": colors[(2 * i) % 20 + (i >= 10)],
+                 "ls": "--" if "equal budget" in name else ":" if name in (
+                     "Schedule-Free", "refined", "Multi-Power Law") else "-"}
         lr = np.asarray(m["lr"], dtype=float)
-        ax0.plot(np.arange(lr.size), lr, lw=lw, label=name)
-        ax1.loglog(np.asarray(m["curve_steps"]) + 1, np.asarray(m["curve_mean"])[: len(m["curve_steps"])],
-                   lw=lw, label=name)
+        ax0.plot(np.arange(lr.size), lr, label=name, **style)
+        ax1.loglog(np.asarray(m["curve_steps"]) + 1, np.asarray(m["curve_mean"], dtype=float)[: len(m["curve_steps"])],
+                   label=name, **style)
     ax0.set(xlabel="update", ylabel="learning rate", title=f"{rec['task']}: schedules (first seed)")
     ax1.set(xlabel="update + 1", ylabel="held-out loss (mean over seeds)", title="loss curves")
-    ax0.legend(fontsize=7)
+    handles, labels = ax0.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right center", fontsize=8)
     save(fig, path)
+
+
+def _at_budget(rec: dict[str, Any]) -> dict[str, float]:
+    """Mean final loss of every method that spent no more updates than optctl."""
+    limit = rec["methods"][REFERENCE]["updates"]
+    return {name: _mean_se(np.asarray(m["finals"], dtype=float))[0]
+            for name, m in rec["methods"].items() if m["updates"] <= limit}
+
+
+def goals(rec: dict[str, Any]) -> dict[str, Any]:
+    """The issue's targets, measured: optctl lowest at equal compute; within 1% of the
+    full-grid cosine on at most a quarter of its updates; the closed loop's prediction."""
+    means = _at_budget(rec)
+    ours = min(means["optctl (open loop)"], means["optctl (closed loop)"])
+    rival = min((v, k) for k, v in means.items() if not k.startswith("optctl"))
+    cos = rec["methods"]["cosine (full grid)"]
+    cos_mean = _mean_se(np.asarray(cos["finals"], dtype=float))[0]
+    closed = np.asarray(rec["methods"]["optctl (closed loop)"]["finals"], dtype=float)
+    pred = np.asarray(rec["closed_loop"]["predicted_final_at_last_resolve"], dtype=float)
+    err = pred / closed - 1 if pred.size == closed.size else np.array([np.nan])
+    return {"lowest_at_equal_compute": bool(ours <= rival[0]), "best_rival": rival[1],
+            "vs_rival": ours / rival[0] - 1, "vs_cosine_full": means["optctl (open loop)"] / cos_mean - 1,
+            "updates_vs_cosine": rec["methods"][REFERENCE]["updates"] / cos["updates"],
+            "within_1pct_of_cosine_at_quarter": bool(means["optctl (open loop)"] <= 1.01 * cos_mean
+                                                    and rec["methods"][REFERENCE]["updates"] <= cos["updates"] / 4),
+            "closed_loop_prediction_max_error": float(np.max(np.abs(err))),
+            "closed_loop_prediction_within_10pct": bool(np.max(np.abs(err)) <= 0.10),
+            "fit_quality_ok": bool((rec["fit"]["quality"] or {}).get("ok"))}
+
+
+def summary_markdown(records: list[dict[str, Any]]) -> list[str]:
+    """One line per task against the targets, then the counts."""
+    lines = ["## Summary", "",
+             "| task | optctl open / closed | best other method at optctl's budget | optctl vs it | "
+             "optctl vs cosine (full grid), updates ratio | closed-loop prediction, worst seed | fit gate |",
+             "|---|---|---|---:|---|---:|---|"]
+    gs = []
+    for rec in records:
+        g = goals(rec)
+        gs.append(g)
+        o = {k: _mean_se(np.asarray(rec["methods"][k]["finals"], dtype=float))[0]
+             for k in ("optctl (open loop)", "optctl (closed loop)")}
+        lines.append(f"| {rec['task']} | {o['optctl (open loop)']:.4g} / {o['optctl (closed loop)']:.4g} | "
+                     f"{g['best_rival']} | {100 * g['vs_rival']:+.1f}% | {100 * g['vs_cosine_full']:+.1f}% at "
+                     f"{g['updates_vs_cosine']:.2f}x the updates | {100 * g['closed_loop_prediction_max_error']:.0f}% | "
+                     f"{'ok' if g['fit_quality_ok'] else 'fires'} |")
+    n = len(records)
+    lines += ["", f"- optctl (open or closed loop) lowest at equal compute: "
+              f"{sum(g['lowest_at_equal_compute'] for g in gs)} of {n} tasks (target: 3 of 4).",
+              f"- optctl within 1% of the full-grid cosine on at most a quarter of its updates: "
+              f"{sum(g['within_1pct_of_cosine_at_quarter'] for g in gs)} of {n}.",
+              f"- closed loop's final loss, predicted at its last re-solve, within 10% on every seed: "
+              f"{sum(g['closed_loop_prediction_within_10pct'] for g in gs)} of {n} (target: all).",
+              f"- fit-quality gate silent: {sum(g['fit_quality_ok'] for g in gs)} of {n}.", ""]
+    return lines

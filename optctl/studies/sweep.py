@@ -302,7 +302,7 @@ def _sigterm_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _exit_with_parent(parent: int) -> None:
+def exit_with_parent(parent: int) -> None:
     """Worker initializer: leave as soon as the driver is gone (``kill -9`` on it, say).
 
     Otherwise a killed sweep's workers would go on solving and writing records while
@@ -328,7 +328,7 @@ def _run_local(tasks: list[PointTask], workers: int, done: Done,
     ctx = mp.get_context("spawn")
     with _env(_SINGLE_THREAD_ENV):  # children are spawned during submit and inherit it
         pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
-                                      initializer=_exit_with_parent, initargs=(os.getpid(),))
+                                      initializer=exit_with_parent, initargs=(os.getpid(),))
         futures = {pool.submit(run_point, t): t for t in tasks}
     try:
         with _sigterm_raises():
