@@ -110,27 +110,33 @@ def _horizon_colors(n: int) -> list[tuple[float, float, float, float]]:
 
 
 def plot_schedule_family(horizons: Sequence[int], etas: Sequence[np.ndarray], *, a: float, b: float,
-                         eta_max: float, title: str = "") -> Figure:
+                         eta_max: float, title: str = "", law: Sequence[np.ndarray] | None = None) -> Figure:
     """Optimal schedules of one model over horizons (MODEL.md §5).
 
     Left: ``η`` against ``t/T``. Right, easy phase (``b < a``): the collapse
     ``η T^ξ`` (``ξ = 1 − b/a``) against the fraction left ``1 − t/T``, with the
     reference decay ``(1 − t/T)^(2b−1)``; hard phase: ``η`` against the steps left
     ``T − t``, where the annealing window stays put in steps while its fraction of
-    ``T`` shrinks.
+    ``T`` shrinks. ``law``: the finite-horizon law's schedule at each horizon
+    (:mod:`optctl.analysis.law`), drawn dashed over the solved one.
     """
     easy = theory.phase(a, b) == "easy"
     xi = theory.xi(a, b)
     fig = _figure((11, 4.2))
     ax0, ax1 = fig.subplots(1, 2)
-    for T, eta, col in zip(horizons, etas, _horizon_colors(len(etas)), strict=True):
+    cols = _horizon_colors(len(etas))
+    curves = [(e, col, "-", 1.4) for e, col in zip(etas, cols, strict=True)]
+    curves += [(e, col, "--", 1.0) for e, col in zip(law or [], cols, strict=False)]
+    for k, (eta, col, ls, lw) in enumerate(curves):
+        T = eta.size
         idx = _thin(eta.size)
         u = (np.arange(eta.size) + 0.5) / eta.size
-        ax0.semilogy(u[idx], np.maximum(eta[idx], 1e-300), color=col, lw=1.4, label=f"T = {T:,}")
+        label = f"T = {T:,}" if k < len(etas) else ("finite-horizon law (dashed)" if k == len(etas) else None)
+        ax0.semilogy(u[idx], np.maximum(eta[idx], 1e-300), color=col, ls=ls, lw=lw, label=label)
         if easy:
-            ax1.loglog((1 - u)[idx], np.maximum(eta[idx], 1e-300) * T ** xi, color=col, lw=1.4)
+            ax1.loglog((1 - u)[idx], np.maximum(eta[idx], 1e-300) * T ** xi, color=col, ls=ls, lw=lw)
         else:
-            ax1.loglog((T - np.arange(eta.size))[idx], np.maximum(eta[idx], 1e-300), color=col, lw=1.4)
+            ax1.loglog((T - np.arange(eta.size))[idx], np.maximum(eta[idx], 1e-300), color=col, ls=ls, lw=lw)
     ax0.axhline(eta_max, color="gray", ls=":", lw=1)
     ax0.set(xlabel="t / T", ylabel="optimal η(t)")
     ax0.legend(fontsize=8)

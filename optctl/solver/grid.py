@@ -46,7 +46,8 @@ def refined_grid(T: int, K: int) -> np.ndarray:
     def excess(r: float) -> float:
         return float(np.expm1(half * np.log(r)) / (r - 1.0) - span)
 
-    r = brentq(excess, 1.0 + 1e-12, 1e3)
+    # the bracket's top stays where r^half is finite (many blocks: a ratio near 1 anyway)
+    r = brentq(excess, 1.0 + 1e-12, min(1e3, float(np.exp(700.0 / half))))
     left = np.concatenate([[0.0], np.cumsum(r ** np.arange(half))])
     left = left / left[-1] * span
     edges = np.concatenate([left, T - left[::-1][1:]])

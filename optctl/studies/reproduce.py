@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from optctl import plots
+from optctl.analysis.law import law_schedule
 from optctl.errors import SweepError
 from optctl.io.files import write_json, write_text_atomic
 from optctl.io.sweepconfig import SweepSpec, load_sweep_config
@@ -93,8 +94,9 @@ def reproduce(out: Path, *, workers: int = 2, progress: bool = True, quick: bool
         Ts = [int(T) for T in st.horizons]
         etas = [record_schedule(recs[T]).per_step for T in Ts]
         shown = [T for T in Ts if T in (316, 1000, 3162, 10000, 31623, 100000, 316228, 1000000)] or Ts
+        law = [law_schedule(record_spec(recs[T])).eta for T in shown]
         fig = plots.plot_schedule_family(shown, [etas[Ts.index(T)] for T in shown], a=st.spec.a,
-                                         b=st.spec.b, eta_max=st.spec.eta_max)
+                                         b=st.spec.b, eta_max=st.spec.eta_max, law=law)
         plots.save(fig, out / f"fig2_schedules_{phase}.png")
         curves = [T for T in shown if T <= 100_000]
         losses = [replay(record_spec(recs[T]), etas[Ts.index(T)]).loss for T in curves]

@@ -1,0 +1,154 @@
+"""The finite-horizon law of the optimal learning rate, and schedules generated from it.
+
+Along an optimal schedule of the learning-rate problem (MODEL.md §4.1) in the small-η
+continuous limit, wherever the rate is below its bound,
+
+    η(t) = C / sqrt(K(F(t))),   K(F) = Σ_k λ_k² exp(−2 λ_k F),   F(t) = Σ_{s ≥ t} η_s,
+
+with one constant ``C`` per problem (``F`` is the learning rate still to be spent). It
+follows from the optimality conditions (docs/scaling.md, "The finite-horizon law"): the
+problem is autonomous, so its Hamiltonian is constant along the optimum; at an interior
+rate the Hamiltonian equals ``−η² (L + σ²) Σ_k λ_k p_k / m``, and the costate of the
+final loss is ``p_k ≈ λ_k exp(−2 λ_k F)`` once the noise term's share of it is dropped.
+With the loss small against the noise (``L ≪ σ²``) the law above remains.
+
+:func:`law_schedule` turns the law into a schedule for any spec without IPOPT: the
+constant ``C`` is the one that minimises the final loss of the continuous-time model,
+and the rate is held at ``eta_max`` where the law asks for more. :func:`law_deviation`
+measures how far a solved schedule lies from the law.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+
+from optctl.model.spectrum import Spectrum, group_modes, spectrum
+from optctl.spec import ProblemSpec
+
+GRID_POINTS = 240
+
+
+@dataclass(frozen=True)
+class LawSchedule:
+    """A schedule from the law: ``eta`` per update, the law's constant ``C``, the rate
+    spent in all ``F0 = Σ η``, and the final loss the continuous-time model predicts
+    (``predicted_loss``; the exact per-step replay is the number to trust)."""
+
+    eta: np.ndarray
+    C: float
+    F0: float
+    predicted_loss: float
+
+
+def kernel(sp: Spectrum, F: np.ndarray) -> np.ndarray:
+    """``K(F) = Σ_k λ_k² exp(−2 λ_k F)`` (mode weights included) at each ``F``."""
+    F = np.asarray(F, dtype=float)
+    return np.exp(-2.0 * np.multiply.outer(F, sp.lam)) @ (sp.weight * sp.lam**2)
+
+
+def law_rate(sp: Spectrum, F: np.ndarray, C: float, eta_max: float) -> np.ndarray:
+    """The law's rate ``min(eta_max, C / sqrt(K(F)))`` at the remaining rates ``F``."""
+    return np.minimum(eta_max, C / np.sqrt(kernel(sp, F)))
+
+
+class _Plan:
+    """The law on a grid of remaining rates ``φ``, for one spec."""
+
+    def __init__(self, spec: ProblemSpec) -> None:
+        self.spec, self.sp = spec, spectrum(spec)
+        # the loss that picks C runs on grouped modes (a Gauss quadrature of the spectrum's
+        # dense tail): the same sums to far below the precision C needs, a tenth of the cost
+        self.gp = group_modes(self.sp, spec) if spec.N > 200 else self.sp
+        lam = self.gp.lam
+        top = spec.T * spec.eta_max
+        self.phi = np.concatenate([[0.0], np.geomspace(min(1e-3, top / 10) / lam.max(), top, GRID_POINTS)])
+        self.sqrtK = np.sqrt(kernel(self.sp, self.phi))
+        # a mode's decay from each interval's low end to the end of training
+        self.after = np.exp(-2.0 * np.multiply.outer(self.phi[:-1], lam))
+
+    def rates(self, C: float) -> np.ndarray:
+        return np.minimum(self.spec.eta_max, C / self.sqrtK)
+
+    def time_to_end(self, eta: np.ndarray) -> np.ndarray:
+        """``T − t`` at each grid point: ``∫_0^φ dφ' / η(φ')`` (trapezoid in ``φ``)."""
+        inv = 1.0 / eta
+        return np.concatenate([[0.0], np.cumsum(np.diff(self.phi) * 0.5 * (inv[1:] + inv[:-1]))])
+
+    def start(self, C: float) -> tuple[np.ndarray, np.ndarray, float]:
+        eta = self.rates(C)
+        tau = self.time_to_end(eta)
+        return eta, tau, float(np.interp(self.spec.T, tau, self.phi))
+
+    def loss(self, C: float) -> float:
+        """Final loss of the continuous-time model under the law with constant ``C``:
+        bias ``Σ λ c₀ e^{−2λF₀}`` plus the noise each interval adds, forgotten by the rate
+        spent after it, with the loss inside the forcing taken as its bias part."""
+        sp, m = self.gp, self.spec.batch_size
+        eta, _, F0 = self.start(C)
+        lo, hi = self.phi[:-1], np.minimum(self.phi[1:], F0)
+        live = hi > lo
+        width = np.where(live, hi - lo, 0.0)
+        decay = np.where(live[:, None], np.exp(-2.0 * np.multiply.outer(width, sp.lam)), 1.0)
+        mid = 0.5 * (lo + hi)
+        bias_at = np.exp(-2.0 * np.multiply.outer(np.maximum(F0 - mid, 0.0), sp.lam)) @ (sp.weight * sp.lam * sp.c0)
+        eta_mid = 0.5 * (eta[:-1] + eta[1:])
+        forcing = np.where(live, eta_mid / m * (bias_at + sp.sigma2), 0.0)
+        # an interval at constant η adds (η/2m)(L + σ²)(1 − e^{−2λΔφ}) to a mode (exact for
+        # the linear ODE), which the rate spent after it shrinks by e^{−2λφ}
+        var = (forcing[:, None] * 0.5 * (1.0 - decay) * self.after).sum(axis=0)
+        c_T = sp.c0 * np.exp(-2.0 * sp.lam * F0) + var
+        return float(np.sum(sp.weight * sp.lam * c_T) + sp.tail)
+
+
+def law_schedule(spec: ProblemSpec, C: float | None = None) -> LawSchedule:
+    """The law's schedule for ``spec`` (learning rate only, the spec's batch size):
+    ``C`` given, or chosen to minimise the continuous-time model's final loss."""
+    plan = _Plan(spec)
+    if C is None:
+        top = float(np.log(spec.eta_max * plan.sqrtK.max()))  # above this the rate is eta_max throughout
+        opt = minimize_scalar(lambda x: plan.loss(float(np.exp(x))), bounds=(top - 16.0, top + 0.1),
+                              method="bounded", options={"xatol": 1e-4})
+        C = float(np.exp(opt.x))
+    eta_grid, tau, F0 = plan.start(C)
+    eta = _per_update(spec.T, tau, np.log(eta_grid))
+    eta.setflags(write=False)
+    return LawSchedule(eta=eta, C=C, F0=F0, predicted_loss=plan.loss(C))
+
+
+def _per_update(T: int, tau: np.ndarray, log_eta: np.ndarray) -> np.ndarray:
+    """The rate of each update: the law's at the rate still to be spent half way through
+    it, ``T − t − ½`` updates before the end. ``log η`` is linear in ``φ`` and ``φ`` in the
+    time to the end inside each interval of the grid, so one linear interpolation in
+    ``τ`` does both; the grid's intervals are found once for the sorted times (``repeat``),
+    not by a search per update, which keeps ``T = 10^6`` in milliseconds."""
+    r = np.arange(T, dtype=float) + 0.5  # time to the end, for t = T − 1 down to 0
+    counts = np.diff(np.searchsorted(r, tau))  # updates inside each interval of the grid
+    counts[-1] += T - counts.sum()  # beyond the grid (rounding): its last interval
+    slope = np.diff(log_eta) / np.diff(tau)
+    log = np.repeat(slope, counts)
+    log *= r
+    log += np.repeat(log_eta[:-1] - slope * tau[:-1], counts)
+    np.minimum(log, log_eta.max(), out=log)
+    return np.exp(log, out=log)[::-1].copy()
+
+
+def law_deviation(spec: ProblemSpec, eta: np.ndarray, grid: np.ndarray, eta_blocks: np.ndarray,
+                  window: tuple[float, float] = (0.01, 0.9), below: float = 0.999) -> tuple[float, np.ndarray]:
+    """How far a block schedule lies from the law: at each block's midpoint ``t`` with
+    ``1 − t/T`` in ``window`` and the rate below ``below × eta_max``, the ratio
+    ``η / K(F)^{−1/2}``, divided by the constant that makes the largest deviation
+    smallest. Returns the largest ``|ratio − 1|`` and the ratios' ``1 − t/T``."""
+    sp = spectrum(spec)
+    T = spec.T
+    F = np.concatenate([np.cumsum(np.asarray(eta, dtype=float)[::-1])[::-1], [0.0]])
+    mid = (np.asarray(grid[:-1]) + np.asarray(grid[1:])) // 2
+    u = 1.0 - mid / T
+    keep = (u >= window[0]) & (u <= window[1]) & (np.asarray(eta_blocks) < below * spec.eta_max)
+    if not keep.any():
+        return float("nan"), u[keep]
+    ratio = np.asarray(eta_blocks)[keep] * np.sqrt(kernel(sp, F[mid[keep]]))
+    ratio = ratio / np.sqrt(ratio.min() * ratio.max())
+    return float(np.abs(ratio - 1.0).max()), u[keep]
