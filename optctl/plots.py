@@ -158,6 +158,34 @@ def plot_schedule_family(horizons: Sequence[int], etas: Sequence[np.ndarray], *,
     return fig
 
 
+def plot_decay_window(solved: Mapping[str, Sequence[float]], law: Mapping[str, Sequence[float]], *,
+                      a: float, b: float, title: str = "") -> Figure:
+    """The hard phase's decay window and last rate against the horizon.
+
+    ``solved`` and ``law`` map ``T``, ``window`` (updates below the bound at the end) and
+    ``last`` (the last update's rate) to one value per horizon: points for the solved
+    optima, lines for the finite-horizon law, dotted the asymptotic slopes
+    ``(a+b−1)/(2b−1)`` and ``−(a+b−1)/(2b)`` (:mod:`optctl.theory`) through the law's last
+    point.
+    """
+    fig = _figure((11, 4.3))
+    ax0, ax1 = fig.subplots(1, 2)
+    w_exp, r_exp = theory.window_exponent(a, b), -theory.final_rate_exponent(a, b)
+    for ax, key, exp, name in ((ax0, "window", w_exp, "decay window T − t_s"),
+                               (ax1, "last", r_exp, "last rate η_T")):
+        T_law, y_law = np.asarray(law["T"], float), np.asarray(law[key], float)
+        ax.loglog(solved["T"], solved[key], "o", color="black", ms=4, label="solved optimum")
+        ax.loglog(T_law, y_law, "-", color="tab:red", lw=1.5, label="finite-horizon law")
+        ax.loglog(T_law, y_law[-1] * (T_law / T_law[-1]) ** exp, ":", color="gray", lw=1.2,
+                  label=f"asymptote T^{exp:+.3f}")
+        slopes = np.diff(np.log(y_law)) / np.diff(np.log(T_law))
+        ax.set(xlabel="horizon T", ylabel=name,
+               title=f"law's local slope {slopes[0]:.3f} → {slopes[-1]:.3f}")
+        ax.legend(fontsize=8)
+    fig.suptitle(title or f"a = {a:g}, b = {b:g} (hard phase): the decay window")
+    return fig
+
+
 def plot_loss_family(horizons: Sequence[int], losses: Sequence[np.ndarray], *, title: str = "",
                      baseline: Mapping[str, Sequence[np.ndarray]] | None = None) -> Figure:
     """Replayed loss curves ``L_t`` of the optimum at each horizon (and optional baselines, dashed)."""

@@ -12,6 +12,11 @@ Random Feature Model* (arXiv:2602.04774), for task power ``a`` and spectral expo
   (``ξ = 0`` in the hard phase, whose plateau stays at ``η_max``), and decays like
   ``(1 − t/T)^δ`` with ``δ = 2b − 1``.
 
+Two more follow from the finite-horizon law of the optimum (docs/scaling.md, "The
+hard phase's decay window"; :mod:`optctl.analysis.law`): in the hard phase the decay
+window lasts ``T − t_s ∝ T^((a+b−1)/(2b−1))`` updates and the last rate falls like
+``η_T ∝ T^(−(a+b−1)/(2b))``.
+
 Every module that needs one of these numbers takes it from here.
 """
 
@@ -59,6 +64,18 @@ def exponents(a: float, b: float) -> dict[str, float]:
         "peak_lr": xi(a, b),
         "decay_power": 2.0 * b - 1.0,
     }
+
+
+def window_exponent(a: float, b: float) -> float:
+    """``(a + b − 1)/(2b − 1)``: the hard phase's decay window ``T − t_s`` grows like
+    ``T`` to this power (asymptotically; docs/scaling.md derives it from the law)."""
+    return (a + b - 1.0) / (2.0 * b - 1.0)
+
+
+def final_rate_exponent(a: float, b: float) -> float:
+    """``(a + b − 1)/(2b)``: the optimum's last rate falls like ``T`` to minus this
+    power in the hard phase (the law's constant ``C`` does)."""
+    return (a + b - 1.0) / (2.0 * b)
 
 
 def compute_exponent(a: float, b: float) -> float:

@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from optctl.analysis.law import kernel, law_deviation, law_rate, law_schedule
+from optctl import theory
+from optctl.analysis.law import (
+    decay_window,
+    kernel,
+    law_deviation,
+    law_rate,
+    law_schedule,
+    law_window,
+)
 from optctl.model.replay import final_loss
 from optctl.model.spectrum import spectrum
 from optctl.solver.solve import solve
@@ -82,3 +90,26 @@ def test_the_law_at_long_horizons(T: int) -> None:
         assert loss / res.final_loss - 1 < 1e-3
         if b == 2.0:
             assert law_deviation(spec, res.eta, res.grid, res.eta_blocks)[0] < 0.02
+
+
+def test_the_hard_phase_window_and_last_rate_follow_the_derived_exponents() -> None:
+    a, b = 3.5, 5.0
+    Ts = [10**4, 10**5, 10**6, 10**7]
+    out = [law_window(_reference(b, T)) for T in Ts]
+    C = np.array([c for _, c in out])
+    W = np.array([w for w, _ in out])
+    slope_C = np.diff(np.log(C)) / np.log(10)
+    slope_W = np.diff(np.log(W)) / np.log(10)
+    assert np.abs(slope_C + theory.final_rate_exponent(a, b)).max() < 0.01  # −0.75
+    # the window's slope approaches (a+b−1)/(2b−1) = 0.833 from above, slowly
+    assert np.all(np.diff(slope_W) < 0) and 0.833 < slope_W[-1] < 0.88
+    # the window of the generated schedule is the one law_window reports
+    spec = _reference(b, 10**4)
+    assert abs(decay_window(law_schedule(spec).eta, 1.0, level=1 - 1e-9) - W[0]) <= 1.0
+
+
+def test_decay_window_counts_the_updates_after_the_last_one_at_the_bound() -> None:
+    eta = np.concatenate([np.full(70, 1.0), np.linspace(0.9, 0.01, 30)])
+    assert decay_window(eta, 1.0) == 30
+    assert decay_window(np.full(10, 0.5), 1.0) == 10
+    assert decay_window(np.full(10, 1.0), 1.0) == 0

@@ -103,19 +103,47 @@ class _Plan:
         return float(np.sum(sp.weight * sp.lam * c_T) + sp.tail)
 
 
-def law_schedule(spec: ProblemSpec, C: float | None = None) -> LawSchedule:
-    """The law's schedule for ``spec`` (learning rate only, the spec's batch size):
-    ``C`` given, or chosen to minimise the continuous-time model's final loss."""
+def _best(spec: ProblemSpec, C: float | None) -> tuple[_Plan, float]:
     plan = _Plan(spec)
     if C is None:
         top = float(np.log(spec.eta_max * plan.sqrtK.max()))  # above this the rate is eta_max throughout
         opt = minimize_scalar(lambda x: plan.loss(float(np.exp(x))), bounds=(top - 16.0, top + 0.1),
                               method="bounded", options={"xatol": 1e-4})
         C = float(np.exp(opt.x))
+    return plan, C
+
+
+def law_schedule(spec: ProblemSpec, C: float | None = None) -> LawSchedule:
+    """The law's schedule for ``spec`` (learning rate only, the spec's batch size):
+    ``C`` given, or chosen to minimise the continuous-time model's final loss."""
+    plan, C = _best(spec, C)
     eta_grid, tau, F0 = plan.start(C)
     eta = _per_update(spec.T, tau, np.log(eta_grid))
     eta.setflags(write=False)
     return LawSchedule(eta=eta, C=C, F0=F0, predicted_loss=plan.loss(C))
+
+
+def law_window(spec: ProblemSpec, C: float | None = None) -> tuple[float, float]:
+    """``(T − t_s, C)``: the updates the law's schedule spends below ``eta_max`` (its
+    decay window; ``T`` when it never reaches the bound), without writing the schedule,
+    so any horizon costs the same."""
+    plan, C = _best(spec, C)
+    eta_grid, tau, _ = plan.start(C)
+    at = np.nonzero(eta_grid >= spec.eta_max)[0]
+    if at.size == 0 or tau[at[0]] >= spec.T:
+        return float(spec.T), C
+    if at[0] == 0:
+        return 0.0, C
+    i = at[0] - 1  # log η is linear in τ inside the interval where it reaches the bound
+    g = np.log(eta_grid)
+    return float(tau[i] + (np.log(spec.eta_max) - g[i]) * (tau[i + 1] - tau[i]) / (g[i + 1] - g[i])), C
+
+
+def decay_window(eta: np.ndarray, eta_max: float, level: float = 0.99) -> int:
+    """Updates from the first one after the last rate at ``level × eta_max`` or above
+    to the end: a solved schedule's decay window (``T`` if it never gets there)."""
+    at = np.nonzero(np.asarray(eta) >= level * eta_max)[0]
+    return int(len(eta) - (at[-1] + 1)) if at.size else len(eta)
 
 
 def _per_update(T: int, tau: np.ndarray, log_eta: np.ndarray) -> np.ndarray:

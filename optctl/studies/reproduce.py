@@ -34,11 +34,12 @@ from typing import Any
 import numpy as np
 
 from optctl import plots
-from optctl.analysis.law import law_schedule
+from optctl.analysis.law import decay_window, kernel, law_schedule, law_window
 from optctl.errors import SweepError
 from optctl.io.files import write_json, write_text_atomic
 from optctl.io.sweepconfig import SweepSpec, load_sweep_config
 from optctl.model.replay import replay
+from optctl.model.spectrum import spectrum
 from optctl.solver.report import record_baseline
 from optctl.solver.result import record_schedule, record_spec
 from optctl.studies.batch import run_batch_study
@@ -109,6 +110,11 @@ def reproduce(out: Path, *, workers: int = 2, progress: bool = True, quick: bool
                    out / f"fig2_losses_{phase}.png")
         plots.save(plots.plot_exponents(st), out / f"fig3_exponents_{phase}.png")
         written += [f"fig2_schedules_{phase}.png", f"fig2_losses_{phase}.png", f"fig3_exponents_{phase}.png"]
+        if phase == "hard":
+            solved, law_w = _decay_windows(st.spec, Ts, etas)
+            plots.save(plots.plot_decay_window(solved, law_w, a=st.spec.a, b=st.spec.b),
+                       out / "fig_decay_window_hard.png")
+            written.append("fig_decay_window_hard.png")
         if BIAS_VARIANCE_T in recs:
             rec = recs[BIAS_VARIANCE_T]
             spec = record_spec(rec)
@@ -141,6 +147,22 @@ def reproduce(out: Path, *, workers: int = 2, progress: bool = True, quick: bool
     write_json(out / "report.json", report["json"])
     write_text_atomic(out / "report.md", report["md"])
     return report["json"]
+
+
+def _decay_windows(spec: Any, Ts: list[int], etas: list[np.ndarray]) -> tuple[dict[str, list[float]],
+                                                                                dict[str, list[float]]]:
+    """The decay window and last rate of the solved optima at ``Ts``, and of the law from
+    the smallest of them to ``10^8`` updates (the largest horizon a spec takes) (the law costs the same at any horizon)."""
+    solved = {"T": [float(T) for T in Ts], "window": [float(decay_window(e, spec.eta_max)) for e in etas],
+              "last": [float(e[-1]) for e in etas]}
+    law: dict[str, list[float]] = {"T": [], "window": [], "last": []}
+    top = float(np.sqrt(kernel(spectrum(spec), np.zeros(1))[0]))
+    for T in np.geomspace(min(Ts), 1e8, 23):
+        window, C = law_window(dataclasses.replace(spec, T=int(round(T))))
+        law["T"].append(float(round(T)))
+        law["window"].append(window)
+        law["last"].append(min(spec.eta_max, C / top))
+    return solved, law
 
 
 def _report(studies: list[Any], frontiers: list[Any], sweeps: dict[str, SweepSpec], quick: bool,
