@@ -158,6 +158,42 @@ def plot_schedule_family(horizons: Sequence[int], etas: Sequence[np.ndarray], *,
     return fig
 
 
+def plot_constant_rates(curves: Mapping[int, tuple[np.ndarray, np.ndarray]], best: tuple[np.ndarray, np.ndarray], *,
+                        a: float, b: float, eta_max: float, title: str = "") -> Figure:
+    """The paper's figure 1(b): the final loss of constant rates at several horizons.
+
+    Left: ``L_T`` against the constant ``η`` for each ``T`` in ``curves`` (``T → (η, L_T)``),
+    the best marked. Right: the best constant ``η*(T)`` of ``best`` (``(T, η*)``, the tuned
+    baselines) with the slope ``−(a−1)/(a+b−1)`` through its last point below the bound.
+    """
+    fig = _figure((11, 4.3))
+    ax0, ax1 = fig.subplots(1, 2)
+    for (T, (eta, L)), col in zip(sorted(curves.items()), _horizon_colors(len(curves)), strict=True):
+        ax0.loglog(eta, L, "-", color=col, lw=1.4, label=f"T = {T:,}")
+        i = int(np.argmin(L))
+        ax0.loglog(eta[i], L[i], "o", color=col, ms=5)
+    ax0.axvline(eta_max, color="gray", ls=":", lw=1)
+    ax0.set(xlabel="constant learning rate η", ylabel="final excess loss L_T")
+    ax0.legend(fontsize=8)
+    Ts, eta_best = (np.asarray(x, float) for x in best)
+    exp = -theory.zeta_constant(a, b)
+    free = eta_best < 0.999 * eta_max
+    ax1.loglog(Ts, eta_best, "o", color="tab:blue", ms=4, label="best constant η*(T)")
+    if free.any():
+        T0, e0 = Ts[free][-1], eta_best[free][-1]
+        ax1.loglog(Ts[free], e0 * (Ts[free] / T0) ** exp, ":", color="gray",
+                   label=f"T^{exp:.3f}: −(a−1)/(a+b−1)")
+        if free.sum() > 2:
+            last = slice(-3, None)
+            slope = np.polyfit(np.log(Ts[free][last]), np.log(eta_best[free][last]), 1)[0]
+            ax1.set_title(f"fitted slope over the last three: {slope:.3f}")
+    ax1.axhline(eta_max, color="gray", ls=":", lw=1)
+    ax1.set(xlabel="horizon T", ylabel="best constant η*")
+    ax1.legend(fontsize=8)
+    fig.suptitle(title or f"a = {a:g}, b = {b:g} ({theory.phase(a, b)} phase): constant learning rates")
+    return fig
+
+
 def plot_decay_window(solved: Mapping[str, Sequence[float]], law: Mapping[str, Sequence[float]], *,
                       a: float, b: float, title: str = "") -> Figure:
     """The hard phase's decay window and last rate against the horizon.

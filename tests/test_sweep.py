@@ -366,7 +366,8 @@ def test_reproduce_quick_writes_every_figure(tmp_path: Path) -> None:
     names = {p.name for p in out.glob("*.png")}
     assert names == {"fig2_schedules_easy.png", "fig2_schedules_hard.png", "fig2_losses_easy.png",
                      "fig2_losses_hard.png", "fig3_exponents_easy.png", "fig3_exponents_hard.png",
-                     "fig3_bias_variance.png", "fig4_compute_frontier.png"}
+                     "fig3_bias_variance.png", "fig4_compute_frontier.png", "fig1b_constant_rates_easy.png",
+                     "fig1b_constant_rates_hard.png", "fig_decay_window_hard.png"}
     assert "Loss and learning-rate exponents" in (out / "report.md").read_text()
     for sub, stem in (("momentum", "momentum"), ("batch", "batch")):
         assert {p.name for p in (out / sub).glob("*.png")} == {f"{stem}_easy.png", f"{stem}_hard.png"}
