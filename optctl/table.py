@@ -268,6 +268,36 @@ class ScheduleTable:
 
         return schedule
 
+    @property
+    def momentum_convention(self) -> str:
+        """``"ema"``: ``momentum[t] = μ_t`` in ``v_t = μ_t v_{t−1} + (1 − μ_t) g_t``, ``θ −= lr_t v_t``.
+
+        That is torch's ``SGD(momentum=μ, dampening=μ)`` and Adam's ``β1``. Heavy-ball
+        optimizers (torch's default ``dampening=0``, ``optax.sgd``, ``OneCycleLR``) need
+        :meth:`heavy_ball`; feeding them this column takes steps about ``1/(1 − μ)`` too large.
+        """
+        return "ema"
+
+    def heavy_ball(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(lr', μ')`` giving the same updates with heavy-ball momentum.
+
+        Heavy ball: ``h_t = μ'_t h_{t−1} + g_t``, ``θ −= lr'_t h_t``, from a zero buffer
+        (torch's SGD with ``dampening=0``, ``optax.sgd``/``optax.trace``). With
+        ``h_t = v_t / (1 − μ_t)`` the EMA recursion of :attr:`momentum_convention` becomes
+        ``lr'_t = lr_t (1 − μ_t)`` and ``μ'_t = μ_t (1 − μ_{t−1}) / (1 − μ_t)`` (``μ'_0 = μ_0``
+        multiplies the zero buffer). ``μ'_t`` may exceed 1 where the momentum rises fast;
+        the recursion is still the table's. For a constant ``μ`` this is ``lr (1 − μ)``, ``μ``.
+        """
+        if self.momentum is None:
+            raise ExportError("table has no momentum column, so there is nothing to convert to "
+                              "heavy-ball form; use the lr column as it is")
+        mu = self.momentum
+        keep = 1.0 - mu
+        lr = self.lr * keep
+        mu_hb = mu.copy()
+        mu_hb[1:] = mu[1:] * keep[:-1] / keep[1:]
+        return lr, mu_hb
+
     def lr_at(self, step: int, past_end: PastEnd = "hold") -> float:
         return float(self.lr[int(self._index(step, past_end))])
 

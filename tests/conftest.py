@@ -70,6 +70,12 @@ ADAPTER_FLOAT32_RTOL = 2.0**-23
 # Torch SGD with momentum = dampening = 1 - beta against the EMA recursion of MODEL.md §3,
 # evaluated on a deterministic quadratic: same arithmetic, different association.
 MOMENTUM_EMA_RTOL = 1e-12
+# LinearLR builds its warmup by multiplying ratios step by step; against the closed form
+# start + (1 - start)·t/n the product of ~10 ratios differs by a few ulps.
+LINEAR_WARMUP_RTOL = 1e-14
+# TableScheduler(compose="multiply") reads the other schedulers' factor back as a ratio of
+# float lrs each step; over ~40 steps the factor collects one rounding per step.
+ADAPTER_COMPOSE_RTOL = 1e-13
 # Rescaling in t/T integrates a piecewise-constant schedule with cumulative sums and
 # differences them: the rounding of a sum of T0 ~ 300 rates (~T0·eps of the largest)
 # relative to the smallest rate (~0.05 of the largest) is ~1e-12.
