@@ -239,7 +239,12 @@ class ScheduleTable:
     def _index(self, step: StepLike, past_end: PastEnd) -> np.ndarray:
         if past_end not in PAST_END:
             raise ExportError(f"past_end = {past_end!r}: choose 'hold' (keep the last value) or 'error'")
-        t = np.asarray(step)
+        try:
+            t = np.asarray(step)
+        except TypeError as err:  # e.g. a value traced by jax.jit, which numpy cannot read
+            raise ExportError(f"step is a {type(step).__name__}, which numpy cannot read (a value traced "
+                              "by jax.jit?); this schedule is numpy-only: under jax.jit use "
+                              "optctl.optax.schedule(table)") from err
         if not np.issubdtype(t.dtype, np.integer):
             raise ExportError(f"step = {step!r}: pass an integer update count (0-based)")
         if np.any(t < 0):
@@ -251,10 +256,11 @@ class ScheduleTable:
         return np.minimum(t, self.T - 1)
 
     def schedule(self, column: str = "lr", past_end: PastEnd = "hold") -> Schedule:
-        """An optax-style ``schedule(step) -> value`` reading one column.
+        """A ``schedule(step) -> value`` reading one column, with numpy.
 
         ``step`` is an int or an integer array (0-based updates); past the end the last
-        value is held (``past_end="hold"``) or :class:`ExportError` is raised.
+        value is held (``past_end="hold"``) or :class:`ExportError` is raised. It does not
+        trace under ``jax.jit``: the jittable form is :func:`optctl.optax.schedule`.
         """
         values = self.column(column)
         if values is None or column == "step":
