@@ -12,6 +12,8 @@ The only optctl module that imports torch (an optional extra: ``pip install optc
   It composes with torch's ``SequentialLR`` and ``ChainedScheduler`` and resumes from
   ``load_state_dict`` or torch's ``last_epoch``.
 - :func:`lambda_lr`, the same schedule as a ``torch.optim.lr_scheduler.LambdaLR``.
+- :func:`get_table_schedule`, a :class:`TableScheduler` with Hugging Face's factory signature.
+- :class:`TableBatchSampler`, batches of the table's batch size ``m_t`` for a ``DataLoader``.
 - The plain callable is :meth:`optctl.table.ScheduleTable.schedule`.
 
 Torch's SGD starts its momentum buffer from the raw gradient (``buf_0 = g_0``) whereas
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sized
 from typing import Any, Literal
 
 import numpy as np
@@ -34,6 +36,7 @@ try:
     from torch import Tensor
     from torch.optim import Optimizer
     from torch.optim.lr_scheduler import LambdaLR, LRScheduler
+    from torch.utils.data import Sampler
 except ImportError as err:  # torch is an optional extra
     raise ImportError(f"optctl.torch needs PyTorch, which cannot be imported ({err}); install it "
                       "with `pip install 'optctl[torch]'` (or see pytorch.org for a CUDA build)") from err
@@ -621,3 +624,114 @@ def lambda_lr(optimizer: Optimizer, table: ScheduleTable, *, mode: Mode = "relat
         lambdas.append(absolute)
     return LambdaLR(optimizer, lambdas)
 
+
+def get_table_schedule(optimizer: Optimizer, table: ScheduleTable, num_warmup_steps: int = 0,
+                       num_training_steps: int | None = None, last_epoch: int = -1,
+                       **kwargs: Any) -> TableScheduler:
+    """A :class:`TableScheduler` with the signature of Hugging Face's schedule factories.
+
+    ``get_linear_schedule_with_warmup(optimizer, num_warmup_steps, num_training_steps,
+    last_epoch)`` and its siblings; pass the result to ``Trainer(optimizers=(opt, sched))``
+    or return it from an overridden ``Trainer.create_scheduler``. ``num_training_steps``
+    must be the table's horizon ``T`` (``TrainingArguments.max_steps``); the table is the
+    whole schedule, so ``num_warmup_steps`` must be 0 (compose a warmup explicitly with
+    ``SequentialLR``, docs/torch.md). ``last_epoch`` resumes as in torch; other keywords
+    go to :class:`TableScheduler` (``mode``, ``past_end``, ...).
+    """
+    if isinstance(num_warmup_steps, bool) or not isinstance(num_warmup_steps, numbers.Integral) \
+            or num_warmup_steps != 0:
+        raise ExportError(f"num_warmup_steps = {num_warmup_steps!r}: the table is the whole schedule "
+                          "from update 0 (set warmup_steps=0, warmup_ratio=0 in TrainingArguments); for "
+                          "an extra warmup compose LinearLR and TableScheduler with SequentialLR")
+    return TableScheduler(optimizer, table, total_steps=num_training_steps, last_epoch=last_epoch,
+                          **kwargs)
+
+
+class TableBatchSampler(Sampler[list[int]]):
+    """Batches of the table's batch size: update ``t`` gets ``batch_size[t]`` indices.
+
+    Wraps any sampler of dataset indices (``RandomSampler(ds)``, ``SequentialSampler(ds)``)
+    and goes to ``DataLoader(ds, batch_sampler=...)``. ``position`` counts the batches
+    yielded over all epochs (the update each one is for) and ``consumed_samples`` their
+    samples, so an epoch boundary does not restart the ramp. At the end of an epoch a
+    short batch is yielded (``drop_last=False``) or dropped; with a short batch, step the
+    scheduler by samples (``TableScheduler(index="samples")`` and
+    ``sched.step(samples=len(batch))``) so the lr follows the samples actually consumed.
+    After ``T`` batches the iteration stops (``past_end="error"``, default: the run is
+    over) or keeps the last batch size (``past_end="hold"``). Resume with
+    :meth:`load_state_dict` or ``start=`` (the scheduler's ``position``). A ``DataLoader``
+    with workers draws batch indices ahead of training, so ``position`` may run ahead of
+    the updates taken; resume from the scheduler's position, not the sampler's.
+    """
+
+    def __init__(self, sampler: Sized, table: ScheduleTable, *, drop_last: bool = False,
+                 past_end: PastEnd = "error", start: int = 0) -> None:
+        if not isinstance(table, ScheduleTable):
+            raise ExportError(f"table = {type(table).__name__}: pass a ScheduleTable")
+        table.batch_size_at(0)  # the column exists
+        check_choice("past_end", past_end, PAST_END, ExportError)
+        if not hasattr(sampler, "__iter__") or not hasattr(sampler, "__len__"):
+            raise ExportError(f"sampler = {type(sampler).__name__}: pass a sampler of dataset indices with "
+                              "a length (RandomSampler(dataset), SequentialSampler(dataset))")
+        self.sampler = sampler
+        self.table = table
+        self.drop_last = bool(drop_last)
+        self.past_end: PastEnd = past_end
+        self.position = _check_position("start", start, table.T, past_end,
+                                        "pass the scheduler's position (0 for a new run)")
+        self.position = max(self.position, 0)
+        self.consumed_samples = float(table.consumed_samples[min(self.position, table.T)])
+
+    def _size(self, position: int) -> int | None:
+        """Batch size of update ``position``, or None when the table is over (past_end='error')."""
+        if position >= self.table.T and self.past_end == "error":
+            return None
+        return self.table.batch_size_at(position, past_end="hold")
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batch: list[int] = []
+        size = self._size(self.position)
+        for index in self.sampler:  # type: ignore[attr-defined]
+            if size is None:
+                return
+            batch.append(int(index))
+            if len(batch) == size:
+                yield self._taken(batch)
+                batch = []
+                size = self._size(self.position)
+        if batch and not self.drop_last and size is not None:
+            yield self._taken(batch)
+
+    def _taken(self, batch: list[int]) -> list[int]:
+        self.position += 1
+        self.consumed_samples += len(batch)
+        return batch
+
+    def __len__(self) -> int:
+        """Batches one pass over the sampler yields from the current position."""
+        n, position, count = len(self.sampler), self.position, 0
+        while n > 0:
+            size = self._size(position)
+            if size is None or (size > n and self.drop_last):
+                break
+            n -= size
+            position += 1
+            count += 1
+        return count
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"table_hash": self.table.content_hash, "position": self.position,
+                "consumed_samples": self.consumed_samples}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore a position saved by :meth:`state_dict` for the same table."""
+        if not isinstance(state_dict, dict) or state_dict.get("table_hash") != self.table.content_hash:
+            raise ExportError("sampler state was not saved with this table (its table_hash differs or is "
+                              "missing); resume with the same table")
+        pos = _check_position("position", state_dict.get("position"), self.table.T, self.past_end,
+                              "restore a state saved by TableBatchSampler.state_dict()")
+        consumed = _real(state_dict.get("consumed_samples"))
+        if consumed is None or consumed < 0:
+            raise ExportError(f"sampler state has consumed_samples = {_short(state_dict.get('consumed_samples'))}; "
+                              "expected a finite number >= 0")
+        self.position, self.consumed_samples = max(pos, 0), consumed
