@@ -456,7 +456,7 @@ class TableScheduler(LRScheduler):
                 "index": self.index, "past_end": self.past_end, "compose": self.compose,
                 "last_epoch": self.last_epoch, "_step_count": self._step_count,
                 "consumed_samples": self.consumed_samples, "outer_factors": list(self._outer),
-                "base_lrs": [b.detach().clone() if isinstance(b, Tensor) else b for b in self.base_lrs]}
+                "base_lrs": [b.detach().clone() if isinstance(b, Tensor) else float(b) for b in self.base_lrs]}
 
     def splice(self, table: ScheduleTable) -> None:
         """Continue on ``table`` from the current update on: a closed-loop re-solve.
