@@ -17,8 +17,8 @@ what matters: each shape's parameters are tuned to minimise the model's final lo
 ``L_T`` (exact per-step replay, MODEL.md §2), like the baselines
 (:mod:`optctl.baselines.tune`), and the best shape is the recipe; its ``L_T`` is reported
 next to the optimum's. On the two reference cases of MODEL.md §5 the recipe is within 1%
-of the optimum (measured 0.14% easy, 0.49% hard; tests/test_recipes.py), where the tuned
-baselines are 7.5% off. Hugging Face builds only linear and cosine stable-decay schedules
+of the optimum (measured 0.14% easy, 0.49% hard; tests/test_recipes.py), where the best
+tuned baselines are 8.1% above it. Hugging Face builds only linear and cosine stable-decay schedules
 (and a polynomial one without a stable phase) natively; :func:`best_recipe` picks the best
 of those shapes for its code when the overall best is not among them.
 """
