@@ -16,9 +16,9 @@ from optctl.io.tables import load_table
 
 SMALL = """schema_version: 1
 name: small
-model: {a: 2.5, b: 1.5, N: 60, sigma: 0.5}
+model: {a: 2.5, b: 1.5, N: 30, sigma: 0.5}
 training: {T: 300, batch_size: 4, eta_max: 1.0}
-solver: {grid: uniform, K: 30}
+solver: {grid: uniform, K: 20}
 baselines: [constant]
 """
 
@@ -31,17 +31,17 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_schedule_equals_solve_then_export_on_the_command_line(config: Path, tmp_path: Path) -> None:
-    table = optctl.schedule(config, T=200)
-    assert main(["solve", str(config), "--T", "200", "--no-baselines", "--quiet",
+    table = optctl.schedule(config, T=120)
+    assert main(["solve", str(config), "--T", "120", "--no-baselines", "--quiet",
                  "--out", str(tmp_path / "run")]) == 0
     assert main(["export", str(tmp_path / "run"), "--out", str(tmp_path / "t.npz")]) == 0
     exported = load_table(tmp_path / "t.npz")
-    assert table.T == 200 and table.spec["T"] == 200
+    assert table.T == 120 and table.spec["T"] == 120
     assert table.content_hash == exported.content_hash  # same columns, spec, solver, horizon
     np.testing.assert_allclose(table.lr, exported.lr, rtol=TABLE_EXACT_RTOL, atol=0)
     assert table.source["kind"] == "optctl.schedule" and table.source["success"]
-    assert optctl.schedule(config, T=200) is table  # made once per process
-    assert optctl.schedule(config, T=200, progress=True) is table  # printing changes nothing
+    assert optctl.schedule(config, T=120) is table  # made once per process
+    assert optctl.schedule(config, T=120, progress=True) is table  # printing changes nothing
 
 
 def test_schedule_from_a_fit_folder_is_in_real_units(config: Path, tmp_path: Path) -> None:
@@ -49,8 +49,8 @@ def test_schedule_from_a_fit_folder_is_in_real_units(config: Path, tmp_path: Pat
     folder.mkdir()
     (folder / "config.yaml").write_text(config.read_text())
     (folder / "calibration.json").write_text(json.dumps({"lr_scale": 0.25, "loss_scale": 1.0}))
-    model_units = optctl.schedule(config, T=200)
-    real = optctl.schedule(folder, 200)
+    model_units = optctl.schedule(config, T=120)
+    real = optctl.schedule(folder, 120)
     assert real.lr_scale == 0.25 and real.schema_version == 2
     np.testing.assert_allclose(real.lr, 0.25 * model_units.lr, rtol=TABLE_EXACT_RTOL, atol=0)
     assert real.source["calibration"]["lr_scale"] == 0.25

@@ -18,14 +18,14 @@ from optctl.studies.sweep import load_sweep, records_rows, run_sweep, write_reco
 TINY = """schema_version: 1
 name: tiny
 kind: horizons
-model: {a: 2.5, b: 1.5, N: 40, sigma: 0.5}
+model: {a: 2.5, b: 1.5, N: 24, sigma: 0.5}
 training: {batch_size: 4, eta_max: 1.0}
-solver: {grid: refined, K: 16, polish: false}
+solver: {grid: refined, K: 12, polish: false}
 baselines: [constant, linear_decay]
 sweep:
   axes:
     b: [1.5, 3.5]
-  horizons: [100, 300]
+  horizons: [60, 120]
   workers: 1
 """
 
