@@ -93,3 +93,18 @@ def test_a_nan_baseline_is_kept_in_the_csv_and_never_best(sweep_out: Path, tmp_p
     write_records_csv(type(data)(sweep=data.sweep, out=tmp_path, records=data.records))
     text = (tmp_path / "records.csv").read_text()
     assert ",nan," in text
+
+
+def test_readers_take_a_nan_saved_as_a_string(sweep_out: Path) -> None:
+    """A non-finite loss comes back from strict JSON as "nan": the sweep's readers accept it."""
+    from optctl.studies.sweep import summary_table
+
+    data = load_sweep(sweep_out)
+    key = sorted(data.records)[0]
+    rec = data.records[key][min(data.records[key])]
+    rec["final_loss"] = "nan"
+    rec["baselines"]["constant"]["final_loss"] = "inf"
+    table = summary_table(data)
+    assert "nan" in table and "inf" in table
+    row = next(r for r in records_rows(data) if r["point"] == key)
+    assert row["gain"] == "" and row["best_baseline"] == "linear_decay"

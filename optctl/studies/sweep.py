@@ -423,8 +423,10 @@ def summary_table(data: SweepData) -> str:
     rows = [head]
     for key, recs in data.records.items():
         for T, r in sorted(recs.items()):
-            bl = [f"{r['baselines'][n]['final_loss']:.4e}" if n in r["baselines"] else "-" for n in names]
-            rows.append([key, str(T), f"{r['final_loss']:.4e}", *bl, r["status"], f"{r['wall_time']:.1f}"])
+            # float(): a non-finite loss is saved as the string "nan" (strict JSON)
+            bl = [f"{float(r['baselines'][n]['final_loss']):.4e}" if n in r["baselines"] else "-" for n in names]
+            rows.append([key, str(T), f"{float(r['final_loss']):.4e}", *bl, r["status"],
+                         f"{float(r['wall_time']):.1f}"])
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows)
 
