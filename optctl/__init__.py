@@ -31,6 +31,7 @@ _EXPORTS: dict[str, str] = {
     "classify": "optctl.analysis.classify",
     "RunConfig": "optctl.io.config", "load_config": "optctl.io.config",
     "export_table": "optctl.io.tables", "load_table": "optctl.io.tables",
+    "schedule": "optctl.studies.tables",
 }
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "replay",
     "resolve_table",
     "run_job",
+    "schedule",
     "solve",
     "tune_baselines",
     "__version__",
@@ -98,4 +100,5 @@ if TYPE_CHECKING:
     from optctl.solver.result import ScheduleResult
     from optctl.solver.solve import solve
     from optctl.spec import ControlSpec, ProblemSpec, SolverOptions
+    from optctl.studies.tables import schedule
     from optctl.table import ScheduleTable

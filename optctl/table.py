@@ -239,7 +239,12 @@ class ScheduleTable:
     def _index(self, step: StepLike, past_end: PastEnd) -> np.ndarray:
         if past_end not in PAST_END:
             raise ExportError(f"past_end = {past_end!r}: choose 'hold' (keep the last value) or 'error'")
-        t = np.asarray(step)
+        try:
+            t = np.asarray(step)
+        except TypeError as err:  # e.g. a value traced by jax.jit, which numpy cannot read
+            raise ExportError(f"step is a {type(step).__name__}, which numpy cannot read (a value traced "
+                              "by jax.jit?); this schedule is numpy-only: under jax.jit use "
+                              "optctl.optax.schedule(table)") from err
         if not np.issubdtype(t.dtype, np.integer):
             raise ExportError(f"step = {step!r}: pass an integer update count (0-based)")
         if np.any(t < 0):
@@ -251,10 +256,11 @@ class ScheduleTable:
         return np.minimum(t, self.T - 1)
 
     def schedule(self, column: str = "lr", past_end: PastEnd = "hold") -> Schedule:
-        """An optax-style ``schedule(step) -> value`` reading one column.
+        """A ``schedule(step) -> value`` reading one column, with numpy.
 
         ``step`` is an int or an integer array (0-based updates); past the end the last
-        value is held (``past_end="hold"``) or :class:`ExportError` is raised.
+        value is held (``past_end="hold"``) or :class:`ExportError` is raised. It does not
+        trace under ``jax.jit``: the jittable form is :func:`optctl.optax.schedule`.
         """
         values = self.column(column)
         if values is None or column == "step":
@@ -267,6 +273,36 @@ class ScheduleTable:
             return float(out) if np.ndim(step) == 0 else np.asarray(out, dtype=float)
 
         return schedule
+
+    @property
+    def momentum_convention(self) -> str:
+        """``"ema"``: ``momentum[t] = μ_t`` in ``v_t = μ_t v_{t−1} + (1 − μ_t) g_t``, ``θ −= lr_t v_t``.
+
+        That is torch's ``SGD(momentum=μ, dampening=μ)`` and Adam's ``β1``. Heavy-ball
+        optimizers (torch's default ``dampening=0``, ``optax.sgd``, ``OneCycleLR``) need
+        :meth:`heavy_ball`; feeding them this column takes steps about ``1/(1 − μ)`` too large.
+        """
+        return "ema"
+
+    def heavy_ball(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(lr', μ')`` giving the same updates with heavy-ball momentum.
+
+        Heavy ball: ``h_t = μ'_t h_{t−1} + g_t``, ``θ −= lr'_t h_t``, from a zero buffer
+        (torch's SGD with ``dampening=0``, ``optax.sgd``/``optax.trace``). With
+        ``h_t = v_t / (1 − μ_t)`` the EMA recursion of :attr:`momentum_convention` becomes
+        ``lr'_t = lr_t (1 − μ_t)`` and ``μ'_t = μ_t (1 − μ_{t−1}) / (1 − μ_t)`` (``μ'_0 = μ_0``
+        multiplies the zero buffer). ``μ'_t`` may exceed 1 where the momentum rises fast;
+        the recursion is still the table's. For a constant ``μ`` this is ``lr (1 − μ)``, ``μ``.
+        """
+        if self.momentum is None:
+            raise ExportError("table has no momentum column, so there is nothing to convert to "
+                              "heavy-ball form; use the lr column as it is")
+        mu = self.momentum
+        keep = 1.0 - mu
+        lr = self.lr * keep
+        mu_hb = mu.copy()
+        mu_hb[1:] = mu[1:] * keep[:-1] / keep[1:]
+        return lr, mu_hb
 
     def lr_at(self, step: int, past_end: PastEnd = "hold") -> float:
         return float(self.lr[int(self._index(step, past_end))])

@@ -70,6 +70,12 @@ ADAPTER_FLOAT32_RTOL = 2.0**-23
 # Torch SGD with momentum = dampening = 1 - beta against the EMA recursion of MODEL.md §3,
 # evaluated on a deterministic quadratic: same arithmetic, different association.
 MOMENTUM_EMA_RTOL = 1e-12
+# LinearLR builds its warmup by multiplying ratios step by step; against the closed form
+# start + (1 - start)·t/n the product of ~10 ratios differs by a few ulps.
+LINEAR_WARMUP_RTOL = 1e-14
+# TableScheduler(compose="multiply") reads the other schedulers' factor back as a ratio of
+# float lrs each step; over ~40 steps the factor collects one rounding per step.
+ADAPTER_COMPOSE_RTOL = 1e-13
 # Rescaling in t/T integrates a piecewise-constant schedule with cumulative sums and
 # differences them: the rounding of a sum of T0 ~ 300 rates (~T0·eps of the largest)
 # relative to the smallest rate (~0.05 of the largest) is ~1e-12.
@@ -131,3 +137,13 @@ MOMENTUM_SGD_RTOL = 1e-12
 JOINT_NOT_WORSE_RTOL = 1e-7
 # The sample budget is an equality constraint solved to IPOPT's constraint tolerance.
 BUDGET_RTOL = 1e-7
+
+# --- Recipes (tests/test_recipes.py) ---
+# torch's LinearLR, CosineAnnealingLR and PolynomialLR update the lr recursively (a ratio per
+# step); over ~1000 steps the product collects ~1e-13 of rounding against the closed form.
+RECIPE_TORCH_RTOL = 1e-11
+# optax and the recipe evaluate the same closed form in float64 in another order.
+RECIPE_OPTAX_RTOL = 1e-13
+# Nelder-Mead starts at the tuned baseline a recipe contains and only accepts improvements;
+# the replays of equal schedules agree to rounding.
+RECIPE_NESTED_RTOL = 1e-12

@@ -30,7 +30,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("io", ("optctl.io",)),
     ("studies", ("optctl.studies",)),
     ("cli", ("optctl.cli",)),
-    ("adapters", ("optctl.torch",)),
+    ("adapters", ("optctl.torch", "optctl.optax")),
 ]
 # Heavy or optional dependencies that a function may import when it needs them.
 LAZY_OK = ("torch", "dask", "distributed", "optax", "matplotlib", "jax", "scipy.special",

@@ -8,13 +8,17 @@ from pathlib import Path
 from typing import Any
 
 from optctl.errors import OptctlError
+from optctl.io.files import check_writable
 from optctl.io.fits import read_calibration
+from optctl.io.runs import read_run
 from optctl.io.tables import as_table, export_table, export_target
 
 
 def run(args: argparse.Namespace) -> int:
     source = Path(args.run)
     scale, calibration = _lr_scale(args)
+    if args.format == "recipe":
+        return _recipe(args, source, scale)
     out, fmt = export_target(source, args.out, args.format)
     table = as_table(source)
     if calibration is not None:
@@ -40,3 +44,32 @@ def _lr_scale(args: argparse.Namespace) -> tuple[float, dict[str, Any] | None]:
     if args.calibration is None:
         return 1.0, None
     return read_calibration(args.calibration)
+
+
+def _recipe(args: argparse.Namespace, source: Path, scale: float) -> int:
+    """``--format recipe``: the closed-form schedule closest to the run's optimum, as recipe.md."""
+    run = read_run(source)
+    if run.config.controls.controls != ("lr",):
+        raise OptctlError(f"{source} solves {', '.join(run.config.controls.controls)}; recipes are "
+                          "closed-form learning-rate schedules, so export this run as a table instead")
+    out = Path(args.out) if args.out else source / "recipe.md"
+    if out.suffix != ".md":
+        raise OptctlError(f"--out {out}: a recipe is a markdown file; give it the suffix .md")
+    if out.exists() and not args.overwrite:
+        raise OptctlError(f"--out {out} exists; pass --overwrite to replace it")
+    check_writable(out, folder=False)
+
+    from optctl.baselines.recipes import best_recipe, fit_recipes
+    from optctl.io.recipes import write_recipe
+
+    result = run.report.result
+    recipes = fit_recipes(run.config.problem, result.eta,
+                          baselines={n: b.params for n, b in run.report.baselines.items()})
+    write_recipe(out, recipes, optimum_loss=result.final_loss, lr_scale=scale, name=run.name,
+                 baselines={n: b.final_loss for n, b in run.report.baselines.items()})
+    best = best_recipe(recipes)
+    print(f"recipe: {best.shape}, peak {best.peak * scale:.6g}, {best.stable_steps} stable + "
+          f"{best.decay_steps} decay updates; predicted L_T {best.final_loss:.6e} vs the optimum's "
+          f"{result.final_loss:.6e} (+{100 * (best.final_loss / result.final_loss - 1):.2f}%)")
+    print(f"written to {out}")
+    return 0

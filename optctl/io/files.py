@@ -110,21 +110,28 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def _jsonable(obj: Any) -> Any:
+    """Plain JSON values; a non-finite number becomes the string ``"nan"``, ``"inf"`` or ``"-inf"``.
+
+    JSON has no NaN or infinity (bare ``NaN`` is a Python extension other readers refuse),
+    so they are written as strings, which ``float()`` reads back; numpy scalars and arrays
+    are converted first, so their non-finite values are caught too.
+    """
     if isinstance(obj, Mapping):
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_jsonable(v) for v in obj]
     if isinstance(obj, np.ndarray):
-        return obj.tolist()
+        return _jsonable(obj.tolist())
     if isinstance(obj, np.generic):
-        return obj.item()
+        return _jsonable(obj.item())
     if isinstance(obj, float) and not np.isfinite(obj):
         return str(obj)
     return obj
 
 
 def write_json(path: Path, data: Mapping[str, Any]) -> None:
-    write_text_atomic(path, json.dumps(_jsonable(data), indent=2, sort_keys=False) + "\n")
+    """Write ``data`` as strict JSON (no bare NaN/Infinity: see :func:`_jsonable`), atomically."""
+    write_text_atomic(path, json.dumps(_jsonable(data), indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -75,11 +75,12 @@ def horizon_study(data: SweepData, key: str, *, decades: float = FIT_DECADES) ->
     Ts = np.array(sorted(recs), dtype=float)
     spec = record_spec(recs[int(Ts[-1])])
     th = theory.exponents(spec.a, spec.b)
-    losses: dict[str, np.ndarray] = {"optimal": np.array([recs[int(T)]["final_loss"] for T in Ts])}
+    # dtype=float: a non-finite loss is saved as the string "nan" (strict JSON)
+    losses: dict[str, np.ndarray] = {"optimal": np.array([recs[int(T)]["final_loss"] for T in Ts], dtype=float)}
     for name in data.sweep.baselines:
         have = [T for T in Ts if name in recs[int(T)]["baselines"]]
         if len(have) >= 2 and len(have) == len(Ts):
-            losses[name] = np.array([recs[int(T)]["baselines"][name]["final_loss"] for T in Ts])
+            losses[name] = np.array([recs[int(T)]["baselines"][name]["final_loss"] for T in Ts], dtype=float)
     fits: dict[str, ExponentFit] = {}
     if Ts.size >= 2:
         n = _n_fit(Ts, decades)
@@ -181,9 +182,9 @@ def phase_diagram(data: SweepData) -> PhaseDiagram:
             if gain_T is not None:
                 rec = data.records[key][gain_T]
                 if rec["baselines"]:
-                    name = min(rec["baselines"], key=lambda n: rec["baselines"][n]["final_loss"])
-                    lb = rec["baselines"][name]["final_loss"]
-                    gain[i, j], best[i, j] = (lb - rec["final_loss"]) / lb, name
+                    name = min(rec["baselines"], key=lambda n: float(rec["baselines"][n]["final_loss"]))
+                    lb = float(rec["baselines"][name]["final_loss"])
+                    gain[i, j], best[i, j] = (lb - float(rec["final_loss"])) / lb, name
     return PhaseDiagram(a=a_vals, b=b_vals, label=label, side=side, confidence=conf, theory=phase,
                         zeta=zeta, zeta_theory=zeta_th, xi=xi, xi_theory=xi_th, gain=gain, best=best,
                         gain_T=gain_T, finite_n=finite_n)

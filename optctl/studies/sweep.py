@@ -7,7 +7,9 @@ the requested baselines at the baseline horizons. Every finished horizon is writ
 once, atomically, as ``<out>/points/<key>/T<T>.json`` (the job's compact record:
 :meth:`optctl.solver.job.SolveReport.to_record`), so a sweep killed at any moment loses
 no finished work, and running it again skips what is on disk: a point resumes at its
-first missing horizon, warm-started from the last saved one.
+first missing horizon, warm-started from the last saved one. At the end of each run the
+folder also gets ``records.csv``, one tidy row per saved record (:func:`records_rows`:
+point values, ``T``, the optimum's and each baseline's final loss, the solver status).
 
 Points run on local processes by default (``workers``; one process runs them in
 place) and on a Dask distributed cluster when the spec names a ``scheduler`` address
@@ -20,6 +22,9 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import csv
+import io
+import math
 import multiprocessing as mp
 import os
 import signal
@@ -264,6 +269,7 @@ def run_sweep(sweep: SweepSpec, out: Path, *, workers: int | None = None,
         else:
             _run_local(tasks, min(n_workers, len(tasks)), done,
                        poll=lambda: bar.set_solves(count_records(out)))
+    write_records_csv(load_sweep(out))
     return SweepRun(out=out, total=len(points), skipped=len(points) - len(todo),
                     ran=len(tasks), failed=failed, wall_time=time.perf_counter() - t0)
 
@@ -417,7 +423,56 @@ def summary_table(data: SweepData) -> str:
     rows = [head]
     for key, recs in data.records.items():
         for T, r in sorted(recs.items()):
-            bl = [f"{r['baselines'][n]['final_loss']:.4e}" if n in r["baselines"] else "-" for n in names]
-            rows.append([key, str(T), f"{r['final_loss']:.4e}", *bl, r["status"], f"{r['wall_time']:.1f}"])
+            # float(): a non-finite loss is saved as the string "nan" (strict JSON)
+            bl = [f"{float(r['baselines'][n]['final_loss']):.4e}" if n in r["baselines"] else "-" for n in names]
+            rows.append([key, str(T), f"{float(r['final_loss']):.4e}", *bl, r["status"],
+                         f"{float(r['wall_time']):.1f}"])
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows)
+
+
+RECORDS_CSV = "records.csv"
+
+
+def records_rows(data: SweepData) -> list[dict[str, Any]]:
+    """One row per saved record: the point's values, ``T``, the losses and the solver status.
+
+    Columns: ``point`` (its key), one column per axis of the sweep, ``T``,
+    ``final_loss`` (the optimum's replayed ``L_T``), ``loss_<name>`` for each baseline of
+    the sweep (empty where that horizon tuned none), ``best_baseline``, ``gain`` (the best
+    baseline's loss over the optimum's, minus 1), ``success``, ``status``, ``iterations``
+    and ``wall_time``; rows sorted by point, then ``T``.
+    """
+    names = list(data.sweep.baselines)
+    axes = list(data.sweep.axes)
+    rows: list[dict[str, Any]] = []
+    for key in sorted(data.records):
+        for T, rec in sorted(data.records[key].items()):
+            row: dict[str, Any] = {"point": key, **{a: rec["values"].get(a) for a in axes}, "T": T,
+                                   "final_loss": rec["final_loss"]}
+            losses = {n: rec["baselines"][n]["final_loss"] for n in names if n in rec.get("baselines", {})}
+            for n in names:
+                row[f"loss_{n}"] = losses.get(n, "")
+            finite = {n: float(v) for n, v in losses.items() if math.isfinite(float(v))}
+            best = min(finite, key=finite.__getitem__) if finite else ""
+            row["best_baseline"] = best
+            opt = float(rec["final_loss"])
+            row["gain"] = (finite[best] / opt - 1.0) if best and opt > 0 and math.isfinite(opt) else ""
+            row.update({k: rec.get(k, "") for k in ("success", "status", "iterations", "wall_time")})
+            rows.append(row)
+    return rows
+
+
+def write_records_csv(data: SweepData) -> Path:
+    """``<out>/records.csv``: :func:`records_rows` as one tidy CSV (floats written to round-trip)."""
+    rows = records_rows(data)
+    columns = ["point", *data.sweep.axes, "T", "final_loss", *[f"loss_{n}" for n in data.sweep.baselines],
+               "best_baseline", "gain", "success", "status", "iterations", "wall_time"]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: repr(float(v)) if isinstance(v, float) else v for k, v in row.items()})
+    path = Path(data.out) / RECORDS_CSV
+    write_text_atomic(path, buf.getvalue())
+    return path
