@@ -365,10 +365,12 @@ def test_reproduce_quick_writes_every_figure(tmp_path: Path) -> None:
     assert main(["reproduce", "--out", str(out), "--quick", "--quiet"]) == 0
     names = {p.name for p in out.glob("*.png")}
     assert names == {"fig2_schedules_easy.png", "fig2_schedules_hard.png", "fig2_losses_easy.png",
-                     "fig2_losses_hard.png", "fig3_exponents_easy.png", "fig3_exponents_hard.png",
+                     "fig2_losses_hard.png", "fig2cf_exponents_easy.png", "fig2cf_exponents_hard.png",
                      "fig3_bias_variance.png", "fig4_compute_frontier.png", "fig1b_constant_rates_easy.png",
                      "fig1b_constant_rates_hard.png", "fig_decay_window_hard.png"}
-    assert "Loss and learning-rate exponents" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "Loss and learning-rate exponents" in report and "The paper's claims" in report
+    assert all(f"| `{name}` | paper's figure" in report or name == "fig_decay_window_hard.png" for name in names)
     for sub, stem in (("momentum", "momentum"), ("batch", "batch")):
         assert {p.name for p in (out / sub).glob("*.png")} == {f"{stem}_easy.png", f"{stem}_hard.png"}
         assert (out / sub / "report.md").exists()

@@ -109,8 +109,8 @@ def reproduce(out: Path, *, workers: int = 2, progress: bool = True, quick: bool
         plots.save(plots.plot_loss_family(curves, losses, baseline=base,
                                           title=f"a = {st.spec.a:g}, b = {st.spec.b:g} ({phase} phase)"),
                    out / f"fig2_losses_{phase}.png")
-        plots.save(plots.plot_exponents(st), out / f"fig3_exponents_{phase}.png")
-        written += [f"fig2_schedules_{phase}.png", f"fig2_losses_{phase}.png", f"fig3_exponents_{phase}.png"]
+        plots.save(plots.plot_exponents(st), out / f"fig2cf_exponents_{phase}.png")
+        written += [f"fig2_schedules_{phase}.png", f"fig2_losses_{phase}.png", f"fig2cf_exponents_{phase}.png"]
         checks[phase] = _law_checks(recs, [T for T in LAW_CHECK_T if T in recs])
         if "constant" in data.sweep.baselines:
             rate_curves, best = _constant_rates(recs, Ts)
@@ -213,6 +213,34 @@ def _decay_windows(spec: Any, Ts: list[int], etas: list[np.ndarray]) -> tuple[di
     return solved, law
 
 
+# What each figure shows and which of the paper's figures it reproduces (``{phase}``: the
+# reference case's phase in the file name).
+CAPTIONS = {
+    "fig1b_constant_rates": "paper's figure 1(b): final loss against a constant rate at three horizons; the best "
+                            "constant against T with −(a−1)/(a+b−1)",
+    "fig2_schedules": "paper's figure 2: optimal schedules over horizons (right: the easy phase's collapse in "
+                      "η T^ξ against 1 − t/T, the hard phase's rate against the steps left), the law dashed",
+    "fig2_losses": "paper's figure 2: replayed loss curves L_t of the optimum at each horizon, best constant dashed",
+    "fig2cf_exponents": "paper's figure 2(c, f): final loss against T for the optimum and the tuned baselines, "
+                        "fitted and theory exponents, local slopes",
+    "fig_decay_window_hard": "not in the paper: the hard phase's decay window and last rate against T, with the "
+                             "exponents derived from the finite-horizon law (docs/scaling.md)",
+    "fig3_bias_variance": "paper's figure 3: bias and variance parts of the loss of the optimum and the baselines",
+    "fig4_compute_frontier": "paper's figure 4: the compute-optimal frontier over N at C = N T (tail on)",
+    "momentum/momentum": "optimal (η, β) against optimal SGD over horizons (MODEL.md §5, momentum)",
+    "batch/batch": "batch-size ramps under a sample budget (MODEL.md §4.2)",
+}
+
+
+def caption(name: str) -> str:
+    """The caption of a written figure, from its file name."""
+    stem = name.removesuffix(".png")
+    for key in sorted(CAPTIONS, key=len, reverse=True):
+        if stem == key or stem.startswith(key + "_"):
+            return CAPTIONS[key]
+    return ""
+
+
 def _verdict(fitted: float, theory: float, agree: float = 0.02, partly: float = 0.1) -> str:
     gap = abs(fitted - theory)
     return "agree" if gap <= agree else ("partly" if gap <= partly else "disagree")
@@ -229,7 +257,7 @@ def _claims(studies: list[Any], frontiers: list[Any], checks: dict[str, dict[str
     for st in studies:
         a, b, phase = st.spec.a, st.spec.b, st.spec.phase
         tag = f"{phase} (a = {a:g}, b = {b:g})"
-        fig = f"fig3_exponents_{phase}.png"
+        fig = f"fig2cf_exponents_{phase}.png"
         for name, label in (("optimal", "optimal schedule"), ("constant", "best constant"),
                             ("power_law", "best power law")):
             f = st.fits.get(name)
@@ -304,7 +332,9 @@ def _report(studies: list[Any], frontiers: list[Any], sweeps: dict[str, SweepSpe
         bestN = sorted({int(n) for n in fr.frontier.best_N[fr.frontier.interior]})
         md.append(f"| {fr.a:g} | {fr.b:g} | {f.exponent:.3f} | {fr.theory:.3f} | "
                   f"{f.fit_range[0]:.3g} – {f.fit_range[1]:.3g} | {bestN} |")
-    md += ["", "Figures: " + ", ".join(f"`{w}`" for w in written), ""]
+    md += ["", "## Figures", "", "| file | what it shows |", "|---|---|"]
+    md += [f"| `{w}` | {caption(w)} |" for w in written]
+    md.append("")
     js = {"wall_time_s": wall, "quick": quick, "figures": written, "claims": claims,
           "horizons": list(sweeps["horizons"].horizons),
           "exponents": {st.key: st.table_rows() for st in studies},
