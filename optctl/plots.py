@@ -257,8 +257,8 @@ def plot_exponents(study: Any, *, title: str = "") -> Figure:
         col = _SERIES_COLORS.get(name, "gray")
         ax0.loglog(f.x, f.y, "o", color=col, ms=4)
         xs = np.geomspace(f.fit_range[0], f.fit_range[1], 20)
-        ax0.loglog(xs, f.predict(xs), "-", color=col, lw=1.5,
-                   label=f"{name}: ζ = {f.exponent:.3f} (theory {f.theory:.3f})")
+        theory_txt = "" if f.theory is None else f" (theory {f.theory:.3f})"
+        ax0.loglog(xs, f.predict(xs), "-", color=col, lw=1.5, label=f"{name}: ζ = {f.exponent:.3f}{theory_txt}")
         if f.theory is not None:
             ax0.loglog(f.x, f.y[-1] * (f.x / f.x[-1]) ** (-f.theory), ":", color=col, lw=1)
             ax1.axhline(f.theory, color=col, ls="--", lw=1)

@@ -80,27 +80,31 @@ def _is_int(value: object) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
-def _check_position(name: str, value: object, T: int, past_end: PastEnd, fix: str) -> int:
-    """A scheduler position: an int from -1 (not started) to T (a run of T updates done)."""
+def _check_position(name: str, value: object, T: int, past_end: PastEnd, fix: str,
+                    top: int | None = None) -> int:
+    """A scheduler position: an int from -1 (not started) to ``top`` (default ``T``: a run
+    of ``T`` updates done; ``last_epoch`` at construction names the last update done, so its
+    ``top`` is ``T − 1``)."""
+    top = T if top is None else top
     if not _is_int(value):
         raise ExportError(f"{name} = {value!r} has type {type(value).__name__}; expected an int "
-                          f"update count from -1 to T = {T}; {fix}")
+                          f"from -1 to {top} (the table has T = {T} updates); {fix}")
     pos = int(value)  # type: ignore[call-overload]
     if pos < -1:
         raise ExportError(f"{name} = {pos}: positions count updates from 0 (-1: not started); a "
                           f"negative position would read the table from its end; {fix}")
-    if pos > T and past_end == "error":
-        raise ExportError(f"{name} = {pos} is past the end of the table (T = {T} updates, positions "
-                          f"-1..T); {fix}, or construct the scheduler with past_end='hold' to "
-                          "keep the last values past the end")
+    if pos > top and past_end == "error":
+        raise ExportError(f"{name} = {pos} is past the end of the table (T = {T} updates, {name} "
+                          f"from -1 to {top}); {fix}, or construct the scheduler with past_end='hold' "
+                          "to keep the last values past the end")
     return pos
 
 
 def _check_last_epoch(optimizer: Optimizer, table: ScheduleTable, past_end: PastEnd,
                       last_epoch: object) -> int:
     """Torch's resume argument: ``last_epoch = k`` continues after update ``k`` (at ``k + 1``)."""
-    k = _check_position("last_epoch", last_epoch, table.T - 1, past_end,
-                        "pass the index of the last update done (-1 for a new run)")
+    k = _check_position("last_epoch", last_epoch, table.T, past_end,
+                        "pass the index of the last update done (-1 for a new run)", top=table.T - 1)
     if k >= 0:
         for i, group in enumerate(optimizer.param_groups):
             if "initial_lr" not in group:
@@ -176,7 +180,10 @@ class TableScheduler(LRScheduler):
                  last_epoch: int = -1) -> None:
         if not isinstance(table, ScheduleTable):
             raise ExportError(f"table = {type(table).__name__}: pass a ScheduleTable "
-                              "(optctl.export.load_table)")
+                              "(optctl.load_table(path), or optctl.schedule(config, T))")
+        if not isinstance(optimizer, Optimizer):
+            raise ExportError(f"optimizer = {type(optimizer).__name__}: pass the torch optimizer "
+                              "(e.g. torch.optim.SGD(model.parameters(), lr=...)), not the model")
         check_choice("mode", mode, ("absolute", "relative"), ExportError)
         check_choice("index", index, ("steps", "samples"), ExportError)
         check_choice("past_end", past_end, PAST_END, ExportError)
@@ -603,6 +610,11 @@ def lambda_lr(optimizer: Optimizer, table: ScheduleTable, *, mode: Mode = "relat
     lrs must be positive floats). Momentum and batch sizes are not written.
     """
     check_choice("mode", mode, ("absolute", "relative"), ExportError)
+    if table.momentum is not None:
+        raise ExportError("the table has a momentum column, which lambda_lr cannot write (LambdaLR sets "
+                          "the lr only, so the optimizer's own momentum would stay on); use "
+                          "TableScheduler(optimizer, table), or TableScheduler(..., momentum=False) to "
+                          "drop the column on purpose")
     schedule = table.schedule("lr", past_end)
     if mode == "relative":
         peak = _peak(table)

@@ -64,6 +64,7 @@ def test_jax_page() -> None:
 def test_hugging_face_page() -> None:
     """A real transformers Trainer, a few hundred updates on CPU, the table's lr at each."""
     pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")
     ns = run_page("huggingface.md")
     table = ns["table"]
     assert len(ns["record"].lrs) == table.T
@@ -85,6 +86,7 @@ def test_lightning_page() -> None:
 def test_hugging_face_page_create_scheduler_override() -> None:
     """The page's Trainer subclass: the Trainer builds its own optimizer, the table its scheduler."""
     pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")
     ns = run_page("huggingface.md")
     table = ns["table"]
     record = ns["RecordLR"]()

@@ -63,3 +63,8 @@ def test_schedule_errors_name_the_field(config: Path, tmp_path: Path) -> None:
         optctl.schedule(3)  # type: ignore[arg-type]
     with pytest.raises(optctl.OptctlError, match="not one written by `optctl fit`"):
         optctl.schedule(tmp_path)
+    table_file = tmp_path / "table.csv"
+    table_file.write_text("step,lr\n" + "".join(f"{t},0.1\n" for t in range(500)))
+    with pytest.raises(ConfigError, match="this is a schedule table, not a config") as err:
+        optctl.schedule(table_file)
+    assert len(str(err.value)) < 300  # the file's content is not quoted

@@ -108,3 +108,32 @@ def test_readers_take_a_nan_saved_as_a_string(sweep_out: Path) -> None:
     assert "nan" in table and "inf" in table
     row = next(r for r in records_rows(data) if r["point"] == key)
     assert row["gain"] == "" and row["best_baseline"] == "linear_decay"
+
+
+def test_a_point_that_fails_gets_a_row_with_its_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import optctl.studies.sweep as sweep_mod
+
+    (tmp_path / "sweep.yaml").write_text(TINY.replace("    b: [1.5, 3.5]", "    b: [1.5]"))
+    boom = RuntimeError("the solver broke")
+
+    def fail(task: Any) -> Any:
+        raise boom
+
+    monkeypatch.setattr(sweep_mod, "run_point", fail)
+    run = run_sweep(load_sweep_config(tmp_path / "sweep.yaml"), tmp_path / "out", progress=False)
+    assert run.failed
+    with open(tmp_path / "out" / "records.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 1
+    assert rows[0]["point"] == "b1.5" and rows[0]["success"] == "False" and rows[0]["T"] == ""
+    assert rows[0]["status"] == "RuntimeError: the solver broke"
+
+
+def test_a_sweep_with_a_baseline_that_has_no_theory_exponent_draws_its_report(tmp_path: Path) -> None:
+    """cosine has no theory exponent: the exponent figure's label once formatted None."""
+    from optctl.cli.main import main
+
+    (tmp_path / "sweep.yaml").write_text(TINY.replace("[constant, linear_decay]", "[constant, cosine]")
+                                         .replace("    b: [1.5, 3.5]", "    b: [1.5]"))
+    assert main(["sweep", str(tmp_path / "sweep.yaml"), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert list((tmp_path / "out" / "figures").glob("*_exponents.png"))

@@ -286,6 +286,27 @@ def test_last_epoch_errors() -> None:
             TableScheduler(opt, table, last_epoch=bad)  # type: ignore[arg-type]
     held = TableScheduler(opt, table, last_epoch=45, past_end="hold")
     assert held.position == 46 and _lr(opt) == table.lr[-1]
+    # the message states the table's T and the range last_epoch may take (the last update is T − 1)
+    with pytest.raises(ExportError, match=rf"T = {table.T} updates, last_epoch from -1 to {table.T - 1}"):
+        TableScheduler(opt, table, last_epoch=table.T)
+
+
+def test_a_model_or_a_dict_instead_of_the_optimizer_or_table_is_the_package_error() -> None:
+    table = _table()
+    model = torch.nn.Linear(2, 1)
+    with pytest.raises(ExportError, match="optimizer = Linear: pass the torch optimizer"):
+        TableScheduler(model, table)  # type: ignore[arg-type]
+    with pytest.raises(ExportError, match=r"table = dict: pass a ScheduleTable \(optctl.load_table"):
+        TableScheduler(_sgd(), {"lr": [0.1]})  # type: ignore[arg-type]
+
+
+def test_lambda_lr_refuses_a_table_whose_momentum_it_would_drop() -> None:
+    from optctl.torch import lambda_lr
+
+    table = _table()
+    assert table.momentum is not None
+    with pytest.raises(ExportError, match="momentum column, which lambda_lr cannot write"):
+        lambda_lr(torch.optim.SGD([_param()], lr=0.5, momentum=0.9), table)
 
 
 # --- momentum conventions ------------------------------------------------------------------------

@@ -31,7 +31,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -269,7 +269,8 @@ def run_sweep(sweep: SweepSpec, out: Path, *, workers: int | None = None,
         else:
             _run_local(tasks, min(n_workers, len(tasks)), done,
                        poll=lambda: bar.set_solves(count_records(out)))
-    write_records_csv(load_sweep(out))
+    values_of = {t.key: t.values for t in tasks}
+    write_records_csv(load_sweep(out), {k: (values_of[k], msg) for k, msg in failed.items()})
     return SweepRun(out=out, total=len(points), skipped=len(points) - len(todo),
                     ran=len(tasks), failed=failed, wall_time=time.perf_counter() - t0)
 
@@ -463,9 +464,14 @@ def records_rows(data: SweepData) -> list[dict[str, Any]]:
     return rows
 
 
-def write_records_csv(data: SweepData) -> Path:
-    """``<out>/records.csv``: :func:`records_rows` as one tidy CSV (floats written to round-trip)."""
+def write_records_csv(data: SweepData, failed: Mapping[str, tuple[Mapping[str, float], str]] | None = None) -> Path:
+    """``<out>/records.csv``: :func:`records_rows` as one tidy CSV (floats written to round-trip),
+    plus a row per point that failed in this run (``failed``: key → (values, error); ``T``
+    empty, ``success`` False, the error as ``status``), so a failure is not silent there."""
     rows = records_rows(data)
+    for key, (values, message) in sorted((failed or {}).items()):
+        rows.append({"point": key, **{a: values.get(a) for a in data.sweep.axes}, "T": "", "final_loss": "",
+                     "success": False, "status": message})
     columns = ["point", *data.sweep.axes, "T", "final_loss", *[f"loss_{n}" for n in data.sweep.baselines],
                "best_baseline", "gain", "success", "status", "iterations", "wall_time"]
     buf = io.StringIO()

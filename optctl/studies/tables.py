@@ -32,6 +32,9 @@ def _config(source: RunConfig | str | os.PathLike[str]) -> tuple[RunConfig, floa
         raise ConfigError("source", type(source).__name__,
                           "pass a YAML run config path, a folder written by `optctl fit`, or a RunConfig")
     path = Path(source)
+    if path.suffix.lower() in (".csv", ".json", ".npz", ".safetensors"):
+        raise ConfigError("source", str(path), "this is a schedule table, not a config: load it with "
+                          "optctl.load_table(path); optctl.schedule takes a YAML run config or a fit folder")
     if path.is_dir():  # a fit folder: its config, and the learning rates in real units
         config_path, calibration_file = fit_folder_config(path)
         scale, calibration = read_calibration(calibration_file)
