@@ -9,6 +9,7 @@ import numpy as np
 
 from optctl.errors import SpecError
 from optctl.model.replay import state_after
+from optctl.model.spectrum import spectrum, stable_rate
 from optctl.solver.controls import Init, control_set, per_step_start
 from optctl.solver.ipopt import (
     POLISH_MAX_T,
@@ -80,8 +81,10 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *,
     K = pl.n_controls
 
     cands = cs.candidates(spec, controls, pl, init if options.warm_start else None, start)
-    scores = prob.score(cands)
-    best = int(np.nanargmin(scores))
+    scores = np.asarray(prob.score(cands), dtype=float)
+    if not np.any(np.isfinite(scores)):
+        raise _diverges(spec)
+    best = int(np.nanargmin(np.where(np.isfinite(scores), scores, np.nan)))
     if cs.second is not None:
         extra["start"] = best
     bounds = cs.bounds(spec, controls, K)
@@ -123,6 +126,18 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *,
                        **extra, "initial_objective": float(np.nanmin(scores)) + ans.replay.tail},
         versions=versions(),
     )
+
+
+def _diverges(spec: ProblemSpec) -> SpecError:
+    """The error for a problem whose loss overflows from every start IPOPT could take."""
+    limit = stable_rate(spectrum(spec), spec.batch_size)
+    if spec.eta_max > limit:
+        return SpecError("training.eta_max", spec.eta_max,
+                         f"the loss overflows from every starting schedule, so nothing can be "
+                         f"solved; the largest stable constant rate of this model is {limit:.4g}: "
+                         f"set eta_max to at most a few times that")
+    return SpecError("model.sigma", spec.sigma, "the loss overflows from every starting schedule "
+                     "(the noise is too large for float64); give a smaller sigma")
 
 
 def _check_prefix(prefix: np.ndarray | None, spec: ProblemSpec, second: str | None) -> np.ndarray | None:
