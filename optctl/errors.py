@@ -66,6 +66,14 @@ class SolverError(OptctlError, RuntimeError):
     solve that ran and did not converge, which is reported in the result's ``status``."""
 
 
+class ResourceError(OptctlError, ValueError):
+    """A job would need more memory than this machine has; refused before it starts.
+
+    The message gives the estimate, the limit and what to change (grouped modes, a block
+    grid, a smaller ``N`` or ``T``).
+    """
+
+
 class ExportError(OptctlError, ValueError):
     """A schedule table is invalid, corrupt, truncated, or does not match what was expected.
 

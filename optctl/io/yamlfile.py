@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import yaml
 
 from optctl.baselines.families import BASELINE_NAMES
@@ -100,6 +101,9 @@ def read_yaml(source: str, example: str, *, missing: str | None = None) -> Any:
     if len(text) > MAX_CONFIG_CHARS:
         raise ConfigError("path", source, f"holds {len(text)} characters; a config is at most "
                           f"{MAX_CONFIG_CHARS} (is this the right file?)")
+    if _bracket_depth(text) > MAX_CONFIG_DEPTH:  # the parser is slow on deep flow nesting
+        raise ConfigError("path", source, f"is nested more than {MAX_CONFIG_DEPTH} levels deep "
+                          f"(brackets); a config is a mapping of a few levels (see {example})")
     try:
         data = yaml.load(text, Loader=StrictLoader)  # a SafeLoader subclass: safe
     except yaml.YAMLError as exc:
@@ -117,6 +121,13 @@ def read_yaml(source: str, example: str, *, missing: str | None = None) -> Any:
     if data is None:
         raise ConfigError("config", None, f"{source} is empty; start from {example}")
     return data
+
+def _bracket_depth(text: str) -> int:
+    """The deepest nesting of ``[``/``{`` in ``text`` (quotes ignored: a bound, not a parse)."""
+    codes = np.frombuffer(text.encode("utf-8", "replace"), dtype=np.uint8)
+    step = np.isin(codes, (ord("["), ord("{"))).astype(np.int64) - np.isin(codes, (ord("]"), ord("}")))
+    return int(np.cumsum(step).max(initial=0))
+
 
 def _depth(data: Any, limit: int = 64) -> int:
     """Nesting depth of parsed YAML, counted without recursion (stops past ``limit``)."""

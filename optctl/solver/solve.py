@@ -21,6 +21,7 @@ from optctl.solver.ipopt import (
     stop_on_sigint,
 )
 from optctl.solver.plan import make_plan, resolve_options
+from optctl.solver.resources import check_solve_fits
 from optctl.solver.result import ScheduleResult
 from optctl.solver.transcribe import model_parameters
 from optctl.spec import ControlSpec, ProblemSpec, SolverOptions
@@ -60,6 +61,7 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *,
     controls.check_options(SolverOptions() if options is None else options)
     cs = control_set(controls)
     options = resolve_options(SolverOptions() if options is None else options, cs.second)
+    check_solve_fits(spec, options, controls)  # refuse, before any work, what cannot fit
     t_start = time.perf_counter()
     full, done = spec, _check_prefix(prefix, spec, cs.second)
     if done is not None:
