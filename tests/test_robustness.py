@@ -156,9 +156,11 @@ def test_exit_codes_and_version_are_documented(capsys: pytest.CaptureFixture[str
 def test_counts_on_the_command_line_read_like_yaml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """--T 1e5 was refused although YAML takes 1e5; --K 100000 --T 1000 went silently."""
     out = tmp_path / "run"
-    assert main(["solve", str(_cfg(tmp_path, TINY)), "--T", "4e1", "--out", str(out), "--quiet",
+    assert main(["solve", str(_cfg(tmp_path, TINY)), "--T", "4e1", "--out", str(out),
                  "--no-baselines"]) == 0
     assert json.loads((out / "summary.json").read_text())["T"] == 40
+    # progress lines say why an iterate's value may rise, and give the best so far
+    assert "(best so far" in capsys.readouterr().err
     assert main(["solve", str(_cfg(tmp_path, TINY)), "--K", "100000", "--T", "1000",
                  "--out", str(tmp_path / "r2"), "--quiet"]) == BAD_INPUT
     assert "--K = 100000" in _one_line(capsys)
@@ -251,3 +253,16 @@ def test_a_fit_too_large_for_memory_is_refused_before_work(
     err = _one_line(capsys)
     assert "3 curves of up to 1000000 updates" in err and "nothing was started" in err
     assert not (tmp_path / "fit").exists()
+
+
+def test_equal_baselines_share_one_legend_entry() -> None:
+    """When tuned WSD equals linear decay the legend listed a line that could not be seen."""
+    import numpy as np
+
+    from optctl import plots
+
+    decay = np.linspace(1.0, 0.0, 50)
+    fig = plots.plot_schedule(decay ** 2, {"linear_decay": decay, "cosine": decay ** 0.5,
+                                           "wsd": decay.copy()})
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["linear_decay = wsd", "cosine", "optimal"]

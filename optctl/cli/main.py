@@ -15,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+from optctl import __version__
 from optctl.errors import OptctlError
 
 GRIDS = ("auto", "per_step", "uniform", "refined")
@@ -26,15 +27,6 @@ EXIT_CODES = (f"exit codes: {OK} success; {WRITE_FAILED} results could not be wr
               f"the solver did not succeed (the results are written, marked success: false, and "
               f"no claim is made from them); {INTERRUPTED} interrupted (Ctrl-C)")
 TABLE_FORMATS = ("npz", "safetensors", "csv", "json")
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("optctl")
-    except PackageNotFoundError:
-        return "(not installed)"
 
 
 def _count(text: str) -> int:
@@ -60,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="optctl", description="Optimal learning-rate, batch-size "
                                      "and momentum schedules by optimal control (arXiv:2602.04774).",
                                      epilog=EXIT_CODES)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = _command(sub, "solve", "solve", "solve for the optimal schedule (lr, and batch size or "

@@ -35,7 +35,7 @@ from optctl.solver.plan import (
 from optctl.spec import ControlSpec, ProblemSpec, SolverOptions
 
 # Measured peak memory (bytes) of the parts of a solve.
-BASE_BYTES = 250e6             # interpreter, numpy, CasADi, jax, matplotlib
+BASE_BYTES = 150e6             # interpreter, numpy, CasADi, jax, matplotlib
 NLP_BYTES_PER_NODE = 200.0     # compiled transcription and IPOPT, per stage and mode
 ADJOINT_BYTES_PER_STATE = 8.0  # the polish's exact gradient keeps every per-step state
 REPLAY_BYTES_PER_STEP = 400.0  # exact replay: loss, bias, variance and the scan's outputs
