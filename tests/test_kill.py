@@ -79,6 +79,7 @@ def _kill_at_random(args: list[str], duration: float, rng: random.Random,
         after_each()
         if finished and restart is not None:
             shutil.rmtree(restart)
+    print(f"{args[0]}: {KILLS} kills, {killed} of them before the run finished")  # pytest -s
     return killed
 
 
@@ -120,7 +121,8 @@ def test_kill_9_during_export(tmp_path: Path) -> None:
         if table.exists():
             load_table(table)  # complete: the content hash matches
 
-    _kill_at_random(args, duration, rng, check)
+    killed = _kill_at_random(args, duration, rng, check)
+    assert killed >= KILLS // 2, f"only {killed} of {KILLS} runs were killed before they finished"
     _timed(*args)
     assert load_table(table).T == 200
     assert _temporaries(tmp_path) == []
