@@ -15,8 +15,8 @@ import os
 import sys
 from pathlib import Path
 
-from optctl import __version__
 from optctl.errors import OptctlError
+from optctl.versions import optctl_version
 
 GRIDS = ("auto", "per_step", "uniform", "refined")
 # Exit codes (README, `optctl --help`).
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="optctl", description="Optimal learning-rate, batch-size "
                                      "and momentum schedules by optimal control (arXiv:2602.04774).",
                                      epilog=EXIT_CODES)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {optctl_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = _command(sub, "solve", "solve", "solve for the optimal schedule (lr, and batch size or "
