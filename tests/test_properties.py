@@ -38,6 +38,7 @@ def _settings(n: int) -> Callable[[Any], Any]:
 
 def _run(check: Callable[[], None], seen: Counter[str], n: int) -> None:
     check()
+    print(f"{sum(seen.values())} inputs: {seen['valid']} valid, {seen['error']} refused")  # pytest -s
     assert sum(seen.values()) >= n, seen
     assert seen["valid"] > 0 and seen["error"] > 0, seen  # both ends are exercised
 
