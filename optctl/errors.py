@@ -12,6 +12,23 @@ class OptctlError(Exception):
     """Base class of every error optctl raises on purpose."""
 
 
+# An error message echoes at most this many characters of an offending value.
+MAX_ECHO = 200
+
+
+def echo(value: object, limit: int = MAX_ECHO) -> str:
+    """``repr(value)`` for a message, shortened to ``limit`` characters (a 1 MB grid is
+    named by its start, its length and its type, not printed whole)."""
+    try:
+        text = repr(value)
+    except Exception:  # a repr that fails must not hide the error being reported
+        text = f"<{type(value).__name__}>"
+    if len(text) <= limit:
+        return text
+    size = f", {len(value)} items" if isinstance(value, (list, tuple, dict, str)) else ""
+    return f"{text[:limit]}... ({type(value).__name__}{size}, {len(text)} characters)"
+
+
 class SpecError(OptctlError, ValueError):
     """A specification or config value is invalid.
 
@@ -22,7 +39,7 @@ class SpecError(OptctlError, ValueError):
         self.field = field
         self.value = value
         self.fix = fix
-        super().__init__(f"{field} = {value!r}: {fix}")
+        super().__init__(f"{field} = {echo(value)}: {fix}")
 
 
 class SpecTypeError(OptctlError, TypeError):
@@ -32,7 +49,7 @@ class SpecTypeError(OptctlError, TypeError):
         self.field = field
         self.value = value
         super().__init__(
-            f"{field} = {value!r} has type {type(value).__name__}; expected {expected}"
+            f"{field} = {echo(value)} has type {type(value).__name__}; expected {expected}"
         )
 
 
@@ -47,6 +64,14 @@ class ConfigError(SpecError):
 class SolverError(OptctlError, RuntimeError):
     """IPOPT could not be set up or run at all (an invalid option, say), as opposed to a
     solve that ran and did not converge, which is reported in the result's ``status``."""
+
+
+class ResourceError(OptctlError, ValueError):
+    """A job would need more memory than this machine has; refused before it starts.
+
+    The message gives the estimate, the limit and what to change (grouped modes, a block
+    grid, a smaller ``N`` or ``T``).
+    """
 
 
 class ExportError(OptctlError, ValueError):

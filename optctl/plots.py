@@ -31,6 +31,20 @@ def _thin(n: int, max_points: int = 4000) -> np.ndarray:
     return np.unique(np.concatenate([head, tail, np.linspace(0, n - 1, max_points // 4).astype(int)]))
 
 
+def merge_equal(curves: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Curves that are equal drawn once, under their names joined (``"linear_decay = wsd"``):
+    a tuned WSD with no stable phase is linear decay, and a second line on top of the first
+    would be listed in the legend but could not be seen."""
+    groups: list[tuple[list[str], np.ndarray]] = []
+    for name, curve in curves.items():
+        same = next((g for g in groups if g[1].shape == curve.shape and np.array_equal(g[1], curve)), None)
+        if same is None:
+            groups.append(([name], curve))
+        else:
+            same[0].append(name)
+    return {" = ".join(names): curve for names, curve in groups}
+
+
 def plot_schedule(eta: np.ndarray, baselines: Mapping[str, np.ndarray], *, title: str = "") -> Figure:
     """Learning rate against step: the optimum and every tuned baseline.
 
@@ -43,7 +57,7 @@ def plot_schedule(eta: np.ndarray, baselines: Mapping[str, np.ndarray], *, title
     t = np.arange(T)
     fig = _figure((11, 4))
     ax0, ax1 = fig.subplots(1, 2)
-    for name, e in baselines.items():
+    for name, e in merge_equal(baselines).items():
         ax0.plot(t[idx], e[idx], lw=1.2, label=name)
         ax1.loglog((T - t)[idx], np.maximum(e[idx], 1e-300), lw=1.2, label=name)
     ax0.plot(t[idx], eta[idx], label="optimal", **_OPT_STYLE)
@@ -66,7 +80,7 @@ def plot_loss(loss: np.ndarray, baselines: Mapping[str, np.ndarray], *, bias: np
     t = np.arange(loss.size) + 1.0
     fig = _figure((6.5, 4.5))
     ax = fig.subplots()
-    for name, curve in baselines.items():
+    for name, curve in merge_equal(baselines).items():
         ax.loglog(t[idx], curve[idx], lw=1.2, label=f"{name}  L_T={curve[-1]:.4g}")
     ax.loglog(t[idx], loss[idx], label=f"optimal  L_T={loss[-1]:.4g}", **_OPT_STYLE)
     if bias is not None and variance is not None:

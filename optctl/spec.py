@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -23,6 +24,10 @@ PropagatorKind = Literal["auto", "step", "block"]
 
 # Largest horizon: the per-step replay keeps a few float64 arrays of T + 1 values.
 MAX_T = 100_000_000
+# Largest label noise: sigma^2 (and the loss that holds it) must stay a finite float64.
+MAX_SIGMA = 1e100
+# Largest log initial error of a mode, log k^(b-a), that float64 holds with room for the loss.
+MAX_LOG_C0 = 600.0
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,13 @@ class ProblemSpec:
         sigma = check_real("model.sigma", self.sigma)
         if sigma < 0:
             raise SpecError("model.sigma", self.sigma, "must be >= 0 (a standard deviation)")
+        if sigma > MAX_SIGMA:
+            raise SpecError("model.sigma", self.sigma, f"must be <= {MAX_SIGMA:.0e}: the loss "
+                            "holds sigma^2, which must stay a finite float64")
+        if b > a and (b - a) * math.log(n) > MAX_LOG_C0:
+            raise SpecError("model.b", self.b, f"with a = {a:g} and N = {n} the initial error "
+                            f"N^(b-a) of the last mode overflows float64; keep (b - a) ln N <= "
+                            f"{MAX_LOG_C0:g} (a smaller b or N)")
         m = check_real("training.batch_size", self.batch_size)
         if m < 1:
             raise SpecError("training.batch_size", self.batch_size, "must be >= 1")

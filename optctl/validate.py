@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from optctl.errors import SpecError, SpecTypeError
+from optctl.errors import SpecError, SpecTypeError, echo
 
 _REAL_TYPES = (int, float, np.integer, np.floating)
 
@@ -50,7 +50,7 @@ def check_choice(name: str, value: object, choices: Sequence[str],
     :class:`~optctl.errors.SpecError` by default; the torch adapter raises its own kind)."""
     if not isinstance(value, str) or value not in choices:
         fix = f"choose one of {', '.join(choices)}"
-        raise SpecError(name, value, fix) if error is None else error(f"{name} = {value!r}: {fix}")
+        raise SpecError(name, value, fix) if error is None else error(f"{name} = {echo(value)}: {fix}")
     return value
 
 

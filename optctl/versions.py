@@ -14,3 +14,11 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[name] = "not installed"
     return out
+
+
+def optctl_version() -> str:
+    """The installed optctl's version (``optctl --version``)."""
+    try:
+        return metadata.version("optctl")
+    except metadata.PackageNotFoundError:
+        return "(not installed)"

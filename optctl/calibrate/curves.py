@@ -15,8 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from optctl.errors import CurveError
+from optctl.spec import MAX_T
 
 MIN_ROWS = 3
+# A curve whose loss never falls this fraction below its start carries no decay to fit.
+FLAT_DROP = 0.05
 
 
 @dataclass(frozen=True, eq=False)
@@ -101,6 +104,10 @@ def curve_from_arrays(name: str, steps: np.ndarray, lr: np.ndarray, loss: np.nda
         raise row_error(where, line_of(i), "step", steps_f[i], "is not an integer number of updates")
     if steps_f[0] < 0:
         raise row_error(where, line_of(0), "step", steps_f[0], "is negative; steps count updates from 0")
+    if steps_f[-1] > MAX_T:
+        raise row_error(where, line_of(n - 1), "step", int(steps_f[-1]),
+                        f"is beyond the longest run the model describes ({MAX_T:.0e} updates); "
+                        "measure the curve in updates (not samples or tokens), or cut it")
     if steps_f[0] != 0:
         raise row_error(where, line_of(0), "step", int(steps_f[0]),
                     "is the first step; the curve must start at step 0 (the loss before training)")
@@ -143,3 +150,9 @@ def main_phase_start(curve: LossCurve, level: float = 0.5) -> int:
     loss = np.asarray(curve.loss, dtype=float)
     target = float(np.exp((1 - level) * np.log(loss[0]) + level * np.log(loss.min())))
     return int(curve.steps[int(np.argmax(loss <= target))])
+
+
+def flat_curves(curves: list[LossCurve]) -> list[str]:
+    """Names of the curves whose loss never falls :data:`FLAT_DROP` below its first value
+    (constant or rising): they carry no information on the decay exponents."""
+    return [c.name for c in curves if not float(np.min(c.loss[1:])) < (1 - FLAT_DROP) * float(c.loss[0])]

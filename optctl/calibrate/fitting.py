@@ -58,7 +58,7 @@ from scipy.special import ndtr, ndtri
 
 from optctl.analysis.classify import CONFIDENCE_MIN
 from optctl.calibrate import fitmodel as fm
-from optctl.calibrate.curves import LossCurve, curve_from_arrays
+from optctl.calibrate.curves import FLAT_DROP, LossCurve, curve_from_arrays, flat_curves
 from optctl.calibrate.params import (
     A_BOUNDS,
     B_BOUNDS,
@@ -79,6 +79,7 @@ from optctl.calibrate.params import (
 )
 from optctl.errors import SpecError
 from optctl.model.spectrum import stability_limit
+from optctl.solver.resources import BASE_BYTES, Estimate, check_fits
 
 _SCREEN_A = (1.4, 2.2, 3.2, 4.5)
 _SCREEN_B = (0.8, 1.4, 2.2, 3.5)
@@ -139,6 +140,44 @@ def _theta(z: Any, min_loss: float) -> Any:
 def _z(theta: np.ndarray, min_loss: float) -> np.ndarray:
     return np.array([theta[0], theta[1], math.log(theta[2]), math.log(theta[3]),
                      math.log(theta[4]), theta[5] / min_loss])
+
+
+# Copies of every state the fit's gradient keeps (forward scan, its reverse, the batch of starts).
+FIT_STATE_COPIES = 3
+
+
+def fit_modes(N: int, grouped: bool, n_exact: int = 48, ratio: float = 1.12, nodes: int = 3) -> int:
+    """How many modes :func:`~optctl.calibrate.fitmodel.mode_nodes` makes (its loop, counted)."""
+    if not grouped or N <= n_exact + nodes:
+        return N
+    count, lo = n_exact, n_exact + 1
+    while lo <= N:
+        hi = min(N, max(lo + nodes, math.ceil(lo * ratio)))
+        if N - hi < nodes:
+            hi = N
+        count += nodes
+        lo = hi + 1
+    return count
+
+
+def check_fit_fits(curves: list[LossCurve], options: FitOptions) -> Estimate:
+    """Refuse, before any work, a fit that would not fit in memory (a
+    :class:`~optctl.errors.ResourceError` naming the estimate, the limit and the fix). The
+    forward model scans every update of the longest curve for all curves and modes, and
+    its gradient keeps every state: ``(R × (T + 1) × modes)`` values, a few times over."""
+    R, T = len(curves), max(c.T for c in curves)
+    grouped = options.modes == "grouped" or (options.modes == "auto" and options.N > 256)
+    n_modes = fit_modes(options.N, grouped)
+    parts = {"base": BASE_BYTES, "gradient states": FIT_STATE_COPIES * 8.0 * R * (T + 1) * n_modes,
+             "schedules": 4 * 8.0 * R * T}
+    est = Estimate(total=sum(parts.values()), parts=parts, stages=T, modes=n_modes)
+    fixes = ["curves measured in updates with fewer of them (cut or subsample the run)"]
+    if not grouped:
+        fixes.insert(0, "fit.modes: grouped")
+    if options.N > 1000:
+        fixes.append("a smaller fit.N")
+    check_fits(f"{R} curves of up to {T} updates, fit.N = {options.N}", est, fixes)
+    return est
 
 
 def _problem(curves: list[LossCurve], options: FitOptions) -> _Problem:
@@ -235,6 +274,7 @@ def fit(curves: list[LossCurve], options: FitOptions | None = None, *,
     if options.bootstrap and options.bootstrap_method in ("runs", "both") and len(curves) < 3:
         raise SpecError("fit.bootstrap_method", options.bootstrap_method,
                         f"needs at least 3 curves (got {len(curves)}); use 'residual'")
+    check_fit_fits(curves, options)  # before any work
     t_start = time.perf_counter()
     problem = _problem(curves, options)
     data = problem.data
@@ -281,6 +321,13 @@ def fit(curves: list[LossCurve], options: FitOptions | None = None, *,
     edges = [f"{name} = {params[name]:.3f} sits at the edge of its search box {bd}; the curves "
              "may not determine it" for name, bd in (("a", A_BOUNDS), ("b", B_BOUNDS))
              if min(abs(params[name] - bd[0]), abs(params[name] - bd[1])) < 1e-3]
+    flat = flat_curves(curves)
+    if len(flat) == len(curves):
+        # No curve learns: the loss's decay, which sets the exponents, is not in the data.
+        label = "unsure"
+        edges.append(f"no curve's loss falls by {100 * FLAT_DROP:.0f}% or more (constant or rising: "
+                     f"{', '.join(flat)}), so the exponents a and b, and the phase, cannot be "
+                     "identified from these curves; measure runs that learn")
     notes += edges
     quality = _quality(curves, options, params, rms, edges, label)
     return FitResult(params=params, intervals=intervals, samples=samples, misfit=v,

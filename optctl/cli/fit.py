@@ -9,7 +9,7 @@ from pathlib import Path
 
 from optctl.calibrate.params import PARAMS, FitResult
 from optctl.io.curves import load_curves
-from optctl.io.files import check_new
+from optctl.io.files import claim
 from optctl.io.fitconfig import FitConfig, load_fit_config
 from optctl.io.fits import write_fit
 
@@ -23,11 +23,12 @@ def run(args: argparse.Namespace) -> int:
         cfg = dataclasses.replace(cfg, T=args.T)
     curves = load_curves(args.curves)
     out = Path(args.out) if args.out else Path("results") / "fits" / cfg.name
-    check_new(out, args.overwrite)
-    from optctl.calibrate.fitting import fit  # jax, once the curves and config are good
+    with claim(out, overwrite=args.overwrite):  # before any work; no two jobs write one folder
+        from optctl.calibrate.fitting import fit  # jax, once the curves and config are good
 
-    res = fit(curves, cfg.options)
-    run_cfg = write_fit(out, cfg, res, curves, overwrite=args.overwrite, sources=list(args.curves))
+        res = fit(curves, cfg.options)
+        run_cfg = write_fit(out, cfg, res, curves, overwrite=args.overwrite,
+                            sources=list(args.curves))
     print(format_fit(res))
     for note in res.notes:
         print(f"note: {note}", file=sys.stderr)

@@ -16,21 +16,43 @@ import sys
 from pathlib import Path
 
 from optctl.errors import OptctlError
+from optctl.versions import optctl_version
 
 GRIDS = ("auto", "per_step", "uniform", "refined")
+# Exit codes (README, `optctl --help`).
+OK, WRITE_FAILED, BAD_INPUT, SOLVER_FAILED, INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_CODES = (f"exit codes: {OK} success; {WRITE_FAILED} results could not be written (or sweep "
+              f"points failed); {BAD_INPUT} bad input (config, arguments, files, --out, resources), "
+              f"one line naming the field, the value and the fix, nothing written; {SOLVER_FAILED} "
+              f"the solver did not succeed (the results are written, marked success: false, and "
+              f"no claim is made from them); {INTERRUPTED} interrupted (Ctrl-C)")
 TABLE_FORMATS = ("npz", "safetensors", "csv", "json")
+
+
+def _count(text: str) -> int:
+    """A count on the command line: an integer, also written as ``1e5`` or ``100_000``
+    (as YAML configs take it)."""
+    try:
+        value = float(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not value.is_integer():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; give an integer such as 1000")
+    return int(value)
 
 
 def _command(sub: argparse._SubParsersAction, name: str, module: str,  # type: ignore[type-arg]
              help: str) -> argparse.ArgumentParser:
-    p: argparse.ArgumentParser = sub.add_parser(name, help=help)
+    p: argparse.ArgumentParser = sub.add_parser(name, help=help, epilog=EXIT_CODES)
     p.set_defaults(module=f"optctl.cli.{module}", command=name)
     return p
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="optctl", description="Optimal learning-rate, batch-size "
-                                     "and momentum schedules by optimal control (arXiv:2602.04774).")
+                                     "and momentum schedules by optimal control (arXiv:2602.04774).",
+                                     epilog=EXIT_CODES)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {optctl_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = _command(sub, "solve", "solve", "solve for the optimal schedule (lr, and batch size or "
@@ -38,8 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", nargs="?", help="YAML config, or a folder written by `optctl fit` "
                    "(default: the packaged hard-phase case)")
     p.add_argument("--out", help="results folder (default: results/runs/<name>-T<T>-<time>)")
-    p.add_argument("--T", type=int, help="override training.T (number of updates)")
-    p.add_argument("--K", type=int, help="override solver.K (control blocks)")
+    p.add_argument("--T", type=_count, help="override training.T (number of updates)")
+    p.add_argument("--K", type=_count, help="override solver.K (control blocks)")
     p.add_argument("--grid", choices=GRIDS, help="override solver.grid")
     p.add_argument("--no-baselines", action="store_true", help="skip tuning the baselines")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
@@ -82,9 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("curves", nargs="+", help="CSV files with columns step, lr, loss [, batch_size, momentum]")
     f.add_argument("--config", help="fit YAML config (see configs/fit_pilot.yaml)")
     f.add_argument("--out", help="fit folder (default: results/fits/<name>)")
-    f.add_argument("--T", type=int, help="override target.T: the horizon to solve for afterwards")
-    f.add_argument("--N", type=int, help="override fit.N: the number of model features")
-    f.add_argument("--bootstrap", type=int, help="override fit.bootstrap: resampled refits (0: none)")
+    f.add_argument("--T", type=_count, help="override target.T: the horizon to solve for afterwards")
+    f.add_argument("--N", type=_count, help="override fit.N: the number of model features")
+    f.add_argument("--bootstrap", type=_count, help="override fit.bootstrap: resampled refits (0: none)")
     f.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     f.add_argument("--quiet", action="store_true", help="no progress on stderr")
     return parser
@@ -97,20 +119,41 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(args.module)
         return int(module.run(args))
     except OptctlError as err:
-        print(f"optctl: error: {err}", file=sys.stderr)
-        return 2
+        print(f"optctl: error: {_one_line(err)}", file=sys.stderr)
+        return BAD_INPUT
     except OSError as err:  # a disk or folder that failed while results were written
         where = f": {err.filename}" if err.filename else ""
         print(f"optctl: error: could not write the results ({err.strerror or err}{where}); "
               "nothing incomplete was left behind", file=sys.stderr)
-        return 1
+        return WRITE_FAILED
+    except MemoryError:
+        print("optctl: error: this machine ran out of memory; shrink the problem (a smaller "
+              "model.N, solver.modes: grouped, a block grid such as solver.grid: refined, or a "
+              "smaller training.T)", file=sys.stderr)
+        return BAD_INPUT
+    except RecursionError:
+        print("optctl: error: an input is nested too deeply to be read; check the files passed",
+              file=sys.stderr)
+        return BAD_INPUT
     except KeyboardInterrupt:
         print("optctl: interrupted; nothing was written", file=sys.stderr)
         sys.stderr.flush()
         sys.stdout.flush()
         # Leave without running finalizers: tearing down CasADi's compiled solvers and
         # jax after an interrupt has crashed the interpreter on exit.
-        os._exit(130)
+        os._exit(INTERRUPTED)
+    except Exception as err:
+        if os.environ.get("OPTCTL_TRACEBACK"):
+            raise
+        print(f"optctl: internal error: {type(err).__name__}: {_one_line(err)} (a bug in "
+              "optctl; set OPTCTL_TRACEBACK=1 to see where, and please report it)", file=sys.stderr)
+        return WRITE_FAILED
+
+
+def _one_line(err: BaseException, limit: int = 2000) -> str:
+    """The message of ``err`` on one line, at most ``limit`` characters."""
+    text = str(err).replace("\n", " ")
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 if __name__ == "__main__":

@@ -6,11 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from optctl.cli.main import SOLVER_FAILED
+from optctl.errors import ConfigError
 from optctl.io.config import default_config_path, load_config, with_overrides
-from optctl.io.files import check_new
+from optctl.io.files import check_new, claim
 from optctl.io.fits import fit_folder_config
 from optctl.io.runs import default_out, write_run
 from optctl.solver.report import SolveReport
+from optctl.solver.resources import check_solve_fits
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,23 +25,45 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(path)
     overrides = {k: v for k, v in (("T", args.T), ("K", args.K), ("grid", args.grid)) if v is not None}
     cfg = with_overrides(cfg, progress=not args.quiet, **overrides)
+    blocks = cfg.solver.K
+    blocked = cfg.solver.grid in ("uniform", "refined") or (
+        cfg.solver.grid == "auto" and cfg.problem.T > cfg.solver.per_step_max_T)
+    if blocks > cfg.problem.T and blocked:
+        if args.K is not None:
+            raise ConfigError("--K", args.K, f"is more control blocks than updates (T = "
+                              f"{cfg.problem.T}); give --K <= {cfg.problem.T}, or --grid per_step")
+        if not args.quiet:
+            print(f"note: solver.K = {blocks} is more blocks than updates; the solve uses "
+                  f"T = {cfg.problem.T} blocks (one per update)", file=sys.stderr)
     out = Path(args.out) if args.out else default_out(cfg.name, cfg.problem.T)
     check_new(out, args.overwrite)
+    estimate = check_solve_fits(cfg.problem, cfg.solver, cfg.controls)  # before any work
+    if not args.quiet:
+        print(f"estimated peak memory: {estimate.describe()}", file=sys.stderr)
+    # The folder is claimed before any work: a second job writing the same --out stops at
+    # once, and no two jobs ever both write it.
+    with claim(out, overwrite=args.overwrite):
+        # CasADi and the solver are loaded once the config is known to be good, so that a
+        # mistake in it is reported at once.
+        from optctl.solver.job import run_job
 
-    # CasADi and the solver are loaded once the config is known to be good, so that a
-    # mistake in it is reported at once.
-    from optctl.solver.job import run_job
-
-    report = run_job(cfg.problem, cfg.solver, () if args.no_baselines else cfg.baselines,
-                     controls=cfg.controls, progress=not args.quiet)
-    write_run(out, cfg, report, overwrite=args.overwrite, source=str(path), extra=extra)
+        report = run_job(cfg.problem, cfg.solver, () if args.no_baselines else cfg.baselines,
+                         controls=cfg.controls, progress=not args.quiet)
+        write_run(out, cfg, report, overwrite=args.overwrite, source=str(path), extra=extra)
     print(format_table(report))
+    if not report.result.success:
+        print(f"optctl: the solver did not succeed ({report.result.status}): "
+              f"{report.result.message} The results in {out} are marked success: false; do not "
+              f"use them as an optimum.", file=sys.stderr)
+        print(f"results written to {out} (solver did not succeed)")
+        return SOLVER_FAILED
     gain = report.gain()
     if gain is not None:
         print(f"optimum beats the best baseline ({report.best_baseline}) by "
               f"{100 * gain['relative_improvement']:.2f}%")
-    if not report.result.success:
-        print(f"warning: {report.result.message}", file=sys.stderr)
+    elif report.baselines:
+        print("note: no baseline reached a finite loss at any rate its tuning tried (up to "
+              "training.eta_max), so none is compared with the optimum", file=sys.stderr)
     print(f"results written to {out}")
     return 0
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from optctl.errors import OptctlError
-from optctl.io.files import check_writable
+from optctl.io.files import check_writable, remove_stale_partials
 from optctl.io.sweepconfig import load_sweep_config
 
 
@@ -17,6 +17,7 @@ def run(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise OptctlError(f"--workers {args.workers}: give a positive number of processes")
     check_writable(out)
+    remove_stale_partials(out, recursive=True)  # temporary files of a killed earlier run
     # The solver (CasADi) and the figures (matplotlib) are loaded once the config is good.
     from optctl.studies.report import write_sweep_report
     from optctl.studies.sweep import run_sweep

@@ -149,8 +149,9 @@ def load_config(path: str | os.PathLike[str]) -> RunConfig:
     :func:`load_config_dict`, with a note naming the file.
     """
     return read_config(path, _build, kind="run config", example="configs/hard_phase.yaml",
-                       missing="no such file; check the path (shipped configs are in configs/, and "
-                               "default_config_path() gives the packaged default)")
+                       missing="no such file; check the path (example configs are in the "
+                               "configs/ folder of optctl's source, and `optctl solve` without a "
+                               "config runs the packaged hard-phase case)")
 
 
 def load_config_dict(d: Mapping[str, Any], source: str | None = None) -> RunConfig:

@@ -22,6 +22,7 @@ import io
 import json
 import os
 import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -229,7 +230,7 @@ def _read_npz(data: bytes, where: str) -> tuple[dict[str, Any], dict[str, np.nda
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as err:
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, KeyError) as err:
         raise ExportError(f"{where}: not a readable npz archive ({err}); the file is corrupt or "
                           "truncated, re-export it with `optctl export RUN`") from err
     if "header" not in arrays:
@@ -325,6 +326,21 @@ def load_table(path: str | os.PathLike[str], format: Format | None = None, *,
         raise ExportError(f"{where}: no such table file; write one with `optctl export RUN`") from None
     except OSError as err:
         raise ExportError(f"{where}: cannot be read ({err})") from err
+    try:
+        return _load(data, fmt, where, expect_spec_hash, expect_T)
+    except OptctlError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError,
+            RecursionError, UnicodeError, EOFError, zipfile.BadZipFile, zlib.error,
+            MemoryError) as err:
+        # Whatever a damaged file trips over inside a decoder ends here, named.
+        raise ExportError(f"{where}: cannot be read as a schedule table ({type(err).__name__}: "
+                          f"{str(err)[:200]}); the file is corrupt or was edited, re-export it "
+                          "with `optctl export RUN`") from None
+
+
+def _load(data: bytes, fmt: str, where: str, expect_spec_hash: str | None,
+          expect_T: int | None) -> ScheduleTable:
     header, arrays = _READERS[fmt](data, where)
 
     T = header["T"]

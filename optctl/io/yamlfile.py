@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import yaml
 
 from optctl.baselines.families import BASELINE_NAMES
@@ -27,6 +28,11 @@ from optctl.spec import ControlSpec
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS: tuple[int, ...] = (1,)
 DEFAULT_NAME = "run"
+# A config is a few levels of small mappings: anything far larger is the wrong file.
+MAX_CONFIG_CHARS = 10_000_000
+MAX_CONFIG_DEPTH = 32
+# Longest run name: it is the stem of folder names that carry more (T, date, time).
+MAX_NAME_CHARS = 100
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 C = TypeVar("C")
@@ -92,14 +98,52 @@ def read_yaml(source: str, example: str, *, missing: str | None = None) -> Any:
         raise ConfigError("path", source, "is a directory; pass a .yaml file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError("path", source, f"cannot be read ({exc}); pass a readable UTF-8 YAML file") from exc
+    if len(text) > MAX_CONFIG_CHARS:
+        raise ConfigError("path", source, f"holds {len(text)} characters; a config is at most "
+                          f"{MAX_CONFIG_CHARS} (is this the right file?)")
+    if _bracket_depth(text) > MAX_CONFIG_DEPTH:  # the parser is slow on deep flow nesting
+        raise ConfigError("path", source, f"is nested more than {MAX_CONFIG_DEPTH} levels deep "
+                          f"(brackets); a config is a mapping of a few levels (see {example})")
     try:
         data = yaml.load(text, Loader=StrictLoader)  # a SafeLoader subclass: safe
     except yaml.YAMLError as exc:
         raise ConfigError("path", source, f"is not valid YAML: {describe_yaml_error(exc)}; check "
                           "indentation, ': ' after each key and matching quotes and brackets") from exc
+    except RecursionError:
+        raise ConfigError("path", source, "is nested too deeply to be a config; a config is a "
+                          "mapping of a few levels (see " + example + ")") from None
+    except (ValueError, TypeError, OverflowError) as exc:  # an explicit tag such as !!float abc
+        raise ConfigError("path", source, f"holds a value YAML cannot convert ({exc}); remove "
+                          "the tag (such as !!float) or fix the value") from None
+    if _depth(data) > MAX_CONFIG_DEPTH:
+        raise ConfigError("path", source, f"is nested more than {MAX_CONFIG_DEPTH} levels deep; a "
+                          f"config is a mapping of a few levels (see {example})")
     if data is None:
         raise ConfigError("config", None, f"{source} is empty; start from {example}")
     return data
+
+def _bracket_depth(text: str) -> int:
+    """The deepest nesting of ``[``/``{`` in ``text`` (quotes ignored: a bound, not a parse)."""
+    codes = np.frombuffer(text.encode("utf-8", "replace"), dtype=np.uint8)
+    step = np.isin(codes, (ord("["), ord("{"))).astype(np.int64) - np.isin(codes, (ord("]"), ord("}")))
+    return int(np.cumsum(step).max(initial=0))
+
+
+def _depth(data: Any, limit: int = 64) -> int:
+    """Nesting depth of parsed YAML, counted without recursion (stops past ``limit``)."""
+    stack, deepest = [(data, 1)], 0
+    seen: set[int] = set()
+    while stack:
+        item, d = stack.pop()
+        deepest = max(deepest, d)
+        if deepest > limit:
+            return deepest
+        if isinstance(item, (dict, list)) and id(item) not in seen:  # YAML anchors may repeat
+            seen.add(id(item))
+            values = item.values() if isinstance(item, dict) else item
+            stack.extend((v, d + 1) for v in values)
+    return deepest
+
 
 def read_config(path: str | os.PathLike[str], build: Callable[[Mapping[str, Any], str], C], *,
                 kind: str, example: str, missing: str | None = None) -> C:
@@ -211,6 +255,9 @@ def check_name(name: object) -> None:
             "a string of letters, digits, '_', '.', '-' "
             "(quote it in YAML if it looks like a number or boolean)",
         )
+    if len(name) > MAX_NAME_CHARS:
+        raise ConfigError("name", name[:40] + "...", f"has {len(name)} characters; give at most "
+                          f"{MAX_NAME_CHARS} (it becomes part of folder names)")
     if not _NAME_RE.fullmatch(name) or set(name) == {"."}:
         fixed = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip(".") or DEFAULT_NAME
         raise ConfigError(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
+import math
 import os
 import re
 import shutil
@@ -72,6 +73,7 @@ class Monitor(ca.Callback):
 
     def reset(self, verbose: bool = False) -> None:
         self.it, self.t0, self.verbose, self.interrupted = 0, time.perf_counter(), verbose, False
+        self.best = math.inf
 
     def get_n_in(self) -> int:
         return ca.nlpsol_n_out()
@@ -98,9 +100,15 @@ class Monitor(ca.Callback):
         return ca.Sparsity(0, 0)
 
     def eval(self, arg: Any) -> list[Any]:  # type: ignore[override]
+        value = float(arg[1])
+        if value < self.best:
+            self.best = value
+        # The iterate's own value may rise (IPOPT's barrier and line search, and each round
+        # restarting from rescaled controls), so the best value so far is printed beside it.
         if self.verbose and self.it % self.every == 0:
-            print(f"  ipopt iter {self.it:5d}  L_T (transcribed) = {float(arg[1]):.8e}  "
-                  f"[{time.perf_counter() - self.t0:.1f} s]", file=sys.stderr, flush=True)
+            print(f"  ipopt iter {self.it:5d}  L_T (transcribed) = {value:.8e}  (best so far "
+                  f"{self.best:.8e}; an iterate may rise)  [{time.perf_counter() - self.t0:.1f} s]",
+                  file=sys.stderr, flush=True)
         self.it += 1
         return [1 if self.interrupted else 0]
 

@@ -49,11 +49,15 @@ class SolveReport:
         return {n: replay(self.result.spec, b.eta).loss for n, b in self.baselines.items()}
 
     def gain(self) -> dict[str, float] | None:
-        """The optimum against the best baseline: loss ratio and relative improvement."""
+        """The optimum against the best baseline: loss ratio and relative improvement
+        (``None`` without baselines, or when a loss is not finite: no comparison is made
+        with a baseline that diverged at every rate its tuning tried)."""
         best = self.best_baseline
         if best is None:
             return None
         b_loss, opt = self.baselines[best].final_loss, self.result.final_loss
+        if not (np.isfinite(b_loss) and np.isfinite(opt)):
+            return None
         return {"loss_ratio": b_loss / opt, "relative_improvement": (b_loss - opt) / b_loss}
 
     def _baseline_scalars(self) -> dict[str, dict[str, Any]]:

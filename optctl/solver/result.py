@@ -94,6 +94,9 @@ class ScheduleResult:
     def summary(self) -> dict[str, Any]:
         """The scalars of a run folder's ``summary.json`` that belong to the solve."""
         return {
+            "success": bool(self.success),
+            "T": self.spec.T,
+            "model": self.spec.to_dict(),
             "phase_theory": self.spec.phase,
             "final_loss": self.final_loss,
             "objective": self.objective,

@@ -9,6 +9,7 @@ import numpy as np
 
 from optctl.errors import SpecError
 from optctl.model.replay import state_after
+from optctl.model.spectrum import spectrum, stable_rate
 from optctl.solver.controls import Init, control_set, per_step_start
 from optctl.solver.ipopt import (
     POLISH_MAX_T,
@@ -20,6 +21,7 @@ from optctl.solver.ipopt import (
     stop_on_sigint,
 )
 from optctl.solver.plan import make_plan, resolve_options
+from optctl.solver.resources import check_solve_fits
 from optctl.solver.result import ScheduleResult
 from optctl.solver.transcribe import model_parameters
 from optctl.spec import ControlSpec, ProblemSpec, SolverOptions
@@ -59,6 +61,7 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *,
     controls.check_options(SolverOptions() if options is None else options)
     cs = control_set(controls)
     options = resolve_options(SolverOptions() if options is None else options, cs.second)
+    check_solve_fits(spec, options, controls)  # refuse, before any work, what cannot fit
     t_start = time.perf_counter()
     full, done = spec, _check_prefix(prefix, spec, cs.second)
     if done is not None:
@@ -80,8 +83,10 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *,
     K = pl.n_controls
 
     cands = cs.candidates(spec, controls, pl, init if options.warm_start else None, start)
-    scores = prob.score(cands)
-    best = int(np.nanargmin(scores))
+    scores = np.asarray(prob.score(cands), dtype=float)
+    if not np.any(np.isfinite(scores)):
+        raise _diverges(spec)
+    best = int(np.nanargmin(np.where(np.isfinite(scores), scores, np.nan)))
     if cs.second is not None:
         extra["start"] = best
     bounds = cs.bounds(spec, controls, K)
@@ -123,6 +128,18 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *,
                        **extra, "initial_objective": float(np.nanmin(scores)) + ans.replay.tail},
         versions=versions(),
     )
+
+
+def _diverges(spec: ProblemSpec) -> SpecError:
+    """The error for a problem whose loss overflows from every start IPOPT could take."""
+    limit = stable_rate(spectrum(spec), spec.batch_size)
+    if spec.eta_max > limit:
+        return SpecError("training.eta_max", spec.eta_max,
+                         f"the loss overflows from every starting schedule, so nothing can be "
+                         f"solved; the largest stable constant rate of this model is {limit:.4g}: "
+                         f"set eta_max to at most a few times that")
+    return SpecError("model.sigma", spec.sigma, "the loss overflows from every starting schedule "
+                     "(the noise is too large for float64); give a smaller sigma")
 
 
 def _check_prefix(prefix: np.ndarray | None, spec: ProblemSpec, second: str | None) -> np.ndarray | None:

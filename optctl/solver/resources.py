@@ -1,0 +1,180 @@
+"""What a solve will need, estimated before it starts, and a refusal when it cannot fit.
+
+The estimate follows the plan's choices (:mod:`optctl.solver.plan`) without building
+anything: the transcription's size (integration stages × modes, × 3 moments with
+momentum), the exact adjoint gradient of the polish (every per-step state of every
+mode, ``(T + 1) N`` values), the exact replay (``T + 1`` values per array, all ``N``
+modes), and the interpreter with its numerical stack. The constants were measured on
+the solves of this package (peak resident memory over a range of ``N`` and ``T``); the
+estimate is meant to be right within a factor of two, which is what a refusal needs:
+it stops the solves that would take tens of gigabytes (``N = 10⁷`` modes, ``T = 10⁸``
+updates), not the ones near the limit.
+
+The limit is this machine's memory: the physical memory, or the control group's limit
+when one is set, or ``OPTCTL_MEMORY_LIMIT`` (bytes, with an optional ``K``/``M``/``G``
+suffix) when the environment sets it. Nothing here imports CasADi or jax.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from optctl.errors import ResourceError
+from optctl.solver.grid import make_grid, subdivide
+from optctl.solver.plan import (
+    GROUP_EXACT,
+    GROUP_NODES,
+    GROUP_RATIO,
+    SUBBLOCK_REL,
+    SUBBLOCK_RESTART,
+    resolve_options,
+)
+from optctl.spec import ControlSpec, ProblemSpec, SolverOptions
+
+# Measured peak memory (bytes) of the parts of a solve.
+BASE_BYTES = 150e6             # interpreter, numpy, CasADi, jax, matplotlib
+NLP_BYTES_PER_NODE = 200.0     # compiled transcription and IPOPT, per stage and mode
+ADJOINT_BYTES_PER_STATE = 8.0  # the polish's exact gradient keeps every per-step state
+REPLAY_BYTES_PER_STEP = 400.0  # exact replay: loss, bias, variance and the scan's outputs
+BYTES_PER_MODE = 200.0         # spectrum, states and their copies
+# Refuse what would need more than this share of the limit (the rest: the system, others).
+USABLE_SHARE = 0.8
+# Longest horizon the polish runs on (optctl.solver.ipopt.POLISH_MAX_T; the driver imports
+# CasADi, so the number is repeated here and checked by a test).
+POLISH_MAX_T = 20_000
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Estimated peak memory of a solve, in bytes, with its largest parts named."""
+
+    total: float
+    parts: dict[str, float]
+    stages: int
+    modes: int
+
+    def describe(self) -> str:
+        big = sorted(self.parts.items(), key=lambda kv: -kv[1])[:2]
+        return f"{gib(self.total)} ({', '.join(f'{k} {gib(v)}' for k, v in big)})"
+
+
+def gib(x: float) -> str:
+    return f"{x / 2**30:.1f} GiB" if x >= 2**30 else f"{x / 2**20:.0f} MiB"
+
+
+def grouped_modes(N: int, n_exact: int = GROUP_EXACT, ratio: float = GROUP_RATIO,
+                  nodes: int = GROUP_NODES) -> int:
+    """How many modes :func:`~optctl.model.spectrum.group_modes` keeps for ``N`` (its loop,
+    counted without the spectrum)."""
+    if N <= n_exact + nodes:
+        return N
+    count, start = n_exact, n_exact
+    while start < N:
+        stop = min(N, max(start + nodes + 1, math.ceil(start * ratio)))
+        if N - stop < nodes + 1:
+            stop = N
+        count += nodes
+        start = stop
+    return count
+
+
+def estimate_solve(spec: ProblemSpec, options: SolverOptions,
+                   controls: ControlSpec | None = None) -> Estimate:
+    """The peak memory a :func:`~optctl.solver.solve.solve` of ``spec`` will need (module
+    docstring), from the choices :func:`~optctl.solver.plan.make_plan` would make."""
+    second = None if controls is None or len(controls.controls) < 2 else controls.controls[1]
+    options = resolve_options(options, second)
+    grid_kind = options.grid
+    if grid_kind == "auto":
+        grid_kind = "per_step" if spec.T <= options.per_step_max_T else "refined"
+    propagator = options.propagator
+    if second == "momentum":
+        propagator = "step"
+    elif propagator == "auto":
+        propagator = "step" if grid_kind == "per_step" else "block"
+    if propagator == "step":
+        stages = spec.T
+    else:
+        stages = int(subdivide(make_grid(grid_kind, spec.T, options.K), SUBBLOCK_REL,
+                                    SUBBLOCK_RESTART)[0].size)
+    modes = options.modes
+    if modes == "auto":
+        if second == "momentum":
+            grouped = spec.T > options.per_step_max_T and spec.N > options.group_min_N
+        else:
+            grouped = propagator == "block" and spec.N > options.group_min_N
+        modes = "grouped" if grouped else "exact"
+    n_modes = grouped_modes(spec.N) if modes == "grouped" else spec.N
+    moments = 3 if second == "momentum" else 1
+    exact = propagator == "step" and modes == "exact"
+    polish = second is None and options.polish and not exact and spec.T <= POLISH_MAX_T
+    parts = {
+        "base": BASE_BYTES,
+        "transcription": NLP_BYTES_PER_NODE * stages * n_modes * moments * (2 if second else 1),
+        "polish gradient": ADJOINT_BYTES_PER_STATE * (spec.T + 1) * spec.N if polish else 0.0,
+        "replay": REPLAY_BYTES_PER_STEP * (spec.T + 1) + BYTES_PER_MODE * spec.N,
+    }
+    return Estimate(total=sum(parts.values()), parts=parts, stages=stages, modes=n_modes)
+
+
+def memory_limit() -> tuple[float, str]:
+    """The memory a job of this machine may use, in bytes, and where the number comes from."""
+    env = os.environ.get("OPTCTL_MEMORY_LIMIT")
+    if env:
+        return parse_bytes(env), "OPTCTL_MEMORY_LIMIT"
+    total = float(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    source = "this machine's memory"
+    try:  # a container's limit (cgroup v2) is lower than the machine's
+        text = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if text.isdigit() and float(text) < total:
+            total, source = float(text), "this container's memory limit"
+    except OSError:
+        pass
+    return total, source
+
+
+def parse_bytes(text: str) -> float:
+    """``"8G"``, ``"512M"``, ``"1e9"`` → bytes."""
+    units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    s = text.strip().upper().removesuffix("B").removesuffix("I")
+    scale = units.get(s[-1:], 1)
+    try:
+        value = float(s[:-1] if s[-1:] in units else s) * scale
+    except ValueError:
+        raise ResourceError(f"OPTCTL_MEMORY_LIMIT = {text!r}: give bytes, e.g. 8G or 512M") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ResourceError(f"OPTCTL_MEMORY_LIMIT = {text!r}: give a positive size, e.g. 8G")
+    return value
+
+
+def check_fits(what: str, est: Estimate, fixes: list[str]) -> None:
+    """Refuse (:class:`~optctl.errors.ResourceError`) an estimate above the usable memory;
+    ``what`` names the sizes that drive it, ``fixes`` what to change."""
+    limit, source = memory_limit()
+    if est.total <= USABLE_SHARE * limit:
+        return
+    raise ResourceError(
+        f"{what}: this needs about {est.describe()}, more than {USABLE_SHARE:.0%} of {source} "
+        f"({gib(limit)}); nothing was started. Try {'; or '.join(fixes)}")
+
+
+def check_solve_fits(spec: ProblemSpec, options: SolverOptions,
+                     controls: ControlSpec | None = None) -> Estimate:
+    """Refuse, before any work, a solve that would not fit in memory: a
+    :class:`~optctl.errors.ResourceError` with the estimate, the limit and what to change.
+    Returns the estimate otherwise."""
+    est = estimate_solve(spec, options, controls)
+    fixes = []
+    if est.parts["polish gradient"] > 0.3 * est.total:
+        fixes.append("solver.polish: false (the exact-gradient polish keeps T x N states)")
+    if est.parts["transcription"] > 0.3 * est.total:
+        if est.modes == spec.N and spec.N > 200:
+            fixes.append("solver.modes: grouped")
+        if est.stages == spec.T and spec.T > 200:
+            fixes.append("a block grid (solver.grid: refined, with solver.propagator: block)")
+    fixes.append("a smaller model.N" if spec.N > 1000 else "a smaller training.T")
+    check_fits(f"model.N = {spec.N}, training.T = {spec.T}", est, fixes)
+    return est
