@@ -5,7 +5,7 @@
     python benchmarks/bench_law.py --K 100 400       # the solver on other grids (default 100 and 200 blocks)
 
 For each reference case of MODEL.md §5 and each horizon: the schedule of the law
-(``optctl.analysis.law.law_schedule``, no IPOPT) and the solved optimum
+(``optctl.solver.law.law_schedule``, no IPOPT) and the solved optimum
 (``solve``, refined grid with ``K`` blocks), both replayed exactly step by step; how far
 the solved schedule lies from the law (``law_deviation``: largest deviation of
 ``η K(F)^{1/2}`` from a constant over ``1 − t/T ∈ [0.01, 0.9]`` where the rate is below its
@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from optctl.analysis.law import law_deviation, law_schedule
 from optctl.io.files import write_json, write_text_atomic
 from optctl.model.replay import final_loss
+from optctl.solver.law import law_deviation, law_schedule
 from optctl.solver.solve import solve
 from optctl.spec import ProblemSpec, SolverOptions
 from optctl.versions import versions

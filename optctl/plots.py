@@ -132,7 +132,7 @@ def plot_schedule_family(horizons: Sequence[int], etas: Sequence[np.ndarray], *,
     reference decay ``(1 − t/T)^(2b−1)``; hard phase: ``η`` against the steps left
     ``T − t``, where the annealing window stays put in steps while its fraction of
     ``T`` shrinks. ``law``: the finite-horizon law's schedule at each horizon
-    (:mod:`optctl.analysis.law`), drawn dashed over the solved one.
+    (:mod:`optctl.solver.law`), drawn dashed over the solved one.
     """
     easy = theory.phase(a, b) == "easy"
     xi = theory.xi(a, b)

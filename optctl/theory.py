@@ -13,7 +13,7 @@ Random Feature Model* (arXiv:2602.04774), for task power ``a`` and spectral expo
   ``(1 − t/T)^δ`` with ``δ = 2b − 1``.
 
 Two more follow from the finite-horizon law of the optimum (docs/scaling.md, "The
-hard phase's decay window"; :mod:`optctl.analysis.law`): in the hard phase the decay
+hard phase's decay window"; :mod:`optctl.solver.law`): in the hard phase the decay
 window lasts ``T − t_s ∝ T^((a+b−1)/(2b−1))`` updates and the last rate falls like
 ``η_T ∝ T^(−(a+b−1)/(2b))``.
 

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from optctl import theory
-from optctl.analysis.law import (
+from optctl.model.replay import final_loss
+from optctl.model.spectrum import spectrum
+from optctl.solver.law import (
     decay_window,
     kernel,
     law_deviation,
@@ -14,8 +16,6 @@ from optctl.analysis.law import (
     law_schedule,
     law_window,
 )
-from optctl.model.replay import final_loss
-from optctl.model.spectrum import spectrum
 from optctl.solver.solve import solve
 from optctl.spec import ProblemSpec, SolverOptions
 
@@ -113,3 +113,27 @@ def test_decay_window_counts_the_updates_after_the_last_one_at_the_bound() -> No
     assert decay_window(eta, 1.0) == 30
     assert decay_window(np.full(10, 0.5), 1.0) == 10
     assert decay_window(np.full(10, 1.0), 1.0) == 0
+
+
+def test_optctl_solve_law_writes_a_run_of_the_law_schedule(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from optctl.cli.main import main
+
+    cfg = tmp_path / "hard.yaml"
+    cfg.write_text("schema_version: 1\nname: hard\nmodel: {a: 3.5, b: 5.0, N: 1000, sigma: 0.5}\n"
+                   "training: {T: 1000, batch_size: 5, eta_max: 1.0}\nbaselines: [constant]\n")
+    out = tmp_path / "run"
+    assert main(["solve", str(cfg), "--law", "--out", str(out), "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    eta = np.load(out / "arrays.npz")["eta"]
+    spec = _reference(5.0, 1000)
+    np.testing.assert_array_equal(eta, law_schedule(spec).eta)
+    assert summary["final_loss"] == pytest.approx(final_loss(spec, eta), rel=1e-12)
+    assert summary["success"] and summary["solver"]["status"] == "Law"
+    assert summary["final_loss"] < summary["baselines"]["constant"]["final_loss"]
+    momentum = tmp_path / "momentum.yaml"
+    momentum.write_text(cfg.read_text() + "controls: [lr, momentum]\n")
+    assert main(["solve", str(momentum), "--law", "--out", str(tmp_path / "m"), "--quiet"]) == 2
+    assert "--law = 'lr, momentum': the law's schedule is for the learning rate alone" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()

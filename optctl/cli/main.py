@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--K", type=_count, help="override solver.K (control blocks)")
     p.add_argument("--grid", choices=GRIDS, help="override solver.grid")
     p.add_argument("--no-baselines", action="store_true", help="skip tuning the baselines")
+    p.add_argument("--law", action="store_true", help="the finite-horizon law's schedule instead of "
+                   "a numerical solve (learning rate only; milliseconds, no IPOPT; docs/scaling.md)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
 

@@ -35,6 +35,9 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"note: solver.K = {blocks} is more blocks than updates; the solve uses "
                   f"T = {cfg.problem.T} blocks (one per update)", file=sys.stderr)
+    if args.law and cfg.controls.controls != ("lr",):
+        raise ConfigError("--law", ", ".join(cfg.controls.controls), "the law's schedule is for the "
+                          "learning rate alone; drop --law, or the config's batch-size/momentum controls")
     out = Path(args.out) if args.out else default_out(cfg.name, cfg.problem.T)
     check_new(out, args.overwrite)
     estimate = check_solve_fits(cfg.problem, cfg.solver, cfg.controls)  # before any work
@@ -48,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         from optctl.solver.job import run_job
 
         report = run_job(cfg.problem, cfg.solver, () if args.no_baselines else cfg.baselines,
-                         controls=cfg.controls, progress=not args.quiet)
+                         controls=cfg.controls, progress=not args.quiet, law=args.law)
         write_run(out, cfg, report, overwrite=args.overwrite, source=str(path), extra=extra)
     print(format_table(report))
     if not report.result.success:
@@ -59,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         return SOLVER_FAILED
     gain = report.gain()
     if gain is not None:
-        print(f"optimum beats the best baseline ({report.best_baseline}) by "
+        print(f"{'the law' if args.law else 'optimum'} beats the best baseline ({report.best_baseline}) by "
               f"{100 * gain['relative_improvement']:.2f}%")
     elif report.baselines:
         print("note: no baseline reached a finite loss at any rate its tuning tried (up to "
@@ -70,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
 def format_table(report: SolveReport) -> str:
     """A plain-text table of final losses, best first."""
-    rows = [("optimal", report.result.final_loss)]
+    rows = [("law" if report.result.status == "Law" else "optimal", report.result.final_loss)]
     rows += [(n, b.final_loss) for n, b in report.baselines.items()]
     rows.sort(key=lambda r: r[1])
     opt = report.result.final_loss

@@ -19,8 +19,10 @@ from collections.abc import Sequence
 
 from optctl.baselines.families import Baseline
 from optctl.baselines.tune import tune_baselines
+from optctl.errors import SpecError
 from optctl.solver.controls import Init
 from optctl.solver.evaluate import approximate_evaluator
+from optctl.solver.law import law_result
 from optctl.solver.report import EXACT_TUNING_MAX_T, SolveReport
 from optctl.solver.solve import solve
 from optctl.spec import ControlSpec, ProblemSpec, SolverOptions
@@ -28,12 +30,20 @@ from optctl.spec import ControlSpec, ProblemSpec, SolverOptions
 
 def run_job(spec: ProblemSpec, options: SolverOptions, baselines: Sequence[str] = (), *,
             controls: ControlSpec | None = None, init: Init = None, progress: bool = False,
-            exact_tuning_max_T: int = EXACT_TUNING_MAX_T) -> SolveReport:
-    """Solve for the optimal schedule, then tune every requested baseline (module docstring)."""
+            exact_tuning_max_T: int = EXACT_TUNING_MAX_T, law: bool = False) -> SolveReport:
+    """Solve for the optimal schedule, then tune every requested baseline (module docstring).
+    ``law``: take the finite-horizon law's schedule instead of solving (learning rate only;
+    :func:`optctl.solver.law.law_result`)."""
     chosen = ("lr",) if controls is None else controls.controls
-    _log(f"solving: T={spec.T}, N={spec.N}, a={spec.a}, b={spec.b} ({spec.phase} phase), "
-         f"controls {', '.join(chosen)}", progress)
-    result = solve(spec, options, controls=controls, init=init)
+    _log(f"{'the law' if law else 'solving'}: T={spec.T}, N={spec.N}, a={spec.a}, b={spec.b} "
+         f"({spec.phase} phase), controls {', '.join(chosen)}", progress)
+    if law:
+        if chosen != ("lr",):
+            raise SpecError("controls", ", ".join(chosen), "the law's schedule is for the learning rate "
+                            "alone; solve without the law, or leave batch size and momentum fixed")
+        result = law_result(spec, options)
+    else:
+        result = solve(spec, options, controls=controls, init=init)
     _log(f"  optimum L_T = {result.final_loss:.6e} (replayed), IPOPT {result.status}, "
          f"{result.iterations} iterations, {result.wall_time:.1f} s, replay gap {result.replay_gap:.1e}",
          progress)

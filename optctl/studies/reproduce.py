@@ -34,12 +34,12 @@ from typing import Any
 import numpy as np
 
 from optctl import plots, theory
-from optctl.analysis.law import decay_window, kernel, law_deviation, law_schedule, law_window
 from optctl.errors import SweepError
 from optctl.io.files import write_json, write_text_atomic
 from optctl.io.sweepconfig import SweepSpec, load_sweep_config
 from optctl.model.replay import final_loss, replay
 from optctl.model.spectrum import spectrum
+from optctl.solver.law import decay_window, kernel, law_deviation, law_schedule, law_window
 from optctl.solver.report import record_baseline
 from optctl.solver.result import record_schedule, record_spec
 from optctl.studies.batch import run_batch_study

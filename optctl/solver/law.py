@@ -20,13 +20,17 @@ measures how far a solved schedule lies from the law.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import minimize_scalar
 
+from optctl.model.replay import replay
 from optctl.model.spectrum import Spectrum, group_modes, spectrum
-from optctl.spec import ProblemSpec
+from optctl.solver.result import ScheduleResult
+from optctl.spec import ControlSpec, ProblemSpec, SolverOptions
+from optctl.versions import versions
 
 GRID_POINTS = 240
 
@@ -180,3 +184,27 @@ def law_deviation(spec: ProblemSpec, eta: np.ndarray, grid: np.ndarray, eta_bloc
     ratio = np.asarray(eta_blocks)[keep] * np.sqrt(kernel(sp, F[mid[keep]]))
     ratio = ratio / np.sqrt(ratio.min() * ratio.max())
     return float(np.abs(ratio - 1.0).max()), u[keep]
+
+
+def law_result(spec: ProblemSpec, options: SolverOptions | None = None) -> ScheduleResult:
+    """The law's schedule as a solve result (learning rate only, no IPOPT): a per-step
+    grid, the exact replay, ``status = "Law"``; ``objective`` is the continuous-time model's
+    prediction, so ``replay_gap`` says how close that estimate was. Everything that takes
+    a :class:`ScheduleResult` (run folders, tables, baselines, figures) takes it."""
+    t0 = time.perf_counter()
+    law = law_schedule(spec)
+    build = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    rep = replay(spec, law.eta)
+    replay_time = time.perf_counter() - t1
+    final = float(rep.final)
+    return ScheduleResult(
+        spec=spec, options=SolverOptions() if options is None else options, controls=ControlSpec(),
+        grid=np.arange(spec.T + 1), eta_blocks=law.eta, eta=law.eta,
+        batch_size=np.full(spec.T, float(spec.batch_size)), loss=rep.loss, bias=rep.bias,
+        variance=rep.variance, final_loss=final, objective=law.predicted_loss,
+        replay_gap=(law.predicted_loss - final) / final, exact=False, success=True, status="Law",
+        message="the finite-horizon law's schedule (docs/scaling.md), not a numerical optimum",
+        iterations=0, wall_time=time.perf_counter() - t0, build_time=build, solve_time=0.0,
+        replay_time=replay_time, transcription={"method": "law", "C": law.C, "F0": law.F0},
+        versions=versions())
