@@ -86,6 +86,18 @@ def resolve_options(options: SolverOptions, second: str | None = None) -> Solver
     return options
 
 
+def resolve_modes(spec: ProblemSpec, options: SolverOptions, second: str | None, propagator: str) -> str:
+    """``options.modes``, with ``auto`` resolved: grouped modes for a block propagator (or,
+    with momentum, beyond ``per_step_max_T``) once ``N`` exceeds ``group_min_N``."""
+    if options.modes != "auto":
+        return options.modes
+    if second == "momentum":
+        grouped = spec.T > options.per_step_max_T and spec.N > options.group_min_N
+    else:
+        grouped = propagator == "block" and spec.N > options.group_min_N
+    return "grouped" if grouped else "exact"
+
+
 def make_plan(spec: ProblemSpec, options: SolverOptions, second: str | None = None) -> Plan:
     """Resolve every ``auto`` choice for the learning rate and the ``second`` control
     (``None``, ``"batch_size"`` or ``"momentum"``); the rules are in the module docstring."""
@@ -104,12 +116,6 @@ def make_plan(spec: ProblemSpec, options: SolverOptions, second: str | None = No
         owner = np.repeat(np.arange(grid.size - 1), np.diff(grid))
     else:
         lengths, owner = subdivide(grid, SUBBLOCK_REL, SUBBLOCK_RESTART)
-    modes = options.modes
-    if modes == "auto":
-        if second == "momentum":
-            grouped = spec.T > options.per_step_max_T and spec.N > options.group_min_N
-        else:
-            grouped = propagator == "block" and spec.N > options.group_min_N
-        modes = "grouped" if grouped else "exact"
+    modes = resolve_modes(spec, options, second, propagator)
     return Plan(grid_kind=grid_kind, grid=grid, lengths=lengths, owner=owner, propagator=propagator,
                 modes=modes, spectrum=plan_spectrum(spec, modes))

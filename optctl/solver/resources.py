@@ -30,6 +30,7 @@ from optctl.solver.plan import (
     GROUP_RATIO,
     SUBBLOCK_REL,
     SUBBLOCK_RESTART,
+    resolve_modes,
     resolve_options,
 )
 from optctl.spec import ControlSpec, ProblemSpec, SolverOptions
@@ -100,13 +101,7 @@ def estimate_solve(spec: ProblemSpec, options: SolverOptions,
     else:
         stages = int(subdivide(make_grid(grid_kind, spec.T, options.K), SUBBLOCK_REL,
                                     SUBBLOCK_RESTART)[0].size)
-    modes = options.modes
-    if modes == "auto":
-        if second == "momentum":
-            grouped = spec.T > options.per_step_max_T and spec.N > options.group_min_N
-        else:
-            grouped = propagator == "block" and spec.N > options.group_min_N
-        modes = "grouped" if grouped else "exact"
+    modes = resolve_modes(spec, options, second, propagator)
     n_modes = grouped_modes(spec.N) if modes == "grouped" else spec.N
     moments = 3 if second == "momentum" else 1
     exact = propagator == "step" and modes == "exact"
