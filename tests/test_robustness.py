@@ -266,3 +266,31 @@ def test_equal_baselines_share_one_legend_entry() -> None:
                                            "wsd": decay.copy()})
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert labels == ["linear_decay = wsd", "cosine", "optimal"]
+
+
+def test_a_pipe_given_as_input_is_refused_not_read_for_ever(tmp_path: Path) -> None:
+    """Reading a FIFO blocks until a writer appears: every reader refuses one first."""
+    import os
+
+    from optctl.errors import ConfigError, CurveError, ExportError
+    from optctl.io.config import load_config
+    from optctl.io.curves import load_curve
+    from optctl.io.tables import load_table
+
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(ExportError, match="is not a regular file"):
+        load_table(fifo)
+    with pytest.raises(CurveError, match="is not a regular file"):
+        load_curve(fifo)
+    with pytest.raises(ConfigError, match="is not a regular file"):
+        load_config(fifo)
+
+
+def test_an_empty_out_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from optctl.cli.main import main
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("schema_version: 1\nmodel: {a: 2.5, b: 1.5, N: 20}\ntraining: {T: 50}\n")
+    assert main(["solve", str(cfg), "--out", "", "--quiet"]) == 2
+    assert "--out = '': is empty" in capsys.readouterr().err

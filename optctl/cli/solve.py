@@ -38,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
     if args.law and cfg.controls.controls != ("lr",):
         raise ConfigError("--law", ", ".join(cfg.controls.controls), "the law's schedule is for the "
                           "learning rate alone; drop --law, or the config's batch-size/momentum controls")
+    if args.out is not None and not args.out.strip():
+        raise ConfigError("--out", args.out, "is empty; give a folder, or leave --out out for the default")
     out = Path(args.out) if args.out else default_out(cfg.name, cfg.problem.T)
     check_new(out, args.overwrite)
     estimate = check_solve_fits(cfg.problem, cfg.solver, cfg.controls)  # before any work

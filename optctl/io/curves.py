@@ -29,7 +29,7 @@ import numpy as np
 
 from optctl.calibrate.curves import LossCurve, curve_from_arrays, row_error
 from optctl.errors import CurveError
-from optctl.io.files import write_text_atomic
+from optctl.io.files import special_file, write_text_atomic
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("step", "lr", "loss")
 OPTIONAL_COLUMNS: tuple[str, ...] = ("batch_size", "momentum")
@@ -39,6 +39,9 @@ def load_curve(path: str | os.PathLike[str]) -> LossCurve:
     """Read and validate one curve CSV (see the module docstring for the format)."""
     src = Path(path)
     where = str(src)
+    if special_file(src):
+        raise CurveError(f"{where}: is not a regular file (a pipe or a device); pass CSV files with "
+                         "columns step, lr, loss")
     try:
         text = src.read_text(encoding="utf-8-sig")  # also files saved with a byte-order mark
     except FileNotFoundError:

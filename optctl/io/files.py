@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import socket
+import stat
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -332,3 +333,13 @@ def read_arrays(path: Path) -> dict[str, np.ndarray]:
             return {k: data[k] for k in data.files}
     except FileNotFoundError as err:
         raise ResultsError(f"{path} not found; is this a run folder written by `optctl solve`?") from err
+
+
+def special_file(path: str | os.PathLike[str]) -> bool:
+    """True for a path that exists but is neither a regular file nor a directory (a FIFO, a
+    socket, a device): reading one can block for ever, so readers refuse it first."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))

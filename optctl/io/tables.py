@@ -32,7 +32,7 @@ import safetensors
 import safetensors.numpy
 
 from optctl.errors import ExportError, OptctlError
-from optctl.io.files import check_writable, write_bytes_atomic
+from optctl.io.files import check_writable, special_file, write_bytes_atomic
 from optctl.io.runs import read_run
 from optctl.solver.result import ScheduleResult
 from optctl.table import COLUMNS, SCHEMA, SUPPORTED_SCHEMA_VERSIONS, ScheduleTable
@@ -320,6 +320,9 @@ def load_table(path: str | os.PathLike[str], format: Format | None = None, *,
     src = Path(path)
     fmt = format_of(src, format)
     where = str(src)
+    if special_file(src):
+        raise ExportError(f"{where}: is not a regular file (a pipe or a device); pass a table file "
+                          "written by `optctl export`")
     try:
         data = src.read_bytes()
     except FileNotFoundError:

@@ -23,6 +23,7 @@ import yaml
 
 from optctl.baselines.families import BASELINE_NAMES
 from optctl.errors import ConfigError, SpecError, SpecTypeError
+from optctl.io.files import special_file
 from optctl.spec import ControlSpec
 
 SCHEMA_VERSION = 1
@@ -90,6 +91,8 @@ def read_yaml(source: str, example: str, *, missing: str | None = None) -> Any:
     pointer to ``example``), a directory, unreadable, not valid YAML (with the line and
     column) or empty. Returns the parsed document, not yet checked to be a mapping.
     """
+    if special_file(source):
+        raise ConfigError("path", source, "is not a regular file (a pipe or a device); pass a .yaml file")
     try:
         text = Path(source).read_text(encoding="utf-8")
     except FileNotFoundError:
