@@ -137,3 +137,16 @@ def test_optctl_solve_law_writes_a_run_of_the_law_schedule(tmp_path, capsys) -> 
     assert main(["solve", str(momentum), "--law", "--out", str(tmp_path / "m"), "--quiet"]) == 2
     assert "--law = 'lr, momentum': the law's schedule is for the learning rate alone" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+
+
+def test_the_law_is_checked_against_its_own_memory_not_the_nlps(monkeypatch: pytest.MonkeyPatch) -> None:
+    from optctl.errors import ResourceError
+    from optctl.solver.resources import check_law_fits, check_solve_fits
+
+    monkeypatch.setenv("OPTCTL_MEMORY_LIMIT", "8GiB")
+    spec = ProblemSpec(a=3.5, b=5.0, N=1_000_000, T=500)
+    with pytest.raises(ResourceError):
+        check_solve_fits(spec, SolverOptions())
+    assert check_law_fits(spec).total < 4 * 2**30  # the law's grid and the replay only
+    with pytest.raises(ResourceError, match="law grid"):
+        check_law_fits(ProblemSpec(a=3.5, b=5.0, N=100_000_000, T=500))

@@ -13,7 +13,7 @@ from optctl.io.files import check_new, claim
 from optctl.io.fits import fit_folder_config
 from optctl.io.runs import default_out, write_run
 from optctl.solver.report import SolveReport
-from optctl.solver.resources import check_solve_fits
+from optctl.solver.resources import check_law_fits, check_solve_fits
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--out", args.out, "is empty; give a folder, or leave --out out for the default")
     out = Path(args.out) if args.out else default_out(cfg.name, cfg.problem.T)
     check_new(out, args.overwrite)
-    estimate = check_solve_fits(cfg.problem, cfg.solver, cfg.controls)  # before any work
+    estimate = (check_law_fits(cfg.problem) if args.law else  # before any work
+                check_solve_fits(cfg.problem, cfg.solver, cfg.controls))
     if not args.quiet:
         print(f"estimated peak memory: {estimate.describe()}", file=sys.stderr)
     # The folder is claimed before any work: a second job writing the same --out stops at

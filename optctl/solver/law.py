@@ -28,11 +28,12 @@ from scipy.optimize import minimize_scalar
 
 from optctl.model.replay import replay
 from optctl.model.spectrum import Spectrum, group_modes, spectrum
+from optctl.solver.resources import LAW_GRID_POINTS
 from optctl.solver.result import ScheduleResult
 from optctl.spec import ControlSpec, ProblemSpec, SolverOptions
 from optctl.versions import versions
 
-GRID_POINTS = 240
+GRID_POINTS = LAW_GRID_POINTS
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from optctl.spec import ControlSpec, ProblemSpec, SolverOptions
 BASE_BYTES = 150e6             # interpreter, numpy, CasADi, jax, matplotlib
 NLP_BYTES_PER_NODE = 200.0     # compiled transcription and IPOPT, per stage and mode
 ADJOINT_BYTES_PER_STATE = 8.0  # the polish's exact gradient keeps every per-step state
+LAW_GRID_POINTS = 240  # the law's grid of remaining rates (optctl.solver.law)
 REPLAY_BYTES_PER_STEP = 400.0  # exact replay: loss, bias, variance and the scan's outputs
 BYTES_PER_MODE = 200.0         # spectrum, states and their copies
 # Refuse what would need more than this share of the limit (the rest: the system, others).
@@ -172,4 +173,16 @@ def check_solve_fits(spec: ProblemSpec, options: SolverOptions,
             fixes.append("a block grid (solver.grid: refined, with solver.propagator: block)")
     fixes.append("a smaller model.N" if spec.N > 1000 else "a smaller training.T")
     check_fits(f"model.N = {spec.N}, training.T = {spec.T}", est, fixes)
+    return est
+
+
+def check_law_fits(spec: ProblemSpec) -> Estimate:
+    """The same refusal for the law's schedule (:mod:`optctl.solver.law`), which builds no
+    NLP: its grid of remaining rates (two arrays of ``(GRID_POINTS + 1) × N`` values) and
+    the exact replay."""
+    parts = {"law grid": 2.0 * 8.0 * (LAW_GRID_POINTS + 1) * spec.N,  # K(F): the outer product and its exp
+             "replay": REPLAY_BYTES_PER_STEP * (spec.T + 1) + BYTES_PER_MODE * spec.N}
+    est = Estimate(total=sum(parts.values()), parts=parts, stages=spec.T, modes=spec.N)
+    check_fits(f"model.N = {spec.N}, training.T = {spec.T}", est,
+               ["a smaller model.N" if spec.N > 1000 else "a smaller training.T"])
     return est
