@@ -16,7 +16,7 @@ from conftest import (
 
 from optctl.calibrate import fitmodel as fm
 from optctl.calibrate import fitting as C
-from optctl.calibrate.curves import LossCurve, curve_from_arrays, main_phase_start
+from optctl.calibrate.curves import LossCurve, curve_from_arrays, has_plateau, main_phase_start
 from optctl.errors import CurveError, SpecError
 from optctl.table import ScheduleTable
 
@@ -252,6 +252,23 @@ def test_the_main_phase_starts_where_the_loss_has_fallen_half_way_in_log() -> No
         c.after(81)
     with pytest.raises(CurveError, match="at least"):
         c.after(150)
+
+
+def test_a_plateau_is_told_from_a_loss_that_falls_at_once() -> None:
+    """The model's own curve (any stable rate) falls from its first updates: no plateau.
+    A classifier at chance for its first tenth: a plateau. Flat only for its first 1% (below
+    the 2% window): no plateau."""
+    lr = np.full(T, RUNS["c1"][0])
+    st = C.measurement_steps(T, 60)
+    model = curve_from_arrays("model", st, lr[np.minimum(st, T - 1)], C.predict(TRUTH, lr, M, N)[st], M)
+    assert not has_plateau(model)
+    t = st.astype(float)
+    chance = np.where(t < 0.1 * T, 2.3 - 0.5 * t / T, 2.25 * (0.1 * T / np.maximum(t, 1.0)) ** 0.5)
+    assert has_plateau(curve_from_arrays("chance", st, lr[np.minimum(st, T - 1)], chance, M))
+    brief = np.where(t < 0.01 * T, 2.3, 2.3 * (0.01 * T / np.maximum(t, 1.0)) ** 0.5)
+    assert not has_plateau(curve_from_arrays("brief", st, lr[np.minimum(st, T - 1)], brief, M))
+    with pytest.raises(CurveError, match="fractions"):
+        has_plateau(model, within=0.0)
 
 
 def test_closed_loop_from_the_main_phase_predicts_the_run() -> None:

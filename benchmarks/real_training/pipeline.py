@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from optctl.calibrate.curves import LossCurve, main_phase_start
+from optctl.calibrate.curves import LossCurve, has_plateau, main_phase_start
 from optctl.calibrate.fitting import fit
 from optctl.calibrate.params import FitResult, predict
 from optctl.io.fitconfig import FitConfig
@@ -108,10 +108,13 @@ def run_task(task: Task, runner: Runner, *, seeds: tuple[int, ...] = EVAL_SEEDS,
     raw = [as_curve(name, lr, np.asarray(r["steps"]), np.asarray(r["loss"]), m)
            for name, lr, r in curves if not r["diverged"]]
     pre_cost = rates.size + spent + sum(pl.cost for pl in design)
-    # the model describes the main learning phase: from where the trunk's loss has fallen
-    # half way (in log) to its lowest, the trunk and the branch are fitted as runs starting
-    # there; the rungs, at other rates, reach that phase at other steps and are left out
-    s0 = main_phase_start(raw[-2])
+    # a trunk that falls from its first updates is described by the model from step 0: every
+    # curve (rungs included) is fitted from there. One that starts on a plateau (a
+    # classifier at chance) is fitted from its main learning phase on: from where the
+    # trunk's loss has fallen half way (in log) to its lowest, the trunk and the branch as
+    # runs starting there; the rungs, at other rates, reach that phase at other steps and
+    # are left out
+    s0 = main_phase_start(raw[-2]) if has_plateau(raw[-2]) else 0
     pilots = raw if s0 == 0 else _from_main_phase(raw[-2], raw[-1], design[1].prefix, s0, m)
 
     # --- optctl: fit, solve, table in real units

@@ -20,6 +20,10 @@ from optctl.spec import MAX_T
 MIN_ROWS = 3
 # A curve whose loss never falls this fraction below its start carries no decay to fit.
 FLAT_DROP = 0.05
+# A plateau: after PLATEAU_WITHIN of its updates the loss is still within PLATEAU_DROP of
+# its start (the model's loss falls from the first update at any stable rate).
+PLATEAU_WITHIN = 0.02
+PLATEAU_DROP = 0.1
 
 
 @dataclass(frozen=True, eq=False)
@@ -150,6 +154,24 @@ def main_phase_start(curve: LossCurve, level: float = 0.5) -> int:
     loss = np.asarray(curve.loss, dtype=float)
     target = float(np.exp((1 - level) * np.log(loss[0]) + level * np.log(loss.min())))
     return int(curve.steps[int(np.argmax(loss <= target))])
+
+
+def has_plateau(curve: LossCurve, within: float = PLATEAU_WITHIN, drop: float = PLATEAU_DROP) -> bool:
+    """Whether a run starts on a plateau the model does not describe: at its first measured
+    step at or after ``within`` of its updates (step 1 at least), the loss has not fallen
+    ``drop`` below its start.
+
+    The model's loss falls from the first update at any stable rate, so a curve that
+    falls at once is described from step 0, and cutting it at :func:`main_phase_start`
+    would only discard what its start says about the initial state (on a task that *is*
+    the model, the cut turned predictions within 3% into errors of 64-88%). A classifier at
+    chance level, flat for its first updates, is the case the cut is for.
+    """
+    if not (0.0 < within < 1.0 and 0.0 < drop < 1.0):
+        raise CurveError(f"within = {within!r}, drop = {drop!r}: give fractions in (0, 1)")
+    at = max(1, int(np.ceil(within * curve.T)))
+    i = int(np.argmax(curve.steps >= at))
+    return bool(curve.loss[i] > (1.0 - drop) * curve.loss[0])
 
 
 def flat_curves(curves: list[LossCurve]) -> list[str]:
