@@ -61,16 +61,11 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def run_task(task: Task, runner: Runner, *, seeds: tuple[int, ...] = EVAL_SEEDS,
-             transfer: tuple[int, ...] = ()) -> dict[str, Any]:
-    """Everything measured on one task (see the module docstring of ``methods``); with
-    ``transfer``, also the horizon transfer to those multiples of ``T``."""
-    t_start = time.perf_counter()
+def pilot_phase(task: Task, runner: Runner) -> dict[str, Any]:
+    """The probe, the stability ladder and the pilots (shared by optctl, its closed loop and
+    the Multi-Power Law): every curve measured, the curves the fit takes, the model's time 0
+    ``s0``, the largest rate ``top`` and the updates spent."""
     T, m = task.T, task.batch_size
-    rec = record_steps(T)
-    _log(f"{task.name}: T = {T}, batch {m}, {task.optimizer}")
-
-    # --- probe, stability ladder and pilots (shared by optctl, its closed loop and MPL)
     rates = probe_rates(task)
     probe = runner.run([_train(task, PILOT_SEED, rates, np.arange(1, rates.size + 1))], "probe")[0]
     eta_div = divergent_rate(rates, np.asarray(probe["steps"]), np.asarray(probe["loss"]))
@@ -116,6 +111,24 @@ def run_task(task: Task, runner: Runner, *, seeds: tuple[int, ...] = EVAL_SEEDS,
     # are left out
     s0 = main_phase_start(raw[-2]) if has_plateau(raw[-2]) else 0
     pilots = raw if s0 == 0 else _from_main_phase(raw[-2], raw[-1], design[1].prefix, s0, m)
+
+    return {"rates": rates, "eta_div": eta_div, "ladder": ladder, "spent": spent, "top": top, "design": design,
+            "raw": raw, "s0": s0, "pilots": pilots, "pre_cost": pre_cost}
+
+
+def run_task(task: Task, runner: Runner, *, seeds: tuple[int, ...] = EVAL_SEEDS,
+             transfer: tuple[int, ...] = ()) -> dict[str, Any]:
+    """Everything measured on one task (see the module docstring of ``methods``); with
+    ``transfer``, also the horizon transfer to those multiples of ``T``."""
+    t_start = time.perf_counter()
+    T, m = task.T, task.batch_size
+    rec = record_steps(T)
+    _log(f"{task.name}: T = {T}, batch {m}, {task.optimizer}")
+
+    # --- probe, stability ladder and pilots (shared by optctl, its closed loop and MPL)
+    ph = pilot_phase(task, runner)
+    rates, eta_div, ladder, spent, top = ph["rates"], ph["eta_div"], ph["ladder"], ph["spent"], ph["top"]
+    design, raw, s0, pilots, pre_cost = ph["design"], ph["raw"], ph["s0"], ph["pilots"], ph["pre_cost"]
 
     # --- optctl: fit, solve, table in real units
     t0 = time.perf_counter()
