@@ -120,6 +120,13 @@ def _per_step(name: str, value: Any, T: int) -> np.ndarray:
     return np.array(arr, dtype=float)
 
 
+def _align(*arrays: np.ndarray) -> list[np.ndarray]:
+    """Broadcast per-step arrays ``(T, *K)`` against each other, the step axis first."""
+    nd = max(a.ndim for a in arrays)
+    shaped = [a.reshape(a.shape + (1,) * (nd - a.ndim)) for a in arrays]
+    return [np.array(a, dtype=float) for a in np.broadcast_arrays(*shaped)]
+
+
 def _check_positive(name: str, value: Any) -> None:
     arr = np.asarray(value, dtype=float)
     if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
@@ -137,7 +144,7 @@ def generalized_momentum(T: int, gamma1: Any, gamma2: Any, gamma3: Any, Delta: A
     """
     g1, g2, g3, D = (_per_step(n, v, T) for n, v in
                      (("gamma1", gamma1), ("gamma2", gamma2), ("gamma3", gamma3), ("Delta", Delta)))
-    g1, g2, g3, D = np.broadcast_arrays(g1, g2, g3, D)
+    g1, g2, g3, D = _align(g1, g2, g3, D)
     keep = 1.0 - D
     one, zero = np.ones_like(D), np.zeros_like(D)
     A = np.stack([np.stack([one, -g3 * keep], axis=1), np.stack([zero, keep], axis=1)], axis=1)
@@ -222,7 +229,7 @@ def schedule_free(T: int, lr: Any, beta: Any = 0.9) -> LinearOptimizer:
         raise SpecError("lr", float(g.min()), "learning rates must be >= 0")
     if np.any((bt < 0) | (bt > 1)):
         raise SpecError("beta", float(bt[(bt < 0) | (bt > 1)][0]), "β must lie in [0, 1]")
-    g, bt = np.broadcast_arrays(g, bt)
+    g, bt = _align(g, bt)
     c = (1.0 / (np.arange(T, dtype=float) + 2.0)).reshape((T,) + (1,) * (g.ndim - 1))
     c = np.broadcast_to(c, g.shape)
     one, zero = np.ones_like(g), np.zeros_like(g)
