@@ -42,6 +42,8 @@ settings at once (the tuning in :mod:`optctl.baselines.momentum_tune` uses this)
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -279,10 +281,77 @@ def family_curve(spec: ProblemSpec, opt: LinearOptimizer, *, sp: Spectrum | None
     return out
 
 
+# Below this many step-candidates a numpy loop beats compiling the jax scan.
+_NUMPY_MAX_WORK = 20_000
+
+
+@functools.cache
+def _compiled_final() -> Callable[..., np.ndarray]:
+    """A jitted scan of :func:`moment_step` returning ``L_T`` per candidate (jax, 64-bit)."""
+    import jax
+    import jax.numpy as jnp
+
+    def final(lam: jax.Array, S00: jax.Array, S01: jax.Array, S11: jax.Array, m: jax.Array,
+              sigma2: jax.Array, A: jax.Array, b: jax.Array, u: jax.Array,
+              r: jax.Array) -> jax.Array:
+        def body(state: tuple[jax.Array, jax.Array, jax.Array],
+                 c: tuple[jax.Array, jax.Array, jax.Array]) -> tuple[Any, None]:
+            a, bb, uu = c  # (2, 2, K), (2, K), (2, K)
+            x00, x01, x11 = state
+            u0, u1 = uu[0][:, None], uu[1][:, None]
+            P = point_moment(x00, x01, x11, u0, u1) @ lam
+            new = moment_step(x00, x01, x11, P[:, None], a[0, 0][:, None], a[0, 1][:, None],
+                              a[1, 0][:, None], a[1, 1][:, None], bb[0][:, None],
+                              bb[1][:, None], u0, u1, lam, m, sigma2)
+            return new, None
+
+        (x00, _, x11), _ = jax.lax.scan(body, (S00, S01, S11), (A, b, u), unroll=4)
+        return (r * x11 + (1 - r) * x00) @ lam
+
+    jitted = jax.jit(final)
+
+    def run(*arrays: np.ndarray) -> np.ndarray:
+        with jax.enable_x64(True):
+            return np.asarray(jitted(*(jnp.asarray(x, dtype=jnp.float64) for x in arrays)))
+
+    return run
+
+
+def _bucket(T: int) -> int:
+    """Pad lengths to 1.25^k so that a sweep over horizons compiles a few scans only."""
+    return int(np.ceil(1.25 ** np.ceil(np.log(T) / np.log(1.25))))
+
+
 def family_loss(spec: ProblemSpec, opt: LinearOptimizer, *, sp: Spectrum | None = None) -> np.ndarray:
-    """Final excess loss ``L_T`` (tail included) for every candidate, shape ``K``."""
+    """Final excess loss ``L_T`` (tail included) for every candidate, shape ``K``.
+
+    Short runs use the numpy loop of :func:`family_curve`; long ones a compiled jax
+    scan of the same :func:`moment_step`, padded with identity steps (``A = I``,
+    ``b = 0`` leave the moments unchanged) to a few bucket lengths. Diverging
+    candidates give ``inf`` or ``nan``.
+    """
     sp = spectrum(spec) if sp is None else sp
-    return family_curve(spec, opt, sp=sp, every=opt.T)[-1] + sp.tail
+    K = opt.A.shape[3:]
+    nK = int(np.prod(K)) if K else 1
+    if opt.T * nK <= _NUMPY_MAX_WORK:
+        return np.asarray(family_curve(spec, opt, sp=sp, every=opt.T)[-1] + sp.tail)
+    T, P = opt.T, _bucket(opt.T)
+    A = opt.A.reshape(T, 2, 2, nK)
+    b = opt.b.reshape(T, 2, nK)
+    u = opt.u.reshape(T, 2, nK)
+    if P > T:
+        eye = np.zeros((P - T, 2, 2, nK))
+        eye[:, 0, 0] = eye[:, 1, 1] = 1.0
+        A = np.concatenate([A, eye])
+        b = np.concatenate([b, np.zeros((P - T, 2, nK))])
+        u = np.concatenate([u, np.broadcast_to(u[-1:], (P - T, 2, nK))])
+    c = sp.c0
+    S00 = np.broadcast_to(c, (nK, c.size))
+    S11 = S00 if opt.start == "copy" else np.zeros_like(S00)
+    S01 = S11
+    out = _compiled_final()(sp.lam, S00, S01, S11, np.asarray(float(spec.batch_size)),
+                            np.asarray(sp.sigma2), A, b, u, np.asarray(float(opt.readout)))
+    return out.reshape(K) + sp.tail
 
 
 def simulate_iterates(opt: LinearOptimizer, t: int, state: tuple[np.ndarray, np.ndarray],
