@@ -122,3 +122,19 @@ def test_monte_carlo_larger_model(name: str) -> None:
 def test_bad_input(call: object, match: str) -> None:
     with pytest.raises(SpecError, match=match):
         call()  # type: ignore[operator]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["dana-decaying", "schedule-free"])
+def test_monte_carlo_tuned_on_reference_hard_model(name: str) -> None:
+    # The study's hard model with the hyperparameters tuned at T = 316
+    # (results/momentum_families): Schedule-Free's large step (γ = 5) is where a
+    # surprise would hide, so check the recursion there with real minibatches.
+    spec = ProblemSpec(a=1.3, b=2.75, N=1500, sigma=0.7, batch_size=4, T=316)
+    opt = {"dana-decaying": F.dana(spec, 316, 0.2233, 0.3548),
+           "schedule-free": F.schedule_free(316, 5.0, 0.8878)}[name]
+    mc = simulate_family(spec, opt, n_runs=1000, seed=2)
+    idx = np.array([1, 5, 10, 20, 50, 100, 200, 316])
+    theory = F.family_curve(spec, opt)
+    ratio = np.abs(mc.loss - theory)[idx] / _band(mc)[idx]
+    assert np.all(ratio <= 1), f"max ratio {ratio.max():.3g}"
