@@ -282,7 +282,7 @@ def family_curve(spec: ProblemSpec, opt: LinearOptimizer, *, sp: Spectrum | None
 
 
 # Below this many step-candidates a numpy loop beats compiling the jax scan.
-_NUMPY_MAX_WORK = 20_000
+NUMPY_MAX_WORK = 20_000
 
 
 @functools.cache
@@ -333,7 +333,7 @@ def family_loss(spec: ProblemSpec, opt: LinearOptimizer, *, sp: Spectrum | None 
     sp = spectrum(spec) if sp is None else sp
     K = opt.A.shape[3:]
     nK = int(np.prod(K)) if K else 1
-    if opt.T * nK <= _NUMPY_MAX_WORK:
+    if opt.T * nK <= NUMPY_MAX_WORK:
         return np.asarray(family_curve(spec, opt, sp=sp, every=opt.T)[-1] + sp.tail)
     T, P = opt.T, _bucket(opt.T)
     A = opt.A.reshape(T, 2, 2, nK)
