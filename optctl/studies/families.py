@@ -137,6 +137,19 @@ def summarize(name: str, rec: dict[str, Any], families: list[str]) -> str:
               f"(a−1)/b = {(a - 1) / b:.4f}; DANA-decaying (our reading of arXiv:2505.16098) "
               f"(a−1)/b·(2 − 1/b) = {dana_exponent(a, b):.4f}; "
               f"the momentum notebook's 1.5(a−1)/b = {1.5 * (a - 1) / b:.4f}.", ""]
+    lines += ["Verdict (as measured):", ""]
+    sgd = np.array([r["sgd"]["loss"] for r in rows])
+    for k in methods[1:]:
+        y = np.array([r[k]["loss"] for r in rows])
+        below = np.nonzero(y < sgd)[0]
+        first = f"below optimal SGD from T = {int(T[below[0]])}" if below.size else "never below optimal SGD"
+        if below.size and not np.all(y[below[0]:] < sgd[below[0]:]):
+            first += " (not at every larger T)"
+        d = slopes[k][-1] - slopes["sgd"][-1] if len(T) > 1 else float("nan")
+        lines.append(f"- {k}: {first}; at T = {int(T[-1])} L_T is {100 * (y[-1] / sgd[-1] - 1):+.1f}% "
+                     f"against optimal SGD; last local slope {slopes[k][-1]:.4f} vs SGD "
+                     f"{slopes['sgd'][-1]:.4f} ({d:+.4f}).")
+    lines.append("")
     return "\n".join(lines)
 
 
