@@ -558,5 +558,4 @@ def plot_family_study(rec: Mapping[str, Any], families: Sequence[str], *, title:
     ax2.set_xlabel("T (updates)")
     ax.legend(fontsize=8)
     ax.set_title(title)
-    fig.subplots_adjust(hspace=0.3)
     return fig
