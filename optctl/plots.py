@@ -536,3 +536,26 @@ def plot_controls(eta: np.ndarray, batch_size: np.ndarray, beta: np.ndarray | No
     if title:
         fig.suptitle(title)
     return fig
+
+
+def plot_family_study(rec: Mapping[str, Any], families: Sequence[str], *, title: str = "") -> Figure:
+    """Final loss ``L_T`` vs ``T`` (log-log) of optimal SGD and each tuned momentum family,
+    with the ratio to optimal SGD below."""
+    rows = rec["rows"]
+    T = np.array([r["T"] for r in rows], dtype=float)
+    fig = _figure((7.0, 7.0))
+    ax, ax2 = fig.add_subplot(2, 1, 1), fig.add_subplot(2, 1, 2)
+    sgd = np.array([r["sgd"]["loss"] for r in rows])
+    ax.loglog(T, sgd, "k-o", label="optimal SGD")
+    for f in families:
+        if all(f in r for r in rows):
+            y = np.array([r[f]["loss"] for r in rows])
+            ax.loglog(T, y, "-o", ms=3, label=f)
+            ax2.semilogx(T, y / sgd, "-o", ms=3, label=f)
+    ax2.axhline(1.0, color="k", lw=0.8)
+    ax.set_ylabel("L_T (expected, exact)")
+    ax2.set_ylabel("L_T / optimal SGD")
+    ax2.set_xlabel("T (updates)")
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    return fig

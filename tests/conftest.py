@@ -16,6 +16,10 @@ MC_SE_MULTIPLIER = 4.0
 # Absolute floor for steps whose standard error is ~0 (t = 0, where every run has the
 # same loss and the only difference is float rounding of sqrt(c0)^2 vs c0).
 MC_ABS_FLOOR = 1e-12
+# Two recursions that are the same algebra in another arrangement (a momentum family
+# reduced to SGD or to EMA momentum) agree to reassociation noise over a few hundred
+# steps (tests/test_families.py).
+FAMILY_REDUCTION_RTOL = 1e-10
 
 # --- Schedule factories against their closed forms (tests/test_schedules.py) ---
 # Factories and the reference formulas evaluate the same expression in a different

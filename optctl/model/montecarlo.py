@@ -9,10 +9,12 @@ checked against an independent computation that shares none of its algebra.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from optctl.errors import SpecError
+from optctl.model.families import LinearOptimizer, simulate_iterates
 from optctl.model.spectrum import spectrum
 from optctl.spec import ProblemSpec
 from optctl.validate import per_step
@@ -177,6 +179,13 @@ def simulate_sgd(spec: ProblemSpec, eta: np.ndarray | float,
     if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
         raise SpecError("chunk", chunk, "pass a positive integer number of runs per chunk")
 
+    return _simulate(spec, n_runs, seed, chunk, lambda rng, n, sl, wa, se: _run_chunk(
+        rng, n, sl, wa, se, eta_t, m_t, beta_t))
+
+
+def _simulate(spec: ProblemSpec, n_runs: int, seed: int, chunk: int,
+              run: Any) -> MonteCarloResult:
+    """Average ``run(rng, n, sqrt_lam, w_abs, sigma_eff) -> (n, T + 1)`` losses over chunks."""
     sp = spectrum(spec)
     sqrt_lam, w_abs, sigma_eff = np.sqrt(sp.lam), np.sqrt(sp.c0), float(np.sqrt(sp.sigma2))
     sizes = [min(chunk, n_runs - s) for s in range(0, n_runs, chunk)]
@@ -184,9 +193,9 @@ def simulate_sgd(spec: ProblemSpec, eta: np.ndarray | float,
 
     # Merge per-chunk means and centred sums of squares (Chan et al.), which
     # avoids the cancellation of a running sum of squares.
-    count, mean, m2 = 0, np.zeros(T + 1), np.zeros(T + 1)
+    count, mean, m2 = 0, 0.0, 0.0
     for rng, n in zip(rngs, sizes, strict=False):
-        losses = _run_chunk(rng, n, sqrt_lam, w_abs, sigma_eff, eta_t, m_t, beta_t)
+        losses = run(rng, n, sqrt_lam, w_abs, sigma_eff)
         c_mean = losses.mean(axis=0)
         c_m2 = ((losses - c_mean) ** 2).sum(axis=0)
         diff = c_mean - mean
@@ -194,6 +203,57 @@ def simulate_sgd(spec: ProblemSpec, eta: np.ndarray | float,
         mean = mean + diff * (n / total)
         m2 = m2 + c_m2 + diff**2 * (count * n / total)
         count = total
-    stderr = np.sqrt(m2 / (count - 1) / count)
-    return MonteCarloResult(loss=mean + sp.tail, stderr=stderr, n_runs=count,
+    stderr = np.sqrt(np.asarray(m2) / (count - 1) / count)
+    return MonteCarloResult(loss=np.asarray(mean) + sp.tail, stderr=stderr, n_runs=count,
                             tail=sp.tail, seed=seed)
+
+
+def _run_family_chunk(rng: np.random.Generator, n: int, sqrt_lam: np.ndarray,
+                      w_abs: np.ndarray, sigma_eff: float, opt: LinearOptimizer,
+                      m: int) -> np.ndarray:
+    """Excess losses ``(n, T + 1)`` of ``n`` runs of a momentum family, read at its output."""
+    lam = sqrt_lam**2
+    signs = rng.choice(np.array([-1.0, 1.0]), size=(n, w_abs.size))
+    s0 = -signs * w_abs
+    s1 = s0.copy() if opt.start == "copy" else np.zeros_like(s0)
+    out = np.empty((n, opt.T + 1))
+
+    def grad_at(p: np.ndarray) -> np.ndarray:
+        return _gradient(rng, p, sqrt_lam, sigma_eff, m)
+
+    out[:, 0] = ((s0 if opt.readout == 0 else s1) ** 2) @ lam
+    for t in range(opt.T):
+        s0, s1 = simulate_iterates(opt, t, (s0, s1), grad_at)
+        out[:, t + 1] = ((s0 if opt.readout == 0 else s1) ** 2) @ lam
+    return out
+
+
+def simulate_family(spec: ProblemSpec, opt: LinearOptimizer, *, n_runs: int = 1000,
+                    seed: int = 0, chunk: int | None = None) -> MonteCarloResult:
+    """Run a momentum family of :mod:`optctl.model.families` with real minibatches.
+
+    The same sampled model as :func:`simulate_sgd` (``x ~ N(0, diag λ)``, random-sign
+    teacher, label noise ``σ_eff``, student at ``w = 0``), a fresh batch of
+    ``spec.batch_size`` samples per gradient, and the optimizer's update applied as
+    its paper writes it (:func:`optctl.model.families.simulate_iterates`). The
+    recorded loss is ``Σ_k λ_k e_k²`` of the optimizer's output (the iterate for
+    generalised momentum, the average ``x`` for Schedule-Free); its expectation is
+    :func:`optctl.model.families.family_curve`. ``opt`` must hold one candidate
+    (scalar hyperparameters).
+
+    Raises:
+        SpecError: for several candidates in ``opt``, a fractional batch size,
+            ``n_runs < 2`` or ``chunk < 1``.
+    """
+    if opt.A.ndim != 3:
+        raise SpecError("opt", f"{opt.A.shape[3:]} candidates",
+                        "Monte Carlo runs one hyperparameter setting: pass scalars to the constructor")
+    m = int(_check_batch_size(spec.batch_size, 1)[0])
+    if isinstance(n_runs, bool) or not isinstance(n_runs, (int, np.integer)) or n_runs < 2:
+        raise SpecError("n_runs", n_runs, "pass an integer >= 2 (a standard error needs two runs)")
+    if chunk is None:
+        chunk = max(1, _CHUNK_ELEMENTS // (m * spec.N))
+    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
+        raise SpecError("chunk", chunk, "pass a positive integer number of runs per chunk")
+    return _simulate(spec, n_runs, seed, chunk, lambda rng, n, sl, wa, se: _run_family_chunk(
+        rng, n, sl, wa, se, opt, m))
