@@ -45,7 +45,7 @@ from optctl.versions import versions
 
 # Decay fractions 1 − t_i/T_i scanned when the leave points are not given (the same
 # fraction for every horizon; the best one is then refined per horizon).
-LEAVE_FRACTIONS = (0.05, 0.1, 0.2, 0.4, 0.7)
+LEAVE_FRACTIONS = (0.05, 0.1, 0.2, 0.4)
 # Upper bound of the regret variable r of the epigraph form.
 REGRET_MAX = 100.0
 OBJECTIVES = ("worst", "weighted")
@@ -164,13 +164,14 @@ def horizon_optima(spec: ProblemSpec, horizons: Sequence[int], options: SolverOp
 def solve_branching(spec: ProblemSpec, horizons: Sequence[int], options: SolverOptions | None = None, *,
                     leave: Sequence[int] | None = None, objective: str = "worst",
                     weights: Sequence[float] | None = None, optima: Sequence[Any] | None = None,
-                    fractions: Sequence[float] = LEAVE_FRACTIONS, progress: bool = False) -> BranchingResult:
+                    fractions: Sequence[float] = LEAVE_FRACTIONS, refine: bool = False,
+                    progress: bool = False) -> BranchingResult:
     """The best anytime plan for ``horizons``: a shared trunk and a branch per horizon.
 
     ``leave`` fixes the leave points ``t_i`` (``0 <= t_i < T_i``); without it, each
     decay fraction ``d`` in ``fractions`` (``t_i = round((1 − d) T_i)``, the same for all
-    horizons) is solved and the best is then refined horizon by horizon (each ``t_i``
-    moved to the neighbouring fractions while the others stay). ``objective`` is
+    horizons) is solved and the best kept; with ``refine`` it is then refined horizon by
+    horizon (each ``t_i`` moved to the neighbouring fractions while the others stay). ``objective`` is
     ``"worst"`` (minimise the worst regret, epigraph form; default) or ``"weighted"``
     (minimise ``Σ w_i`` regret_i, ``weights`` default equal). ``optima`` are the
     horizons' own optima (results of :func:`~optctl.solver.solve`, solved here when not
@@ -208,7 +209,7 @@ def solve_branching(spec: ProblemSpec, horizons: Sequence[int], options: SolverO
         best = min(tried, key=lambda s: s.score)
         # Refine horizon by horizon: the neighbouring fractions of the best common one.
         k = fr.index(_fraction_of(best.leave, hs, fr))
-        for i in range(len(hs)):
+        for i in range(len(hs) if refine else 0):
             for kk in (k - 1, k + 1):
                 if 0 <= kk < len(fr):
                     chosen = [_fraction_of((t,), (T,), fr) for t, T in zip(best.leave, hs, strict=True)]

@@ -1,0 +1,156 @@
+"""The anytime study: the optimal branching plan against the schedules people use.
+
+For one model and horizons ``T_1 < … < T_n`` it solves each horizon's own optimum (the
+lower bound), the optimal branching plan (:func:`optctl.solver.branching.solve_branching`),
+and tunes WSD-S and SGDR (:mod:`optctl.baselines.anytime`); it also reads the longest
+horizon's optimum stopped early at each ``T_i``. Every schedule's loss at every ``T_i``
+is replayed step by step; the table reports the regret ``L_{T_i}/L*_{T_i} − 1``, its
+worst and mean over the horizons. Schedule-Free has no forward model in optctl yet, so
+its row is marked not available.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from optctl.baselines.anytime import tune_sgdr, tune_wsd_s
+from optctl.model.replay import replay
+from optctl.solver.branching import BranchingResult, check_horizons, horizon_optima, solve_branching
+from optctl.solver.evaluate import approximate_evaluator
+from optctl.spec import ProblemSpec, SolverOptions
+
+METHODS = ("optimum per horizon", "branching optimum (worst regret)", "longest optimum stopped early",
+           "WSD-S (tuned)", "SGDR (tuned)", "Schedule-Free")
+
+
+@dataclass(frozen=True)
+class MethodRow:
+    """One method's replayed losses at every horizon (``None``: not available)."""
+
+    method: str
+    losses: np.ndarray | None
+    regret: np.ndarray | None
+    params: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+
+    @property
+    def worst(self) -> float | None:
+        return None if self.regret is None else float(np.max(self.regret))
+
+    @property
+    def mean(self) -> float | None:
+        return None if self.regret is None else float(np.mean(self.regret))
+
+
+@dataclass(frozen=True)
+class AnytimeReport:
+    """The study's answer: the branching result and one row per method."""
+
+    name: str
+    spec: ProblemSpec
+    horizons: tuple[int, ...]
+    branching: BranchingResult
+    rows: tuple[MethodRow, ...]
+    schedules: dict[str, tuple[np.ndarray, ...]]
+    times: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "spec": self.spec.to_dict(), "horizons": list(self.horizons),
+            "branching": self.branching.summary(),
+            "methods": [{"method": r.method, "losses": None if r.losses is None else r.losses.tolist(),
+                         "regret": None if r.regret is None else r.regret.tolist(), "worst_regret": r.worst,
+                         "mean_regret": r.mean, "params": r.params, "note": r.note} for r in self.rows],
+            "times_s": self.times,
+        }
+
+    def markdown(self) -> str:
+        """The regret table (percent) with the replayed losses, and the branching plan."""
+        hs = self.horizons
+        head = "| method | " + " | ".join(f"T = {T}" for T in hs) + " | worst | mean |"
+        lines = [f"### {self.name}: a = {self.spec.a}, b = {self.spec.b} ({self.spec.phase} phase), "
+                 f"N = {self.spec.N}, m = {self.spec.batch_size}, σ = {self.spec.sigma}", "",
+                 "Regret L_T/L*_T − 1 in percent (replayed loss L_T in brackets).", "",
+                 head, "|---" * (len(hs) + 3) + "|"]
+        for r in self.rows:
+            if r.losses is None or r.regret is None:
+                lines.append(f"| {r.method} | " + " | ".join("n/a" for _ in hs) + " | n/a | n/a |")
+                continue
+            cells = [f"{100 * g:.2f} ({L:.5g})" for g, L in zip(r.regret, r.losses, strict=True)]
+            lines.append(f"| {r.method} | " + " | ".join(cells) + f" | {100 * (r.worst or 0):.2f} | "
+                         f"{100 * (r.mean or 0):.2f} |")
+        b = self.branching
+        lines += ["", f"Branching plan: leave points t_i = {list(b.leave)} "
+                  f"(decay fractions {[round(1 - t / T, 3) for t, T in zip(b.leave, hs, strict=True)]}); "
+                  f"replay gap per branch {[f'{g:.1e}' for g in b.replay_gap]}; IPOPT {b.status}, "
+                  f"{b.iterations} iterations; branching solve {b.wall_time:.1f} s, "
+                  f"per-horizon optima {b.optima_time:.1f} s.",
+                  f"Trunk: {trunk_shape(b)}"]
+        notes = [f"- {r.method}: {r.note}" for r in self.rows if r.note]
+        if notes:
+            lines += ["", *notes]
+        return "\n".join(lines) + "\n"
+
+
+def trunk_shape(b: BranchingResult) -> str:
+    """A sentence on the trunk: its rate at the leave points relative to its start."""
+    t = b.trunk
+    if t.size == 0:
+        return "empty (every branch leaves at t = 0)."
+    ref = float(np.max(t[: max(1, t.size // 100)]))
+    at = [float(t[max(0, p - 1)]) for p in b.leave]
+    desc = ", ".join(f"η(t_{i + 1} = {p}) = {v:.3g}" for i, (p, v) in enumerate(zip(b.leave, at, strict=True)))
+    flat = all(v >= 0.9 * ref for v in at)
+    return (f"starts at {ref:.3g}; {desc}; " + ("flat (every leave point within 10% of the start)."
+                                                 if flat else "decays along the trunk."))
+
+
+def run_anytime(spec: ProblemSpec, horizons: Sequence[int], options: SolverOptions | None = None, *,
+                name: str = "anytime", leave: Sequence[int] | None = None,
+                fractions: Sequence[float] | None = None, progress: bool = False) -> AnytimeReport:
+    """Solve, tune and replay every method of :data:`METHODS` at ``horizons``."""
+    hs = check_horizons(list(horizons))
+    options = SolverOptions() if options is None else options
+    times: dict[str, float] = {}
+    t0 = time.perf_counter()
+    optima = horizon_optima(spec, hs, options, progress=progress)
+    times["optima"] = time.perf_counter() - t0
+    star = np.array([r.final_loss for r in optima])
+    kw: dict[str, Any] = {} if fractions is None else {"fractions": tuple(fractions)}
+    t0 = time.perf_counter()
+    br = solve_branching(spec, hs, options, leave=leave, optima=optima, progress=progress, **kw)
+    times["branching"] = time.perf_counter() - t0
+    rows = [MethodRow("optimum per horizon", star, star / star - 1.0, note="the lower bound; each "
+                      "horizon's own optimum, a separate run per horizon"),
+            MethodRow("branching optimum (worst regret)", br.losses, br.regret,
+                      params={"leave": list(br.leave)})]
+    schedules: dict[str, tuple[np.ndarray, ...]] = {
+        "branching optimum (worst regret)": tuple(br.schedule(i) for i in range(len(hs)))}
+    longest = optima[-1]
+    early = np.array([float(longest.loss[T]) for T in hs])
+    rows.append(MethodRow("longest optimum stopped early", early, early / star - 1.0))
+    schedules["longest optimum stopped early"] = tuple(np.asarray(longest.eta[:T]) for T in hs)
+    _log("anytime: tuning WSD-S and SGDR", progress)
+    t0 = time.perf_counter()
+    evaluators = [approximate_evaluator(replace(spec, T=T)) for T in hs]
+    for label, tune in (("WSD-S (tuned)", tune_wsd_s), ("SGDR (tuned)", tune_sgdr)):
+        base = tune(hs, star, evaluators, spec.eta_max)
+        losses = np.array([replay(replace(spec, T=T), s).final for T, s in zip(hs, base.schedules, strict=True)])
+        rows.append(MethodRow(label, losses, losses / star - 1.0, params=base.params))
+        schedules[label] = base.schedules
+    times["baselines"] = time.perf_counter() - t0
+    rows.append(MethodRow("Schedule-Free", None, None, note="not available: optctl has no forward model "
+                          "of Schedule-Free under this model yet"))
+    return AnytimeReport(name=name, spec=spec, horizons=hs, branching=br, rows=tuple(rows),
+                         schedules=schedules, times=times)
+
+
+def _log(msg: str, progress: bool) -> None:
+    if progress:
+        print(msg, file=sys.stderr, flush=True)
