@@ -16,8 +16,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from optctl import plots
-from optctl.io.anytime import write_anytime
 from optctl.io.config import load_config
 from optctl.studies.anytime import run_anytime
 
@@ -38,12 +36,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg = load_config(ROOT / "configs" / f"{phase}_phase.yaml")
             print(f"== {phase} phase, horizons {list(SETS[name])}", file=sys.stderr, flush=True)
             rep = run_anytime(cfg.problem, SETS[name], cfg.solver, name=f"{phase}-{name}", progress=True)
-            fig = plots.plot_anytime(rep.branching.trunk, rep.branching.branches, rep.branching.leave,
-                                     rep.horizons, {r.method: None if r.regret is None else list(r.regret)
-                                                    for r in rep.rows},
-                                     wsd_s=rep.schedules.get("WSD-S (tuned)"), title=rep.name)
-            write_anytime(Path(args.out), rep)
-            plots.save(fig, Path(args.out) / f"{rep.name}.png")
+            rep.write(Path(args.out))
             print(rep.markdown(), flush=True)
     return 0
 

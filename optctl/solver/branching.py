@@ -41,6 +41,8 @@ from optctl.solver.plan import BranchPlan, make_branch_plan
 from optctl.solver.solve import solve
 from optctl.solver.transcribe import model_parameters
 from optctl.spec import ProblemSpec, SolverOptions
+from optctl.table import BranchingTable
+from optctl.validate import check_horizons
 from optctl.versions import versions
 
 # Decay fractions 1 − t_i/T_i scanned when the leave points are not given (the same
@@ -49,26 +51,6 @@ LEAVE_FRACTIONS = (0.05, 0.1, 0.2, 0.4)
 # Upper bound of the regret variable r of the epigraph form.
 REGRET_MAX = 100.0
 OBJECTIVES = ("worst", "weighted")
-
-
-def check_horizons(horizons: object, field_name: str = "horizons") -> tuple[int, ...]:
-    """``horizons`` as a tuple of increasing integers >= 2, or a :class:`SpecError`."""
-    if not isinstance(horizons, (list, tuple)) or len(horizons) < 1:
-        raise SpecError(field_name, horizons, "give a list of horizons (updates), e.g. [1000, 10000, 100000]")
-    out = []
-    for i, T in enumerate(horizons):
-        if isinstance(T, bool) or not isinstance(T, (int, np.integer)):
-            if isinstance(T, float) and T.is_integer():
-                raise SpecError(f"{field_name}[{i}]", T, "write horizons as integers (100000, not 1e5)")
-            raise SpecError(f"{field_name}[{i}]", T, "a horizon is a whole number of updates")
-        if T < 2:
-            raise SpecError(f"{field_name}[{i}]", T, "a horizon needs at least 2 updates")
-        out.append(int(T))
-    if len(set(out)) != len(out):
-        raise SpecError(field_name, list(out), "remove the repeated horizon")
-    if out != sorted(out):
-        raise SpecError(field_name, list(out), f"list the horizons in increasing order: {sorted(out)}")
-    return tuple(out)
 
 
 def check_leave(leave: object, horizons: tuple[int, ...], field_name: str = "leave") -> tuple[int, ...]:
@@ -133,6 +115,13 @@ class BranchingResult:
     def schedule(self, i: int) -> np.ndarray:
         """The per-update rate of horizon ``i``: ``trunk[0:t_i]`` then branch ``i``."""
         return np.concatenate([self.trunk[: self.leave[i]], self.branches[i]])
+
+    def to_table(self) -> BranchingTable:
+        """The branching table (trunk, branches, leave points) that training code drives."""
+        return BranchingTable(trunk=self.trunk, branches=self.branches, leave=self.leave,
+                              horizons=self.horizons, spec=self.spec.to_dict(),
+                              source={"kind": "branching", "objective": self.objective,
+                                      "losses": self.losses.tolist(), "regret": self.regret.tolist()})
 
     def summary(self) -> dict[str, Any]:
         """The scalars, for a run folder's ``summary.json``."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import casadi as ca
 import numpy as np
@@ -288,7 +288,7 @@ class Branching(LearningRate):
         return lo, hi
 
     @staticmethod
-    def split(plan: BranchPlan, u: np.ndarray | ca.MX) -> tuple[object, list[object]]:
+    def split(plan: BranchPlan, u: Any) -> tuple[Any, list[Any]]:
         """The trunk's block values and each branch's (``r`` left out)."""
         k = plan.trunk_blocks
         trunk, branches = u[:k], []

@@ -15,15 +15,19 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from optctl.baselines.anytime import tune_sgdr, tune_wsd_s
+from optctl.io.anytime import write_anytime, write_anytime_run
+from optctl.io.config import RunConfig
 from optctl.model.replay import replay
-from optctl.solver.branching import BranchingResult, check_horizons, horizon_optima, solve_branching
+from optctl.solver.branching import BranchingResult, horizon_optima, solve_branching
 from optctl.solver.evaluate import approximate_evaluator
 from optctl.spec import ProblemSpec, SolverOptions
+from optctl.validate import check_horizons
 
 METHODS = ("optimum per horizon", "branching optimum (worst regret)", "longest optimum stopped early",
            "WSD-S (tuned)", "SGDR (tuned)", "Schedule-Free")
@@ -69,6 +73,36 @@ class AnytimeReport:
                          "mean_regret": r.mean, "params": r.params, "note": r.note} for r in self.rows],
             "times_s": self.times,
         }
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The trunk, the leave points, the horizons and every branch."""
+        b = self.branching
+        out = {"trunk": b.trunk, "leave": np.asarray(b.leave), "horizons": np.asarray(b.horizons)}
+        out.update({f"branch_{i}": br for i, br in enumerate(b.branches)})
+        return out
+
+    def draw(self, path: Path) -> None:
+        """The figure: trunk and branches over t, regret per horizon for every method."""
+        from optctl import plots  # matplotlib, only when drawing
+
+        b = self.branching
+        fig = plots.plot_anytime(b.trunk, b.branches, b.leave, self.horizons,
+                                 {r.method: None if r.regret is None else list(r.regret) for r in self.rows},
+                                 wsd_s=self.schedules.get("WSD-S (tuned)"),
+                                 title=f"{self.name}: a = {self.spec.a}, b = {self.spec.b} "
+                                       f"({self.spec.phase} phase)")
+        plots.save(fig, path)
+
+    def write(self, folder: Path) -> None:
+        """The study's files under ``folder`` (:func:`optctl.io.anytime.write_anytime`)."""
+        write_anytime(folder, self.name, self.to_dict(), self.markdown(), self.arrays(), self.draw)
+
+    def write_run(self, out: Path, cfg: RunConfig, *, overwrite: bool = False,
+                  source: str | None = None) -> None:
+        """The run folder of ``optctl solve`` with ``horizons``."""
+        summary = {"name": cfg.name, "config_source": source, **self.to_dict()}
+        write_anytime_run(out, cfg, summary, self.markdown(), self.arrays(),
+                          self.branching.to_table().to_dict(), self.draw, overwrite=overwrite)
 
     def markdown(self) -> str:
         """The regret table (percent) with the replayed losses, and the branching plan."""
