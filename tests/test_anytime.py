@@ -145,3 +145,50 @@ def test_two_horizons_beat_the_stopped_longest_optimum_and_replay():
     assert res.worst_regret < early
     for i, T in enumerate(res.horizons):
         assert replay(replace(spec, T=T), res.schedule(i)).final == pytest.approx(res.losses[i], rel=1e-12)
+
+
+ANYTIME_YAML = """schema_version: 1
+name: anytime_small
+model: {a: 2.5, b: 1.5, N: 50, sigma: 0.5}
+training: {batch_size: 4, eta_max: 1.0}
+horizons: [100, 400]
+leave: [60, 300]
+"""
+
+
+@pytest.mark.parametrize("bad", ["horizons: [400, 100]", "horizons: [100, 100]", "horizons: [100, 4.0e+2]"])
+def test_cli_refuses_bad_horizons_with_exit_2_and_no_folder(tmp_path, capsys, bad):
+    from optctl.cli.main import main
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(ANYTIME_YAML.replace("horizons: [100, 400]", bad).replace("leave: [60, 300]\n", ""))
+    out = tmp_path / "run"
+    assert main(["solve", str(cfg), "--out", str(out), "--quiet"]) == 2
+    assert "horizons" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.slow
+def test_cli_solve_with_horizons_writes_the_plan_and_its_table_drives_torch(tmp_path, capsys):
+    """``optctl solve`` on a config with ``horizons`` writes the run folder; its branching
+    table, loaded back, gives every horizon the replayed schedule the summary reports."""
+    from optctl.cli.main import main
+    from optctl.io.config import load_config_dict
+    from optctl.io.tables import load_branching_table
+    from optctl.model.replay import replay
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(ANYTIME_YAML)
+    out = tmp_path / "run"
+    assert main(["solve", str(cfg), "--out", str(out), "--quiet"]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"config.yaml", "summary.json", "regret.md", "arrays.npz", "branching.json", "anytime.png"} <= names
+    import json
+
+    summary = json.loads((out / "summary.json").read_text())
+    plan = load_branching_table(out / "branching.json")
+    assert plan.leave == (60, 300) and plan.horizons == (100, 400)
+    spec = load_config_dict({**BASE, "horizons": [100, 400]}).problem
+    for i, T in enumerate(plan.horizons):
+        loss = replay(replace(spec, T=T), plan.horizon_table(i).lr).final
+        assert loss == pytest.approx(summary["branching"]["losses"][i], rel=1e-12)
+    assert max(abs(g) for g in summary["branching"]["replay_gap"]) < APPROX_GAP

@@ -268,8 +268,11 @@ def _solve_fixed(spec: ProblemSpec, hs: tuple[int, ...], leave: tuple[int, ...],
     plan = ws_plan
     nlp_losses = _nlp_losses(ws_plan, u, prob.model, tail)
     if objective == "worst":
-        ep_plan = make_branch_plan(spec, opts, hs, leave, targets, tail, "worst")
-        ep = compile_problem(ep_plan, cs, 0.0, opts)
+        # One IPOPT run (no rounds): a round boundary compares only the objective r, which
+        # says nothing about an iterate that is not yet feasible.
+        ep_opts = replace(opts, precondition=False, round_iter=opts.max_iter)
+        ep_plan = make_branch_plan(spec, ep_opts, hs, leave, targets, tail, "worst")
+        ep = compile_problem(ep_plan, cs, 0.0, ep_opts)
         ep.model = prob.model
         r0 = float(np.max((nlp_losses) / star - 1.0))
         x0 = np.concatenate([u, [r0]])
@@ -278,7 +281,6 @@ def _solve_fixed(spec: ProblemSpec, hs: tuple[int, ...], leave: tuple[int, ...],
         ep_scale = np.concatenate([run.scale, [max(abs(r0), 1e-4)]])
         ep_lo = np.concatenate([lo, [-1.0]])
         ep_hi = np.concatenate([hi, [REGRET_MAX]])
-        ep_opts = replace(opts, precondition=False, round_iter=opts.max_iter)
         ep_run = run_rounds(ep, x0, ep_scale, np.zeros(K + 1), (ep_lo, ep_hi),
                             np.concatenate([floor, [1e-4]]), ep_opts, cs.constraint_bounds(spec, ep_plan))
         cand_losses = _nlp_losses(ep_plan, ep_run.u[:-1], ep.model, tail)

@@ -133,16 +133,26 @@ class AnytimeReport:
 
 
 def trunk_shape(b: BranchingResult) -> str:
-    """A sentence on the trunk: its rate at the leave points relative to its start."""
+    """A sentence on the trunk: its median level between consecutive leave points (relative
+    to its start) and its lowest value in the last tenth before each leave point."""
     t = b.trunk
     if t.size == 0:
         return "empty (every branch leaves at t = 0)."
     ref = float(np.max(t[: max(1, t.size // 100)]))
-    at = [float(t[max(0, p - 1)]) for p in b.leave]
-    desc = ", ".join(f"η(t_{i + 1} = {p}) = {v:.3g}" for i, (p, v) in enumerate(zip(b.leave, at, strict=True)))
-    flat = all(v >= 0.9 * ref for v in at)
-    return (f"starts at {ref:.3g}; {desc}; " + ("flat (every leave point within 10% of the start)."
-                                                 if flat else "decays along the trunk."))
+    points = sorted(set(p for p in b.leave if p > 0))
+    parts, levels = [], []
+    lo = 0
+    for p in points:
+        seg = t[lo:p]
+        med = float(np.median(seg))
+        dip = float(np.min(t[max(lo, p - max(1, (p - lo) // 10)):p]))
+        levels.append(med)
+        parts.append(f"on [{lo}, {p}) median {med:.3g}, lowest {dip:.3g} in the last tenth before {p}")
+        lo = p
+    flat = all(v >= 0.9 * ref for v in levels)
+    verdict = ("stays flat between leave points (every segment's median within 10% of the start)"
+               if flat else "decays (a segment's median is more than 10% below the start)")
+    return f"starts at {ref:.3g}; " + "; ".join(parts) + f"; it {verdict}."
 
 
 def run_anytime(spec: ProblemSpec, horizons: Sequence[int], options: SolverOptions | None = None, *,
