@@ -47,7 +47,7 @@ from optctl.versions import versions
 
 # Decay fractions 1 − t_i/T_i scanned when the leave points are not given (the same
 # fraction for every horizon; the best one is then refined per horizon).
-LEAVE_FRACTIONS = (0.05, 0.1, 0.2, 0.4)
+LEAVE_FRACTIONS = (0.05, 0.1, 0.2, 0.4, 0.7)
 # Upper bound of the regret variable r of the epigraph form.
 REGRET_MAX = 100.0
 OBJECTIVES = ("worst", "weighted")
@@ -75,7 +75,8 @@ class BranchingResult:
     ``L*_{T_i}`` (replayed), ``regret = losses/optima − 1``, ``nlp_losses`` what the
     transcription predicted and ``replay_gap = (nlp − replayed)/replayed`` per branch.
     ``objective`` is ``"worst"`` or ``"weighted"``; ``scan`` the leave points tried and
-    their worst regret (replayed). Times are wall seconds: ``optima_time`` for the
+    their worst regret (replayed) and wall seconds (each one solve: compile, weighted
+    sum, epigraph, replays). Times are wall seconds: ``optima_time`` for the
     per-horizon optima, ``wall_time`` for the branching solves (the scan included).
     """
 
@@ -96,7 +97,7 @@ class BranchingResult:
     wall_time: float
     optima_time: float
     optimal_schedules: tuple[np.ndarray, ...] = ()
-    scan: tuple[tuple[tuple[int, ...], float], ...] = ()
+    scan: tuple[tuple[tuple[int, ...], float, float], ...] = ()
     transcription: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
 
@@ -135,7 +136,7 @@ class BranchingResult:
             "solver": {"success": self.success, "status": self.status, "message": self.message,
                        "iterations": self.iterations, "wall_time_s": self.wall_time,
                        "optima_time_s": self.optima_time, **self.transcription},
-            "scan": [{"leave": list(t), "worst_regret": r} for t, r in self.scan],
+            "scan": [{"leave": list(t), "worst_regret": r, "wall_time_s": sec} for t, r, sec in self.scan],
             "versions": self.versions,
         }
 
@@ -185,7 +186,11 @@ def solve_branching(spec: ProblemSpec, horizons: Sequence[int], options: SolverO
 
     def attempt(points: tuple[int, ...]) -> _Solved:
         _log(f"anytime: leave points {list(points)}", progress)
-        return _solve_fixed(spec, hs, points, options, star, tail, schedules, objective, w)
+        t1 = time.perf_counter()
+        out = _solve_fixed(spec, hs, points, options, star, tail, schedules, objective, w)
+        out.seconds = time.perf_counter() - t1
+        _log(f"anytime:   worst regret {out.worst:.4%}, {out.status}, {out.seconds:.1f} s", progress)
+        return out
 
     if leave is not None:
         best = attempt(check_leave(list(leave), hs))
@@ -214,7 +219,7 @@ def solve_branching(spec: ProblemSpec, horizons: Sequence[int], options: SolverO
         replay_gap=(best.nlp_losses - best.losses) / best.losses, objective=objective,
         success=best.success, status=best.status, message=message(best.status, best.discarded),
         iterations=sum(s.iterations for s in tried), wall_time=wall, optima_time=optima_time,
-        optimal_schedules=schedules, scan=tuple((s.leave, s.worst) for s in tried),
+        optimal_schedules=schedules, scan=tuple((s.leave, s.worst, s.seconds) for s in tried),
         transcription=best.plan.describe(), versions=versions())
 
 
@@ -233,6 +238,7 @@ class _Solved:
     status: str
     discarded: bool
     iterations: int
+    seconds: float = 0.0
 
     @property
     def worst(self) -> float:

@@ -123,8 +123,11 @@ class AnytimeReport:
         lines += ["", f"Branching plan: leave points t_i = {list(b.leave)} "
                   f"(decay fractions {[round(1 - t / T, 3) for t, T in zip(b.leave, hs, strict=True)]}); "
                   f"replay gap per branch {[f'{g:.1e}' for g in b.replay_gap]}; IPOPT {b.status}, "
-                  f"{b.iterations} iterations; branching solve {b.wall_time:.1f} s, "
-                  f"per-horizon optima {b.optima_time:.1f} s.",
+                  f"{b.iterations} iterations; branching solves {b.wall_time:.1f} s in all, "
+                  f"per-horizon optima {self.times.get('optima', b.optima_time):.1f} s, baselines "
+                  f"{self.times.get('baselines', 0.0):.1f} s (wall, see the machine's load).",
+                  "Leave points tried (common decay fraction): " + "; ".join(
+                      f"{list(t)}: worst {100 * r:.2f}% in {sec:.1f} s" for t, r, sec in b.scan) + ".",
                   f"Trunk: {trunk_shape(b)}"]
         notes = [f"- {r.method}: {r.note}" for r in self.rows if r.note]
         if notes:
