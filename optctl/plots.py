@@ -559,3 +559,50 @@ def plot_family_study(rec: Mapping[str, Any], families: Sequence[str], *, title:
     ax.legend(fontsize=8)
     ax.set_title(title)
     return fig
+
+
+def plot_anytime(trunk: np.ndarray, branches: Sequence[np.ndarray], leave: Sequence[int],
+                 horizons: Sequence[int], regrets: Mapping[str, Sequence[float] | None], *,
+                 wsd_s: Sequence[np.ndarray] | None = None, title: str = "") -> Figure:
+    """An anytime plan and how every method does at every horizon.
+
+    Left: the optimal trunk (black) and its branches (one color per horizon, starting at
+    their leave points), against the step on a log axis; the tuned WSD-S schedules are
+    dashed in the same colors. Right: the regret ``L_{T_i}/L*_{T_i} − 1`` of every method
+    at every horizon (log axes; methods not available are left out).
+    """
+    fig = _figure((12, 4.5))
+    ax0, ax1 = fig.subplots(1, 2)
+    colors = _horizon_colors(len(horizons))
+    if trunk.size:
+        idx = _thin(trunk.size)
+        ax0.plot(idx + 1, trunk[idx], label="trunk", **_OPT_STYLE)
+    for i, (b, t, T) in enumerate(zip(branches, leave, horizons, strict=True)):
+        steps = np.arange(t, T)
+        idx = _thin(b.size)
+        ax0.plot(steps[idx] + 1, b[idx], color=colors[i], lw=1.6, label=f"branch to T = {T} (leaves at {t})")
+        if wsd_s is not None:
+            w = wsd_s[i]
+            j = _thin(w.size)
+            ax0.plot(j + 1, w[j], color=colors[i], lw=1.0, ls="--")
+    ax0.set_xscale("log")
+    ax0.set_xlabel("update t + 1")
+    ax0.set_ylabel("learning rate η")
+    ax0.set_title("optimal trunk and branches (dashed: tuned WSD-S)")
+    ax0.legend(fontsize=7)
+    hs = np.asarray(horizons, dtype=float)
+    for name, reg in regrets.items():
+        if reg is None:
+            continue
+        r = np.maximum(np.asarray(reg, dtype=float), 1e-6)
+        style = _OPT_STYLE if name.startswith("branching") else {}
+        ax1.plot(hs, r, marker="o", label=name, **style)
+    ax1.set_xscale("log")
+    ax1.set_yscale("log")
+    ax1.set_xlabel("horizon T")
+    ax1.set_ylabel("regret L_T / L*_T − 1 (floored at 1e-6)")
+    ax1.set_title("regret per horizon")
+    ax1.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return fig

@@ -439,3 +439,94 @@ def _stretch(values: np.ndarray, T: int) -> np.ndarray:
 def _nearest(T0: int, T: int) -> np.ndarray:
     """Index of the old update whose ``u``-cell holds the midpoint of each new update's cell."""
     return np.minimum(((np.arange(T) + 0.5) * T0 / T).astype(np.int64), T0 - 1)
+
+
+BRANCHING_SCHEMA = "optctl.branching_table"
+
+
+@dataclass(frozen=True, eq=False)
+class BranchingTable:
+    """An anytime plan as tables: one shared trunk and a branch per horizon.
+
+    ``trunk[t]`` is the learning rate of update ``t`` of the shared run,
+    ``t = 0..max(leave)−1``; ``branches[i]`` the rates of updates ``leave[i] .. T_i − 1``
+    of horizon ``horizons[i] = T_i``, which starts from the trunk's checkpoint after
+    ``leave[i]`` updates. Horizon ``i`` trains with ``trunk[0:t_i]`` then ``branches[i]``
+    (:meth:`horizon_table`). ``spec`` holds the model parameters; ``source`` where the
+    plan came from (its regrets, say). The torch workflow is in :mod:`optctl.torch`
+    (:func:`~optctl.torch.trunk_scheduler`, :func:`~optctl.torch.branch_scheduler`).
+    """
+
+    trunk: np.ndarray
+    branches: tuple[np.ndarray, ...]
+    leave: tuple[int, ...]
+    horizons: tuple[int, ...]
+    spec: Mapping[str, Any] = field(default_factory=dict)
+    source: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        trunk = _column("trunk", self.trunk, None) if np.size(self.trunk) else np.zeros(0)
+        _check_range("trunk", trunk, 0.0, None, "learning rates must be >= 0")
+        object.__setattr__(self, "trunk", trunk)
+        n = len(self.horizons)
+        if n < 1 or len(self.leave) != n or len(self.branches) != n:
+            raise ExportError(f"branching table: {n} horizons, {len(self.leave)} leave points and "
+                              f"{len(self.branches)} branches; give one leave point and one branch per horizon")
+        hs = [int(T) for T in self.horizons]
+        if hs != sorted(set(hs)):
+            raise ExportError(f"branching table horizons {hs}: expected strictly increasing horizons")
+        leave = [int(t) for t in self.leave]
+        branches = []
+        for i, (t, T, b) in enumerate(zip(leave, hs, self.branches, strict=True)):
+            if not 0 <= t < T or t > trunk.size:
+                raise ExportError(f"branching table leave[{i}] = {t}: expected 0 <= t < T = {T} and "
+                                  f"t <= the trunk's {trunk.size} updates")
+            col = _column(f"branches[{i}]", b, T - t)
+            _check_range(f"branches[{i}]", col, 0.0, None, "learning rates must be >= 0")
+            branches.append(col)
+        if trunk.size != max(leave):
+            raise ExportError(f"branching table trunk has {trunk.size} updates; the last leave point is "
+                              f"{max(leave)}: the trunk runs exactly to it")
+        object.__setattr__(self, "branches", tuple(branches))
+        object.__setattr__(self, "leave", tuple(leave))
+        object.__setattr__(self, "horizons", tuple(hs))
+        object.__setattr__(self, "spec", dict(self.spec))
+        object.__setattr__(self, "source", dict(self.source))
+
+    def trunk_table(self) -> ScheduleTable:
+        """The trunk as a schedule table (the shared run, ``max(leave)`` updates)."""
+        if self.trunk.size == 0:
+            raise ExportError("this plan has no trunk (every branch leaves at t = 0): train each "
+                              "horizon_table(i) from the start")
+        return ScheduleTable(lr=self.trunk, spec={}, source={"kind": "branching_trunk"})
+
+    def branch_table(self, i: int) -> ScheduleTable:
+        """Branch ``i`` as a schedule table: its row 0 is update ``leave[i]`` of the run."""
+        return ScheduleTable(lr=self.branches[i], source={"kind": "branching_branch", "index": i,
+                                                          "leave": self.leave[i], "T": self.horizons[i]})
+
+    def horizon_table(self, i: int) -> ScheduleTable:
+        """Horizon ``i`` whole: ``trunk[0:t_i]`` then branch ``i`` (``T_i`` updates)."""
+        return ScheduleTable(lr=np.concatenate([self.trunk[: self.leave[i]], self.branches[i]]),
+                             source={"kind": "branching_horizon", "index": i, "T": self.horizons[i]})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan as plain JSON data (:func:`branching_from_dict` reads it back)."""
+        return {"schema": BRANCHING_SCHEMA, "schema_version": 1, "horizons": list(self.horizons),
+                "leave": list(self.leave), "trunk": self.trunk.tolist(),
+                "branches": [b.tolist() for b in self.branches], "spec": dict(self.spec),
+                "source": dict(self.source)}
+
+
+def branching_from_dict(d: Mapping[str, Any]) -> BranchingTable:
+    """The :class:`BranchingTable` of :meth:`BranchingTable.to_dict` (checked)."""
+    if not isinstance(d, Mapping) or d.get("schema") != BRANCHING_SCHEMA:
+        raise ExportError(f"not a branching table (schema {d.get('schema') if isinstance(d, Mapping) else d!r}); "
+                          f"expected {BRANCHING_SCHEMA!r}")
+    try:
+        return BranchingTable(trunk=np.asarray(d["trunk"], dtype=float),
+                              branches=tuple(np.asarray(b, dtype=float) for b in d["branches"]),
+                              leave=tuple(d["leave"]), horizons=tuple(d["horizons"]),
+                              spec=d.get("spec", {}), source=d.get("source", {}))
+    except KeyError as err:
+        raise ExportError(f"branching table misses the field {err}") from None

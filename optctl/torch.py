@@ -14,6 +14,9 @@ The only optctl module that imports torch (an optional extra: ``pip install optc
 - :func:`lambda_lr`, the same schedule as a ``torch.optim.lr_scheduler.LambdaLR``.
 - :func:`get_table_schedule`, a :class:`TableScheduler` with Hugging Face's factory signature.
 - :class:`TableBatchSampler`, batches of the table's batch size ``m_t`` for a ``DataLoader``.
+- :func:`trunk_scheduler` and :func:`branch_scheduler`, the checkpoint-and-branch workflow
+  of an anytime plan (:class:`~optctl.table.BranchingTable`, docs/anytime.md): train the
+  trunk, save a checkpoint after ``leave[i]`` updates, and later train branch ``i`` from it.
 - The plain callable is :meth:`optctl.table.ScheduleTable.schedule`.
 
 Torch's SGD starts its momentum buffer from the raw gradient (``buf_0 = g_0``) whereas
@@ -42,7 +45,7 @@ except ImportError as err:  # torch is an optional extra
                       "with `pip install 'optctl[torch]'` (or see pytorch.org for a CUDA build)") from err
 
 from optctl.errors import ExportError
-from optctl.table import PAST_END, PastEnd, ScheduleTable
+from optctl.table import PAST_END, BranchingTable, PastEnd, ScheduleTable
 from optctl.validate import check_choice
 
 Mode = Literal["absolute", "relative"]
@@ -747,3 +750,30 @@ class TableBatchSampler(Sampler[list[int]]):
             raise ExportError(f"sampler state has consumed_samples = {_short(state_dict.get('consumed_samples'))}; "
                               "expected a finite number >= 0")
         self.position, self.consumed_samples = max(pos, 0), consumed
+
+
+def trunk_scheduler(optimizer: Optimizer, plan: BranchingTable, **kwargs: Any) -> TableScheduler:
+    """A :class:`TableScheduler` for the shared trunk of an anytime plan.
+
+    The workflow (docs/anytime.md): step this scheduler after every update of the shared
+    run, and when ``scheduler.position`` equals a leave point ``plan.leave[i]`` save a
+    checkpoint (model, optimizer and this scheduler's ``state_dict``). Branch ``i`` is then
+    trained from that checkpoint with :func:`branch_scheduler`. ``kwargs`` go to
+    :class:`TableScheduler` (``mode``, ``past_end``, ...).
+    """
+    if not isinstance(plan, BranchingTable):
+        raise ExportError(f"plan = {type(plan).__name__}: pass a BranchingTable "
+                          "(BranchingResult.to_table(), or optctl.io.tables.load_branching_table(path))")
+    return TableScheduler(optimizer, plan.trunk_table(), **kwargs)
+
+
+def branch_scheduler(optimizer: Optimizer, plan: BranchingTable, i: int, **kwargs: Any) -> TableScheduler:
+    """A :class:`TableScheduler` for branch ``i``, to run from the trunk's checkpoint at
+    ``plan.leave[i]``: its step 0 is update ``leave[i]`` of the run, and it ends after
+    ``T_i − leave[i]`` updates (``T_i = plan.horizons[i]``). Create it after loading the
+    checkpoint's model and optimizer state (its first ``lr`` replaces the trunk's)."""
+    if not isinstance(plan, BranchingTable):
+        raise ExportError(f"plan = {type(plan).__name__}: pass a BranchingTable")
+    if not _is_int(i) or not 0 <= int(i) < len(plan.horizons):
+        raise ExportError(f"branch i = {i!r}: expected an integer 0 <= i < {len(plan.horizons)}")
+    return TableScheduler(optimizer, plan.branch_table(int(i)), **kwargs)

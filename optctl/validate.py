@@ -63,3 +63,23 @@ def per_step(name: str, x: np.ndarray | float, T: int, what: str = "value") -> n
         raise SpecError(name, f"array of shape {arr.shape}",
                         f"pass a scalar or one {what} per update, shape ({T},)")
     return arr
+
+
+def check_horizons(horizons: object, field_name: str = "horizons") -> tuple[int, ...]:
+    """``horizons`` as a tuple of increasing integers >= 2, or a :class:`SpecError`."""
+    if not isinstance(horizons, (list, tuple)) or len(horizons) < 1:
+        raise SpecError(field_name, horizons, "give a list of horizons (updates), e.g. [1000, 10000, 100000]")
+    out = []
+    for i, T in enumerate(horizons):
+        if isinstance(T, bool) or not isinstance(T, (int, np.integer)):
+            if isinstance(T, float) and T.is_integer():
+                raise SpecError(f"{field_name}[{i}]", T, "write horizons as integers (100000, not 1e5)")
+            raise SpecError(f"{field_name}[{i}]", T, "a horizon is a whole number of updates")
+        if T < 2:
+            raise SpecError(f"{field_name}[{i}]", T, "a horizon needs at least 2 updates")
+        out.append(int(T))
+    if len(set(out)) != len(out):
+        raise SpecError(field_name, list(out), "remove the repeated horizon")
+    if out != sorted(out):
+        raise SpecError(field_name, list(out), f"list the horizons in increasing order: {sorted(out)}")
+    return tuple(out)

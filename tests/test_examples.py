@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -50,3 +51,11 @@ def test_calibrate_mlp_example_runs_end_to_end(tmp_path: Path) -> None:
     assert report["table"]["lr_scale"] > 0 and report["table"]["T"] == 200
     assert (tmp_path / "mlp.md").read_text().count("optctl (fitted)") >= 1
     assert (tmp_path / "mlp" / "fit" / "config.yaml").exists()
+
+
+@pytest.mark.slow
+def test_anytime_example_trains_every_branch_from_its_checkpoint(tmp_path: Path) -> None:
+    assert _example("anytime_branches").main(["--horizons", "40", "120", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "anytime_branches.json").read_text())["rows"]
+    assert [r["T"] for r in rows] == [40, 120]
+    assert all(np.isfinite(r["test_excess_loss"]) for r in rows)

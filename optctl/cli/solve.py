@@ -8,7 +8,7 @@ from pathlib import Path
 
 from optctl.cli.main import SOLVER_FAILED
 from optctl.errors import ConfigError
-from optctl.io.config import default_config_path, load_config, with_overrides
+from optctl.io.config import RunConfig, default_config_path, load_config, with_overrides
 from optctl.io.files import check_new, claim
 from optctl.io.fits import fit_folder_config
 from optctl.io.runs import default_out, write_run
@@ -48,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"estimated peak memory: {estimate.describe()}", file=sys.stderr)
     # The folder is claimed before any work: a second job writing the same --out stops at
     # once, and no two jobs ever both write it.
+    if cfg.horizons is not None:
+        return _anytime(cfg, out, args, str(path))
     with claim(out, overwrite=args.overwrite):
         # CasADi and the solver are loaded once the config is known to be good, so that a
         # mistake in it is reported at once.
@@ -70,6 +72,24 @@ def run(args: argparse.Namespace) -> int:
     elif report.baselines:
         print("note: no baseline reached a finite loss at any rate its tuning tried (up to "
               "training.eta_max), so none is compared with the optimum", file=sys.stderr)
+    print(f"results written to {out}")
+    return 0
+
+
+def _anytime(cfg: RunConfig, out: Path, args: argparse.Namespace, source: str) -> int:
+    """A config with ``horizons``: the anytime plan and its comparison (docs/anytime.md)."""
+    with claim(out, overwrite=args.overwrite):
+        from optctl.studies.anytime import run_anytime
+
+        report = run_anytime(cfg.problem, cfg.horizons or (), cfg.solver, name=cfg.name, leave=cfg.leave,
+                             progress=not args.quiet)
+        report.write_run(out, cfg, overwrite=args.overwrite, source=source)
+    print(report.markdown())
+    if not report.branching.success:
+        print(f"optctl: the branching solve did not succeed ({report.branching.status}): "
+              f"{report.branching.message}", file=sys.stderr)
+        print(f"results written to {out} (solver did not succeed)")
+        return SOLVER_FAILED
     print(f"results written to {out}")
     return 0
 

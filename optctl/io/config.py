@@ -65,6 +65,7 @@ from optctl.io.yamlfile import (
     suggest,
 )
 from optctl.spec import CONTROL_BOUNDS, ControlSpec, ProblemSpec, SolverOptions
+from optctl.validate import check_horizons
 
 _TRAINING_KEYS: tuple[str, ...] = ("T", "batch_size", "eta_max")
 _MODEL_KEYS: tuple[str, ...] = tuple(
@@ -78,7 +79,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "solver": _SOLVER_KEYS,
 }
 _TOP_KEYS: tuple[str, ...] = ("schema_version", "name", "model", "training", "solver", "baselines",
-                              "controls")
+                              "controls", "horizons", "leave")
 # Examples shown in "required key" messages: the hard-phase reference case.
 _EXAMPLES: dict[str, str] = {"model.a": "a: 3.5", "model.b": "b: 5.0", "training.T": "T: 1000"}
 
@@ -104,9 +105,30 @@ class RunConfig:
     baselines: tuple[str, ...] = BASELINE_NAMES
     source: str | None = field(default=None, compare=False)
     controls: ControlSpec = field(default_factory=ControlSpec)
+    horizons: tuple[int, ...] | None = None
+    leave: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         check_name(self.name)
+        if self.horizons is not None:
+            hs = check_horizons(list(self.horizons) if isinstance(self.horizons, tuple) else self.horizons)
+            object.__setattr__(self, "horizons", hs)
+            if self.problem.T != hs[-1]:
+                raise ConfigError("training.T", self.problem.T, f"with horizons, T is the longest one "
+                                  f"({hs[-1]}): write T: {hs[-1]} or leave T out")
+            if self.controls.controls != ("lr",):
+                raise ConfigError("horizons", list(hs), "anytime plans are solved for the learning "
+                                  "rate alone; drop the config's controls")
+        if self.leave is not None:
+            if self.horizons is None:
+                raise ConfigError("leave", self.leave, "leave points need `horizons: [...]`")
+            lv = list(self.leave) if isinstance(self.leave, tuple) else self.leave
+            if not isinstance(lv, list) or len(lv) != len(self.horizons):
+                raise ConfigError("leave", self.leave, f"give one leave point per horizon ({len(self.horizons)})")
+            for i, (t, T) in enumerate(zip(lv, self.horizons, strict=True)):
+                if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < T:
+                    raise ConfigError(f"leave[{i}]", t, f"a leave point is an integer 0 <= t < T = {T}")
+            object.__setattr__(self, "leave", tuple(lv))
         if not isinstance(self.problem, ProblemSpec):
             raise SpecTypeError("problem", self.problem, "a ProblemSpec")
         if not isinstance(self.solver, SolverOptions):
@@ -135,6 +157,10 @@ class RunConfig:
         }
         if self.controls.controls != ("lr",):
             out["controls"] = list(self.controls.controls)
+        if self.horizons is not None:
+            out["horizons"] = list(self.horizons)
+        if self.leave is not None:
+            out["leave"] = list(self.leave)
         return out
 
 
@@ -241,6 +267,10 @@ def _build(d: Mapping[str, Any], source: str | None) -> RunConfig:
     check_keys("", d, _TOP_KEYS, _SECTIONS)
     check_schema_version(d.get("schema_version", MISSING))
     sections = {sec: section(d, sec, keys, _SECTIONS) for sec, keys in _SECTIONS.items()}
+    horizons = d.get("horizons")
+    if horizons is not None:
+        hs = check_horizons(horizons)
+        sections["training"].setdefault("T", hs[-1])
     for sec, required in _REQUIRED.items():
         for key in required:
             if key not in sections[sec]:
@@ -268,7 +298,9 @@ def _build(d: Mapping[str, Any], source: str | None) -> RunConfig:
             "a list of baseline names: omit the key for all five, or write [] for none",
         )
     return RunConfig(name=name, problem=problem, solver=solver, baselines=baselines, source=source,
-                     controls=controls)
+                     controls=controls, horizons=None if horizons is None else tuple(horizons),
+                     leave=None if d.get("leave") is None else
+                     tuple(d["leave"]) if isinstance(d["leave"], list) else d["leave"])
 
 
 def _check_ipopt(options: object) -> None:

@@ -35,7 +35,14 @@ from optctl.errors import ExportError, OptctlError
 from optctl.io.files import check_writable, special_file, write_bytes_atomic
 from optctl.io.runs import read_run
 from optctl.solver.result import ScheduleResult
-from optctl.table import COLUMNS, SCHEMA, SUPPORTED_SCHEMA_VERSIONS, ScheduleTable
+from optctl.table import (
+    COLUMNS,
+    SCHEMA,
+    SUPPORTED_SCHEMA_VERSIONS,
+    BranchingTable,
+    ScheduleTable,
+    branching_from_dict,
+)
 
 Format = Literal["npz", "safetensors", "csv", "json"]
 FORMATS: tuple[str, ...] = ("npz", "safetensors", "csv", "json")
@@ -399,3 +406,24 @@ def describe(table: ScheduleTable) -> Mapping[str, Any]:
     return {"T": table.T, "columns": list(table.columns), "lr_peak": float(table.lr.max()),
             "lr_final": float(table.lr[-1]), "spec_hash": table.spec_hash,
             "content_hash": table.content_hash, "horizon": table.horizon.get("mode")}
+
+
+def export_branching_table(plan: BranchingTable, path: str | os.PathLike[str], *,
+                           overwrite: bool = False) -> None:
+    """Write an anytime plan (trunk, branches, leave points) as JSON, atomically."""
+    out = Path(path)
+    if out.exists() and not overwrite:
+        raise ExportError(f"{out} exists; pass overwrite=True (or --overwrite) to replace it")
+    write_bytes_atomic(out, json.dumps(plan.to_dict()).encode())
+
+
+def load_branching_table(path: str | os.PathLike[str]) -> BranchingTable:
+    """Read and check a branching table written by :func:`export_branching_table`."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_bytes())
+    except FileNotFoundError:
+        raise ExportError(f"{p}: no such branching table") from None
+    except (OSError, ValueError) as err:
+        raise ExportError(f"{p}: not a readable JSON branching table ({err})") from None
+    return branching_from_dict(data)

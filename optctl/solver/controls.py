@@ -12,7 +12,11 @@ here (and its auto rules in :mod:`optctl.solver.plan`), not a pipeline.
   under the sample budget ``Σ_j n_j m_j = T m̄`` (an IPOPT equality constraint);
 - :class:`WithMomentum` (``[lr, momentum]``, §4.3): also the EMA weight
   ``β_j ∈ [β_min, 1]`` of MODEL.md §3, with the optional penalty
-  ``κ Σ_j ‖u_{j+1} − u_j‖²`` on the block controls ``u = (η, β)``.
+  ``κ Σ_j ‖u_{j+1} − u_j‖²`` on the block controls ``u = (η, β)``;
+- :class:`Branching` (anytime schedules, :mod:`optctl.solver.branching`): one shared
+  trunk and a branch per horizon ``T_i`` leaving it at ``t_i``; the objective is the
+  worst regret ``max_i L_{T_i}/L*_{T_i} − 1`` (epigraph form) or a weighted sum of the
+  regrets.
 
 Bordelon & Mori, arXiv:2602.04774.
 """
@@ -22,7 +26,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import casadi as ca
 import numpy as np
@@ -32,7 +36,7 @@ from optctl.model.momentum import momentum_replay, momentum_start
 from optctl.model.replay import Replay, replay
 from optctl.solver.dynamics import momentum_update, sgd_subblock
 from optctl.solver.piecewise import block_means, expand
-from optctl.solver.plan import Plan
+from optctl.solver.plan import BranchPlan, Plan
 from optctl.spec import ControlSpec, ProblemSpec
 
 # A start: the per-step learning rate (or, with a second control, a pair of per-step
@@ -154,8 +158,12 @@ class LearningRate:
 
 def _select(plan: Plan) -> ca.DM:
     """The 0/1 matrix that maps block controls to integration sub-blocks."""
-    n_sub, K = int(plan.lengths.size), plan.n_controls
-    return ca.DM(ca.Sparsity.triplet(n_sub, K, list(range(n_sub)), [int(j) for j in plan.owner]), 1.0)
+    return _selector(plan.owner, plan.n_controls)
+
+
+def _selector(owner: np.ndarray, K: int) -> ca.DM:
+    n_sub = int(owner.size)
+    return ca.DM(ca.Sparsity.triplet(n_sub, K, list(range(n_sub)), [int(j) for j in owner]), 1.0)
 
 
 class _Joint(LearningRate):
@@ -259,6 +267,74 @@ class WithMomentum(_Joint):
         eta, beta = expand(u[:K], plan.grid), expand(beta_blocks, plan.grid)
         return Answer(eta=eta, batch_size=np.full(spec.T, spec.batch_size), beta=beta,
                       replay=momentum_replay(spec, eta, beta))
+
+
+class Branching(LearningRate):
+    """The learning rate of an anytime plan on a :class:`~optctl.solver.plan.BranchPlan`.
+
+    Decision variables: the trunk's block rates, each branch's block rates and, for the
+    worst-regret objective, the regret bound ``r``. The trunk is chained from ``c_0``
+    with the same sub-block dynamics as :class:`LearningRate`; branch ``i`` is chained
+    from the trunk's state at ``t_i`` to ``T_i``. Objective ``"worst"``: minimise ``r``
+    subject to ``(L_{T_i} + tail)/L*_{T_i} − 1 − r ≤ 0`` for every ``i`` (the epigraph
+    form of the max); ``"weighted"``: minimise ``Σ_i w_i ((L_{T_i} + tail)/L*_{T_i} − 1)``.
+    """
+
+    def size(self, K: int) -> int:
+        return K  # the plan's n_controls already counts every block and r
+
+    def bounds(self, spec: ProblemSpec, controls: ControlSpec, K: int) -> tuple[np.ndarray, np.ndarray]:
+        lo, hi = np.zeros(K), np.full(K, spec.eta_max)
+        return lo, hi
+
+    @staticmethod
+    def split(plan: BranchPlan, u: Any) -> tuple[Any, list[Any]]:
+        """The trunk's block values and each branch's (``r`` left out)."""
+        k = plan.trunk_blocks
+        trunk, branches = u[:k], []
+        for nb in plan.branch_blocks:
+            branches.append(u[k:k + nb])
+            k += nb
+        return trunk, branches
+
+    def losses(self, plan: BranchPlan, x: ca.MX, model: Model) -> list[ca.MX]:
+        """``L_{T_i}`` (excess, tail excluded) of every horizon as CasADi expressions."""
+        trunk, branches = self.split(plan, x)
+        step = sgd_subblock(plan.spectrum.n_modes, plan.propagator)
+        states = None
+        if plan.lengths.size:
+            chain = step.mapaccum("trunk", int(plan.lengths.size))
+            states, _ = chain(model.c0, ca.mtimes(_selector(plan.owner, plan.trunk_blocks), trunk).T,
+                              ca.repmat(model.m, 1, int(plan.lengths.size)),
+                              ca.DM(plan.lengths.astype(float)).T, model.lam, model.lam_w, model.sigma2)
+        out = []
+        for i, branch in enumerate(branches):
+            n_sub = int(plan.branch_lengths[i].size)
+            start = model.c0 if plan.marks[i] < 0 or states is None else states[:, plan.marks[i]]
+            sel = _selector(plan.branch_owner[i], plan.branch_blocks[i])
+            chain = step.mapaccum(f"branch{i}", n_sub)
+            _, losses = chain(start, ca.mtimes(sel, branch).T, ca.repmat(model.m, 1, n_sub),
+                              ca.DM(plan.branch_lengths[i].astype(float)).T, model.lam, model.lam_w,
+                              model.sigma2)
+            out.append(losses[-1])
+        return out
+
+    def dynamics(self, plan: Plan, u: Sequence[ca.MX], model: Model, kappa: float) -> tuple[ca.MX, ca.MX]:
+        if not isinstance(plan, BranchPlan):
+            raise SpecError("plan", type(plan).__name__, "a branching control set needs a BranchPlan")
+        x = u[0]
+        regret = [(L + plan.tail) / L_star - 1.0
+                  for L, L_star in zip(self.losses(plan, x, model), plan.targets, strict=True)]
+        if plan.objective == "worst":
+            r = x[plan.n_controls - 1]
+            return r, ca.vertcat(*[g - r for g in regret])
+        w = plan.weights or tuple(1.0 / len(regret) for _ in regret)
+        return sum((wi * g for wi, g in zip(w, regret, strict=True)), ca.MX(0)), ca.MX(0, 1)
+
+    def constraint_bounds(self, spec: ProblemSpec, plan: Plan) -> dict[str, float]:
+        if isinstance(plan, BranchPlan) and plan.objective == "worst":
+            return {"lbg": -np.inf, "ubg": 0.0}
+        return {}
 
 
 _SETS: dict[tuple[str, ...], type[LearningRate]] = {

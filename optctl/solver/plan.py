@@ -119,3 +119,105 @@ def make_plan(spec: ProblemSpec, options: SolverOptions, second: str | None = No
     modes = resolve_modes(spec, options, second, propagator)
     return Plan(grid_kind=grid_kind, grid=grid, lengths=lengths, owner=owner, propagator=propagator,
                 modes=modes, spectrum=plan_spectrum(spec, modes))
+
+
+# Branching plans (anytime schedules, :mod:`optctl.solver.branching`): blocks of the shared
+# trunk (geometric from the first update) and of each branch (refined at both ends).
+BRANCH_TRUNK_K = 60
+BRANCH_K = 40
+
+
+@dataclass(frozen=True)
+class BranchPlan(Plan):
+    """The transcription of a branching problem: one trunk and a branch per horizon.
+
+    ``grid``, ``lengths`` and ``owner`` (the :class:`Plan` fields) describe the trunk on
+    ``[0, max t_i]``; branch ``i`` leaves the trunk at ``leave[i] = t_i`` and runs on its
+    own grid ``branch_grids[i]`` (absolute boundaries ``t_i .. T_i``) with sub-blocks
+    ``branch_lengths[i]``/``branch_owner[i]``. ``marks[i]`` is the trunk sub-block that
+    ends at ``t_i`` (``-1`` when ``t_i = 0``). ``targets`` are the horizons' own optimal
+    excess losses ``L*_{T_i}`` (tail excluded) and ``tail`` the constant the reported
+    losses add; ``objective`` is ``"worst"`` (epigraph) or ``"weighted"`` with
+    ``weights``. They enter the NLP as constants, so they are part of its structure.
+    """
+
+    horizons: tuple[int, ...] = ()
+    leave: tuple[int, ...] = ()
+    branch_grids: tuple[np.ndarray, ...] = ()
+    branch_lengths: tuple[np.ndarray, ...] = ()
+    branch_owner: tuple[np.ndarray, ...] = ()
+    marks: tuple[int, ...] = ()
+    targets: tuple[float, ...] = ()
+    tail: float = 0.0
+    objective: str = "worst"
+    weights: tuple[float, ...] = ()
+
+    @property
+    def trunk_blocks(self) -> int:
+        return int(self.grid.size - 1)
+
+    @property
+    def branch_blocks(self) -> tuple[int, ...]:
+        return tuple(int(g.size - 1) for g in self.branch_grids)
+
+    @property
+    def n_controls(self) -> int:
+        """Decision variables: trunk blocks, every branch's blocks, and (worst) the regret ``r``."""
+        return self.trunk_blocks + sum(self.branch_blocks) + (1 if self.objective == "worst" else 0)
+
+    @property
+    def exact(self) -> bool:
+        return False
+
+    def structure(self) -> tuple[object, ...]:
+        return ("branching", self.objective, self.spectrum.n_modes, self.grid.tobytes(), self.lengths.tobytes(),
+                tuple(g.tobytes() for g in self.branch_grids),
+                tuple(n.tobytes() for n in self.branch_lengths), self.marks, self.targets, self.tail,
+                self.weights)
+
+    def describe(self) -> dict[str, object]:
+        return {"grid": "branching", "trunk_blocks": self.trunk_blocks,
+                "branch_blocks": list(self.branch_blocks), "propagator": self.propagator,
+                "modes": self.modes, "n_modes": self.spectrum.n_modes,
+                "n_subblocks": int(self.lengths.size + sum(n.size for n in self.branch_lengths))}
+
+
+def trunk_grid(end: int, K: int, marks: tuple[int, ...]) -> np.ndarray:
+    """Trunk boundaries on ``[0, end]``: one update at the start, growing geometrically
+    (the loss changes like a power of ``t``), with every leave point a boundary."""
+    if end <= K:
+        return np.arange(end + 1)
+    edges = np.concatenate([[0.0], np.geomspace(1.0, float(end), K), np.asarray(marks, dtype=float)])
+    b = np.unique(np.clip(np.rint(edges), 0, end).astype(np.int64))
+    return b if b[-1] == end else np.concatenate([b, [end]])
+
+
+def make_branch_plan(spec: ProblemSpec, options: SolverOptions, horizons: tuple[int, ...],
+                     leave: tuple[int, ...], targets: tuple[float, ...], tail: float,
+                     objective: str = "worst", weights: tuple[float, ...] = (),
+                     trunk_K: int = BRANCH_TRUNK_K, branch_K: int = BRANCH_K) -> BranchPlan:
+    """The branching plan: the block propagator on grouped modes (``modes: auto``), a
+    geometric trunk grid and a refined grid on each branch, the sub-blocks of
+    :func:`~optctl.solver.grid.subdivide` (short after every control change, at most
+    ``SUBBLOCK_REL`` of the distance to the branch's end)."""
+    end = max(leave)
+    grid = trunk_grid(end, trunk_K, tuple(t for t in leave if t > 0))
+    if end > 0:
+        lengths, owner = subdivide(grid, SUBBLOCK_REL, SUBBLOCK_RESTART)
+    else:
+        lengths, owner = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    ends = np.cumsum(lengths)
+    marks = tuple(-1 if t == 0 else int(np.flatnonzero(ends == t)[0]) for t in leave)
+    bgrids, blens, bowners = [], [], []
+    for t, T in zip(leave, horizons, strict=True):
+        g = t + make_grid("refined", T - t, branch_K)
+        n, o = subdivide(g, SUBBLOCK_REL, SUBBLOCK_RESTART)
+        bgrids.append(g)
+        blens.append(n)
+        bowners.append(o)
+    modes = resolve_modes(spec, options, None, "block")
+    return BranchPlan(grid_kind="branching", grid=grid, lengths=lengths, owner=owner, propagator="block",
+                      modes=modes, spectrum=plan_spectrum(spec, modes), horizons=tuple(horizons),
+                      leave=tuple(leave), branch_grids=tuple(bgrids), branch_lengths=tuple(blens),
+                      branch_owner=tuple(bowners), marks=marks, targets=tuple(targets), tail=float(tail),
+                      objective=objective, weights=tuple(weights))

@@ -1,0 +1,365 @@
+"""Anytime schedules: one shared trunk and a short branch per horizon, solved exactly.
+
+Practitioners who do not know the horizon in advance, or who want good checkpoints at
+several budgets from one run, keep one shared "stable" phase and take short decay
+branches from its checkpoints (WSD-S). :func:`solve_branching` computes the best such
+plan under the model of MODEL.md §2: horizons ``T_1 < … < T_n``, one trunk ``η(t)`` and,
+for each ``T_i``, a branch that leaves the trunk at ``t_i`` and runs to ``T_i``. The
+objective is the worst regret against each horizon's own optimum,
+
+    min max_i L_{T_i}(trunk[0:t_i] + branch_i) / L*_{T_i} − 1,
+
+in epigraph form for IPOPT (``min r`` s.t. ``L_{T_i} ≤ (1 + r) L*_{T_i}``), or the
+weighted sum of the regrets. The problem is one NLP of the control set
+:class:`~optctl.solver.controls.Branching` on a :class:`~optctl.solver.plan.BranchPlan`,
+built by the common transcription and solved by the common IPOPT driver. The leave
+points are given, or chosen by scanning a few candidate decay fractions ``1 − t_i/T_i``
+(each scan point is one solve). Every horizon's schedule ``trunk[0:t_i] + branch_i`` is
+replayed step by step (:func:`optctl.model.replay.replay`); those are the losses
+reported. Bordelon & Mori, arXiv:2602.04774 (the model); WSD-S is the decay-branch
+practice this optimises.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import casadi as ca
+import numpy as np
+
+from optctl.errors import SpecError
+from optctl.model.replay import replay
+from optctl.model.spectrum import spectrum
+from optctl.solver.controls import Branching, Model
+from optctl.solver.ipopt import compile_problem, curvature_scale, message, run_rounds
+from optctl.solver.piecewise import block_means, expand
+from optctl.solver.plan import BranchPlan, make_branch_plan
+from optctl.solver.solve import solve
+from optctl.solver.transcribe import model_parameters
+from optctl.spec import ProblemSpec, SolverOptions
+from optctl.table import BranchingTable
+from optctl.validate import check_horizons
+from optctl.versions import versions
+
+# Decay fractions 1 − t_i/T_i scanned when the leave points are not given (the same
+# fraction for every horizon; the best one is then refined per horizon).
+LEAVE_FRACTIONS = (0.05, 0.1, 0.2, 0.4, 0.7)
+# Upper bound of the regret variable r of the epigraph form.
+REGRET_MAX = 100.0
+# IPOPT iterations of the epigraph stage at most (and solver.max_iter if lower). Measured on
+# the hard phase at 10^3-10^5: 500 iterations end at the same worst regret as 3000 (0.6263%,
+# equal to 1e-9 relative) in a third of the time; the limited-memory Hessian crawls there.
+EPIGRAPH_MAX_ITER = 500
+OBJECTIVES = ("worst", "weighted")
+
+
+def check_leave(leave: object, horizons: tuple[int, ...], field_name: str = "leave") -> tuple[int, ...]:
+    """Leave points ``0 <= t_i < T_i`` (integers, one per horizon)."""
+    if not isinstance(leave, (list, tuple)) or len(leave) != len(horizons):
+        raise SpecError(field_name, leave, f"give one leave point per horizon ({len(horizons)})")
+    out = []
+    for i, (t, T) in enumerate(zip(leave, horizons, strict=True)):
+        if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 0 <= t < T:
+            raise SpecError(f"{field_name}[{i}]", t, f"a leave point is an integer 0 <= t < T = {T}")
+        out.append(int(t))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class BranchingResult:
+    """An anytime plan: the trunk, a branch per horizon, and how well each horizon does.
+
+    ``trunk`` is the per-update rate on ``[0, max t_i]``, ``branches[i]`` the rates of
+    updates ``t_i .. T_i − 1`` (``leave[i] = t_i``). ``losses[i]`` is the replayed
+    ``L_{T_i}`` of ``trunk[0:t_i] + branches[i]``, ``optima[i]`` the horizon's own optimum
+    ``L*_{T_i}`` (replayed), ``regret = losses/optima − 1``, ``nlp_losses`` what the
+    transcription predicted and ``replay_gap = (nlp − replayed)/replayed`` per branch.
+    ``objective`` is ``"worst"`` or ``"weighted"``; ``scan`` the leave points tried and
+    their worst regret (replayed) and wall seconds (each one solve: compile, weighted
+    sum, epigraph, replays). Times are wall seconds: ``optima_time`` for the
+    per-horizon optima, ``wall_time`` for the branching solves (the scan included).
+    """
+
+    spec: ProblemSpec
+    horizons: tuple[int, ...]
+    leave: tuple[int, ...]
+    trunk: np.ndarray
+    branches: tuple[np.ndarray, ...]
+    losses: np.ndarray
+    optima: np.ndarray
+    nlp_losses: np.ndarray
+    replay_gap: np.ndarray
+    objective: str
+    success: bool
+    status: str
+    message: str
+    iterations: int
+    wall_time: float
+    optima_time: float
+    optimal_schedules: tuple[np.ndarray, ...] = ()
+    scan: tuple[tuple[tuple[int, ...], float, float], ...] = ()
+    transcription: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def regret(self) -> np.ndarray:
+        return self.losses / self.optima - 1.0
+
+    @property
+    def worst_regret(self) -> float:
+        return float(np.max(self.regret))
+
+    @property
+    def mean_regret(self) -> float:
+        return float(np.mean(self.regret))
+
+    def schedule(self, i: int) -> np.ndarray:
+        """The per-update rate of horizon ``i``: ``trunk[0:t_i]`` then branch ``i``."""
+        return np.concatenate([self.trunk[: self.leave[i]], self.branches[i]])
+
+    def to_table(self) -> BranchingTable:
+        """The branching table (trunk, branches, leave points) that training code drives."""
+        return BranchingTable(trunk=self.trunk, branches=self.branches, leave=self.leave,
+                              horizons=self.horizons, spec=self.spec.to_dict(),
+                              source={"kind": "branching", "objective": self.objective,
+                                      "losses": self.losses.tolist(), "regret": self.regret.tolist()})
+
+    def summary(self) -> dict[str, Any]:
+        """The scalars, for a run folder's ``summary.json``."""
+        return {
+            "kind": "branching", "spec": self.spec.to_dict(), "horizons": list(self.horizons),
+            "leave": list(self.leave), "objective": self.objective,
+            "losses": self.losses.tolist(), "optima": self.optima.tolist(),
+            "regret": self.regret.tolist(), "worst_regret": self.worst_regret,
+            "mean_regret": self.mean_regret, "nlp_losses": self.nlp_losses.tolist(),
+            "replay_gap": self.replay_gap.tolist(),
+            "solver": {"success": self.success, "status": self.status, "message": self.message,
+                       "iterations": self.iterations, "wall_time_s": self.wall_time,
+                       "optima_time_s": self.optima_time, **self.transcription},
+            "scan": [{"leave": list(t), "worst_regret": r, "wall_time_s": sec} for t, r, sec in self.scan],
+            "versions": self.versions,
+        }
+
+
+def horizon_optima(spec: ProblemSpec, horizons: Sequence[int], options: SolverOptions | None = None,
+                   *, progress: bool = False) -> list[Any]:
+    """Each horizon's own optimum (:func:`optctl.solver.solve`), the lower bound of any plan."""
+    out = []
+    for T in horizons:
+        _log(f"anytime: the optimum for T = {T}", progress)
+        out.append(solve(replace(spec, T=int(T)), options))
+    return out
+
+
+def solve_branching(spec: ProblemSpec, horizons: Sequence[int], options: SolverOptions | None = None, *,
+                    leave: Sequence[int] | None = None, objective: str = "worst",
+                    weights: Sequence[float] | None = None, optima: Sequence[Any] | None = None,
+                    fractions: Sequence[float] = LEAVE_FRACTIONS, refine: bool = False,
+                    progress: bool = False) -> BranchingResult:
+    """The best anytime plan for ``horizons``: a shared trunk and a branch per horizon.
+
+    ``leave`` fixes the leave points ``t_i`` (``0 <= t_i < T_i``); without it, each
+    decay fraction ``d`` in ``fractions`` (``t_i = round((1 − d) T_i)``, the same for all
+    horizons) is solved and the best kept; with ``refine`` it is then refined horizon by
+    horizon (each ``t_i`` moved to the neighbouring fractions while the others stay). ``objective`` is
+    ``"worst"`` (minimise the worst regret, epigraph form; default) or ``"weighted"``
+    (minimise ``Σ w_i`` regret_i, ``weights`` default equal). ``optima`` are the
+    horizons' own optima (results of :func:`~optctl.solver.solve`, solved here when not
+    given). Every horizon's schedule is replayed step by step; the replayed losses are
+    the ones reported and compared with the transcription (``replay_gap``).
+    """
+    hs = check_horizons(list(horizons))
+    if objective not in OBJECTIVES:
+        raise SpecError("objective", objective, f"choose one of {', '.join(OBJECTIVES)}")
+    w = _check_weights(weights, len(hs))
+    options = SolverOptions() if options is None else options
+    t0 = time.perf_counter()
+    if optima is None:
+        optima = horizon_optima(spec, hs, options, progress=progress)
+    if len(optima) != len(hs):
+        raise SpecError("optima", len(optima), f"give one optimum per horizon ({len(hs)})")
+    optima_time = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    star = np.array([float(r.final_loss) for r in optima])
+    schedules = tuple(np.asarray(r.eta, dtype=float) for r in optima)
+    tail = spectrum(spec).tail
+
+    def attempt(points: tuple[int, ...]) -> _Solved:
+        _log(f"anytime: leave points {list(points)}", progress)
+        t1 = time.perf_counter()
+        out = _solve_fixed(spec, hs, points, options, star, tail, schedules, objective, w)
+        out.seconds = time.perf_counter() - t1
+        _log(f"anytime:   worst regret {out.worst:.4%}, {out.status}, {out.seconds:.1f} s", progress)
+        return out
+
+    if leave is not None:
+        best = attempt(check_leave(list(leave), hs))
+        tried = [best]
+    else:
+        fr = sorted({float(f) for f in fractions})
+        if not fr or any(not 0 < f <= 1 for f in fr):
+            raise SpecError("fractions", fr, "give decay fractions 0 < d <= 1")
+        tried = [attempt(_points(hs, [f] * len(hs))) for f in fr]
+        best = min(tried, key=lambda s: s.score)
+        # Refine horizon by horizon: the neighbouring fractions of the best common one.
+        k = fr.index(_fraction_of(best.leave, hs, fr))
+        for i in range(len(hs) if refine else 0):
+            for kk in (k - 1, k + 1):
+                if 0 <= kk < len(fr):
+                    chosen = [_fraction_of((t,), (T,), fr) for t, T in zip(best.leave, hs, strict=True)]
+                    chosen[i] = fr[kk]
+                    cand = attempt(_points(hs, chosen))
+                    tried.append(cand)
+                    if cand.score < best.score:
+                        best = cand
+    wall = time.perf_counter() - t0
+    return BranchingResult(
+        spec=spec, horizons=hs, leave=best.leave, trunk=best.trunk, branches=best.branches,
+        losses=best.losses, optima=star, nlp_losses=best.nlp_losses,
+        replay_gap=(best.nlp_losses - best.losses) / best.losses, objective=objective,
+        success=best.success, status=best.status, message=message(best.status, best.discarded),
+        iterations=sum(s.iterations for s in tried), wall_time=wall, optima_time=optima_time,
+        optimal_schedules=schedules, scan=tuple((s.leave, s.worst, s.seconds) for s in tried),
+        transcription=best.plan.describe(), versions=versions())
+
+
+@dataclass
+class _Solved:
+    leave: tuple[int, ...]
+    plan: BranchPlan
+    trunk: np.ndarray
+    branches: tuple[np.ndarray, ...]
+    losses: np.ndarray
+    nlp_losses: np.ndarray
+    optima: np.ndarray
+    objective: str
+    weights: np.ndarray
+    success: bool
+    status: str
+    discarded: bool
+    iterations: int
+    seconds: float = 0.0
+
+    @property
+    def worst(self) -> float:
+        return float(np.max(self.losses / self.optima - 1.0))
+
+    @property
+    def score(self) -> float:
+        reg = self.losses / self.optima - 1.0
+        return float(np.max(reg)) if self.objective == "worst" else float(self.weights @ reg)
+
+
+def _solve_fixed(spec: ProblemSpec, hs: tuple[int, ...], leave: tuple[int, ...], options: SolverOptions,
+                 star: np.ndarray, tail: float, schedules: tuple[np.ndarray, ...], objective: str,
+                 w: np.ndarray) -> _Solved:
+    """One branching solve for fixed leave points: the weighted sum first (a smooth problem
+    that the curvature scaling suits), then, for ``worst``, the epigraph form from there."""
+    cs = Branching()
+    targets = tuple(float(s - tail) for s in star)
+    opts = replace(options, progress=False)
+    ws_plan = make_branch_plan(spec, opts, hs, leave, targets, tail, "weighted", tuple(float(x) for x in w))
+    prob = compile_problem(ws_plan, cs, 0.0, opts)
+    prob.model = model_parameters(ws_plan, spec)
+    K = ws_plan.n_controls
+    lo, hi = np.zeros(K), np.full(K, spec.eta_max)
+    floor = np.full(K, 1e-3 * spec.eta_max)
+    cands = _candidates(spec, ws_plan, schedules)
+    scores = np.asarray(prob.score(cands), dtype=float)
+    start = cands[int(np.nanargmin(np.where(np.isfinite(scores), scores, np.nan)))]
+    scale = curvature_scale(prob, start / np.maximum(start, floor), np.maximum(start, floor))
+    run = run_rounds(prob, start, scale, np.zeros(K), (lo, hi), floor, opts, {})
+    u, iterations, status, discarded = run.u, run.iterations, str(run.stats.get("return_status", "unknown")), \
+        run.discarded
+    plan = ws_plan
+    nlp_losses = _nlp_losses(ws_plan, u, prob.model, tail)
+    if objective == "worst":
+        # One IPOPT run (no rounds): a round boundary compares only the objective r, which
+        # says nothing about an iterate that is not yet feasible.
+        cap = min(opts.max_iter, EPIGRAPH_MAX_ITER)
+        ep_opts = replace(opts, precondition=False, max_iter=cap, round_iter=cap)
+        ep_plan = make_branch_plan(spec, ep_opts, hs, leave, targets, tail, "worst")
+        ep = compile_problem(ep_plan, cs, 0.0, ep_opts)
+        ep.model = prob.model
+        r0 = float(np.max((nlp_losses) / star - 1.0))
+        x0 = np.concatenate([u, [r0]])
+        # The epigraph objective is linear, so its curvature says nothing: keep the
+        # weighted-sum problem's scaling for the rates and scale r by its own size.
+        ep_scale = np.concatenate([run.scale, [max(abs(r0), 1e-4)]])
+        ep_lo = np.concatenate([lo, [-1.0]])
+        ep_hi = np.concatenate([hi, [REGRET_MAX]])
+        ep_run = run_rounds(ep, x0, ep_scale, np.zeros(K + 1), (ep_lo, ep_hi),
+                            np.concatenate([floor, [1e-4]]), ep_opts, cs.constraint_bounds(spec, ep_plan))
+        cand_losses = _nlp_losses(ep_plan, ep_run.u[:-1], ep.model, tail)
+        if np.max(cand_losses / star) <= np.max(nlp_losses / star) + 1e-12:
+            u, nlp_losses, plan = ep_run.u[:-1], cand_losses, ep_plan
+            status, discarded = str(ep_run.stats.get("return_status", "unknown")), ep_run.discarded
+        iterations += ep_run.iterations
+    trunk_b, branch_b = Branching.split(plan, u)
+    trunk = expand(np.asarray(trunk_b), plan.grid)
+    branches = tuple(expand(np.asarray(b), g) for b, g in zip(branch_b, plan.branch_grids, strict=True))
+    losses = np.array([replay(replace(spec, T=T), np.concatenate([trunk[:t], b])).final
+                       for T, t, b in zip(hs, leave, branches, strict=True)])
+    success = status in ("Solve_Succeeded", "Solved_To_Acceptable_Level") and not discarded
+    return _Solved(leave=leave, plan=plan, trunk=trunk, branches=branches, losses=losses,
+                   nlp_losses=np.asarray(nlp_losses, dtype=float), optima=star, objective=objective, weights=w,
+                   success=success, status=status, discarded=discarded, iterations=iterations)
+
+
+def _nlp_losses(plan: BranchPlan, u: np.ndarray, model: np.ndarray, tail: float) -> np.ndarray:
+    """The transcription's ``L_{T_i} + tail`` at the rates ``u`` (no ``r``)."""
+    n = plan.spectrum.n_modes
+    x = ca.MX.sym("x", plan.n_controls)
+    m = Model(lam=ca.MX.sym("lam", n), lam_w=ca.MX.sym("lw", n), c0=ca.MX.sym("c0", n),
+              sigma2=ca.MX.sym("s2"), m=ca.MX.sym("m"))
+    f = ca.Function("losses", [x, m.lam, m.lam_w, m.c0, m.sigma2, m.m],
+                    [ca.vertcat(*Branching().losses(plan, x, m))])
+    xv = np.concatenate([u, np.zeros(plan.n_controls - u.size)])
+    out = f(xv, model[:n], model[n:2 * n], model[2 * n:3 * n], model[3 * n], model[3 * n + 1])
+    return np.asarray(out, dtype=float).ravel() + tail
+
+
+def _candidates(spec: ProblemSpec, plan: BranchPlan, schedules: tuple[np.ndarray, ...]) -> list[np.ndarray]:
+    """Starts: the longest horizon's optimum as the trunk with each horizon's own optimum
+    as its branch; and WSD-S shapes (a constant trunk, linear or polynomial decays)."""
+    cands = []
+    longest = schedules[-1]
+    trunk = block_means(longest[: int(plan.grid[-1])], plan.grid) if plan.grid[-1] > 0 else np.zeros(0)
+    own = [block_means(s[int(g[0]):], g - g[0]) for s, g in zip(schedules, plan.branch_grids, strict=True)]
+    cands.append(np.concatenate([trunk, *own]))
+    for h in spec.eta_max * np.array([1.0, 0.5, 0.25, 0.1]):
+        for delta in (1.0, float(np.clip(2 * spec.b - 1, 1.0, 9.0))):
+            parts = [np.full(plan.trunk_blocks, h)]
+            for g in plan.branch_grids:
+                u = (0.5 * (g[:-1] + g[1:]) - g[0]) / (g[-1] - g[0])
+                parts.append(h * (1 - u) ** delta)
+            cands.append(np.concatenate(parts))
+    return [np.clip(c, 0.0, spec.eta_max) for c in cands]
+
+
+def _check_weights(weights: Sequence[float] | None, n: int) -> np.ndarray:
+    if weights is None:
+        return np.full(n, 1.0 / n)
+    w = np.asarray(list(weights), dtype=float)
+    if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise SpecError("weights", list(weights), f"give {n} finite weights >= 0, not all zero")
+    return w / w.sum()
+
+
+def _points(hs: tuple[int, ...], fracs: Sequence[float]) -> tuple[int, ...]:
+    return tuple(min(T - 1, max(0, int(round((1 - f) * T)))) for T, f in zip(hs, fracs, strict=True))
+
+
+def _fraction_of(leave: tuple[int, ...], hs: tuple[int, ...], fr: list[float]) -> float:
+    d = 1 - leave[0] / hs[0]
+    return min(fr, key=lambda f: abs(f - d))
+
+
+def _log(msg: str, progress: bool) -> None:
+    if progress:
+        print(msg, file=sys.stderr, flush=True)
+

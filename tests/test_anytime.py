@@ -1,0 +1,194 @@
+"""Anytime schedules: the branching problem, its table and the torch checkpoint workflow."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from optctl.errors import ConfigError, ExportError, SpecError
+from optctl.io.config import load_config_dict
+from optctl.table import BranchingTable, branching_from_dict
+from optctl.validate import check_horizons
+from tests.conftest import ANYTIME_SINGLE_REGRET, APPROX_GAP
+
+BASE = {"schema_version": 1, "name": "any", "model": {"a": 2.5, "b": 1.5, "N": 50, "sigma": 0.5},
+        "training": {"batch_size": 4, "eta_max": 1.0}}
+
+
+@pytest.mark.parametrize("bad, field", [([1000, 100], "horizons"), ([100, 100], "horizons"),
+                                        ([100, 1e4], "horizons[1]"), ([100, 250.5], "horizons[1]"),
+                                        ([], "horizons"), ([1], "horizons[0]"), ("100", "horizons")])
+def test_bad_horizons_are_refused_by_name(bad, field):
+    with pytest.raises(SpecError) as err:
+        check_horizons(bad)
+    assert err.value.field == field
+    with pytest.raises(SpecError):
+        load_config_dict({**BASE, "horizons": bad})
+
+
+def test_config_horizons_set_T_and_round_trip():
+    cfg = load_config_dict({**BASE, "horizons": [100, 400], "leave": [50, 300]})
+    assert cfg.problem.T == 400 and cfg.horizons == (100, 400) and cfg.leave == (50, 300)
+    assert load_config_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ConfigError, match="training.T"):
+        load_config_dict({**BASE, "training": {**BASE["training"], "T": 300}, "horizons": [100, 400]})
+    with pytest.raises(ConfigError, match="leave"):
+        load_config_dict({**BASE, "horizons": [100, 400], "leave": [100, 300]})
+
+
+def _plan() -> BranchingTable:
+    trunk = np.linspace(0.5, 0.4, 12)
+    return BranchingTable(trunk=trunk, branches=(np.linspace(0.3, 0.01, 6), np.linspace(0.35, 0.02, 8)),
+                          leave=(4, 12), horizons=(10, 20))
+
+
+def test_branching_table_checks_and_round_trip():
+    plan = _plan()
+    again = branching_from_dict(plan.to_dict())
+    for i in range(2):
+        np.testing.assert_array_equal(again.horizon_table(i).lr, plan.horizon_table(i).lr)
+        assert plan.horizon_table(i).T == plan.horizons[i]
+    with pytest.raises(ExportError, match="branches\\[0\\]"):
+        BranchingTable(trunk=np.ones(12), branches=(np.ones(5), np.ones(8)), leave=(4, 12), horizons=(10, 20))
+    with pytest.raises(ExportError, match="trunk"):
+        BranchingTable(trunk=np.ones(10), branches=(np.ones(6), np.ones(8)), leave=(4, 12), horizons=(10, 20))
+
+
+def test_torch_checkpoint_and_branch_matches_each_horizon_trained_whole(tmp_path):
+    """Train the trunk, checkpoint at each leave point, train every branch from its checkpoint:
+    every lr the optimizer sees equals the plan's, and the final weights equal those of a
+    run that trains the horizon's whole schedule from scratch (same data)."""
+    torch = pytest.importorskip("torch")
+    from optctl.torch import TableScheduler, branch_scheduler, trunk_scheduler
+
+    plan = _plan()
+    gen = torch.Generator().manual_seed(0)
+    X, Y = torch.randn(40, 3, generator=gen), torch.randn(40, 1, generator=gen)
+
+    def net():
+        torch.manual_seed(1)
+        return torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1)).double()
+
+    def update(model, opt, t):
+        opt.zero_grad()
+        xb, yb = X[2 * (t % 20): 2 * (t % 20) + 2].double(), Y[2 * (t % 20): 2 * (t % 20) + 2].double()
+        torch.nn.functional.mse_loss(model(xb), yb).backward()
+        opt.step()
+
+    model = net()
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    sched = trunk_scheduler(opt, plan)
+    seen: list[float] = []
+    for t in range(plan.trunk.size + 1):
+        if t in plan.leave:
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict()},
+                       tmp_path / f"ckpt-{t}.pt")
+        if t == plan.trunk.size:
+            break
+        seen.append(opt.param_groups[0]["lr"])
+        update(model, opt, t)
+        sched.step()
+    np.testing.assert_array_equal(seen, plan.trunk)
+    for i, (t0, T) in enumerate(zip(plan.leave, plan.horizons, strict=True)):
+        ck = torch.load(tmp_path / f"ckpt-{t0}.pt")
+        model = net()
+        model.load_state_dict(ck["model"])
+        opt = torch.optim.SGD(model.parameters(), lr=1.0)
+        opt.load_state_dict(ck["opt"])
+        sched = branch_scheduler(opt, plan, i)
+        lrs = []
+        for t in range(t0, T):
+            lrs.append(opt.param_groups[0]["lr"])
+            update(model, opt, t)
+            sched.step()
+        np.testing.assert_array_equal(lrs, plan.branches[i])
+        whole = net()
+        opt_w = torch.optim.SGD(whole.parameters(), lr=1.0)
+        sched_w = TableScheduler(opt_w, plan.horizon_table(i))
+        for t in range(T):
+            update(whole, opt_w, t)
+            sched_w.step()
+        for p, q in zip(model.parameters(), whole.parameters(), strict=True):
+            torch.testing.assert_close(p, q, rtol=0, atol=0)
+
+
+@pytest.mark.slow
+def test_single_horizon_plan_is_that_horizons_optimum():
+    """One horizon: the branching problem is the plain problem, so its regret against the
+    horizon's own optimum (an independent solve, replayed) is ~0, and the branch replays
+    within the block transcription's gap."""
+    from optctl.solver.branching import solve_branching
+    from optctl.spec import ProblemSpec
+
+    spec = ProblemSpec(a=2.5, b=1.5, N=50, sigma=0.5, batch_size=4, T=300, eta_max=1.0)
+    res = solve_branching(spec, [300], leave=[200])
+    assert abs(res.regret[0]) < ANYTIME_SINGLE_REGRET
+    assert np.all(np.abs(res.replay_gap) < APPROX_GAP)
+
+
+@pytest.mark.slow
+def test_two_horizons_beat_the_stopped_longest_optimum_and_replay():
+    """Two horizons: every branch's transcribed loss agrees with its exact replay, and the
+    plan's worst regret is below that of the longest optimum stopped early (replayed)."""
+    from optctl.solver.branching import solve_branching
+    from optctl.spec import ProblemSpec
+
+    spec = ProblemSpec(a=2.5, b=1.5, N=50, sigma=0.5, batch_size=4, T=1000, eta_max=1.0)
+    res = solve_branching(spec, [250, 1000], fractions=(0.1, 0.4))
+    assert np.all(np.abs(res.replay_gap) < APPROX_GAP)
+    from optctl.model.replay import replay
+
+    longest = res.optimal_schedules[-1]
+    early = replay(replace(spec, T=250), longest[:250]).final / res.optima[0] - 1
+    assert res.worst_regret < early
+    for i, T in enumerate(res.horizons):
+        assert replay(replace(spec, T=T), res.schedule(i)).final == pytest.approx(res.losses[i], rel=1e-12)
+
+
+ANYTIME_YAML = """schema_version: 1
+name: anytime_small
+model: {a: 2.5, b: 1.5, N: 50, sigma: 0.5}
+training: {batch_size: 4, eta_max: 1.0}
+horizons: [100, 400]
+leave: [60, 300]
+"""
+
+
+@pytest.mark.parametrize("bad", ["horizons: [400, 100]", "horizons: [100, 100]", "horizons: [100, 4.0e+2]"])
+def test_cli_refuses_bad_horizons_with_exit_2_and_no_folder(tmp_path, capsys, bad):
+    from optctl.cli.main import main
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(ANYTIME_YAML.replace("horizons: [100, 400]", bad).replace("leave: [60, 300]\n", ""))
+    out = tmp_path / "run"
+    assert main(["solve", str(cfg), "--out", str(out), "--quiet"]) == 2
+    assert "horizons" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.slow
+def test_cli_solve_with_horizons_writes_the_plan_and_its_table_drives_torch(tmp_path, capsys):
+    """``optctl solve`` on a config with ``horizons`` writes the run folder; its branching
+    table, loaded back, gives every horizon the replayed schedule the summary reports."""
+    from optctl.cli.main import main
+    from optctl.io.config import load_config_dict
+    from optctl.io.tables import load_branching_table
+    from optctl.model.replay import replay
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(ANYTIME_YAML)
+    out = tmp_path / "run"
+    assert main(["solve", str(cfg), "--out", str(out), "--quiet"]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"config.yaml", "summary.json", "regret.md", "arrays.npz", "branching.json", "anytime.png"} <= names
+    import json
+
+    summary = json.loads((out / "summary.json").read_text())
+    plan = load_branching_table(out / "branching.json")
+    assert plan.leave == (60, 300) and plan.horizons == (100, 400)
+    spec = load_config_dict({**BASE, "horizons": [100, 400]}).problem
+    for i, T in enumerate(plan.horizons):
+        loss = replay(replace(spec, T=T), plan.horizon_table(i).lr).final
+        assert loss == pytest.approx(summary["branching"]["losses"][i], rel=1e-12)
+    assert max(abs(g) for g in summary["branching"]["replay_gap"]) < APPROX_GAP
