@@ -147,3 +147,11 @@ RECIPE_OPTAX_RTOL = 1e-13
 # Nelder-Mead starts at the tuned baseline a recipe contains and only accepts improvements;
 # the replays of equal schedules agree to rounding.
 RECIPE_NESTED_RTOL = 1e-12
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_nlp_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Compiled NLPs go to a folder of this test session, not the user's cache."""
+    import os
+
+    os.environ["OPTCTL_CACHE_DIR"] = str(tmp_path_factory.mktemp("optctl-cache"))
