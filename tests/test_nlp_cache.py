@@ -109,3 +109,26 @@ def test_concurrent_processes_share_the_cache(tmp_path: Path) -> None:
     libs = list((tmp_path / "nlp").glob("*.so"))
     assert len(libs) == 1 and ip._load_stored(libs[0])
     assert not [p for p in (tmp_path / "nlp").iterdir() if p.name.startswith(".")]
+
+
+def test_second_command_skips_the_build_and_says_so(cache: Path, tmp_path: Path) -> None:
+    """`optctl solve` twice on one shape (the process's memory forgotten in between, as in a
+    new process): the second loads the library, its summary says so, the answers agree."""
+    from optctl.cli.main import main
+
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("schema_version: 1\nname: small\nmodel: {a: 2.5, b: 1.5, N: 60, sigma: 0.5}\n"
+                   "training: {T: 300, batch_size: 4, eta_max: 1.0}\nsolver: {grid: uniform, K: 30}\n"
+                   "baselines: [constant]\n")
+    summaries = []
+    for k in range(2):
+        _forget()
+        assert main(["solve", str(cfg), "--out", str(tmp_path / f"r{k}"), "--quiet"]) == 0
+        summaries.append(json.loads((tmp_path / f"r{k}" / "summary.json").read_text()))
+    first, second = (s["solver"] for s in summaries)
+    assert (first["compile_cache"], second["compile_cache"]) == ("built", "disk")
+    assert second["compile_time_s"] < first["compile_time_s"]
+    assert summaries[1]["final_loss"] == summaries[0]["final_loss"]
+    for s in summaries:  # every stage of the command is recorded
+        assert {"prepare_s", "imports_s", "job_s", "write_s", "write_arrays_s",
+                "figures_s"} <= set(s["timings"])
