@@ -8,7 +8,7 @@ from importlib import metadata
 
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
-    for name in ("optctl", "casadi", "numpy", "scipy", "jax"):
+    for name in ("optctl", "casadi", "numpy", "scipy", "jax", "numba"):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -155,3 +155,11 @@ RECIPE_NESTED_RTOL = 1e-12
 # Anytime plans: a single-horizon "plan" is that horizon's optimum, found again through
 # the branching transcription; its regret stays within the block propagator's accuracy.
 ANYTIME_SINGLE_REGRET = 2e-3
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_nlp_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Compiled NLPs go to a folder of this test session, not the user's cache."""
+    import os
+
+    os.environ["OPTCTL_CACHE_DIR"] = str(tmp_path_factory.mktemp("optctl-cache"))

@@ -34,7 +34,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 ]
 # Heavy or optional dependencies that a function may import when it needs them.
 LAZY_OK = ("torch", "dask", "distributed", "optax", "matplotlib", "jax", "scipy.special",
-           "optctl.plots")
+           "numba", "optctl.plots")
 # The command line validates its input before it loads the numerical stack (CasADi, jax,
 # matplotlib) that the command needs, so its functions may import any optctl module.
 LAZY_OK_IN = {"optctl.cli": ("optctl",)}

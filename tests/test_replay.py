@@ -33,11 +33,64 @@ def test_replay_matches_naive_loop(spec: ProblemSpec) -> None:
 
 def test_numpy_and_jax_paths_agree(spec: ProblemSpec, monkeypatch: pytest.MonkeyPatch) -> None:
     eta = 0.6 * np.cos(np.linspace(0, np.pi / 2, spec.T))
+    monkeypatch.setattr(rp, "_fused", lambda: None)
     numpy_curve = rp.loss_curve(spec, eta)
     monkeypatch.setattr(rp, "NUMPY_MAX_T", 0)
     jax_curve = rp.loss_curve(spec, eta)
     assert jax_curve.shape == (spec.T + 1,)
     np.testing.assert_allclose(jax_curve, numpy_curve, rtol=REPLAY_BACKEND_RTOL)
+
+
+def _reference(spec: ProblemSpec, eta: np.ndarray, m: np.ndarray) -> np.ndarray:
+    sp = spectrum(spec)
+    return rp._recurse_reference(sp.lam, sp.lam, np.stack([sp.c0, np.zeros_like(sp.c0)]),
+                                 np.array([0.0, sp.sigma2]), eta, m)
+
+
+@pytest.mark.parametrize("phase_b", [2.0, 5.0])
+def test_fused_replay_matches_reference_backend(phase_b: float) -> None:
+    """The numba loop against the numpy loop (the reference), N = 1000, a varying
+    schedule and batch size: bias, variance and the one-state curve to 1e-12."""
+    if rp._fused() is None:
+        pytest.skip("numba is not installed")
+    spec = ProblemSpec(a=3.5, b=phase_b, N=1000, sigma=0.5, batch_size=5, T=5000)
+    t = np.arange(spec.T)
+    eta = 0.9 * np.cos(np.linspace(0, np.pi / 2, spec.T)) ** 2 + 0.05 * np.sin(t)
+    m = 1.0 + (t % 7)
+    ref = _reference(spec, eta, m)
+    r = rp.replay(spec, eta, m)
+    np.testing.assert_allclose(r.bias, ref[:, 0], rtol=REPLAY_BACKEND_RTOL)
+    np.testing.assert_allclose(r.variance, ref[:, 1], rtol=REPLAY_BACKEND_RTOL, atol=0)
+    np.testing.assert_allclose(rp.loss_curve(spec, eta, m), ref.sum(axis=1), rtol=REPLAY_BACKEND_RTOL)
+
+
+def test_fused_replay_keeps_an_unstable_schedule_infinite() -> None:
+    """Past the stability limit the state overflows: inf (or NaN), never a finite loss."""
+    spec = ProblemSpec(a=2.0, b=1.5, N=50, sigma=0.5, batch_size=1, T=3000)
+    assert not np.isfinite(rp.final_loss(spec, 1.99))
+    assert np.isfinite(rp.final_loss(spec, 0.5))
+
+
+def test_three_states_run_as_a_pair_and_a_single(spec: ProblemSpec) -> None:
+    sp = spectrum(spec)
+    eta, m = np.full(spec.T, 0.3), np.full(spec.T, 4.0)
+    c0 = np.stack([sp.c0, 0.5 * sp.c0, np.zeros_like(sp.c0)])
+    s2 = np.array([0.0, 0.1, sp.sigma2])
+    got = rp._recurse(sp.lam, sp.lam, c0, s2, eta, m)
+    want = rp._recurse_reference(sp.lam, sp.lam, c0, s2, eta, m)
+    np.testing.assert_allclose(got, want, rtol=REPLAY_BACKEND_RTOL)
+
+
+@pytest.mark.slow
+def test_fused_replay_matches_jax_at_a_million_updates() -> None:
+    if rp._fused() is None:
+        pytest.skip("numba is not installed")
+    spec = ProblemSpec(a=3.5, b=5.0, N=1000, sigma=0.5, batch_size=5, T=10**6)
+    eta = 0.8 * np.cos(np.linspace(0, np.pi / 2, spec.T)) ** 2
+    ref = _reference(spec, eta, np.full(spec.T, 5.0))
+    r = rp.replay(spec, eta)
+    np.testing.assert_allclose(r.bias, ref[:, 0], rtol=REPLAY_BACKEND_RTOL)
+    np.testing.assert_allclose(r.variance, ref[:, 1], rtol=REPLAY_BACKEND_RTOL)
 
 
 def test_bias_variance_split(spec: ProblemSpec) -> None:

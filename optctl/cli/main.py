@@ -13,10 +13,15 @@ import argparse
 import importlib
 import os
 import sys
+import time
 from pathlib import Path
 
 from optctl.errors import OptctlError
 from optctl.versions import optctl_version
+
+# When the command line was entered (wall clock): the start of the stage timings that
+# `optctl solve` records in summary.json.
+STARTED = time.time()
 
 GRIDS = ("auto", "per_step", "uniform", "refined")
 # Exit codes (README, `optctl --help`).

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
-from optctl.cli.main import SOLVER_FAILED
+from optctl.cli.main import SOLVER_FAILED, STARTED
 from optctl.errors import ConfigError
 from optctl.io.config import RunConfig, default_config_path, load_config, with_overrides
 from optctl.io.files import check_new, claim
@@ -53,11 +54,16 @@ def run(args: argparse.Namespace) -> int:
     with claim(out, overwrite=args.overwrite):
         # CasADi and the solver are loaded once the config is known to be good, so that a
         # mistake in it is reported at once.
+        t0 = time.time()
         from optctl.solver.job import run_job
 
+        t1 = time.time()
         report = run_job(cfg.problem, cfg.solver, () if args.no_baselines else cfg.baselines,
                          controls=cfg.controls, progress=not args.quiet, law=args.law)
-        write_run(out, cfg, report, overwrite=args.overwrite, source=str(path), extra=extra)
+        timings = {"cli_started_unix": STARTED, "prepare_s": t0 - STARTED, "imports_s": t1 - t0,
+                   "job_s": time.time() - t1}
+        write_run(out, cfg, report, overwrite=args.overwrite, source=str(path), extra=extra,
+                  timings=timings)
     print(format_table(report))
     if not report.result.success:
         print(f"optctl: the solver did not succeed ({report.result.status}): "

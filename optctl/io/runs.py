@@ -10,8 +10,10 @@ temporary name and renamed when complete, so a failed run leaves nothing behind.
 from __future__ import annotations
 
 import datetime as dt
+import time
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,21 +55,38 @@ def title(cfg: RunConfig) -> str:
 
 
 def write_run(out: Path, cfg: RunConfig, report: SolveReport, *, overwrite: bool = False,
-              source: str | None = None, extra: Mapping[str, str] | None = None) -> dict[str, Any]:
+              source: str | None = None, extra: Mapping[str, str] | None = None,
+              timings: Mapping[str, float] | None = None) -> dict[str, Any]:
     """Write the run folder ``out`` atomically; return its summary.
 
     ``source`` is recorded as ``config_source``; ``extra`` maps file names to texts
-    written alongside (a fit's ``calibration.json``).
+    written alongside (a fit's ``calibration.json``). ``timings`` (the command line's
+    stages, in seconds) are recorded under ``timings`` with the seconds spent writing the
+    arrays and drawing the figures; ``summary.json`` is written last.
     """
     summary = {"name": cfg.name, "config_source": source, **report.summary()}
     with staged_dir(out, overwrite=overwrite) as tmp:
         write_text_atomic(tmp / CONFIG, dump_config(cfg))
         for name, text in (extra or {}).items():
             write_text_atomic(tmp / name, text)
-        write_arrays(tmp / ARRAYS, report.arrays())
+        t0 = time.perf_counter()
+        # The arrays are compressed (zlib releases the GIL) while the figures are drawn.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            arrays = pool.submit(_timed, write_arrays, tmp / ARRAYS, report.arrays())
+            draw_run(tmp, report, title(cfg))
+            t_figures = time.perf_counter() - t0
+            t_arrays = arrays.result()
+        if timings is not None:
+            summary["timings"] = {**timings, "write_s": time.perf_counter() - t0,
+                                  "write_arrays_s": t_arrays, "figures_s": t_figures}
         write_json(tmp / SUMMARY, summary)
-        draw_run(tmp, report, title(cfg))
     return summary
+
+
+def _timed(fn: Callable[..., object], *args: object) -> float:
+    t0 = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - t0
 
 
 def read_run(folder: str | Path) -> RunFolder:

@@ -1,7 +1,8 @@
 """The IPOPT driver shared by every control set: compile, start, scale, solve in rounds, polish.
 
 - :func:`compile_problem`: the NLP of a plan and control set compiled to C once and
-  cached by shape, so a sweep over models at one horizon compiles once;
+  cached by shape, in the process and on disk (:func:`nlp_cache_dir`), so a sweep over
+  models at one horizon compiles once and a second command of the same shape not at all;
 - :class:`Monitor`: progress lines every few iterations, and a clean stop on Ctrl-C
   (:func:`stop_on_sigint`);
 - :func:`fresh_scale`: per-variable scaling to unit curvature at the start of a round;
@@ -17,11 +18,14 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
+import hashlib
+import json
 import math
 import os
 import re
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -29,6 +33,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import casadi as ca
@@ -41,6 +46,7 @@ from optctl.solver.piecewise import expand
 from optctl.solver.plan import Plan
 from optctl.solver.transcribe import jit_options, transcribe
 from optctl.spec import ProblemSpec, SolverOptions
+from optctl.versions import versions
 
 # Above this horizon the exact adjoint gradient (which stores the T × N trajectory)
 # is not computed and approximate transcriptions are not polished.
@@ -159,7 +165,11 @@ class Compiled:
     """A compiled NLP and its functions, reusable for every spec of the same shape.
 
     ``size`` decision variables; ``model`` the model part of the parameters, set for the
-    spec being solved (:func:`optctl.solver.transcribe.model_parameters`).
+    spec being solved (:func:`optctl.solver.transcribe.model_parameters`). ``cache`` says
+    where the compiled problem came from: ``"memory"`` (this process built or loaded it
+    before), ``"disk"`` (a library another command compiled), ``"built"`` (transcribed and
+    compiled now; stored on disk unless the cache is off), ``"off"`` (no C compiler: the
+    functions are interpreted). ``build_time`` the seconds that took.
     """
 
     solver: ca.Function
@@ -168,6 +178,8 @@ class Compiled:
     monitor: Monitor
     size: int
     model: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    cache: str = "built"
+    build_time: float = 0.0
 
     def p(self, scale: np.ndarray, corr: np.ndarray | None = None) -> np.ndarray:
         """The NLP parameter vector: scale, gradient correction (in ``y`` units), model."""
@@ -187,6 +199,12 @@ class Compiled:
 # at one horizon compiles once.
 _CACHE: OrderedDict[tuple[object, ...], Compiled] = OrderedDict()
 _CACHE_SIZE = 8
+# Environment: OPTCTL_NLP_CACHE=off disables the on-disk cache; OPTCTL_CACHE_DIR moves it.
+CACHE_ENV, CACHE_DIR_ENV = "OPTCTL_NLP_CACHE", "OPTCTL_CACHE_DIR"
+# The sources that define an NLP: a change to any of them invalidates every stored library.
+_NLP_SOURCES = ("solver/transcribe.py", "solver/dynamics.py", "solver/controls.py", "solver/plan.py",
+                "solver/piecewise.py", "solver/grid.py", "solver/ipopt.py", "model/spectrum.py",
+                "model/blocks.py", "model/momentum.py")
 
 
 @functools.cache
@@ -194,6 +212,89 @@ def _scratch_dir() -> str:
     path = tempfile.mkdtemp(prefix="optctl-jit-")
     atexit.register(shutil.rmtree, path, True)
     return path
+
+
+def nlp_cache_dir() -> Path | None:
+    """Where compiled NLPs are kept between processes, or None when the cache is off.
+
+    ``$OPTCTL_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/optctl/nlp`` (``~/.cache`` when
+    ``XDG_CACHE_HOME`` is unset); ``OPTCTL_NLP_CACHE=off`` (or ``0``, ``no``) turns it off.
+    """
+    if os.environ.get(CACHE_ENV, "on").strip().lower() in ("off", "0", "no", "false"):
+        return None
+    if os.environ.get(CACHE_DIR_ENV):
+        return Path(os.environ[CACHE_DIR_ENV]) / "nlp"
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "optctl" / "nlp"
+
+
+@functools.cache
+def _sources_digest() -> str:
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for rel in _NLP_SOURCES:
+        path = root / rel
+        h.update(rel.encode())
+        h.update(path.read_bytes() if path.is_file() else b"")
+    return h.hexdigest()
+
+
+def _disk_key(key: tuple[object, ...]) -> str:
+    """The file name of a shape's library: the shape, the IPOPT options, the package and
+    CasADi versions, the compiler flags and the NLP's own sources."""
+    v = versions()
+    text = repr((key, v.get("optctl"), v.get("casadi"), _COMPILE_FLAGS, _sources_digest()))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+_COMPILE_FLAGS = ("-O1", "-shared", "-fPIC")
+
+
+def _compiler() -> str | None:
+    return shutil.which("gcc") or shutil.which("cc")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _load_stored(lib: Path) -> bool:
+    """True when ``lib`` and its record exist and the library's checksum matches."""
+    meta = lib.with_suffix(".json")
+    try:
+        record = json.loads(meta.read_text())
+        return bool(lib.is_file() and record.get("sha256") == _sha256(lib))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _build_library(nlp_solver: ca.Function, lib: Path, compiler: str) -> None:
+    """Generate the C code of ``nlp_solver``'s functions and compile it to ``lib``, atomically:
+    the library and its checksum record are written under temporary names and renamed."""
+    lib.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="optctl-nlp-", dir=_scratch_dir()))
+    here = os.getcwd()
+    os.chdir(work)  # CasADi writes the generated source into the working directory
+    try:
+        nlp_solver.generate_dependencies("nlp.c")
+    finally:
+        os.chdir(here)
+    tmp = lib.parent / f".{lib.stem}.{os.getpid()}.{threading.get_ident()}.tmp"
+    try:
+        done = subprocess.run([compiler, *_COMPILE_FLAGS, str(work / "nlp.c"), "-o", str(tmp)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SolverError(f"the C compiler {compiler} could not compile the NLP: "
+                              f"{done.stderr.strip()[-300:]}; install a working gcc, or set "
+                              f"{CACHE_ENV}=off")
+        meta_tmp = tmp.with_suffix(".json.tmp")
+        meta_tmp.write_text(json.dumps({"sha256": _sha256(tmp), "versions": versions()}))
+        os.replace(tmp, lib)  # the library first: a record never names a missing library
+        os.replace(meta_tmp, lib.with_suffix(".json"))
+    finally:
+        tmp.unlink(missing_ok=True)
+        tmp.with_suffix(".json.tmp").unlink(missing_ok=True)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _setup_failure(err: Exception) -> SolverError:
@@ -205,34 +306,56 @@ def _setup_failure(err: Exception) -> SolverError:
 
 
 def compile_problem(plan: Plan, controls: LearningRate, kappa: float, options: SolverOptions) -> Compiled:
-    """The compiled NLP of ``controls`` on ``plan`` (from the cache when the shape repeats)."""
+    """The compiled NLP of ``controls`` on ``plan``: from this process's cache when the shape
+    repeats, else from the on-disk cache (:func:`nlp_cache_dir`), else transcribed and
+    compiled now (and stored). A missing, truncated or altered library on disk is rebuilt.
+    Without a C compiler the functions are interpreted and nothing is stored."""
+    t0 = time.perf_counter()
     ipopt = ipopt_options(options)
     key = (type(controls).__name__, kappa, plan.structure(), repr(sorted(ipopt.items())))
     if key in _CACHE:
         _CACHE.move_to_end(key)
         hit = _CACHE[key]
         hit.monitor.reset(options.progress)
+        hit.cache, hit.build_time = "memory", time.perf_counter() - t0
         return hit
-    nlp = transcribe(plan, controls, kappa)
-    size = int(nlp.x.numel())
-    solver_opts: dict[str, Any] = {"ipopt": ipopt, "print_time": False}
-    solver_opts.update(jit_options())
-    monitor = Monitor(size, int(nlp.p.numel()), int(nlp.g_c.numel()))
+    base: dict[str, Any] = {"ipopt": ipopt, "print_time": False}
+    compiler = _compiler()
+    folder = nlp_cache_dir()
+    lib = (folder if folder is not None else Path(_scratch_dir()) / "nlp") / f"{_disk_key(key)}.so"
+    how = "disk"
+    if compiler is None:
+        how = "off"
+    elif not _load_stored(lib):
+        how = "built"
+        nlp = transcribe(plan, controls, kappa)
+        try:
+            plain = ca.nlpsol("optctl", "ipopt", {"x": nlp.x, "p": nlp.p, "f": nlp.f, "g": nlp.g_c}, base)
+        except RuntimeError as err:
+            raise _setup_failure(err) from None
+        _build_library(plain, lib, compiler)
+    if how == "off":
+        nlp = transcribe(plan, controls, kappa)
+        n_x, n_p, n_g = int(nlp.x.numel()), int(nlp.p.numel()), int(nlp.g_c.numel())
+        source: Any = {"x": nlp.x, "p": nlp.p, "f": nlp.f, "g": nlp.g_c}
+        base.update(jit_options())
+    else:
+        try:
+            f_ext, g_ext = ca.external("nlp_f", str(lib)), ca.external("nlp_g", str(lib))
+        except RuntimeError as err:
+            raise SolverError(f"the compiled NLP {lib} cannot be loaded ({err}); delete it, or set "
+                              f"{CACHE_ENV}=off") from None
+        n_x, n_p, n_g = f_ext.nnz_in(0), f_ext.nnz_in(1), g_ext.nnz_out(0)
+        source = str(lib)
+    monitor = Monitor(n_x, n_p, n_g)
     monitor.reset(options.progress)
-    solver_opts["iteration_callback"] = monitor
-    # CasADi's C compiler writes its sources and objects into the working directory;
-    # build in a scratch one (removed at exit) so that users' folders stay clean.
-    here = os.getcwd()
-    os.chdir(_scratch_dir())
     try:
-        solver = ca.nlpsol("optctl", "ipopt", {"x": nlp.x, "p": nlp.p, "f": nlp.f, "g": nlp.g_c},
-                           solver_opts)
+        solver = ca.nlpsol("optctl", "ipopt", source, {**base, "iteration_callback": monitor})
     except RuntimeError as err:
         raise _setup_failure(err) from None
-    finally:
-        os.chdir(here)
     out = Compiled(solver=solver, f=solver.get_function("nlp_f"),
-                   grad=solver.get_function("nlp_grad_f"), monitor=monitor, size=size)
+                   grad=solver.get_function("nlp_grad_f"), monitor=monitor, size=n_x, cache=how,
+                   build_time=time.perf_counter() - t0)
     _CACHE[key] = out
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)

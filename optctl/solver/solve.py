@@ -78,6 +78,7 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *,
     pl = make_plan(spec, options, cs.second)
     kappa = float(controls.kappa or 0.0)
     prob = compile_problem(pl, cs, kappa, options)  # starts the progress clock
+    extra["compile_cache"], extra["compile_time_s"] = prob.cache, prob.build_time
     start_state = None if done is None else state_after(full, done)
     prob.model = model_parameters(pl, spec, None if done is None else state_after(full, done, sp=pl.spectrum))
     K = pl.n_controls
