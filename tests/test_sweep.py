@@ -10,16 +10,18 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 from conftest import BASELINE_REPLAY_RTOL
 
 from optctl.baselines.families import rates
 from optctl.cli.main import main
-from optctl.errors import SpecError, SpecTypeError, SweepError
+from optctl.errors import AssumptionWarning, SpecError, SpecTypeError, SweepError
 from optctl.io.config import ConfigError
 from optctl.io.sweepconfig import load_sweep_config, load_sweep_dict, point_key
 from optctl.model.momentum import momentum_curve
@@ -99,11 +101,23 @@ def test_bad_configs_name_the_field(patch: dict[str, Any], field: str, exc: type
 
 
 def test_packaged_sweeps_match_the_configs_folder() -> None:
-    for name in ("horizons", "compute_easy", "compute_hard"):
+    for name in ("horizons", "compute_easy", "compute_hard", "boundary"):
         packaged = (REPO / "optctl" / "data" / f"sweep_{name}.yaml").read_text()
         assert packaged == (REPO / "configs" / f"sweep_{name}.yaml").read_text(), name
     for p in sorted((REPO / "configs").glob("sweep_*.yaml")):
         load_sweep_config(p)
+
+
+def test_sweep_values_of_b_at_or_below_one_are_named_in_a_warning() -> None:
+    d = yaml.safe_load(TINY)
+    d["sweep"]["axes"]["b"] = [0.8, 1.0, 1.5]
+    with pytest.warns(AssumptionWarning, match=r"sweep\.axes\.b: 2 value\(s\) \[0\.8, 1\.0\]") as rec:
+        load_sweep_dict(d)
+    assert "finite-N" in str(rec[0].message)
+    d["sweep"]["axes"]["b"] = [1.05, 3.5]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AssumptionWarning)
+        load_sweep_dict(d)
 
 
 # --- engine ------------------------------------------------------------------------
