@@ -425,6 +425,31 @@ def plot_compute_frontier(studies: Sequence[Any], *, title: str = "") -> Figure:
     return fig
 
 
+def plot_law_frontier(fronts: Sequence[tuple[str, float, float, Any, float, np.ndarray, np.ndarray]]) -> Figure:
+    """The compute-optimal frontier of the finite-horizon law over ``N`` (left: ``L*`` against
+    ``C = N T`` with the fitted and theory slopes; right: the local slope along the
+    interior of the frontier against ``C``, theory dashed). ``fronts``: (name, a, b,
+    :class:`~optctl.analysis.scaling.Frontier`, theory ν, and the slope per decade of ``C``
+    at the decades' midpoints)."""
+    fig = _figure((12, 4.5))
+    ax0, ax1 = fig.subplots(1, 2)
+    for (_name, a, b, fr, nu, cx, sl), col in zip(fronts, ("tab:blue", "tab:red", "tab:green"), strict=False):
+        ax0.loglog(fr.compute, fr.loss, "-", color=col, lw=1.5, label=f"a = {a:g}, b = {b:g}")
+        ins = fr.interior
+        ax0.loglog(fr.compute[ins], fr.loss[ins], "o", color=col, ms=3)
+        if fr.fit is not None:
+            c = fr.fit.x
+            ax0.loglog(c, fr.fit.prefactor * c ** (-fr.fit.exponent), "--", color=col, lw=1,
+                       label=f"fit ν = {fr.fit.exponent:.3f} (theory {nu:.3f})")
+        ax1.semilogx(cx, sl, "o-", color=col, label=f"a = {a:g}, b = {b:g}")
+        ax1.axhline(nu, color=col, ls="--", lw=1)
+    ax0.set(xlabel="compute C = N T", ylabel="L* (frontier over N)", title="the law's compute frontier, N ≤ 16,384")
+    ax0.legend(fontsize=7)
+    ax1.set(xlabel="compute C", ylabel="slope −d log L*/d log C per decade", title="local slopes per decade of C (theory dashed)")
+    ax1.legend(fontsize=7)
+    return fig
+
+
 def plot_sweep_timing(finish: np.ndarray, total_s: float, *, title: str = "") -> Figure:
     """Points finished against wall time (a benchmark figure)."""
     fig = _figure((6, 4))
