@@ -10,10 +10,10 @@ from optctl import theory
 from optctl.model.replay import final_loss
 from optctl.model.spectrum import spectrum
 from optctl.solver.law import (
-    law_loss,
     decay_window,
     kernel,
     law_deviation,
+    law_loss,
     law_rate,
     law_schedule,
     law_window,

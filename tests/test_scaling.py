@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import BOUNDARY_LIMIT_ATOL, FRONTIER_EXPONENT_ATOL, LOCAL_SLOPE_MIDPOINT_ATOL, POWER_LAW_FIT_ATOL
+from conftest import (
+    BOUNDARY_LIMIT_ATOL,
+    FRONTIER_EXPONENT_ATOL,
+    LOCAL_SLOPE_MIDPOINT_ATOL,
+    POWER_LAW_FIT_ATOL,
+)
 
 from optctl import theory
 from optctl.analysis.scaling import (
-    decade_slopes,
     compute_frontier,
+    decade_slopes,
     fit_power_law,
     local_slopes,
 )
