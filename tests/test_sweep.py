@@ -381,13 +381,19 @@ def test_reproduce_quick_writes_every_figure(tmp_path: Path) -> None:
     assert names == {"fig2_schedules_easy.png", "fig2_schedules_hard.png", "fig2_losses_easy.png",
                      "fig2_losses_hard.png", "fig2cf_exponents_easy.png", "fig2cf_exponents_hard.png",
                      "fig3_bias_variance.png", "fig4_compute_frontier.png", "fig1b_constant_rates_easy.png",
-                     "fig1b_constant_rates_hard.png", "fig_decay_window_hard.png"}
+                     "fig1b_constant_rates_hard.png", "fig_decay_window_hard.png", "fig4_frontier_law.png",
+                     "fig5_momentum_easy.png", "fig5_momentum_hard.png", "fig_boundary_window.png"}
     report = (out / "report.md").read_text()
     assert "Loss and learning-rate exponents" in report and "The paper's claims" in report
-    assert all(f"| `{name}` | paper's figure" in report or name == "fig_decay_window_hard.png" for name in names)
-    for sub, stem in (("momentum", "momentum"), ("batch", "batch")):
-        assert {p.name for p in (out / sub).glob("*.png")} == {f"{stem}_easy.png", f"{stem}_hard.png"}
+    not_in_paper = {"fig_decay_window_hard.png", "fig_boundary_window.png"}
+    assert all(f"| `{name}` | paper's figure" in report or name in not_in_paper for name in names)
+    for sub, extra in (("momentum", set()), ("batch", {"ramp_horizons.png"})):
+        assert {p.name for p in (out / sub).glob("*.png")} == {f"{sub}_easy.png", f"{sub}_hard.png", *extra}
         assert (out / sub / "report.md").exists()
+    assert (out / "boundary.md").exists() and (out / "frontier_law.md").exists()
+    claims = json.loads((out / "report.json").read_text())["claims"]
+    assert any(c["claim"].startswith("momentum, hard") for c in claims)
+    assert any("batch ramps" in c["claim"] for c in claims)
 
 
 def test_phase_diagram_sweep_writes_its_maps(tmp_path: Path) -> None:

@@ -126,7 +126,7 @@ RAMP_HORIZONS = (64, 128, 256, 512, 1024, 2048, 4096)
 # Past this horizon the ramp study's solves use a refined block grid of this many blocks
 # (the per-step NLP of the joint problem grows with T); every loss is still an exact
 # per-step replay of the answer.
-RAMP_BLOCK_T, RAMP_BLOCK_K = 512, 64
+RAMP_BLOCK_T, RAMP_BLOCK_K = 256, 64
 
 
 def ramp_steps(study: ControlStudy, phase: str, T0: int, *, progress: bool = False) -> dict[str, Any]:

@@ -276,7 +276,8 @@ CAPTIONS = {
                          "T ≤ 10^7, with the slope per decade of C against the derived ν",
     "fig_boundary_window": "not in the paper: near a = b, the classifier's window exponent p per decade of T up to "
                            "10^7 (solved, the law's, T → ∞) against p = 1 and p_0",
-    "batch/ramp_horizons": "the paper's batch-ramp claim (section on batch size): serial steps a ramp saves against T",
+    "batch/ramp_horizons": "the paper's batch-ramp claim (ramps improve wall-clock time in the easy phase): serial "
+                           "steps a ramp saves against T, both phases",
     "fig5_momentum": "paper's figure 5: the loss L(t) against t for each horizon T, optimal (η, β) solid and "
                      "optimal SGD dashed, with the optimal η(t) and β(t)",
     "momentum/momentum": "paper's figure 5 (exponents): final loss of optimal (η, β) and optimal SGD against T "
@@ -381,7 +382,7 @@ def _claims(studies: list[Any], frontiers: list[Any], checks: dict[str, dict[str
         last = ", ".join(f"{r['local_p'][-1]:.3f}" for r in pts)
         law_last = ", ".join(f"{r['law_local_p'][-1]:.3f}" for r in pts)
         bs = ", ".join(f"{r['b']:g}" for r in pts)
-        add(f"phase boundary at b = a (near it, a = {pts[0]['a']:g}, |a − b| ≤ 0.3): the window exponent p → 1 "
+        add(f"phase boundary at b = a (near it: a = {pts[0]['a']:g}, b within a ± 0.3): the window exponent p → 1 "
             "from both sides (derived here)",
             f"b = {bs}: local p {first} (first decade) → {last} (last decade, "
             f"T ≤ {max(pts[0]['T']):.0e}); the law's {law_last}; labels over all T: {len(right)} right, "
