@@ -1,22 +1,26 @@
-"""`optctl reproduce`: regenerate the paper's figures 2–5 (MODEL.md §5) into one folder.
+"""`optctl reproduce`: regenerate the paper's figures 1–5 (MODEL.md §5) and the claim table into one folder.
 
 Bordelon & Mori (arXiv:2602.04774), with ``N = 1000, η_max = 1, a = 3.5, m = 5,
 σ = 0.5`` and ``b = 2`` (easy) or ``b = 5`` (hard):
 
-- figure 2: optimal schedules over horizons and their loss curves;
-- figure 3: ``L_T`` against ``T`` for the optimum, the best constant and the best power
-  law with fitted and theory exponents and local slopes; the bias/variance split at
-  ``T = 3162``;
+- figure 1(b): final loss against a constant rate, the best constant against ``T``;
+- figure 2: optimal schedules over horizons (the finite-horizon law dashed), their loss
+  curves, and ``L_T`` against ``T`` for the optimum, the best constant and the best power
+  law with fitted and theory exponents and local slopes (2(c, f));
+- figure 3: the bias/variance split at ``T = 3162``;
 - figure 4: the compute-optimal frontier with ``tail`` on (easy ``a = 2, b = 1.5``;
-  hard ``a = 1.5, b = 2``);
-- figure 5: optimal ``(η, β)`` against optimal SGD over horizons, easy and hard
-  (:mod:`optctl.studies.momentum`), and the batch-size study of MODEL.md §4.2
-  (:mod:`optctl.studies.batch`).
+  hard ``a = 1.5, b = 2``), solved for ``N = 16 … 1024`` and from the finite-horizon law
+  for ``N = 16 … 16,384``, ``T <= 10^7`` (:mod:`optctl.studies.frontier`);
+- figure 5: the loss ``L(t)`` for each horizon of optimal ``(η, β)`` against optimal SGD,
+  easy and hard (:mod:`optctl.studies.momentum`), and the batch-size study of MODEL.md
+  §4.2 with the ramp savings against ``T`` found on disk (:mod:`optctl.studies.batch`);
+- not in the paper: the hard phase's decay window, and the classifier's window exponent
+  near ``a = b`` up to ``T = 10^7`` (:mod:`optctl.studies.boundary`).
 
 The sweeps are the packaged configs ``optctl/data/sweep_horizons.yaml`` (horizons
-``10^2.5 .. 10^6`` in quarter decades) and ``sweep_compute_{easy,hard}.yaml``
-(``N = 16 .. 1024``, ``T = 10^2 .. 10^5``). Their records are kept under
-``<out>/sweeps/``, so an interrupted reproduction resumes where it stopped.
+``10^2.5 .. 10^6`` in quarter decades), ``sweep_compute_{easy,hard}.yaml``
+(``N = 16 .. 1024``, ``T = 10^2 .. 10^5``) and ``sweep_boundary.yaml``. Their records are
+kept under ``<out>/sweeps/``, so an interrupted reproduction resumes where it stopped.
 ``quick=True`` shrinks every sweep (horizons to ``3162``, ``N <= 64``) to check the
 pipeline in a minute; its exponents are not meant to match the theory.
 """
