@@ -184,6 +184,8 @@ def decade_slopes(C: np.ndarray, L: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     (at least three points each), at the decades' geometric midpoints."""
     lc, ll = np.log10(np.asarray(C, float)), np.log10(np.asarray(L, float))
     xs, ss = [], []
+    if lc.size == 0:
+        return np.asarray(xs), np.asarray(ss)
     for d in range(int(np.floor(lc.min())), int(np.ceil(lc.max()))):
         sel = (lc >= d) & (lc <= d + 1)
         if sel.sum() >= 3 and np.ptp(lc[sel]) > 0.5:
