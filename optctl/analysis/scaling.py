@@ -183,7 +183,8 @@ def decade_slopes(C: np.ndarray, L: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     """Least-squares slopes ``−d log L / d log C`` over consecutive whole decades of ``C``
     (at least three points each), at the decades' geometric midpoints."""
     lc, ll = np.log10(np.asarray(C, float)), np.log10(np.asarray(L, float))
-    xs, ss = [], []
+    xs: list[float] = []
+    ss: list[float] = []
     if lc.size == 0:
         return np.asarray(xs), np.asarray(ss)
     for d in range(int(np.floor(lc.min())), int(np.ceil(lc.max()))):
