@@ -3,10 +3,13 @@
     python benchmarks/bench_controls.py                    # both studies, full horizons
     python benchmarks/bench_controls.py --only momentum    # figure 5 of the paper only
     python benchmarks/bench_controls.py --quick            # tiny horizons: checks the pipeline
+    python benchmarks/bench_controls.py --only ramps       # batch-ramp savings for T0 = 64 .. 4096
 
 Writes ``results/momentum/`` (report.md, summary.json, points/*.json, momentum_*.png)
 and ``results/batch/`` (report.md, summary.json, batch_*.png). Both resume: finished
-points are read back, so delete a folder to recompute it. Bordelon & Mori,
+points are read back, so delete a folder to recompute it. ``--only ramps`` writes the
+batch-ramp savings against the horizon into ``results/paper/batch/`` (ramp_horizons.md,
+.json, .png; one JSON per point under ``ramp/``), which ``optctl reproduce`` reports. Bordelon & Mori,
 arXiv:2602.04774 (MODEL.md §3, §4.2, §4.3, §5).
 """
 
@@ -15,14 +18,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from optctl.studies.batch import run_batch_study
+from optctl.studies.batch import run_batch_study, run_ramp_horizons
 from optctl.studies.momentum import run_momentum_study
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="results", help="parent folder (default: results)")
-    p.add_argument("--only", choices=("momentum", "batch"), help="run one study only")
+    p.add_argument("--only", choices=("momentum", "batch", "ramps"), help="run one study only")
     p.add_argument("--quick", action="store_true", help="horizons up to 128 / T0 = 64")
     p.add_argument("--eta-max", type=float, default=1.0, help="η_max of both problems (default 1)")
     args = p.parse_args()
@@ -35,6 +38,9 @@ def main() -> None:
     if args.only in (None, "batch"):
         run_batch_study(out / "batch", T0=64 if args.quick else 256)
         print(f"batch study written to {out / 'batch'}")
+    if args.only == "ramps":
+        run_ramp_horizons(out / "paper" / "batch")
+        print(f"batch-ramp savings written to {out / 'paper' / 'batch'}")
 
 
 if __name__ == "__main__":

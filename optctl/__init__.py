@@ -21,6 +21,7 @@ _EXPORTS: dict[str, str] = {
     "OptctlError": "optctl.errors", "SpecError": "optctl.errors", "SpecTypeError": "optctl.errors",
     "ConfigError": "optctl.errors", "SolverError": "optctl.errors", "ExportError": "optctl.errors",
     "ResultsError": "optctl.errors", "HorizonWarning": "optctl.errors",
+    "AssumptionWarning": "optctl.errors",
     "ResourceError": "optctl.errors",
     "ProblemSpec": "optctl.spec", "SolverOptions": "optctl.spec", "ControlSpec": "optctl.spec",
     "ScheduleTable": "optctl.table",
@@ -36,6 +37,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "AssumptionWarning",
     "ConfigError",
     "ControlSpec",
     "ExportError",
@@ -84,6 +86,7 @@ if TYPE_CHECKING:
     from optctl.analysis.classify import classify
     from optctl.baselines.tune import tune_baselines
     from optctl.errors import (
+        AssumptionWarning,
         ConfigError,
         ExportError,
         HorizonWarning,

@@ -96,3 +96,9 @@ class CurveError(OptctlError, ValueError):
 
 class HorizonWarning(UserWarning):
     """A table was adapted to a horizon it was not solved for; the message says how."""
+
+
+class AssumptionWarning(UserWarning):
+    """A config is valid but lies outside the assumptions of the theory it is compared
+    with (for example ``b <= 1``, where ``Σ_k λ_k`` diverges with ``N``); the message
+    names the field, the value and what follows."""

@@ -257,6 +257,31 @@ def plot_loss_family(horizons: Sequence[int], losses: Sequence[np.ndarray], *, t
     return fig
 
 
+def plot_boundary_windows(rows: Sequence[Mapping[str, Any]], *, boundary: float) -> Figure:
+    """Near the phase boundary: the local exponent ``p`` of the decay window per decade of
+    ``T`` (solved optimum solid, finite-horizon law dashed), its value as ``T → ∞``
+    (dotted, at the right edge), the classifier's boundary ``p_0`` and ``p = 1``."""
+    fig = _figure((7.5, 4.8))
+    ax = fig.subplots()
+    cmap = matplotlib.colormaps["coolwarm"]
+    bs = [float(r["b"]) for r in rows]
+    lo, hi = min(bs), max(bs)
+    for r in rows:
+        col = cmap(0.0 if hi == lo else (float(r["b"]) - lo) / (hi - lo))
+        T = np.asarray(r["T"], float)
+        mid = np.sqrt(T[:-1] * T[1:])
+        ax.semilogx(mid, r["local_p"], "o-", color=col, lw=1.5,
+                    label=f"b = {r['b']:g} ({r['theory_phase']}), T → ∞: {r['p_asymptotic']:.3f}")
+        ax.semilogx(mid, r["law_local_p"], "--", color=col, lw=1)
+        ax.plot([T[-1] * 3], [r["p_asymptotic"]], "<", color=col, ms=7)
+    ax.axhline(1.0, color="black", lw=1, ls=":", label="p = 1 (the asymptotic boundary)")
+    ax.axhline(boundary, color="gray", lw=1, label=f"classifier's p_0 = {boundary}")
+    ax.set(xlabel="horizon T (geometric midpoint of a decade)", ylabel="local window exponent p",
+           title=f"a = {rows[0]['a']:g}: solved (solid), law (dashed), T → ∞ (◀)")
+    ax.legend(fontsize=7)
+    return fig
+
+
 def plot_exponents(study: Any, *, title: str = "") -> Figure:
     """``L_T`` against ``T`` with fitted and theory power laws; local slopes against ``T``.
 
@@ -400,6 +425,31 @@ def plot_compute_frontier(studies: Sequence[Any], *, title: str = "") -> Figure:
     return fig
 
 
+def plot_law_frontier(fronts: Sequence[tuple[str, float, float, Any, float, np.ndarray, np.ndarray]]) -> Figure:
+    """The compute-optimal frontier of the finite-horizon law over ``N`` (left: ``L*`` against
+    ``C = N T`` with the fitted and theory slopes; right: the local slope along the
+    interior of the frontier against ``C``, theory dashed). ``fronts``: (name, a, b,
+    :class:`~optctl.analysis.scaling.Frontier`, theory ν, and the slope per decade of ``C``
+    at the decades' midpoints)."""
+    fig = _figure((12, 4.5))
+    ax0, ax1 = fig.subplots(1, 2)
+    for (_name, a, b, fr, nu, cx, sl), col in zip(fronts, ("tab:blue", "tab:red", "tab:green"), strict=False):
+        ax0.loglog(fr.compute, fr.loss, "-", color=col, lw=1.5, label=f"a = {a:g}, b = {b:g}")
+        ins = fr.interior
+        ax0.loglog(fr.compute[ins], fr.loss[ins], "o", color=col, ms=3)
+        if fr.fit is not None:
+            c = fr.fit.x
+            ax0.loglog(c, fr.fit.prefactor * c ** (-fr.fit.exponent), "--", color=col, lw=1,
+                       label=f"fit ν = {fr.fit.exponent:.3f} (theory {nu:.3f})")
+        ax1.semilogx(cx, sl, "o-", color=col, label=f"a = {a:g}, b = {b:g}")
+        ax1.axhline(nu, color=col, ls="--", lw=1)
+    ax0.set(xlabel="compute C = N T", ylabel="L* (frontier over N)", title="the law's compute frontier, N ≤ 16,384")
+    ax0.legend(fontsize=7)
+    ax1.set(xlabel="compute C", ylabel="slope −d log L*/d log C per decade", title="local slopes per decade of C (theory dashed)")
+    ax1.legend(fontsize=7)
+    return fig
+
+
 def plot_sweep_timing(finish: np.ndarray, total_s: float, *, title: str = "") -> Figure:
     """Points finished against wall time (a benchmark figure)."""
     fig = _figure((6, 4))
@@ -485,6 +535,33 @@ def plot_momentum_study(records: Sequence[Mapping[str, Any]], summary: Mapping[s
     return fig
 
 
+def plot_momentum_curves(horizons: Sequence[int], momentum: Sequence[np.ndarray], sgd: Sequence[np.ndarray],
+                         etas: Sequence[np.ndarray], betas: Sequence[np.ndarray], *, title: str = "") -> Figure:
+    """Figure 5 of Bordelon & Mori (arXiv:2602.04774) in the paper's form: the loss ``L_t``
+    against ``t`` for each horizon ``T``, optimal ``(η, β)`` solid and optimal SGD dashed
+    (same colour per ``T``), with the optimal ``η(t)`` and ``β(t)`` against ``t``."""
+    fig = _figure((15, 4.3))
+    ax0, ax1, ax2 = fig.subplots(1, 3)
+    cols = _horizon_colors(len(horizons))
+    for k, (T, Lm, Ls, e, bt, col) in enumerate(zip(horizons, momentum, sgd, etas, betas, cols, strict=True)):
+        last = k == len(horizons) - 1
+        idx = _thin(Lm.size)
+        ax0.loglog(np.arange(Lm.size)[idx] + 1.0, Lm[idx], color=col, lw=1.5, label=f"T = {T:,}")
+        idx = _thin(Ls.size)
+        ax0.loglog(np.arange(Ls.size)[idx] + 1.0, Ls[idx], color=col, lw=1, ls="--",
+                   label="optimal SGD (dashed)" if last else None)
+        t = np.arange(e.size) + 1.0
+        ax1.loglog(t, e, color=col, lw=1.2)
+        ax2.loglog(t, bt, color=col, lw=1.2)
+    ax0.set(xlabel="step t + 1", ylabel="excess loss L_t", title="L(t): optimal (η, β) solid")
+    ax0.legend(fontsize=7)
+    ax1.set(xlabel="step t + 1", ylabel="η(t)", title="optimal learning rate")
+    ax2.set(xlabel="step t + 1", ylabel="β(t)  (1 = plain SGD)", title="optimal momentum weight")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
 def plot_batch_study(rec: Mapping[str, Any], *, title: str = "") -> Figure:
     """Batch size as a control (MODEL.md §4.2): the joint optimum's ``m_t`` and ``η_t``
     against consumed samples, its ``η/m`` next to the fixed-batch optimum's, and the
@@ -516,6 +593,22 @@ def plot_batch_study(rec: Mapping[str, Any], *, title: str = "") -> Figure:
     ax2.legend(fontsize=8)
     if title:
         fig.suptitle(title)
+    return fig
+
+
+def plot_ramp_savings(summary: Mapping[str, Any]) -> Figure:
+    """Serial steps a batch ramp saves against the horizon ``T0`` (same samples, the
+    fixed-batch optimum's loss within the tolerance), one line per phase."""
+    fig = _figure((6.5, 4.5))
+    ax = fig.subplots()
+    for (phase, ph), col in zip(summary["phases"].items(), ("tab:blue", "tab:red"), strict=False):
+        pts = ph["points"]
+        ax.semilogx([p["T0"] for p in pts], [100 * p["saved_fraction"] for p in pts], "o-", color=col,
+                    label=f"{phase} (a = {ph['a']:g}, b = {ph['b']:g})")
+    ax.set(xlabel="horizon T0 (fixed-batch reference, m = const)", ylabel="serial steps saved by a ramp (%)",
+           title="batch ramps: steps saved at the same samples and loss")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8)
     return fig
 
 

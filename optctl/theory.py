@@ -90,3 +90,20 @@ def compute_exponent(a: float, b: float) -> float:
     """
     zeta = zeta_optimal(a, b)
     return (a - 1.0) * zeta / (a - 1.0 + zeta)
+
+
+def assumption_note(b: float) -> str | None:
+    """Why a spectral exponent ``b`` lies outside the theory's assumptions, or ``None``.
+
+    The continuum theory (and every exponent above) takes ``N → ∞`` with a trace
+    ``Σ_k λ_k = Σ_k k^(−b)`` that stays finite; at ``b <= 1`` it grows with ``N``
+    (like ``ln N`` at ``b = 1``, ``N^(1−b)`` below), so the stable learning rate, the
+    noise floor and the optimal schedule all depend on ``N``: a finite-``N`` regime the
+    paper's exponents do not describe. Solves remain exact for the given ``N``.
+    """
+    if b > 1.0:
+        return None
+    return (f"b = {b:g} <= 1 is outside the model's assumptions: Σ_k k^(-b) grows with N (like "
+            f"{'ln N' if b == 1.0 else f'N^{1 - b:g}'}), so the optimum depends on N and the paper's "
+            "exponents (phase, ζ, ξ, δ) do not apply; solves stay exact for this N. Use b > 1 to "
+            "compare with the theory (docs/scaling.md, 'Outside the assumptions: b <= 1')")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 
 import pytest
 import yaml
 
 from optctl.baselines import families as baselines_module
-from optctl.errors import OptctlError, SpecError, SpecTypeError
+from optctl.errors import AssumptionWarning, OptctlError, SpecError, SpecTypeError
 from optctl.io.config import (
     BASELINE_NAMES,
     ConfigError,
@@ -468,3 +469,22 @@ def test_a_config_of_another_kind_is_named_as_such(command: str, config: str, sa
     assert main([command, str(Path(__file__).parents[1] / "configs" / config), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert says in err and "\n" not in err
+
+
+@pytest.mark.parametrize("b, shown", [(1.0, "ln N"), (0.7, "N^0.3")])
+def test_b_at_or_below_one_warns_with_field_and_value(b: float, shown: str) -> None:
+    d = yaml.safe_load(BASE)
+    d["model"]["b"] = b
+    with pytest.warns(AssumptionWarning, match=rf"model\.b: b = {b:g} <= 1") as rec:
+        cfg = load_config_dict(d)
+    assert cfg.problem.b == b  # a warning, not an error: the solve stays exact for this N
+    assert shown in str(rec[0].message)
+    assert "outside the model's assumptions" in str(rec[0].message)
+
+
+def test_b_above_one_does_not_warn() -> None:
+    d = yaml.safe_load(BASE)
+    d["model"]["b"] = 1.01
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AssumptionWarning)
+        load_config_dict(d)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import LAW_BLOCK_LOSS_RTOL
 
 from optctl import theory
 from optctl.model.replay import final_loss
@@ -12,6 +13,7 @@ from optctl.solver.law import (
     decay_window,
     kernel,
     law_deviation,
+    law_loss,
     law_rate,
     law_schedule,
     law_window,
@@ -150,3 +152,13 @@ def test_the_law_is_checked_against_its_own_memory_not_the_nlps(monkeypatch: pyt
     assert check_law_fits(spec).total < 4 * 2**30  # the law's grid and the replay only
     with pytest.raises(ResourceError, match="law grid"):
         check_law_fits(ProblemSpec(a=3.5, b=5.0, N=100_000_000, T=500))
+
+
+@pytest.mark.parametrize("a, b, N, T", [(2.0, 1.5, 64, 1000), (1.5, 2.0, 64, 1000), (2.0, 1.5, 256, 3000)])
+def test_law_loss_matches_the_exact_replay_of_the_law_schedule(a: float, b: float, N: int, T: int) -> None:
+    """The frontier's cheap loss (block propagator, tail on) against the per-step replay."""
+    spec = ProblemSpec(a=a, b=b, N=N, sigma=0.5, batch_size=5, T=T, eta_max=1.0, tail=True)
+    loss, C = law_loss(spec)
+    law = law_schedule(spec)
+    assert C == pytest.approx(law.C)
+    assert loss == pytest.approx(final_loss(spec, law.eta), rel=LAW_BLOCK_LOSS_RTOL)

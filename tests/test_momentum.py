@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import (
@@ -18,6 +20,7 @@ from optctl.model.momentum import momentum_curve, momentum_replay
 from optctl.model.montecarlo import simulate_sgd
 from optctl.model.replay import loss_curve, replay
 from optctl.spec import ControlSpec, ProblemSpec, SolverOptions
+from optctl.studies.momentum import load_points, loss_curves
 
 MC_SPEC = ProblemSpec(a=2.5, b=1.5, N=100, sigma=0.5, batch_size=4, T=120)
 MC_ETA = 1.2 / (1.0 + np.arange(MC_SPEC.T) / 30.0)
@@ -147,3 +150,17 @@ def test_the_study_file_holds_the_studies_parameters(tmp_path) -> None:  # type:
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match="momentum.solvr.*did you mean 'solver'"):
         load_control_study(tmp_path / "bad.yaml")
+
+
+def test_figure_5_curves_end_at_the_recorded_losses_of_each_control_set() -> None:
+    """The committed figure-5 records: each curve starts at the initial loss and ends at
+    the loss its own solve recorded (momentum curve from (η, β), SGD curve from SGD's η)."""
+    recs = load_points(Path(__file__).resolve().parents[1] / "results" / "paper" / "momentum")
+    assert set(recs) == {"easy", "hard"} and all(r == sorted(r, key=lambda x: x["T"]) for r in recs.values())
+    for rec in (recs["easy"][0], recs["hard"][0]):
+        mom, sgd = loss_curves(rec)
+        T = rec["T"]
+        assert mom.shape == sgd.shape == (T + 1,) and mom[0] == pytest.approx(sgd[0], rel=MOMENTUM_SGD_RTOL)
+        assert mom[-1] == pytest.approx(rec["momentum_loss"], rel=MOMENTUM_SGD_RTOL)
+        assert sgd[-1] == pytest.approx(rec["sgd_loss"], rel=MOMENTUM_SGD_RTOL)
+        assert mom[-1] < sgd[-1]  # the (η, β) optimum beats SGD at every recorded horizon

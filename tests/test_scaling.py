@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import FRONTIER_EXPONENT_ATOL, LOCAL_SLOPE_MIDPOINT_ATOL, POWER_LAW_FIT_ATOL
+from conftest import (
+    BOUNDARY_LIMIT_ATOL,
+    FRONTIER_EXPONENT_ATOL,
+    LOCAL_SLOPE_MIDPOINT_ATOL,
+    POWER_LAW_FIT_ATOL,
+)
 
 from optctl import theory
 from optctl.analysis.scaling import (
     compute_frontier,
+    decade_slopes,
     fit_power_law,
     local_slopes,
 )
 from optctl.errors import SpecError
+from optctl.studies.boundary import asymptotic_p
 
 
 def test_fit_recovers_an_exact_power_law() -> None:
@@ -87,3 +94,24 @@ def test_bad_data_is_an_error_naming_the_problem() -> None:
         fit_power_law([1.0, 2.0, 3.0], [1.0, 0.5, 0.3], n_fit=5)
     with pytest.raises(SpecError, match="two model sizes"):
         compute_frontier([10, 10], [100, 1000], [0.1, 0.05])
+
+
+def test_decade_slopes_recover_a_power_law_and_see_a_change_of_slope() -> None:
+    C = np.geomspace(1e3, 1e9, 61)
+    x, s = decade_slopes(C, 5.0 * C ** -0.3)
+    assert x.size == 6 and np.allclose(s, 0.3, atol=POWER_LAW_FIT_ATOL)
+    bent = np.where(C < 1e6, C ** -0.3, 1e6 ** -0.3 * (C / 1e6) ** -0.5)
+    _, s2 = decade_slopes(C, bent)
+    assert np.allclose(s2[:3], 0.3, atol=POWER_LAW_FIT_ATOL) and np.allclose(s2[3:], 0.5, atol=POWER_LAW_FIT_ATOL)
+
+
+def test_boundary_window_exponent_meets_one_from_both_sides() -> None:
+    """The asymptotic decay-window exponent: (a+b−1)/(2b−1) < 1 (hard), 1 + ξ/δ > 1 (easy)."""
+    a = 3.5
+    hard = [asymptotic_p(a, b) for b in (3.8, 3.6, 3.51)]
+    easy = [asymptotic_p(a, b) for b in (3.2, 3.4, 3.49)]
+    assert all(p < 1 for p in hard) and all(p > 1 for p in easy)
+    assert hard == sorted(hard) and easy == sorted(easy, reverse=True)  # monotone towards 1
+    for b in (a + 1e-6, a - 1e-6):
+        assert asymptotic_p(a, b) == pytest.approx(1.0, abs=BOUNDARY_LIMIT_ATOL)
+    assert asymptotic_p(a, 5.0) == theory.window_exponent(a, 5.0)

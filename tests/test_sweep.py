@@ -10,16 +10,18 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 from conftest import BASELINE_REPLAY_RTOL
 
 from optctl.baselines.families import rates
 from optctl.cli.main import main
-from optctl.errors import SpecError, SpecTypeError, SweepError
+from optctl.errors import AssumptionWarning, SpecError, SpecTypeError, SweepError
 from optctl.io.config import ConfigError
 from optctl.io.sweepconfig import load_sweep_config, load_sweep_dict, point_key
 from optctl.model.momentum import momentum_curve
@@ -99,11 +101,23 @@ def test_bad_configs_name_the_field(patch: dict[str, Any], field: str, exc: type
 
 
 def test_packaged_sweeps_match_the_configs_folder() -> None:
-    for name in ("horizons", "compute_easy", "compute_hard"):
+    for name in ("horizons", "compute_easy", "compute_hard", "boundary"):
         packaged = (REPO / "optctl" / "data" / f"sweep_{name}.yaml").read_text()
         assert packaged == (REPO / "configs" / f"sweep_{name}.yaml").read_text(), name
     for p in sorted((REPO / "configs").glob("sweep_*.yaml")):
         load_sweep_config(p)
+
+
+def test_sweep_values_of_b_at_or_below_one_are_named_in_a_warning() -> None:
+    d = yaml.safe_load(TINY)
+    d["sweep"]["axes"]["b"] = [0.8, 1.0, 1.5]
+    with pytest.warns(AssumptionWarning, match=r"sweep\.axes\.b: 2 value\(s\) \[0\.8, 1\.0\]") as rec:
+        load_sweep_dict(d)
+    assert "finite-N" in str(rec[0].message)
+    d["sweep"]["axes"]["b"] = [1.05, 3.5]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AssumptionWarning)
+        load_sweep_dict(d)
 
 
 # --- engine ------------------------------------------------------------------------
@@ -367,13 +381,19 @@ def test_reproduce_quick_writes_every_figure(tmp_path: Path) -> None:
     assert names == {"fig2_schedules_easy.png", "fig2_schedules_hard.png", "fig2_losses_easy.png",
                      "fig2_losses_hard.png", "fig2cf_exponents_easy.png", "fig2cf_exponents_hard.png",
                      "fig3_bias_variance.png", "fig4_compute_frontier.png", "fig1b_constant_rates_easy.png",
-                     "fig1b_constant_rates_hard.png", "fig_decay_window_hard.png"}
+                     "fig1b_constant_rates_hard.png", "fig_decay_window_hard.png", "fig4_frontier_law.png",
+                     "fig5_momentum_easy.png", "fig5_momentum_hard.png", "fig_boundary_window.png"}
     report = (out / "report.md").read_text()
     assert "Loss and learning-rate exponents" in report and "The paper's claims" in report
-    assert all(f"| `{name}` | paper's figure" in report or name == "fig_decay_window_hard.png" for name in names)
-    for sub, stem in (("momentum", "momentum"), ("batch", "batch")):
-        assert {p.name for p in (out / sub).glob("*.png")} == {f"{stem}_easy.png", f"{stem}_hard.png"}
+    not_in_paper = {"fig_decay_window_hard.png", "fig_boundary_window.png"}
+    assert all(f"| `{name}` | paper's figure" in report or name in not_in_paper for name in names)
+    for sub, extra in (("momentum", set()), ("batch", {"ramp_horizons.png"})):
+        assert {p.name for p in (out / sub).glob("*.png")} == {f"{sub}_easy.png", f"{sub}_hard.png", *extra}
         assert (out / sub / "report.md").exists()
+    assert (out / "boundary.md").exists() and (out / "frontier_law.md").exists()
+    claims = json.loads((out / "report.json").read_text())["claims"]
+    assert any(c["claim"].startswith("momentum, hard") for c in claims)
+    assert any("batch ramps" in c["claim"] for c in claims)
 
 
 def test_phase_diagram_sweep_writes_its_maps(tmp_path: Path) -> None:

@@ -177,3 +177,19 @@ def compute_frontier(N: Sequence[int] | np.ndarray, T: Sequence[int] | np.ndarra
     if int(interior.sum()) >= 2:
         fit = fit_power_law(grid[interior], frontier[interior], theory=theory)
     return Frontier(compute=grid, loss=frontier, best_N=best_N, interior=interior, fit=fit)
+
+
+def decade_slopes(C: np.ndarray, L: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares slopes ``−d log L / d log C`` over consecutive whole decades of ``C``
+    (at least three points each), at the decades' geometric midpoints."""
+    lc, ll = np.log10(np.asarray(C, float)), np.log10(np.asarray(L, float))
+    xs: list[float] = []
+    ss: list[float] = []
+    if lc.size == 0:
+        return np.asarray(xs), np.asarray(ss)
+    for d in range(int(np.floor(lc.min())), int(np.ceil(lc.max()))):
+        sel = (lc >= d) & (lc <= d + 1)
+        if sel.sum() >= 3 and np.ptp(lc[sel]) > 0.5:
+            xs.append(10.0 ** (d + 0.5))
+            ss.append(-float(np.polyfit(lc[sel], ll[sel], 1)[0]))
+    return np.asarray(xs), np.asarray(ss)

@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, "plot", "plot", "(re)draw the figures of a sweep or solve results folder")
     p.add_argument("run", help="a folder written by `optctl sweep` or `optctl solve`")
 
-    p = _command(sub, "reproduce", "reproduce", "regenerate the paper's figures 2-5 (and the batch-size "
+    p = _command(sub, "reproduce", "reproduce", "regenerate the paper's figures 1-5, the claim table and the studies (batch, "
                  "study) into results/paper/")
     p.add_argument("--out", default=str(Path("results") / "paper"), help="output folder (resumable)")
     p.add_argument("--workers", type=int, default=2, help="local processes (default 2)")

@@ -1,4 +1,4 @@
-"""``optctl reproduce``: the paper's figures 2–5 and the batch-size study, resumably."""
+"""``optctl reproduce``: the paper's figures 1–5, the claim table and the studies, resumably."""
 
 from __future__ import annotations
 

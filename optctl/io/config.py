@@ -41,6 +41,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -50,7 +51,7 @@ from typing import Any
 import yaml
 
 from optctl.baselines.families import BASELINE_NAMES
-from optctl.errors import ConfigError, SpecError, SpecTypeError
+from optctl.errors import AssumptionWarning, ConfigError, SpecError, SpecTypeError
 from optctl.io.yamlfile import (
     MISSING,
     SCHEMA_VERSION,
@@ -65,6 +66,7 @@ from optctl.io.yamlfile import (
     suggest,
 )
 from optctl.spec import CONTROL_BOUNDS, ControlSpec, ProblemSpec, SolverOptions
+from optctl.theory import assumption_note
 from optctl.validate import check_horizons
 
 _TRAINING_KEYS: tuple[str, ...] = ("T", "batch_size", "eta_max")
@@ -283,6 +285,10 @@ def _build(d: Mapping[str, Any], source: str | None) -> RunConfig:
     training = sections["training"]
     bounds = {k: training.pop(k) for k in CONTROL_BOUNDS if k in training}
     problem = ProblemSpec(**sections["model"], **training)
+    note = assumption_note(problem.b)
+    if note is not None:
+        where = f" (in {source})" if source is not None else ""
+        warnings.warn(f"model.b{where}: {note}", AssumptionWarning, stacklevel=3)
     controls = control_spec(d, bounds)
     _check_ipopt(sections["solver"].get("ipopt", {}))
     solver = SolverOptions(**sections["solver"])

@@ -40,6 +40,7 @@ import dataclasses
 import itertools
 import math
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +49,7 @@ from typing import Any, Literal
 import numpy as np
 import yaml
 
-from optctl.errors import ConfigError, SpecError, SpecTypeError
+from optctl.errors import AssumptionWarning, ConfigError, SpecError, SpecTypeError
 from optctl.io.yamlfile import (
     MISSING,
     SCHEMA_VERSION,
@@ -62,6 +63,7 @@ from optctl.io.yamlfile import (
 )
 from optctl.solver.report import EXACT_TUNING_MAX_T
 from optctl.spec import CONTROL_BOUNDS, ControlSpec, ProblemSpec, SolverOptions, digest
+from optctl.theory import assumption_note
 
 SweepKind = Literal["horizons", "phase_diagram", "compute_optimal", "grid"]
 KINDS: tuple[str, ...] = ("horizons", "phase_diagram", "compute_optimal", "grid")
@@ -240,6 +242,13 @@ def load_sweep_dict(d: Mapping[str, Any], source: str | None = None) -> SweepSpe
                 raise ConfigError(f"sweep.axes.{swept}", values[swept], exc.fix) from exc
             exc.add_note(f"at sweep point {point_key(values)}")
             raise
+    low = sorted(b for b in out.axes.get("b", (out.base["b"],)) if assumption_note(b) is not None)
+    if low:
+        field_name = "sweep.axes.b" if "b" in out.axes else "model.b"
+        where = f" (in {source})" if source is not None else ""
+        warnings.warn(f"{field_name}{where}: {len(low)} value(s) {[float(b) for b in low]} at or below 1; "
+                      f"{assumption_note(low[0])}. Those points are a finite-N regime; the others are "
+                      "unaffected", AssumptionWarning, stacklevel=3)
     return out
 
 

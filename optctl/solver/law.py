@@ -26,8 +26,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import minimize_scalar
 
+from optctl.model.blocks import NUMPY, propagate_block
 from optctl.model.replay import replay
 from optctl.model.spectrum import Spectrum, group_modes, spectrum
+from optctl.solver.plan import make_plan
 from optctl.solver.resources import LAW_GRID_POINTS
 from optctl.solver.result import ScheduleResult
 from optctl.spec import ControlSpec, ProblemSpec, SolverOptions
@@ -75,7 +77,8 @@ class _Plan:
         self.after = np.exp(-2.0 * np.multiply.outer(self.phi[:-1], lam))
 
     def rates(self, C: float) -> np.ndarray:
-        return np.minimum(self.spec.eta_max, C / self.sqrtK)
+        with np.errstate(divide="ignore"):  # K underflows to 0 far from the end: the rate is η_max there
+            return np.minimum(self.spec.eta_max, C / self.sqrtK)
 
     def time_to_end(self, eta: np.ndarray) -> np.ndarray:
         """``T − t`` at each grid point: ``∫_0^φ dφ' / η(φ')`` (trapezoid in ``φ``)."""
@@ -116,6 +119,32 @@ def _best(spec: ProblemSpec, C: float | None) -> tuple[_Plan, float]:
                               method="bounded", options={"xatol": 1e-4})
         C = float(np.exp(opt.x))
     return plan, C
+
+
+def law_loss(spec: ProblemSpec, K: int = 100) -> tuple[float, float]:
+    """``(L_T, C)``: the final loss (tail included) of the law's schedule with its best
+    constant ``C``, without writing the schedule per update, so any horizon and any ``N``
+    cost about the same (tens of milliseconds).
+
+    The schedule is taken at the midpoints of the integration sub-blocks of a refined grid
+    of ``K`` blocks (``log η`` interpolated in the time to the end, as
+    :func:`law_schedule` does per update) and propagated with the block propagator on
+    grouped modes (MODEL.md §2), like :func:`optctl.solver.evaluate.approximate_evaluator`.
+    An approximation of the exact replay of :func:`law_schedule`'s rates, checked against
+    it in ``tests/test_law.py``.
+    """
+    plan, C = _best(spec, None)
+    eta_grid, tau, _ = plan.start(C)
+    pl = make_plan(spec, SolverOptions(grid="refined", K=K, propagator="block", modes="auto"))
+    edges = np.concatenate([[0.0], np.cumsum(pl.lengths)])
+    to_end = spec.T - 0.5 * (edges[:-1] + edges[1:])
+    eta = np.exp(np.interp(to_end, tau, np.log(eta_grid)))
+    sp = pl.spectrum
+    lw = sp.weight * sp.lam
+    c, loss = sp.c0, float(lw @ sp.c0)
+    for n, e in zip(pl.lengths, eta, strict=True):
+        c, loss = propagate_block(c, float(e), spec.batch_size, float(n), sp.lam, lw, sp.sigma2, NUMPY)
+    return float(loss) + sp.tail, C
 
 
 def law_schedule(spec: ProblemSpec, C: float | None = None) -> LawSchedule:

@@ -33,6 +33,7 @@ from optctl.io.files import read_json, write_json, write_text_atomic
 from optctl.io.studyconfig import ControlStudy, load_control_study
 from optctl.model.replay import final_loss
 from optctl.solver.solve import solve
+from optctl.spec import SolverOptions
 
 
 def same_ratio_plan(eta: np.ndarray, m: np.ndarray, m_new: float, eta_max: float
@@ -79,12 +80,15 @@ def degeneracy(study: ControlStudy, phase: str, T0: int) -> dict[str, Any]:
 
 
 def fewest_steps(study: ControlStudy, phase: str, target: float, *, ramp: bool,
-                 cache: dict[str, float], T0: int) -> dict[str, Any]:
+                 cache: dict[str, float], T0: int, options: SolverOptions | None = None,
+                 lower: int | None = None) -> dict[str, Any]:
     """Smallest ``T'`` (same ``S = T0 m̄`` samples) whose optimum reaches ``target``
     (within the study's ``loss_rtol``).
 
     Bisection in ``T'`` between ``S/m_max`` and ``T0``, assuming (as the records show)
-    that the optimal loss at fixed ``S`` grows as ``T'`` shrinks.
+    that the optimal loss at fixed ``S`` grows as ``T'`` shrinks. ``options``: the solver's
+    (default: its defaults, per-step up to its ``per_step_max_T``); ``lower``: a first lower
+    bracket above ``S/m_max`` (the search falls back to ``S/m_max`` if it reaches the target).
     """
     S = T0 * study.mean_batch
 
@@ -95,12 +99,17 @@ def fewest_steps(study: ControlStudy, phase: str, target: float, *, ramp: bool,
         key = f"{'ramp' if ramp else 'fixed'}-{T}"
         if key not in cache:
             spec = study.spec(phase, T, batch_size=S / T)
-            r = solve(spec, controls=study.batch_controls() if ramp else None)
+            r = solve(spec, options, controls=study.batch_controls() if ramp else None)
             cache[key] = r.final_loss
         return cache[key]
 
     lo, hi = int(np.ceil(S / study.m_max)), T0  # hi reaches the target (it is the target, or better)
-    if reaches(loss_at(lo)):
+    if lower is not None and lower > lo:
+        if reaches(loss_at(lower)):
+            hi = lower
+        else:
+            lo = lower
+    if hi > lo and reaches(loss_at(lo)):
         hi = lo
     while hi - lo > 1:
         mid = int(round(np.sqrt(lo * hi)))
@@ -111,6 +120,105 @@ def fewest_steps(study: ControlStudy, phase: str, target: float, *, ramp: bool,
             lo = mid
     return {"steps": hi, "loss": loss_at(hi), "batch_mean": S / hi,
             "evaluated": {k: v for k, v in sorted(cache.items()) if k.startswith("ramp" if ramp else "fixed")}}
+
+
+RAMP_HORIZONS = (64, 128, 256, 512, 1024, 2048, 4096)
+# Past this horizon the ramp study's solves use a refined block grid of this many blocks
+# (the per-step NLP of the joint problem grows with T); every loss is still an exact
+# per-step replay of the answer.
+RAMP_BLOCK_T, RAMP_BLOCK_K = 256, 64
+
+
+def ramp_steps(study: ControlStudy, phase: str, T0: int, *, progress: bool = False) -> dict[str, Any]:
+    """Serial steps a batch ramp saves at horizon ``T0`` (sample budget ``S = T0 m̄``).
+
+    The reference is the fixed-batch optimum at ``(T0, m̄)``; the ramp count is
+    :func:`fewest_steps` with a free batch schedule (joint ``(η, m)`` optima, IPOPT),
+    searched first between ``T0/2`` and ``T0``. Horizons past :data:`RAMP_BLOCK_T` use a
+    refined grid of :data:`RAMP_BLOCK_K` blocks for every solve, the reference included.
+    """
+    t0 = time.perf_counter()
+    options = (SolverOptions(grid="refined", K=RAMP_BLOCK_K, polish=False) if T0 > RAMP_BLOCK_T else None)
+    spec = study.spec(phase, T0, batch_size=study.mean_batch)
+    fixed = solve(spec, options)
+    cache: dict[str, float] = {f"ramp-{T0}": fixed.final_loss}
+    ramp = fewest_steps(study, phase, fixed.final_loss, ramp=True, cache=cache, T0=T0, options=options,
+                        lower=T0 // 2)
+    rec = {"T0": T0, "samples": T0 * study.mean_batch, "fixed_loss": fixed.final_loss,
+           "fixed_status": fixed.status, "grid": "per-step" if options is None else f"refined K = {RAMP_BLOCK_K}",
+           "ramp_steps": ramp["steps"], "ramp_loss": ramp["loss"], "ramp_batch_mean": ramp["batch_mean"],
+           "evaluated": ramp["evaluated"], "steps_saved": T0 - ramp["steps"],
+           "saved_fraction": (T0 - ramp["steps"]) / T0, "wall_time_s": time.perf_counter() - t0}
+    if progress:
+        print(f"{phase} T0={T0}: ramp {ramp['steps']} steps of {T0} ({100 * rec['saved_fraction']:.0f}% saved) "
+              f"[{rec['wall_time_s']:.0f} s]", file=sys.stderr, flush=True)
+    return rec
+
+
+def run_ramp_horizons(out: Path, *, study: ControlStudy | None = None,
+                      horizons: tuple[int, ...] = RAMP_HORIZONS, progress: bool = True,
+                      compute: bool = True) -> dict[str, Any]:
+    """:func:`ramp_steps` for each phase of ``study`` and each horizon, resumably (one
+    JSON per point under ``out/ramp``; a horizon where the full study
+    (:func:`run_batch_study`) ran is taken from its record); ``ramp_horizons.json`` /
+    ``.md`` and ``ramp_horizons.png`` in ``out``. With ``compute=False`` only the finished
+    points are reported (the rest are listed as missing)."""
+    study = load_control_study() if study is None else study
+    pts = out / "ramp"
+    pts.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {"loss_rtol": study.loss_rtol, "mean_batch": study.mean_batch,
+                               "m_bounds": [study.m_min, study.m_max], "horizons": list(horizons),
+                               "phases": {}}
+    recs_of: dict[str, list[dict[str, Any]]] = {p: [] for p in study.models}
+    missing_of: dict[str, list[int]] = {p: [] for p in study.models}
+    for T0 in horizons:  # horizon by horizon, so that both phases advance together
+        for phase in study.models:
+            recs, missing = recs_of[phase], missing_of[phase]
+            path, full = pts / f"{phase}-T{T0}.json", out / f"{phase}-T{T0}.json"
+            if full.exists():
+                f = read_json(full)
+                rec = {"T0": T0, "fixed_loss": f["degeneracy"]["fixed_loss"], "grid": "per-step",
+                       "ramp_steps": f["fewest_steps_ramp"]["steps"], "ramp_loss": f["fewest_steps_ramp"]["loss"],
+                       "steps_saved": T0 - f["fewest_steps_ramp"]["steps"],
+                       "saved_fraction": (T0 - f["fewest_steps_ramp"]["steps"]) / T0, "from": full.name}
+            elif path.exists():
+                rec = read_json(path)
+            elif compute:
+                rec = ramp_steps(study, phase, T0, progress=progress)
+                write_json(path, rec)
+            else:
+                missing.append(T0)
+                continue
+            recs.append(rec)
+    for phase in study.models:
+        summary["phases"][phase] = {**study.models[phase], "points": recs_of[phase],
+                                    "missing": missing_of[phase]}
+    write_json(out / "ramp_horizons.json", summary)
+    plots.save(plots.plot_ramp_savings(summary), out / "ramp_horizons.png")
+    write_text_atomic(out / "ramp_horizons.md", ramp_report(summary))
+    return summary
+
+
+def ramp_report(summary: dict[str, Any]) -> str:
+    """Markdown: per phase and horizon, the reference loss, the ramp's steps and loss."""
+    m_lo, m_hi = summary["m_bounds"]
+    lines = ["# Serial steps saved by a batch ramp, against the horizon", "",
+             f"Sample budget S = T0 × {summary['mean_batch']:g}; reference: the fixed-batch optimum "
+             f"(m = {summary['mean_batch']:g}); ramp: the fewest steps T' whose joint (η, m) optimum "
+             f"(m_t ∈ [{m_lo:g}, {m_hi:g}], same S samples) reaches the reference's L_T within "
+             f"{100 * summary['loss_rtol']:.1f}% (bisection over T', IPOPT; every loss an exact per-step replay). "
+             f"Solves past T0 = {RAMP_BLOCK_T} use a refined grid of {RAMP_BLOCK_K} blocks.", ""]
+    for phase, ph in summary["phases"].items():
+        lines += [f"## {phase} phase (a = {ph['a']}, b = {ph['b']}, N = {ph['N']})", "",
+                  "| T0 | reference L_T | ramp steps | saved | ramp L_T | grid |", "|---:|---:|---:|---:|---:|---|"]
+        for r in ph["points"]:
+            lines.append(f"| {r['T0']} | {r['fixed_loss']:.6g} | {r['ramp_steps']} | "
+                         f"{100 * r['saved_fraction']:.1f}% | {r['ramp_loss']:.6g} | {r['grid']} |")
+        if ph["missing"]:
+            lines.append(f"\nNot computed yet: T0 = {ph['missing']} (`python benchmarks/bench_controls.py "
+                         "--only ramps` computes them).")
+        lines.append("")
+    return "\n".join(lines) + "\n"
 
 
 def run_batch_study(out: Path, *, study: ControlStudy | None = None, T0: int | None = None,

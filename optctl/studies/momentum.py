@@ -26,6 +26,7 @@ from optctl.io.files import read_json, write_json, write_text_atomic
 from optctl.io.studyconfig import ControlStudy, load_control_study
 from optctl.model.momentum import momentum_curve
 from optctl.model.montecarlo import simulate_sgd
+from optctl.model.replay import loss_curve
 from optctl.solver.solve import solve
 from optctl.spec import ControlSpec, ProblemSpec
 
@@ -148,6 +149,23 @@ def run_momentum_study(out: Path, *, study: ControlStudy | None = None,
         plots.save(fig, out / f"momentum_{phase}.png")
     write_text_atomic(out / "report.md", momentum_report(summary))
     return summary
+
+
+def load_points(out: Path) -> dict[str, list[dict[str, Any]]]:
+    """The solved points under ``out/points`` by phase, each sorted by horizon."""
+    recs: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted(Path(out, "points").glob("*-T*.json")):
+        rec = read_json(path)
+        recs.setdefault(rec["phase"], []).append(rec)
+    return {p: sorted(r, key=lambda x: x["T"]) for p, r in recs.items()}
+
+
+def loss_curves(record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """``L_t`` (``t = 0..T``, excess loss) of a point's optimal ``(η, β)`` and of its optimal
+    SGD, each the exact per-step recursion (MODEL.md §3 and §2)."""
+    spec = ProblemSpec(**record["spec"])
+    mom = momentum_curve(spec, np.asarray(record["eta"]), np.asarray(record["beta"]))
+    return mom, loss_curve(spec, np.asarray(record["sgd_eta"]))
 
 
 # Local slopes closer than this (per horizon doubling, two largest intervals) are "the
