@@ -134,6 +134,20 @@ def test_optctl_solve_law_writes_a_run_of_the_law_schedule(tmp_path, capsys) -> 
     assert summary["final_loss"] == pytest.approx(final_loss(spec, eta), rel=1e-12)
     assert summary["success"] and summary["solver"]["status"] == "Law"
     assert summary["final_loss"] < summary["baselines"]["constant"]["final_loss"]
+    capsys.readouterr()
+    # Without --quiet: the progress and the table name the law's schedule, not an optimum or IPOPT.
+    assert main(["solve", str(cfg), "--law", "--out", str(tmp_path / "loud"), "--no-baselines"]) == 0
+    said = capsys.readouterr()
+    assert "law schedule L_T = " in said.err and "no IPOPT" in said.err
+    assert "IPOPT Law" not in said.err and "iterations" not in said.err and "optimum L_T" not in said.err
+    assert "vs law" in said.out and "vs optimal" not in said.out and "optimal" not in said.out
+    # The run folder exports as any solve's does: its table is the law's rate at every update.
+    assert main(["export", str(out), "--format", "csv"]) == 0
+    rows = [r for r in (out / "table.csv").read_text().splitlines() if not r.startswith("#")]
+    lr_col = rows[0].split(",").index("lr")
+    lr = np.array([float(r.split(",")[lr_col]) for r in rows[1:]])
+    np.testing.assert_allclose(lr, law_schedule(spec).eta, rtol=1e-12)
+    assert '"status": "Law"' in (out / "table.csv").read_text()  # the table says whose schedule it is
     momentum = tmp_path / "momentum.yaml"
     momentum.write_text(cfg.read_text() + "controls: [lr, momentum]\n")
     assert main(["solve", str(momentum), "--law", "--out", str(tmp_path / "m"), "--quiet"]) == 2

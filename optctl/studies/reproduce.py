@@ -186,7 +186,10 @@ def reproduce(out: Path, *, workers: int = 2, progress: bool = True, quick: bool
                                                   [c[1] for c in mcurves],
                                                   [np.asarray(r["eta"]) for r in shown_recs],
                                                   [np.asarray(r["beta"]) for r in shown_recs],
-                                                  title=f"{mphase} phase (a = {ms['a']:g}, b = {ms['b']:g})"),
+                                                  title=f"{mphase} phase (a = {ms['a']:g}, b = {ms['b']:g})",
+                                                  momentum_capped=[r["momentum_status"] == ITERATION_CAP
+                                                                   for r in shown_recs],
+                                                  sgd_capped=[r["sgd_status"] == ITERATION_CAP for r in shown_recs]),
                        out / f"fig5_momentum_{mphase}.png")
             written.append(f"fig5_momentum_{mphase}.png")
         timings["momentum study and figure 5"] = time.perf_counter() - ts
@@ -208,6 +211,7 @@ def reproduce(out: Path, *, workers: int = 2, progress: bool = True, quick: bool
 
 
 CONSTANT_CURVE_T = (316, 3162, 31623)  # horizons of figure 1(b)'s loss curves
+ITERATION_CAP = "Maximum_Iterations_Exceeded"  # IPOPT's status when it stopped at its cap
 LAW_CHECK_T = (10_000, 100_000, 1_000_000)  # horizons where the solved optimum meets the law
 
 
