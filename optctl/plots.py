@@ -548,7 +548,7 @@ def plot_momentum_curves(horizons: Sequence[int], momentum: Sequence[np.ndarray]
     n = len(horizons)
     mcap = [False] * n if momentum_capped is None else list(momentum_capped)
     scap = [False] * n if sgd_capped is None else list(sgd_capped)
-    fig = _figure((15, 4.3))
+    fig = _figure((15, 5.0))
     ax0, ax1, ax2 = fig.subplots(1, 3)
     cols = _horizon_colors(n)
     for k, (T, Lm, Ls, e, bt, col) in enumerate(zip(horizons, momentum, sgd, etas, betas, cols, strict=True)):
@@ -567,7 +567,7 @@ def plot_momentum_curves(horizons: Sequence[int], momentum: Sequence[np.ndarray]
     if any(mcap):
         ax0.plot([], [], color="gray", ls=":", label="dotted: (η, β) at IPOPT's iteration cap (an upper bound)")
     ax0.set(xlabel="step t + 1", ylabel="excess loss L_t", title="L(t): optimal (η, β) solid")
-    ax0.legend(fontsize=7)
+    fig.legend(fontsize=7, loc="outside lower center", ncol=5)  # below: the curves fill the panels
     ax1.set(xlabel="step t + 1", ylabel="η(t)", title="optimal learning rate")
     ax2.set(xlabel="step t + 1", ylabel="β(t)  (1 = plain SGD)", title="optimal momentum weight")
     if title:

@@ -178,6 +178,6 @@ def test_figure5_marks_the_solves_that_stopped_at_the_iteration_cap() -> None:
     assert styles["T = 32"] == "-" and styles["T = 64 (iteration cap)"] == ":"
     assert [ln.get_linestyle() for ln in ax1.get_lines()] == ["-", ":"]
     assert [ln.get_linestyle() for ln in ax2.get_lines()] == ["-", ":"]
-    assert any("iteration cap" in t.get_text() for t in ax0.get_legend().get_texts())
+    assert any("iteration cap" in t.get_text() for t in fig.legends[0].get_texts())
     plain = plots.plot_momentum_curves(Ts, curves, curves, [np.full(T, 0.5) for T in Ts], [np.full(T, 0.9) for T in Ts])
-    assert not any("iteration cap" in t.get_text() for t in plain.axes[0].get_legend().get_texts())
+    assert not any("iteration cap" in t.get_text() for t in plain.legends[0].get_texts())

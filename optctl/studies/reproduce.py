@@ -412,8 +412,8 @@ def _claims(studies: list[Any], frontiers: list[Any], checks: dict[str, dict[str
             delta = st.classification.easy.delta
             ld = checks.get(phase, {}).get("law_decay")
             law_d = "" if ld is None else "; the law's local δ " + ", ".join(
-                f"{d:.2f}" for d in ld["delta"][str(max(LAW_DECAY_N))][1::2]) + " at T = " + ", ".join(
-                f"10^{int(round(np.log10(T)))}" for T in ld["T"][1::2]) + f" (N = {max(LAW_DECAY_N):,})"
+                f"{d:.2f}" for d in ld["delta"][str(max(LAW_DECAY_N))][::2]) + " at T = " + ", ".join(
+                f"10^{int(round(np.log10(T)))}" for T in ld["T"][::2]) + f" (N = {max(LAW_DECAY_N):,})"
             add(f"{tag}: decay (1 − t/T)^(2b−1), 2b − 1 = {2 * b - 1:g}", f"δ = {delta:.2f} over T ≤ 10^6{law_d}",
                 _verdict(delta, 2 * b - 1, 0.1, 0.5),
                 "law_decay.md (the law's exponent tends to 2b − 1 slowly); docs/scaling.md, 'The asymptotic exponent'")
