@@ -362,7 +362,8 @@ CAPTIONS = {
     "batch/ramp_horizons": "the paper's batch-ramp claim (ramps improve wall-clock time in the easy phase): serial "
                            "steps a ramp saves against T, both phases",
     "fig5_momentum": "paper's figure 5: the loss L(t) against t for each horizon T, optimal (η, β) solid and "
-                     "optimal SGD dashed, with the optimal η(t) and β(t)",
+                     "optimal SGD dashed, with the optimal η(t) and β(t); a solve that stopped at IPOPT's "
+                     "iteration cap dotted ((η, β)) or dash-dotted (SGD), '(iteration cap)' in the legend",
     "momentum/momentum": "paper's figure 5 (exponents): final loss of optimal (η, β) and optimal SGD against T "
                          "with the theory slopes; β(t) and η(t) against t/T",
     "batch/batch": "batch-size ramps under a sample budget (MODEL.md §4.2)",
