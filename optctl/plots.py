@@ -536,25 +536,38 @@ def plot_momentum_study(records: Sequence[Mapping[str, Any]], summary: Mapping[s
 
 
 def plot_momentum_curves(horizons: Sequence[int], momentum: Sequence[np.ndarray], sgd: Sequence[np.ndarray],
-                         etas: Sequence[np.ndarray], betas: Sequence[np.ndarray], *, title: str = "") -> Figure:
+                         etas: Sequence[np.ndarray], betas: Sequence[np.ndarray], *, title: str = "",
+                         momentum_capped: Sequence[bool] | None = None,
+                         sgd_capped: Sequence[bool] | None = None) -> Figure:
     """Figure 5 of Bordelon & Mori (arXiv:2602.04774) in the paper's form: the loss ``L_t``
     against ``t`` for each horizon ``T``, optimal ``(η, β)`` solid and optimal SGD dashed
-    (same colour per ``T``), with the optimal ``η(t)`` and ``β(t)`` against ``t``."""
-    fig = _figure((15, 4.3))
+    (same colour per ``T``), with the optimal ``η(t)`` and ``β(t)`` against ``t``.
+    ``momentum_capped`` / ``sgd_capped``: per horizon, whether that solve stopped at IPOPT's
+    iteration cap (not a converged optimum); such curves are drawn dotted (``(η, β)``) or
+    dash-dotted (SGD) and named "(iteration cap)" in the legend."""
+    n = len(horizons)
+    mcap = [False] * n if momentum_capped is None else list(momentum_capped)
+    scap = [False] * n if sgd_capped is None else list(sgd_capped)
+    fig = _figure((15, 5.0))
     ax0, ax1, ax2 = fig.subplots(1, 3)
-    cols = _horizon_colors(len(horizons))
+    cols = _horizon_colors(n)
     for k, (T, Lm, Ls, e, bt, col) in enumerate(zip(horizons, momentum, sgd, etas, betas, cols, strict=True)):
-        last = k == len(horizons) - 1
+        last = k == n - 1
+        ls = ":" if mcap[k] else "-"
         idx = _thin(Lm.size)
-        ax0.loglog(np.arange(Lm.size)[idx] + 1.0, Lm[idx], color=col, lw=1.5, label=f"T = {T:,}")
+        ax0.loglog(np.arange(Lm.size)[idx] + 1.0, Lm[idx], color=col, lw=1.5, ls=ls,
+                   label=f"T = {T:,}" + (" (iteration cap)" if mcap[k] else ""))
         idx = _thin(Ls.size)
-        ax0.loglog(np.arange(Ls.size)[idx] + 1.0, Ls[idx], color=col, lw=1, ls="--",
-                   label="optimal SGD (dashed)" if last else None)
+        ax0.loglog(np.arange(Ls.size)[idx] + 1.0, Ls[idx], color=col, lw=1, ls="-." if scap[k] else "--",
+                   label=(f"optimal SGD, T = {T:,} (iteration cap)" if scap[k] else
+                          ("optimal SGD (dashed)" if last else None)))
         t = np.arange(e.size) + 1.0
-        ax1.loglog(t, e, color=col, lw=1.2)
-        ax2.loglog(t, bt, color=col, lw=1.2)
+        ax1.loglog(t, e, color=col, lw=1.2, ls=ls)
+        ax2.loglog(t, bt, color=col, lw=1.2, ls=ls)
+    if any(mcap):
+        ax0.plot([], [], color="gray", ls=":", label="dotted: (η, β) at IPOPT's iteration cap (an upper bound)")
     ax0.set(xlabel="step t + 1", ylabel="excess loss L_t", title="L(t): optimal (η, β) solid")
-    ax0.legend(fontsize=7)
+    fig.legend(fontsize=7, loc="outside lower center", ncol=5)  # below: the curves fill the panels
     ax1.set(xlabel="step t + 1", ylabel="η(t)", title="optimal learning rate")
     ax2.set(xlabel="step t + 1", ylabel="β(t)  (1 = plain SGD)", title="optimal momentum weight")
     if title:

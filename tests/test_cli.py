@@ -121,3 +121,25 @@ def test_solver_error_from_python() -> None:
 
     with pytest.raises(SolverError, match="bogus_option"):
         solve(ProblemSpec(a=2.5, b=1.5, N=30, T=40), SolverOptions(ipopt={"bogus_option": 1}))
+
+
+def test_an_assumption_breach_is_one_line_on_the_command_line_and_in_the_summary(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "flat.yaml"
+    cfg.write_text("schema_version: 1\nname: flat\nmodel: {a: 2.0, b: 0.9, N: 64, sigma: 0.5}\n"
+                   "training: {T: 200, batch_size: 5, eta_max: 0.5}\n")
+    out = tmp_path / "run"
+    assert main(["solve", str(cfg), "--law", "--no-baselines", "--quiet", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if "model.b" in ln]
+    assert len(lines) == 1 and lines[0].startswith("optctl: warning: model.b")
+    assert "b = 0.9 <= 1 is outside the model's assumptions" in lines[0]
+    # Python's own rendering names the file, the line and the warning's class: none of it here.
+    assert "AssumptionWarning" not in err and "warnings.warn" not in err and ".py:" not in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["assumptions"]) == 1 and "b = 0.9 <= 1" in summary["assumptions"][0]
+    # Within the theory's assumptions: no warning and no note.
+    cfg.write_text(cfg.read_text().replace("b: 0.9", "b: 1.5"))
+    assert main(["solve", str(cfg), "--law", "--no-baselines", "--quiet", "--out", str(tmp_path / "ok")]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert "assumptions" not in json.loads((tmp_path / "ok" / "summary.json").read_text())

@@ -164,3 +164,20 @@ def test_figure_5_curves_end_at_the_recorded_losses_of_each_control_set() -> Non
         assert mom[-1] == pytest.approx(rec["momentum_loss"], rel=MOMENTUM_SGD_RTOL)
         assert sgd[-1] == pytest.approx(rec["sgd_loss"], rel=MOMENTUM_SGD_RTOL)
         assert mom[-1] < sgd[-1]  # the (η, β) optimum beats SGD at every recorded horizon
+
+
+def test_figure5_marks_the_solves_that_stopped_at_the_iteration_cap() -> None:
+    from optctl import plots
+
+    Ts = [32, 64]
+    curves = [np.linspace(1.0, 0.1, T) for T in Ts]
+    fig = plots.plot_momentum_curves(Ts, curves, curves, [np.full(T, 0.5) for T in Ts], [np.full(T, 0.9) for T in Ts],
+                                     momentum_capped=[False, True], sgd_capped=[False, False])
+    ax0, ax1, ax2 = fig.axes[:3]
+    styles = {ln.get_label(): ln.get_linestyle() for ln in ax0.get_lines()}
+    assert styles["T = 32"] == "-" and styles["T = 64 (iteration cap)"] == ":"
+    assert [ln.get_linestyle() for ln in ax1.get_lines()] == ["-", ":"]
+    assert [ln.get_linestyle() for ln in ax2.get_lines()] == ["-", ":"]
+    assert any("iteration cap" in t.get_text() for t in fig.legends[0].get_texts())
+    plain = plots.plot_momentum_curves(Ts, curves, curves, [np.full(T, 0.5) for T in Ts], [np.full(T, 0.9) for T in Ts])
+    assert not any("iteration cap" in t.get_text() for t in plain.legends[0].get_texts())

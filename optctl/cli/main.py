@@ -14,9 +14,11 @@ import importlib
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
+from typing import Any, TextIO
 
-from optctl.errors import OptctlError
+from optctl.errors import AssumptionWarning, HorizonWarning, OptctlError
 from optctl.versions import optctl_version
 
 # When the command line was entered (wall clock): the start of the stage timings that
@@ -119,8 +121,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: TextIO | None = None, line: str | None = None, *, _default: Any = None) -> None:
+    """optctl's own warnings as one line (``optctl: warning: <message>``), without the
+    file and source line Python prints; any other warning as Python prints it."""
+    if issubclass(category, OWN_WARNINGS):
+        print(f"optctl: warning: {_one_line(Warning(str(message)))}", file=sys.stderr if file is None else file)
+    else:
+        _default(message, category, filename, lineno, file, line)
+
+
+OWN_WARNINGS = (AssumptionWarning, HorizonWarning)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    with warnings.catch_warnings():
+        default = warnings.showwarning
+        warnings.showwarning = lambda *a, **k: _show_warning(*a, **k, _default=default)
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         # The one deferred import of the package: the command's module and its stack.
         module = importlib.import_module(args.module)

@@ -102,10 +102,11 @@ def _anytime(cfg: RunConfig, out: Path, args: argparse.Namespace, source: str) -
 
 def format_table(report: SolveReport) -> str:
     """A plain-text table of final losses, best first."""
-    rows = [("law" if report.result.status == "Law" else "optimal", report.result.final_loss)]
+    ref = "law" if report.result.status == "Law" else "optimal"
+    rows = [(ref, report.result.final_loss)]
     rows += [(n, b.final_loss) for n, b in report.baselines.items()]
     rows.sort(key=lambda r: r[1])
     opt = report.result.final_loss
-    lines = [f"{'schedule':<14}{'L_T (replayed)':>16}{'vs optimal':>12}"]
+    lines = [f"{'schedule':<14}{'L_T (replayed)':>16}{'vs ' + ref:>12}"]
     lines += [f"{n:<14}{v:>16.6e}{v / opt:>11.3f}x" for n, v in rows]
     return "\n".join(lines)

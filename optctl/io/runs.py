@@ -29,6 +29,7 @@ from optctl.io.files import (
     write_text_atomic,
 )
 from optctl.solver.report import SolveReport
+from optctl.theory import assumption_note
 
 CONFIG, SUMMARY, ARRAYS = "config.yaml", "summary.json", "arrays.npz"
 
@@ -65,6 +66,9 @@ def write_run(out: Path, cfg: RunConfig, report: SolveReport, *, overwrite: bool
     arrays and drawing the figures; ``summary.json`` is written last.
     """
     summary = {"name": cfg.name, "config_source": source, **report.summary()}
+    note = assumption_note(cfg.problem.b)
+    if note is not None:  # the breach travels with the results, not only on stderr
+        summary["assumptions"] = [f"model.b: {note}"]
     with staged_dir(out, overwrite=overwrite) as tmp:
         write_text_atomic(tmp / CONFIG, dump_config(cfg))
         for name, text in (extra or {}).items():

@@ -32,7 +32,7 @@ from optctl.model.spectrum import Spectrum, group_modes, spectrum
 from optctl.solver.plan import make_plan
 from optctl.solver.resources import LAW_GRID_POINTS
 from optctl.solver.result import ScheduleResult
-from optctl.spec import ControlSpec, ProblemSpec, SolverOptions
+from optctl.spec import MAX_T, ControlSpec, ProblemSpec, SolverOptions
 from optctl.versions import versions
 
 GRID_POINTS = LAW_GRID_POINTS
@@ -64,13 +64,15 @@ def law_rate(sp: Spectrum, F: np.ndarray, C: float, eta_max: float) -> np.ndarra
 class _Plan:
     """The law on a grid of remaining rates ``φ``, for one spec."""
 
-    def __init__(self, spec: ProblemSpec) -> None:
+    def __init__(self, spec: ProblemSpec, T: float | None = None) -> None:
+        # T: the horizon, the spec's unless given (the law itself has no limit on it)
         self.spec, self.sp = spec, spectrum(spec)
+        self.T = float(spec.T if T is None else T)
         # the loss that picks C runs on grouped modes (a Gauss quadrature of the spectrum's
         # dense tail): the same sums to far below the precision C needs, a tenth of the cost
         self.gp = group_modes(self.sp, spec) if spec.N > 200 else self.sp
         lam = self.gp.lam
-        top = spec.T * spec.eta_max
+        top = self.T * spec.eta_max
         self.phi = np.concatenate([[0.0], np.geomspace(min(1e-3, top / 10) / lam.max(), top, GRID_POINTS)])
         self.sqrtK = np.sqrt(kernel(self.sp, self.phi))
         # a mode's decay from each interval's low end to the end of training
@@ -88,7 +90,7 @@ class _Plan:
     def start(self, C: float) -> tuple[np.ndarray, np.ndarray, float]:
         eta = self.rates(C)
         tau = self.time_to_end(eta)
-        return eta, tau, float(np.interp(self.spec.T, tau, self.phi))
+        return eta, tau, float(np.interp(self.T, tau, self.phi))
 
     def loss(self, C: float) -> float:
         """Final loss of the continuous-time model under the law with constant ``C``:
@@ -111,11 +113,13 @@ class _Plan:
         return float(np.sum(sp.weight * sp.lam * c_T) + sp.tail)
 
 
-def _best(spec: ProblemSpec, C: float | None) -> tuple[_Plan, float]:
-    plan = _Plan(spec)
+def _best(spec: ProblemSpec, C: float | None, T: float | None = None) -> tuple[_Plan, float]:
+    plan = _Plan(spec, T)
     if C is None:
         top = float(np.log(spec.eta_max * plan.sqrtK.max()))  # above this the rate is eta_max throughout
-        opt = minimize_scalar(lambda x: plan.loss(float(np.exp(x))), bounds=(top - 16.0, top + 0.1),
+        # C falls about like 1/T: past the horizons a spec takes the search reaches further down
+        low = top - 16.0 - 1.5 * max(0.0, float(np.log(plan.T / MAX_T)))
+        opt = minimize_scalar(lambda x: plan.loss(float(np.exp(x))), bounds=(low, top + 0.1),
                               method="bounded", options={"xatol": 1e-4})
         C = float(np.exp(opt.x))
     return plan, C
@@ -171,6 +175,20 @@ def law_window(spec: ProblemSpec, C: float | None = None) -> tuple[float, float]
     i = at[0] - 1  # log η is linear in τ inside the interval where it reaches the bound
     g = np.log(eta_grid)
     return float(tau[i] + (np.log(spec.eta_max) - g[i]) * (tau[i + 1] - tau[i]) / (g[i + 1] - g[i])), C
+
+
+def law_decay_exponent(spec: ProblemSpec, T: float | None = None, window: tuple[float, float] = (0.2, 0.5),
+                       points: int = 25) -> float:
+    """The local decay exponent ``δ`` of the law's rate, ``η ∝ (1 − u)^δ`` with ``u = t/T``:
+    the least-squares slope of ``log η`` against ``log(1 − u)`` at ``points`` geometric
+    points of ``1 − u`` in ``window``, at horizon ``T`` (the spec's unless given; any
+    horizon, as the schedule is not written per update). The paper's ``2b − 1`` is its
+    limit when the rate still to be spent is large across the window (docs/scaling.md)."""
+    plan, C = _best(spec, None, T)
+    eta_grid, tau, _ = plan.start(C)
+    left = plan.T * np.geomspace(window[0], window[1], points)  # updates to the end
+    log_eta = np.interp(left, tau, np.log(eta_grid))
+    return float(np.polyfit(np.log(left / plan.T), log_eta, 1)[0])
 
 
 def decay_window(eta: np.ndarray, eta_max: float, level: float = 0.99) -> int:
