@@ -9,8 +9,9 @@ objective is the worst regret against each horizon's own optimum,
 
     min max_i L_{T_i}(trunk[0:t_i] + branch_i) / L*_{T_i} − 1,
 
-in epigraph form for IPOPT (``min r`` s.t. ``L_{T_i} ≤ (1 + r) L*_{T_i}``), or the
-weighted sum of the regrets. The problem is one NLP of the control set
+solved as a sequence of re-weighted weighted sums of the regrets until the weights are
+the multipliers of the epigraph form (``min r`` s.t. ``L_{T_i} ≤ (1 + r) L*_{T_i}``), with a
+gap that certifies it (:func:`_minimax`); or the weighted sum itself. The problem is one NLP of the control set
 :class:`~optctl.solver.controls.Branching` on a :class:`~optctl.solver.plan.BranchPlan`,
 built by the common transcription and solved by the common IPOPT driver. The leave
 points are given, or chosen by scanning a few candidate decay fractions ``1 − t_i/T_i``
@@ -89,7 +90,7 @@ class BranchingResult:
     ``MINIMAX_TOL`` of the worst regret).
     ``objective`` is ``"worst"`` or ``"weighted"``; ``scan`` the leave points tried and
     their worst regret (replayed) and wall seconds (each one solve: compile, weighted
-    sum, epigraph, replays). Times are wall seconds: ``optima_time`` for the
+    sum, re-weighted solves, replays). Times are wall seconds: ``optima_time`` for the
     per-horizon optima, ``wall_time`` for the branching solves (the scan included).
     """
 
@@ -178,7 +179,7 @@ def solve_branching(spec: ProblemSpec, horizons: Sequence[int], options: SolverO
     decay fraction ``d`` in ``fractions`` (``t_i = round((1 − d) T_i)``, the same for all
     horizons) is solved and the best kept; with ``refine`` it is then refined horizon by
     horizon (each ``t_i`` moved to the neighbouring fractions while the others stay). ``objective`` is
-    ``"worst"`` (minimise the worst regret, epigraph form; default) or ``"weighted"``
+    ``"worst"`` (minimise the worst regret by re-weighted solves; default) or ``"weighted"``
     (minimise ``Σ w_i`` regret_i, ``weights`` default equal). ``optima`` are the
     horizons' own optima (results of :func:`~optctl.solver.solve`, solved here when not
     given). Every horizon's schedule is replayed step by step; the replayed losses are
@@ -272,7 +273,7 @@ def _solve_fixed(spec: ProblemSpec, hs: tuple[int, ...], leave: tuple[int, ...],
                  star: np.ndarray, tail: float, schedules: tuple[np.ndarray, ...], objective: str,
                  w: np.ndarray, progress: bool = False) -> _Solved:
     """One branching solve for fixed leave points: the weighted sum first (a smooth problem
-    that the curvature scaling suits), then, for ``worst``, the epigraph form from there."""
+    that the curvature scaling suits), then, for ``worst``, re-weighted from there."""
     cs = Branching()
     targets = tuple(float(s - tail) for s in star)
     opts = replace(options, progress=False)
