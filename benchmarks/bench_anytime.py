@@ -68,10 +68,13 @@ def timing(out: Path) -> int:
     optima = horizon_optima(cfg.problem, hs, cfg.solver)
     t_opt = time.perf_counter() - t0
     t0 = time.perf_counter()
-    res = solve_branching(cfg.problem, hs, cfg.solver, leave=[9 * T // 10 for T in hs], optima=optima)
+    res = solve_branching(cfg.problem, hs, cfg.solver, leave=[9 * T // 10 for T in hs], optima=optima,
+                          progress=True)
     t_br = time.perf_counter() - t0
     rec = {"horizons": list(hs), "N": cfg.problem.N, "leave": list(res.leave), "optima_s": round(t_opt, 1),
-           "branching_s": round(t_br, 1), "worst_regret": res.worst_regret, "status": res.status,
+           "branching_s": round(t_br, 1), "worst_regret": res.worst_regret, "regret": res.regret.tolist(), "status": res.status,
+           "success": res.success, "iterations": res.iterations, "multipliers": res.multipliers.tolist(),
+           "minimax_gap": res.gap,
            "replay_gap": res.replay_gap.tolist(), "cpus": os.cpu_count(),
            "load_average_1min": os.getloadavg()[0]}
     out.mkdir(parents=True, exist_ok=True)

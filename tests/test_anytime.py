@@ -192,3 +192,51 @@ def test_cli_solve_with_horizons_writes_the_plan_and_its_table_drives_torch(tmp_
         loss = replay(replace(spec, T=T), plan.horizon_table(i).lr).final
         assert loss == pytest.approx(summary["branching"]["losses"][i], rel=1e-12)
     assert max(abs(g) for g in summary["branching"]["replay_gap"]) < APPROX_GAP
+
+
+@pytest.fixture(scope="module")
+def three_horizons():
+    """Three horizons with fixed leave points, their optima and the worst-regret plan."""
+    from optctl.solver.branching import horizon_optima, solve_branching
+    from optctl.spec import ProblemSpec
+
+    spec = ProblemSpec(a=2.5, b=1.5, N=50, sigma=0.5, batch_size=4, T=1000, eta_max=1.0)
+    hs, leave = [100, 250, 1000], [90, 200, 900]
+    optima = horizon_optima(spec, hs)
+    return spec, hs, leave, optima, solve_branching(spec, hs, leave=leave, optima=optima)
+
+
+@pytest.mark.slow
+def test_worst_regret_converges_with_a_certificate_the_replay_confirms(three_horizons):
+    """The worst-regret solve ends in IPOPT success with its gap closed: the horizons that
+    carry weight have equal replayed regrets (up to the replay gap), equal weights do worse
+    on the worst horizon, and the weighted-sum solve at the returned multipliers, solved
+    afresh from its own start, lowers neither the weighted nor the worst regret (replayed)."""
+    from optctl.solver.branching import MINIMAX_TOL, solve_branching
+
+    spec, hs, leave, optima, res = three_horizons
+    assert res.success and res.status == "Solve_Succeeded"
+    assert res.gap <= MINIMAX_TOL * res.worst_regret
+    assert res.multipliers.sum() == pytest.approx(1.0) and np.all(res.multipliers > 0)
+    slack = 2 * np.max(np.abs(res.replay_gap)) * (1 + res.worst_regret) + MINIMAX_TOL * res.worst_regret
+    active = res.multipliers > 0.05
+    assert active.sum() >= 2 and np.ptp(res.regret[active]) <= slack
+    equal = solve_branching(spec, hs, leave=leave, optima=optima, objective="weighted")
+    assert res.worst_regret < equal.worst_regret - slack
+    again = solve_branching(spec, hs, leave=leave, optima=optima, objective="weighted",
+                            weights=res.multipliers)
+    assert again.success
+    assert res.multipliers @ again.regret >= res.multipliers @ res.regret - slack
+    assert again.worst_regret >= res.worst_regret - slack
+    assert np.all(np.abs(res.replay_gap) < APPROX_GAP)
+
+
+@pytest.mark.slow
+def test_worst_regret_stopped_early_is_not_reported_as_success(three_horizons):
+    """With too few IPOPT iterations the gap cannot close: ``success`` is false."""
+    from optctl.solver.branching import solve_branching
+    from optctl.spec import SolverOptions
+
+    spec, hs, leave, optima, _ = three_horizons
+    res = solve_branching(spec, hs, SolverOptions(max_iter=5, round_iter=5), leave=leave, optima=optima)
+    assert not res.success and res.status != "Solve_Succeeded"

@@ -9,8 +9,9 @@ objective is the worst regret against each horizon's own optimum,
 
     min max_i L_{T_i}(trunk[0:t_i] + branch_i) / L*_{T_i} − 1,
 
-in epigraph form for IPOPT (``min r`` s.t. ``L_{T_i} ≤ (1 + r) L*_{T_i}``), or the
-weighted sum of the regrets. The problem is one NLP of the control set
+solved as a sequence of re-weighted weighted sums of the regrets until the weights are
+the multipliers of the epigraph form (``min r`` s.t. ``L_{T_i} ≤ (1 + r) L*_{T_i}``), with a
+gap that certifies it (:func:`_minimax`); or the weighted sum itself. The problem is one NLP of the control set
 :class:`~optctl.solver.controls.Branching` on a :class:`~optctl.solver.plan.BranchPlan`,
 built by the common transcription and solved by the common IPOPT driver. The leave
 points are given, or chosen by scanning a few candidate decay fractions ``1 − t_i/T_i``
@@ -35,7 +36,7 @@ from optctl.errors import SpecError
 from optctl.model.replay import replay
 from optctl.model.spectrum import spectrum
 from optctl.solver.controls import Branching, Model
-from optctl.solver.ipopt import compile_problem, curvature_scale, message, run_rounds
+from optctl.solver.ipopt import compile_problem, curvature_scale, fresh_scale, message, run_rounds
 from optctl.solver.piecewise import block_means, expand
 from optctl.solver.plan import BranchPlan, make_branch_plan
 from optctl.solver.solve import solve
@@ -48,12 +49,17 @@ from optctl.versions import versions
 # Decay fractions 1 − t_i/T_i scanned when the leave points are not given (the same
 # fraction for every horizon; the best one is then refined per horizon).
 LEAVE_FRACTIONS = (0.05, 0.1, 0.2, 0.4, 0.7)
-# Upper bound of the regret variable r of the epigraph form.
-REGRET_MAX = 100.0
-# IPOPT iterations of the epigraph stage at most (and solver.max_iter if lower). Measured on
-# the hard phase at 10^3-10^5: 500 iterations end at the same worst regret as 3000 (0.6263%,
-# equal to 1e-9 relative) in a third of the time; the limited-memory Hessian crawls there.
-EPIGRAPH_MAX_ITER = 500
+# The worst-regret solve as re-weighted weighted-sum solves (:func:`_minimax`): converged when
+# IPOPT solves one and the gap max G − w·G is below MINIMAX_TOL of the worst regret G, within
+# MINIMAX_ROUNDS re-weighted solves; a weight moves by a factor WEIGHT_STEP at most per
+# step and stays above WEIGHT_MIN.
+# MINIMAX_TOL · worst regret is below what the transcription itself resolves: a replay gap
+# of 3e-5 to 6e-5 of the loss (hard phase) moves a regret of 0.6% by more than 0.5% of it.
+MINIMAX_TOL = 2e-3
+GAP_NOT_CLOSED = "Minimax_Gap_Not_Closed"
+MINIMAX_ROUNDS = 12
+WEIGHT_STEP = 4.0
+WEIGHT_MIN = 1e-4
 OBJECTIVES = ("worst", "weighted")
 
 
@@ -78,9 +84,13 @@ class BranchingResult:
     ``L_{T_i}`` of ``trunk[0:t_i] + branches[i]``, ``optima[i]`` the horizon's own optimum
     ``L*_{T_i}`` (replayed), ``regret = losses/optima − 1``, ``nlp_losses`` what the
     transcription predicted and ``replay_gap = (nlp − replayed)/replayed`` per branch.
+    For ``"worst"``, ``multipliers`` are the weights of the last weighted-sum solve (the
+    epigraph form's KKT multipliers at convergence) and ``gap`` its certificate
+    ``max G − multipliers · G`` (transcribed regrets ``G``; ``success`` needs it below
+    ``MINIMAX_TOL`` of the worst regret).
     ``objective`` is ``"worst"`` or ``"weighted"``; ``scan`` the leave points tried and
     their worst regret (replayed) and wall seconds (each one solve: compile, weighted
-    sum, epigraph, replays). Times are wall seconds: ``optima_time`` for the
+    sum, re-weighted solves, replays). Times are wall seconds: ``optima_time`` for the
     per-horizon optima, ``wall_time`` for the branching solves (the scan included).
     """
 
@@ -101,6 +111,8 @@ class BranchingResult:
     wall_time: float
     optima_time: float
     optimal_schedules: tuple[np.ndarray, ...] = ()
+    multipliers: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    gap: float = float("nan")
     scan: tuple[tuple[tuple[int, ...], float, float], ...] = ()
     transcription: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
@@ -139,7 +151,8 @@ class BranchingResult:
             "replay_gap": self.replay_gap.tolist(),
             "solver": {"success": self.success, "status": self.status, "message": self.message,
                        "iterations": self.iterations, "wall_time_s": self.wall_time,
-                       "optima_time_s": self.optima_time, **self.transcription},
+                       "optima_time_s": self.optima_time, "multipliers": self.multipliers.tolist(),
+                       "minimax_gap": self.gap, **self.transcription},
             "scan": [{"leave": list(t), "worst_regret": r, "wall_time_s": sec} for t, r, sec in self.scan],
             "versions": self.versions,
         }
@@ -166,7 +179,7 @@ def solve_branching(spec: ProblemSpec, horizons: Sequence[int], options: SolverO
     decay fraction ``d`` in ``fractions`` (``t_i = round((1 − d) T_i)``, the same for all
     horizons) is solved and the best kept; with ``refine`` it is then refined horizon by
     horizon (each ``t_i`` moved to the neighbouring fractions while the others stay). ``objective`` is
-    ``"worst"`` (minimise the worst regret, epigraph form; default) or ``"weighted"``
+    ``"worst"`` (minimise the worst regret by re-weighted solves; default) or ``"weighted"``
     (minimise ``Σ w_i`` regret_i, ``weights`` default equal). ``optima`` are the
     horizons' own optima (results of :func:`~optctl.solver.solve`, solved here when not
     given). Every horizon's schedule is replayed step by step; the replayed losses are
@@ -191,7 +204,7 @@ def solve_branching(spec: ProblemSpec, horizons: Sequence[int], options: SolverO
     def attempt(points: tuple[int, ...]) -> _Solved:
         _log(f"anytime: leave points {list(points)}", progress)
         t1 = time.perf_counter()
-        out = _solve_fixed(spec, hs, points, options, star, tail, schedules, objective, w)
+        out = _solve_fixed(spec, hs, points, options, star, tail, schedules, objective, w, progress)
         out.seconds = time.perf_counter() - t1
         _log(f"anytime:   worst regret {out.worst:.4%}, {out.status}, {out.seconds:.1f} s", progress)
         return out
@@ -221,9 +234,9 @@ def solve_branching(spec: ProblemSpec, horizons: Sequence[int], options: SolverO
         spec=spec, horizons=hs, leave=best.leave, trunk=best.trunk, branches=best.branches,
         losses=best.losses, optima=star, nlp_losses=best.nlp_losses,
         replay_gap=(best.nlp_losses - best.losses) / best.losses, objective=objective,
-        success=best.success, status=best.status, message=message(best.status, best.discarded),
+        success=best.success, status=best.status, message=_message(best),
         iterations=sum(s.iterations for s in tried), wall_time=wall, optima_time=optima_time,
-        optimal_schedules=schedules, scan=tuple((s.leave, s.worst, s.seconds) for s in tried),
+        optimal_schedules=schedules, multipliers=best.multipliers, gap=best.gap, scan=tuple((s.leave, s.worst, s.seconds) for s in tried),
         transcription=best.plan.describe(), versions=versions())
 
 
@@ -242,6 +255,8 @@ class _Solved:
     status: str
     discarded: bool
     iterations: int
+    multipliers: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    gap: float = float("nan")
     seconds: float = 0.0
 
     @property
@@ -256,9 +271,9 @@ class _Solved:
 
 def _solve_fixed(spec: ProblemSpec, hs: tuple[int, ...], leave: tuple[int, ...], options: SolverOptions,
                  star: np.ndarray, tail: float, schedules: tuple[np.ndarray, ...], objective: str,
-                 w: np.ndarray) -> _Solved:
+                 w: np.ndarray, progress: bool = False) -> _Solved:
     """One branching solve for fixed leave points: the weighted sum first (a smooth problem
-    that the curvature scaling suits), then, for ``worst``, the epigraph form from there."""
+    that the curvature scaling suits), then, for ``worst``, re-weighted from there."""
     cs = Branching()
     targets = tuple(float(s - tail) for s in star)
     opts = replace(options, progress=False)
@@ -277,37 +292,112 @@ def _solve_fixed(spec: ProblemSpec, hs: tuple[int, ...], leave: tuple[int, ...],
         run.discarded
     plan = ws_plan
     nlp_losses = _nlp_losses(ws_plan, u, prob.model, tail)
+    gap, w_final = float("nan"), w
     if objective == "worst":
-        # One IPOPT run (no rounds): a round boundary compares only the objective r, which
-        # says nothing about an iterate that is not yet feasible.
-        cap = min(opts.max_iter, EPIGRAPH_MAX_ITER)
-        ep_opts = replace(opts, precondition=False, max_iter=cap, round_iter=cap)
-        ep_plan = make_branch_plan(spec, ep_opts, hs, leave, targets, tail, "worst")
-        ep = compile_problem(ep_plan, cs, 0.0, ep_opts)
-        ep.model = prob.model
-        r0 = float(np.max((nlp_losses) / star - 1.0))
-        x0 = np.concatenate([u, [r0]])
-        # The epigraph objective is linear, so its curvature says nothing: keep the
-        # weighted-sum problem's scaling for the rates and scale r by its own size.
-        ep_scale = np.concatenate([run.scale, [max(abs(r0), 1e-4)]])
-        ep_lo = np.concatenate([lo, [-1.0]])
-        ep_hi = np.concatenate([hi, [REGRET_MAX]])
-        ep_run = run_rounds(ep, x0, ep_scale, np.zeros(K + 1), (ep_lo, ep_hi),
-                            np.concatenate([floor, [1e-4]]), ep_opts, cs.constraint_bounds(spec, ep_plan))
-        cand_losses = _nlp_losses(ep_plan, ep_run.u[:-1], ep.model, tail)
-        if np.max(cand_losses / star) <= np.max(nlp_losses / star) + 1e-12:
-            u, nlp_losses, plan = ep_run.u[:-1], cand_losses, ep_plan
-            status, discarded = str(ep_run.stats.get("return_status", "unknown")), ep_run.discarded
-        iterations += ep_run.iterations
+        mm, nlp_losses, w_final, gap = _minimax(prob, run, targets, tail, ws_plan, (lo, hi), floor, opts, w,
+                                                progress)
+        u, iterations = mm.u, iterations + mm.iterations
+        status, discarded = str(mm.stats.get("return_status", "unknown")), mm.discarded
     trunk_b, branch_b = Branching.split(plan, u)
     trunk = expand(np.asarray(trunk_b), plan.grid)
     branches = tuple(expand(np.asarray(b), g) for b, g in zip(branch_b, plan.branch_grids, strict=True))
     losses = np.array([replay(replace(spec, T=T), np.concatenate([trunk[:t], b])).final
                        for T, t, b in zip(hs, leave, branches, strict=True)])
     success = status in ("Solve_Succeeded", "Solved_To_Acceptable_Level") and not discarded
+    if objective == "worst" and not gap <= MINIMAX_TOL * max(float(np.max(nlp_losses / np.asarray(targets) - 1)),
+                                                            1e-12):
+        success, status = False, GAP_NOT_CLOSED
     return _Solved(leave=leave, plan=plan, trunk=trunk, branches=branches, losses=losses,
                    nlp_losses=np.asarray(nlp_losses, dtype=float), optima=star, objective=objective, weights=w,
-                   success=success, status=status, discarded=discarded, iterations=iterations)
+                   success=success, status=status, discarded=discarded, iterations=iterations,
+                   multipliers=w_final, gap=gap)
+
+
+def _minimax(prob: Any, run: Any, targets: tuple[float, ...], tail: float, plan: BranchPlan,
+             bounds: tuple[np.ndarray, np.ndarray], floor: np.ndarray, opts: SolverOptions, w: np.ndarray,
+             progress: bool = False) -> tuple[Any, np.ndarray, np.ndarray, float]:
+    """The worst regret as a sequence of weighted-sum solves, each smooth and warm-started.
+
+    At the optimum ``u_w`` of ``Σ w_i G_i`` (``G_i`` the transcribed regrets, ``w`` on the
+    simplex) stationarity of the epigraph form ``min r s.t. G_i <= r`` holds with the
+    multipliers ``w``; only complementary slackness can fail, by the gap
+    ``max G − w · G = Σ_i w_i (max G − G_i)``, and ``w · G(u_w)`` bounds the worst regret
+    near ``u_w`` from below while ``max G(u_w)`` is attained. The weights are moved to
+    equalise the regrets: a Newton step on the dual with the Jacobian ``∂G/∂w`` from the
+    solves so far (a first secant, then Broyden updates; each solve freshly scaled), each weight changed by at most
+    a factor ``WEIGHT_STEP`` per step and kept above ``WEIGHT_MIN`` (a horizon with no
+    weight would leave its branch undetermined). Stops when IPOPT solves a stage and the
+    gap is below ``MINIMAX_TOL`` of the worst regret, or after ``MINIMAX_ROUNDS`` solves.
+    Returns the last run (its iterations those of every re-weighted solve), the rates'
+    ``L + tail``, the weights and the gap.
+    """
+    tg = np.asarray(targets, dtype=float)
+    base = prob.model[: prob.model.size - w.size]
+    last = run
+    losses = _nlp_losses(plan, last.u, base, tail)
+    G = losses / tg - 1.0
+    iterations = 0
+    jac: np.ndarray | None = None
+    for k in range(MINIMAX_ROUNDS + 1):
+        gap = float(np.max(G) - w @ G)
+        status = str(last.stats.get("return_status", "unknown"))
+        _log(f"anytime:   weights {np.round(w, 4).tolist()}: regrets {np.round(100 * G, 4).tolist()}%, "
+             f"gap {gap:.2e}, {status}", progress)
+        if gap <= MINIMAX_TOL * max(float(np.max(G)), 0.0) and status == "Solve_Succeeded" and not last.discarded:
+            break
+        if k == MINIMAX_ROUNDS:
+            break
+        new_w = _next_weights(w, G, jac)
+        prob.model = np.concatenate([base, new_w])
+        # A fresh curvature scaling: the weights change the curvature of every branch's rates.
+        scale = fresh_scale(prob, last.u, floor, True)
+        nxt = run_rounds(prob, last.u, scale, np.zeros(last.u.size), bounds, floor, opts, {})
+        iterations += nxt.iterations
+        new_losses = _nlp_losses(plan, nxt.u, base, tail)
+        new_G = new_losses / tg - 1.0
+        dw, dG = new_w - w, new_G - G
+        if float(dw @ dw) > 0:
+            if jac is None:
+                # The first secant: a multiple of the simplex's projection (∂G/∂w is
+                # negative semidefinite and w ⊥ rows when the weighted optimum is unique).
+                c = max(-float(dG @ dw) / float(dw @ dw), 1e-12)
+                jac = -c * (np.eye(w.size) - 1.0 / w.size)
+            else:
+                jac = jac + np.outer(dG - jac @ dw, dw) / float(dw @ dw)
+        w, G, losses, last = new_w, new_G, new_losses, nxt
+    last.iterations = iterations
+    return last, losses, w, gap
+
+
+def _next_weights(w: np.ndarray, G: np.ndarray, jac: np.ndarray | None) -> np.ndarray:
+    """The weights of the next weighted-sum solve: with a Jacobian ``∂G/∂w``, the Newton
+    step to equal regrets on the simplex, a horizon whose regret is below the weighted one
+    not gaining weight; without one, a multiplicative step towards the horizons with the
+    largest regret. Each weight moves by a factor ``WEIGHT_STEP`` at most and stays above
+    ``WEIGHT_MIN``."""
+    n = w.size
+    if jac is None:
+        spread = max(float(np.max(G) - np.min(G)), 1e-300)
+        out = w * np.exp(np.log(WEIGHT_STEP) * (G - np.max(G)) / spread)
+    else:
+        A = np.zeros((n + 1, n + 1))
+        A[:n, :n], A[:n, n], A[n, :n] = jac, -1.0, 1.0
+        rhs = np.concatenate([jac @ w - G, [1.0]])
+        out = np.linalg.lstsq(A, rhs, rcond=None)[0][:n]
+        # A horizon below the weighted regret does not gain weight (the Jacobian is a
+        # secant estimate; this keeps an inactive horizon's weight going down).
+        out = np.where(G < w @ G, np.minimum(out, w), out)
+    out = np.clip(out, w / WEIGHT_STEP, w * WEIGHT_STEP)
+    out = np.maximum(out / out.sum(), WEIGHT_MIN)
+    return out / out.sum()
+
+
+def _message(best: _Solved) -> str:
+    if best.status == GAP_NOT_CLOSED:
+        return (f"the re-weighted solves did not close the gap (max regret − weighted regret = {best.gap:.2e}, "
+                f"more than {MINIMAX_TOL:g} of the worst regret) in {MINIMAX_ROUNDS} re-weightings; the plan "
+                "is the last weighted-sum optimum, not the worst-regret optimum (raise solver.max_iter).")
+    return message(best.status, best.discarded)
 
 
 def _nlp_losses(plan: BranchPlan, u: np.ndarray, model: np.ndarray, tail: float) -> np.ndarray:

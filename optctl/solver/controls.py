@@ -53,13 +53,16 @@ SECOND_SCALE_FLOOR = 1e-3
 
 @dataclass(frozen=True)
 class Model:
-    """The model data of the NLP, as CasADi parameters: ``λ``, ``wλ``, ``c_0``, ``σ²``, ``m̄``."""
+    """The model data of the NLP, as CasADi parameters: ``λ``, ``wλ``, ``c_0``, ``σ²``, ``m̄``
+    and, for a weighted branching objective, the horizons' weights (a parameter, so that
+    new weights re-use the compiled problem)."""
 
     lam: ca.MX
     lam_w: ca.MX
     c0: ca.MX
     sigma2: ca.MX
     m: ca.MX
+    weights: ca.MX | None = None
 
 
 @dataclass(frozen=True)
@@ -277,7 +280,8 @@ class Branching(LearningRate):
     with the same sub-block dynamics as :class:`LearningRate`; branch ``i`` is chained
     from the trunk's state at ``t_i`` to ``T_i``. Objective ``"worst"``: minimise ``r``
     subject to ``(L_{T_i} + tail)/L*_{T_i} − 1 − r ≤ 0`` for every ``i`` (the epigraph
-    form of the max); ``"weighted"``: minimise ``Σ_i w_i ((L_{T_i} + tail)/L*_{T_i} − 1)``.
+    form of the max); ``"weighted"``: minimise ``Σ_i w_i ((L_{T_i} + tail)/L*_{T_i} − 1)``
+    (the weights ``w`` an NLP parameter).
     """
 
     def size(self, K: int) -> int:
@@ -328,6 +332,8 @@ class Branching(LearningRate):
         if plan.objective == "worst":
             r = x[plan.n_controls - 1]
             return r, ca.vertcat(*[g - r for g in regret])
+        if model.weights is not None:
+            return ca.dot(model.weights, ca.vertcat(*regret)), ca.MX(0, 1)
         w = plan.weights or tuple(1.0 / len(regret) for _ in regret)
         return sum((wi * g for wi, g in zip(w, regret, strict=True)), ca.MX(0)), ca.MX(0, 1)
 

@@ -138,7 +138,9 @@ class BranchPlan(Plan):
     ends at ``t_i`` (``-1`` when ``t_i = 0``). ``targets`` are the horizons' own optimal
     excess losses ``L*_{T_i}`` (tail excluded) and ``tail`` the constant the reported
     losses add; ``objective`` is ``"worst"`` (epigraph) or ``"weighted"`` with
-    ``weights``. They enter the NLP as constants, so they are part of its structure.
+    ``weights``. Targets and tail enter the NLP as constants (part of its structure); the
+    weights are a parameter of the compiled NLP (their values here are the defaults of
+    :func:`~optctl.solver.transcribe.model_parameters`), so re-weighting re-uses it.
     """
 
     horizons: tuple[int, ...] = ()
@@ -172,8 +174,7 @@ class BranchPlan(Plan):
     def structure(self) -> tuple[object, ...]:
         return ("branching", self.objective, self.spectrum.n_modes, self.grid.tobytes(), self.lengths.tobytes(),
                 tuple(g.tobytes() for g in self.branch_grids),
-                tuple(n.tobytes() for n in self.branch_lengths), self.marks, self.targets, self.tail,
-                self.weights)
+                tuple(n.tobytes() for n in self.branch_lengths), self.marks, self.targets, self.tail)
 
     def describe(self) -> dict[str, object]:
         return {"grid": "branching", "trunk_blocks": self.trunk_blocks,

@@ -18,7 +18,7 @@ import casadi as ca
 import numpy as np
 
 from optctl.solver.controls import LearningRate, Model
-from optctl.solver.plan import Plan
+from optctl.solver.plan import BranchPlan, Plan
 from optctl.spec import ProblemSpec
 
 
@@ -47,11 +47,11 @@ def transcribe(plan: Plan, controls: LearningRate, kappa: float = 0.0) -> NLP:
     size = controls.size(K)
     y, s, g = ca.MX.sym("y", size), ca.MX.sym("s", size), ca.MX.sym("g", size)
     model = Model(lam=ca.MX.sym("lam", n), lam_w=ca.MX.sym("lw", n), c0=ca.MX.sym("c0", n),
-                  sigma2=ca.MX.sym("sigma2"), m=ca.MX.sym("m"))
+                  sigma2=ca.MX.sym("sigma2"), m=ca.MX.sym("m"), weights=_weight_symbols(plan))
     u = y * s
     f, g_c = controls.dynamics(plan, [u[i * K:(i + 1) * K] for i in range(size // K)], model, kappa)
     return NLP(plan=plan, x=y, p=ca.vertcat(s, g, model.lam, model.lam_w, model.c0, model.sigma2,
-                                            model.m),
+                                            model.m, *([] if model.weights is None else [model.weights])),
                f=f + ca.dot(g, y), g_c=g_c)
 
 
@@ -60,7 +60,18 @@ def model_parameters(plan: Plan, spec: ProblemSpec, c0: np.ndarray | None = None
     starting from ``c0`` (a state of those modes) instead of the spectrum's when given."""
     sp = plan.spectrum
     start = sp.c0 if c0 is None else c0
-    return np.concatenate([sp.lam, sp.weight * sp.lam, start, [sp.sigma2, spec.batch_size]])
+    out = np.concatenate([sp.lam, sp.weight * sp.lam, start, [sp.sigma2, spec.batch_size]])
+    if isinstance(plan, BranchPlan) and plan.objective == "weighted":
+        n = len(plan.horizons)
+        out = np.concatenate([out, np.asarray(plan.weights or (1.0 / n,) * n, dtype=float)])
+    return out
+
+
+def _weight_symbols(plan: Plan) -> ca.MX | None:
+    """The weights parameter of a weighted branching objective (none for other plans)."""
+    if isinstance(plan, BranchPlan) and plan.objective == "weighted":
+        return ca.MX.sym("w", len(plan.horizons))
+    return None
 
 
 def jit_options() -> dict[str, Any]:
