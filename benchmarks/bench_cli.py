@@ -41,6 +41,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from optctl.io.files import write_text_atomic
+
 _ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 CASES = {"easy": 2.0, "hard": 5.0}
@@ -162,19 +164,6 @@ def run_replay(folder: Path, T: int, env: dict[str, str]) -> dict[str, Any]:
     return rec
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` under a temporary name next to ``path``, then rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -261,8 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     def save() -> None:
         payload["load_end"] = _load()
         payload["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
-        write_atomic(out / "cli.json", json.dumps(payload, indent=2) + "\n")
-        write_atomic(out / "cli.md", markdown(payload))
+        write_text_atomic(out / "cli.json", json.dumps(payload, indent=2) + "\n")
+        write_text_atomic(out / "cli.md", markdown(payload))
 
     cases = ["hard"] if args.quick else ["easy", "hard"]
     with tempfile.TemporaryDirectory(prefix="optctl-bench-cli-") as tmp:

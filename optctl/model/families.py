@@ -50,6 +50,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from optctl.errors import SpecError
+from optctl.model.replay import bucket_length
 from optctl.model.spectrum import Spectrum, spectrum
 from optctl.spec import ProblemSpec
 
@@ -317,11 +318,6 @@ def _compiled_final() -> Callable[..., np.ndarray]:
     return run
 
 
-def _bucket(T: int) -> int:
-    """Pad lengths to 1.25^k so that a sweep over horizons compiles a few scans only."""
-    return int(np.ceil(1.25 ** np.ceil(np.log(T) / np.log(1.25))))
-
-
 def family_loss(spec: ProblemSpec, opt: LinearOptimizer, *, sp: Spectrum | None = None) -> np.ndarray:
     """Final excess loss ``L_T`` (tail included) for every candidate, shape ``K``.
 
@@ -335,7 +331,7 @@ def family_loss(spec: ProblemSpec, opt: LinearOptimizer, *, sp: Spectrum | None 
     nK = int(np.prod(K)) if K else 1
     if opt.T * nK <= NUMPY_MAX_WORK:
         return np.asarray(family_curve(spec, opt, sp=sp, every=opt.T)[-1] + sp.tail)
-    T, P = opt.T, _bucket(opt.T)
+    T, P = opt.T, bucket_length(opt.T)
     A = opt.A.reshape(T, 2, 2, nK)
     b = opt.b.reshape(T, 2, nK)
     u = opt.u.reshape(T, 2, nK)

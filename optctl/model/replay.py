@@ -81,7 +81,7 @@ def _compiled_scan() -> Callable[..., np.ndarray]:
     return run
 
 
-def _bucket(T: int) -> int:
+def bucket_length(T: int) -> int:
     """Pad lengths to 1.25^k so that a sweep over horizons compiles a few scans only."""
     return int(np.ceil(1.25 ** np.ceil(np.log(T) / np.log(1.25))))
 
@@ -190,7 +190,7 @@ def _recurse_reference(lam_w: np.ndarray, lam: np.ndarray, c0: np.ndarray, sigma
         # An unstable schedule (η beyond 2m/(m+1)) overflows to inf: a valid answer.
         with np.errstate(over="ignore", invalid="ignore"):
             return _recurse_numpy(lam_w, lam, c0, sigma2, eta, m)
-    P = _bucket(T)
+    P = bucket_length(T)
     eta_p = np.concatenate([eta, np.zeros(P - T)])
     m_p = np.concatenate([m, np.ones(P - T)])
     return _compiled_scan()(lam_w, lam, c0, sigma2, eta_p, m_p)[: T + 1]
