@@ -65,6 +65,19 @@ def test_loss(model: torch.nn.Module, std: torch.Tensor, w: torch.Tensor, sigma:
         return float(torch.mean((model(x).squeeze(-1) - x @ w) ** 2))
 
 
+def update(model: torch.nn.Module, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
+           xy: tuple[torch.Tensor, torch.Tensor]) -> float:
+    """One SGD update on the batch ``xy`` (half the mean squared error), then the scheduler's
+    step; returns the learning rate the update used."""
+    lr = float(opt.param_groups[0]["lr"])
+    x, y = xy
+    opt.zero_grad()
+    (0.5 * torch.mean((model(x).squeeze(-1) - y) ** 2)).backward()
+    opt.step()
+    sched.step()
+    return lr
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--horizons", type=int, nargs="+", default=[200, 800, 3200])
@@ -90,12 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                            Path(ckdir) / f"trunk-{t}.pt")
             if t == plan.trunk.size:
                 break
-            used_trunk.append(opt.param_groups[0]["lr"])
-            x, y = batch(std, w, spec.sigma, int(spec.batch_size), gen)
-            opt.zero_grad()
-            (0.5 * torch.mean((model(x).squeeze(-1) - y) ** 2)).backward()
-            opt.step()
-            sched.step()
+            used_trunk.append(update(model, opt, sched, batch(std, w, spec.sigma, int(spec.batch_size), gen)))
         if not np.array_equal(used_trunk, plan.trunk):
             raise SystemExit("the trunk's learning rates differ from the plan's table")
         rows = []
@@ -109,12 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             sched = branch_scheduler(opt, plan, i)
             used = []
             for _ in range(t0, T):
-                used.append(opt.param_groups[0]["lr"])
-                x, y = batch(std, w, spec.sigma, int(spec.batch_size), gen)
-                opt.zero_grad()
-                (0.5 * torch.mean((model(x).squeeze(-1) - y) ** 2)).backward()
-                opt.step()
-                sched.step()
+                used.append(update(model, opt, sched, batch(std, w, spec.sigma, int(spec.batch_size), gen)))
             if not np.array_equal(used, plan.branches[i]):
                 raise SystemExit(f"branch {i}'s learning rates differ from the plan's table")
             rows.append({"T": T, "leave": t0, "test_excess_loss": test_loss(model, std, w, spec.sigma),
