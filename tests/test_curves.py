@@ -52,6 +52,7 @@ def test_write_then_load_round_trips(tmp_path: Path) -> None:
     ("step,lr,loss\n0,0.1,2\n1,abc,1\n2,0.1,1\n", "line 3, column 'lr': 'abc' is not a number"),
     ("step,lr,loss\n0,0.1,2\n1,0.1\n2,0.1,1\n", "line 3: 2 fields but the header has 3"),
     ("step,lr,loss\n0,-0.1,2\n1,0.1,1\n2,0.1,1\n", "column 'lr': -0.1 must be >= 0"),
+    ("step,lr,loss\n0,0.1,2\n1,1e308,1\n2,0.1,1\n", "line 3, column 'lr': 1e.308 is above 1e.06"),
     ("step,lr,loss\n0,0.1,2\n1,0.1,0\n2,0.1,1\n", "column 'loss': 0.0 must be > 0"),
     ("step,lr,loss\n1,0.1,2\n2,0.1,1\n3,0.1,1\n", "must start at step 0"),
     ("step,lr,loss\n0,0.1,2\n1.5,0.1,1\n3,0.1,1\n", "not an integer"),

@@ -343,6 +343,8 @@ def test_not_a_table_and_missing_files(tmp_path: Path) -> None:
         load_table(tmp_path / "other.npz")
     with pytest.raises(ExportError, match="no such table file"):
         load_table(tmp_path / "missing.npz")
+    with pytest.raises(ExportError, match="needs the path of a table file, got None"):
+        load_table(None)  # type: ignore[arg-type]
     with pytest.raises(ExportError, match=r"missing does not exist; pass a run folder .* or a table file"):
         as_table(tmp_path / "missing")
     with pytest.raises(ExportError, match="cannot tell the table format"):

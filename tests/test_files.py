@@ -112,6 +112,33 @@ def test_a_claim_is_released_when_its_holder_is_killed(tmp_path: Path) -> None:
     assert _leftovers(tmp_path) == []
 
 
+def test_a_killed_holders_lock_file_is_removed_by_the_next_claim_in_its_folder(tmp_path: Path) -> None:
+    """A killed run leaves its claim file behind; the next job writing beside it (to any
+    other folder, as runs with default names do) removes it, and never a live one."""
+    script = ("import sys, time\nfrom optctl.io.files import claim\n"
+              "with claim(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(600)")
+    dead = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "dead")], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True)
+    live = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "live")], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        for p in (dead, live):
+            assert p.stdout is not None and p.stdout.readline().strip() == "held"
+        dead.send_signal(signal.SIGKILL)
+        dead.wait()
+        assert (tmp_path / ".dead.lock").exists()  # SIGKILL leaves the file
+        with claim(tmp_path / "next"):
+            assert not (tmp_path / ".dead.lock").exists()
+            assert (tmp_path / ".live.lock").exists()  # held: kept
+            with pytest.raises(ResultsError, match="being written by another optctl job"), \
+                    claim(tmp_path / "live"):
+                pass
+    finally:
+        live.send_signal(signal.SIGKILL)
+        live.wait()
+        dead.wait()
+
+
 def test_staged_dir_never_replaces_a_folder_without_overwrite(tmp_path: Path) -> None:
     """The old staging removed an existing final folder even without overwrite."""
     out = tmp_path / "run"

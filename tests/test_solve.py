@@ -154,5 +154,12 @@ def test_a_round_that_ends_above_its_start_is_discarded_and_reported() -> None:
                      np.zeros(1), SolverOptions(), {})
     assert run.discarded and run.rounds == 1 and run.iterations == 200
     np.testing.assert_array_equal(run.u, start)
-    text = message(str(run.stats["return_status"]), run.discarded)
+    text = message(str(run.stats["return_status"]), run.discarded, run.capped)
     assert "discarded" in text and "raise solver.max_iter" not in text
+    # The same round cut short by a max_iter below round_iter: there more iterations
+    # might help, and the message must say so.
+    capped = run_rounds(prob, start, np.ones(1), np.zeros(1), (np.zeros(1), np.full(1, 10.0)),
+                        np.zeros(1), SolverOptions(max_iter=20), {})
+    assert capped.discarded and capped.capped
+    text = message(str(capped.stats["return_status"]), capped.discarded, capped.capped)
+    assert "raise solver.max_iter" in text and "does not help" not in text

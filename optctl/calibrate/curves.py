@@ -17,6 +17,11 @@ import numpy as np
 from optctl.errors import CurveError
 from optctl.spec import MAX_T
 
+#: The largest learning rate a curve may hold. The fit works with products of rates and
+#: eigenvalues in double precision; rates near the float range overflow there and fail
+#: late, far from the row that caused it. No optimizer trains at a rate this large.
+MAX_LR = 1e6
+
 MIN_ROWS = 3
 # A curve whose loss never falls this fraction below its start carries no decay to fit.
 FLAT_DROP = 0.05
@@ -128,6 +133,12 @@ def curve_from_arrays(name: str, steps: np.ndarray, lr: np.ndarray, loss: np.nda
         if bad.any():
             i = int(np.argmax(bad))
             raise row_error(where, line_of(i), col, arr[i], rule)
+    if np.any(cols["lr"] > MAX_LR):
+        i = int(np.argmax(cols["lr"] > MAX_LR))
+        raise row_error(where, line_of(i), "lr", cols["lr"][i],
+                        f"is above {MAX_LR:.0e}, larger than any learning rate a run trains at; "
+                        "check that the column holds the learning rate itself (not its inverse, "
+                        "its log, or a value in other units)")
     if not np.any(cols["lr"][:-1] > 0):
         raise CurveError(f"{where}: every learning rate is 0, so the curve says nothing about "
                          "the dynamics; give runs with lr > 0")

@@ -98,9 +98,37 @@ def remove_stale_partials(folder: Path, *, claimed: str | None = None, recursive
                     with contextlib.suppress(FileNotFoundError):
                         entry.unlink()
                 removed += 1
+        elif entry.name.startswith(".") and entry.name.endswith(".lock") and name is None:
+            removed += _remove_free_lock(entry)
         elif recursive and entry.is_dir() and not entry.is_symlink():
             removed += remove_stale_partials(entry, recursive=True)
     return removed
+
+
+def _remove_free_lock(lock: Path) -> int:
+    """Remove the claim file ``lock`` if no job holds it (a killed job's); return 1 if removed.
+
+    The file is locked before it is unlinked, so a job claiming it at the same moment
+    either holds it (and it stays) or finds it gone and makes a new one (:func:`_lock`).
+    """
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except OSError:
+        return 0
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return 0  # held by a live job
+    try:
+        if os.fstat(fd).st_ino != os.stat(lock).st_ino:
+            return 0
+        os.unlink(lock)
+        return 1
+    except FileNotFoundError:
+        return 0
+    finally:
+        os.close(fd)
 
 
 def check_new(out: Path, overwrite: bool) -> None:

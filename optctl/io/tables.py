@@ -324,6 +324,9 @@ def load_table(path: str | os.PathLike[str], format: Format | None = None, *,
     edited file), and when it does not match ``expect_spec_hash`` (the hash of the
     :class:`ProblemSpec` the caller trains under) or ``expect_T`` (the caller's horizon).
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise ExportError(f"load_table needs the path of a table file, got {path!r}; pass the file "
+                          "written by `optctl export RUN`")
     src = Path(path)
     fmt = format_of(src, format)
     where = str(src)

@@ -373,7 +373,8 @@ def fresh_scale(prob: Compiled, u: np.ndarray, floor: np.ndarray, precondition: 
 class Rounds:
     """Where :func:`run_rounds` ended: the controls, the last scale, IPOPT's last stats,
     the iterations and the rounds spent; ``discarded`` when the last round ended above
-    its start and was thrown away (its start is ``u``)."""
+    its start and was thrown away (its start is ``u``); ``capped`` when that round was cut
+    short by ``max_iter`` (below ``round_iter``), so more iterations might have helped."""
 
     u: np.ndarray
     scale: np.ndarray
@@ -381,6 +382,7 @@ class Rounds:
     iterations: int = 0
     rounds: int = 0
     discarded: bool = False
+    capped: bool = False
 
 
 def run_rounds(prob: Compiled, start: np.ndarray, scale: np.ndarray, corr: np.ndarray,
@@ -416,6 +418,8 @@ def run_rounds(prob: Compiled, start: np.ndarray, scale: np.ndarray, corr: np.nd
         new = np.clip(np.asarray(sol["x"]).ravel() * out.scale, lo, hi)
         if not float(prob.f(new / out.scale, p)[0]) <= f_start:
             out.discarded = True  # keep the better point (the round's start) and stop
+            out.capped = (status == "Maximum_Iterations_Exceeded"
+                          and options.max_iter < options.round_iter)
             return out
         out.u = new
         if (status != "Maximum_Iterations_Exceeded" or out.iterations >= options.max_iter
@@ -451,7 +455,7 @@ def polish(prob: Compiled, plan: Plan, spec: ProblemSpec, run: Rounds,
             break
         kept += 1
         run = Rounds(u=new.u, scale=new.scale, stats=new.stats, iterations=run.iterations,
-                     rounds=run.rounds, discarded=run.discarded)
+                     rounds=run.rounds, discarded=run.discarded, capped=run.capped)
         best_loss, exact_grad = loss, new_grad
     return run, kept
 
@@ -483,8 +487,14 @@ def curvature_scale(prob: Compiled, y: np.ndarray, scale: np.ndarray) -> np.ndar
     return scale * np.sqrt(ref / curv)
 
 
-def message(status: str, discarded: bool = False) -> str:
-    """A sentence for IPOPT's return status; ``discarded``: the last round was thrown away."""
+def message(status: str, discarded: bool = False, capped: bool = False) -> str:
+    """A sentence for IPOPT's return status; ``discarded``: the last round was thrown away;
+    ``capped``: that round was cut short by ``solver.max_iter``."""
+    if discarded and capped:
+        return (f"IPOPT ended its last round ({status}) above where the round started, so that "
+                "round was discarded and its start returned; the result is not an optimum. "
+                "The round was cut short by solver.max_iter, which is below solver.round_iter: "
+                "raise solver.max_iter to at least solver.round_iter.")
     if discarded:
         return (f"IPOPT ended its last round ({status}) above where the round started, so that "
                 "round was discarded and its start returned; the result is not an optimum "
