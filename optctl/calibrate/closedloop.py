@@ -33,6 +33,9 @@ from optctl.solver.solve import solve
 from optctl.spec import ProblemSpec, SolverOptions
 from optctl.table import ScheduleTable
 
+# Bumped whenever the loop's refit or prediction changes, so cached runs are not reused.
+PREDICTION_VERSION = 1
+
 
 class ClosedLoop:
     """Model predictive control of one training run's learning rate.
