@@ -396,14 +396,6 @@ def _quality(curves: list[LossCurve], options: FitOptions, params: dict[str, flo
              noise: dict[str, tuple[float, int]]) -> FitQuality:
     """The fit-quality gate: in-sample misfit, leave-one-curve-out prediction (both net of
     each curve's own noise, :func:`noise_level`), the search box's edges, the phase."""
-    up = {n: noise_upper(*noise[n]) for n in rms}
-
-    def excess(n: str, e: float) -> float:
-        return systematic_error(e, up[n])
-
-    reasons = [f"the fitted model misses curve {n!r} (rms log error {e:.3f}, of which {excess(n, e):.3f} is "
-               f"more than its own noise, at most {up[n]:.3f}, explains; > {RMS_MAX})"
-               for n, e in rms.items() if excess(n, e) > RMS_MAX]
     held_out: dict[str, float] = {}
     if options.holdout and len(curves) >= 2:
         sub_options = dataclasses.replace(options, bootstrap=0, holdout=False, starts=1, progress=False)
@@ -411,16 +403,28 @@ def _quality(curves: list[LossCurve], options: FitOptions, params: dict[str, flo
             sub = fit([d for j, d in enumerate(curves) if j != i], sub_options, start=params).params
             pred = predict(sub, c.lr, c.batch_size, options.N, tail=options.tail)[c.steps]
             held_out[c.name] = float(np.sqrt(np.mean(np.log(pred / c.loss) ** 2)))
-        reasons += [f"fitted without curve {n!r}, the model predicts it with rms log error {e:.3f}, of which "
-                    f"{excess(n, e):.3f} is more than its own noise explains (> {HELD_OUT_MAX})"
-                    for n, e in held_out.items() if not excess(n, e) <= HELD_OUT_MAX]
-    elif options.holdout:
+    return gate(rms, held_out, noise, edges, label, holdout=options.holdout)
+
+
+def gate(rms: Mapping[str, float], held_out: Mapping[str, float], noise: Mapping[str, tuple[float, int]],
+         edges: list[str], label: str, *, holdout: bool = True) -> FitQuality:
+    """The gate's verdict from its measurements: per curve the in-sample ``rms`` and
+    ``held_out`` log errors and ``noise`` (:func:`noise_level`: estimate, points), the
+    ``edges`` notes and the phase ``label``."""
+    up = {n: noise_upper(*noise[n]) for n in rms}
+    reasons = [f"the fitted model misses curve {n!r} (rms log error {e:.3f}, of which "
+               f"{systematic_error(e, up[n]):.3f} is more than its own noise, at most {up[n]:.3f}, explains; "
+               f"> {RMS_MAX})" for n, e in rms.items() if systematic_error(e, up[n]) > RMS_MAX]
+    reasons += [f"fitted without curve {n!r}, the model predicts it with rms log error {e:.3f}, of which "
+                f"{systematic_error(e, up[n]):.3f} is more than its own noise explains (> {HELD_OUT_MAX})"
+                for n, e in held_out.items() if not systematic_error(e, up[n]) <= HELD_OUT_MAX]
+    if holdout and len(rms) < 2:
         reasons.append("one curve only: nothing to hold out, so nothing says the fit predicts "
                        "other schedules")
     reasons += edges
     if label == "unsure":
         reasons.append("the intervals of a and b do not fix the phase (easy or hard)")
-    return FitQuality(ok=not reasons, reasons=tuple(reasons), held_out=held_out,
+    return FitQuality(ok=not reasons, reasons=tuple(reasons), held_out=dict(held_out),
                       noise={n: v[0] for n, v in noise.items()})
 
 
