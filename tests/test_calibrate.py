@@ -253,6 +253,36 @@ def test_the_gate_is_net_of_noise_silent_on_noisy_model_curves_and_fires_on_unin
     assert bad.quality is not None and not bad.quality.ok
 
 
+def test_a_refit_is_accepted_only_when_it_predicts_the_unseen_points_better_beyond_noise() -> None:
+    """A run of the true model (TRUTH) measured with log noise: a refit equal to the truth
+    replaces a wrong current model (loss scale 30% too high); a wrong refit does not replace
+    the truth; nor does a refit only 2% off when the points scatter by 40% (the difference
+    is within the noise); the unseen points are those after ``since``, and with fewer than
+    3 of them nothing is accepted."""
+    import dataclasses
+
+    from optctl.calibrate.closedloop import refit_wins
+
+    lr = np.full(T, 0.05)
+    st = C.measurement_steps(T, 60)
+    rng = np.random.default_rng(5)
+    true = C.predict(TRUTH, lr, M, N)[st]
+    wrong = {**TRUTH, "loss_scale": 1.3 * TRUTH["loss_scale"]}
+    near = {**TRUTH, "loss_scale": 1.02 * TRUTH["loss_scale"]}
+    options = C.FitOptions(N=N, bootstrap=0)
+
+    def run(noise: float) -> LossCurve:
+        y = true * np.exp(noise * rng.standard_normal(st.size))
+        return dataclasses.replace(curve_from_arrays("run", st, lr[np.minimum(st, T - 1)], y, M), lr=lr)
+
+    r = run(0.05)
+    assert refit_wins(wrong, TRUTH, r, T // 2, M, options)["accepted"]
+    assert not refit_wins(TRUTH, wrong, r, T // 2, M, options)["accepted"]
+    assert not refit_wins(TRUTH, near, run(0.4), T // 2, M, options)["accepted"]
+    verdict = refit_wins(wrong, TRUTH, r, int(st[-3]), M, options)
+    assert verdict["points"] == 2 and not verdict["accepted"]
+
+
 def test_closed_loop_refits_on_the_run_and_predicts_its_final_loss() -> None:
     """A 'network' that is the model itself (noise-free curves from TRUTH): after a re-solve
     at half the horizon, the refitted model predicts the run's final loss, the past rows are

@@ -366,8 +366,10 @@ def noise_level(residuals: np.ndarray) -> tuple[float, int]:
     trend is already removed, and what the model misses systematically is smooth from
     point to point, so it hardly enters ``Δ²r``; the median ignores a few spikes. The
     differences are taken between every ``L``-th point for ``L`` in :data:`NOISE_LAGS`
-    (the median over the ``L`` offsets) and the largest estimate kept, with at least 5
-    points: noise correlated over a few points is seen at the larger lags. ``(0, 0)``
+    (the median over the ``L`` offsets, at least 5 points); a larger lag's estimate
+    replaces a smaller one's only above its 95% upper bound at the larger lag's points
+    (:func:`noise_upper`): noise correlated over a few points is seen at the larger lags,
+    while independent noise is not inflated by the maximum of noisy estimates. ``(0, 0)``
     with fewer than 5 points."""
     r = np.asarray(residuals, dtype=float)
     best, n = 0.0, 0
@@ -375,7 +377,7 @@ def noise_level(residuals: np.ndarray) -> tuple[float, int]:
         if r.size < 5 * lag:
             break
         est = float(np.median([_second_difference_noise(r[o::lag]) for o in range(lag)]))
-        if est > best or n == 0:
+        if n == 0 or est > noise_upper(best, r.size // lag):
             best, n = est, r.size // lag
     return best, n
 
