@@ -205,6 +205,11 @@ def write_part(records: list[dict[str, Any]], out: Path, seconds: float, quick: 
           f"the pilots, their fit and its gate, and the closed loop on every task; the baselines are not "
           f"re-run (results/real_training/report.md). {seconds / 60:.0f} min, with a load average of "
           f"{load:.1f} on 2 cores at the end (a shared machine).", "",
+          *([f"The runs were made with version {min(r['prediction_version'] for r in records)} of the loop "
+             f"(current: {PREDICTION_VERSION}); the accepted model's predictions are replayed on them with the "
+             "loop's own rule (the schedule does not depend on it), and a gate judged before it was net of "
+             "noise is judged again from the stored errors.", ""]
+            if any(r["prediction_version"] < PREDICTION_VERSION for r in records) else []),
           "Final held-out loss predicted at the last re-solve (3/4 of the run), relative error per seed: "
           "by the latest refit (the loop's prediction before) and by the accepted model (the pilots' fit "
           "until a refit predicts the run's unseen points better; `ClosedLoop` now).", "",
