@@ -3,6 +3,7 @@
     python benchmarks/bench_real_training.py             # every task (about an hour on 2 cores)
     python benchmarks/bench_real_training.py --quick     # tiny horizons and 2 seeds: a smoke test
     python benchmarks/bench_real_training.py --tasks digits charlm
+    python benchmarks/bench_real_training.py --part closed_loop   # pilots, fit, gate, closed loop only
 
 Needs the benchmark extra (``pip install -e ".[bench]"``: torch, scikit-learn,
 schedulefree). For every task of ``real_training.tasks`` it runs the protocol of
