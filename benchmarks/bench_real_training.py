@@ -3,6 +3,7 @@
     python benchmarks/bench_real_training.py             # every task (about an hour on 2 cores)
     python benchmarks/bench_real_training.py --quick     # tiny horizons and 2 seeds: a smoke test
     python benchmarks/bench_real_training.py --tasks digits charlm
+    python benchmarks/bench_real_training.py --part closed_loop   # pilots, fit, gate, closed loop only
 
 Needs the benchmark extra (``pip install -e ".[bench]"``: torch, scikit-learn,
 schedulefree). For every task of ``real_training.tasks`` it runs the protocol of
@@ -48,7 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", type=Path, default=Path("results") / "real_training")
     p.add_argument("--cache", type=Path, default=None, help="finished runs (default OUT/cache)")
+    p.add_argument("--part", choices=("all", "closed_loop"), default="all",
+                   help="closed_loop: only the pilots, the fit and its gate, and the closed loop "
+                        "(a partial re-run, written to OUT/partial/)")
     args = p.parse_args(argv)
+    if args.part == "closed_loop":
+        return _closed_loop_part(args)
     t0 = time.perf_counter()
     out = args.out / "quick" if args.quick else args.out
     seeds = (0, 1) if args.quick else tuple(range(8))
@@ -78,6 +84,24 @@ def main(argv: list[str] | None = None) -> int:
         md += report.task_markdown(rec)
     write_text_atomic(out / "report.md", "\n".join(md))
     print(f"report written to {out / 'report.md'} [{wall:.0f} s]")
+    return 0
+
+
+def _closed_loop_part(args: argparse.Namespace) -> int:
+    from real_training.partial import closed_loop_part, write_part
+
+    t0 = time.perf_counter()
+    out = (args.out / "quick" if args.quick else args.out) / "partial"
+    seeds = (0, 1) if args.quick else tuple(range(8))
+    records = []
+    with Runner(args.cache or out.parent / "cache", workers=args.workers) as runner:
+        for name in args.tasks:
+            task = TASKS[name]
+            if args.quick:
+                task = dataclasses.replace(task, T=QUICK_T[name])
+            records.append(closed_loop_part(task, runner, seeds=seeds))
+            write_part(records, out, time.perf_counter() - t0, args.quick)
+    print(f"report written to {out / 'closed_loop.md'} [{time.perf_counter() - t0:.0f} s]")
     return 0
 
 

@@ -204,6 +204,85 @@ def test_the_quality_gate_fires_on_uninformative_pilots_and_stays_silent_on_good
 
 
 
+def test_noise_level_recovers_the_noise_of_a_curve_around_a_smooth_misfit() -> None:
+    """Independent log noise of sd s around a smooth systematic misfit (a slow wave of
+    amplitude 0.3, which the model would miss): the robust second-difference estimate is s
+    within 15% at 200 points, and ignores a few spikes; a smooth misfit alone is not noise;
+    noise correlated between neighbouring points is seen at the larger lags."""
+    rng = np.random.default_rng(3)
+    t = np.linspace(0.0, 1.0, 200)
+    wave = 0.3 * np.sin(2 * np.pi * t)
+    for s in (0.02, 0.1, 0.45):
+        r = wave + s * rng.standard_normal(t.size)
+        assert C.noise_level(r)[0] == pytest.approx(s, rel=0.15), s
+        spiked = r.copy()
+        spiked[[20, 90, 150]] += 5.0
+        assert C.noise_level(spiked)[0] == pytest.approx(s, rel=0.2), s
+    assert C.noise_level(wave)[0] < 0.01  # 3% of the wave
+    assert C.noise_level(np.ones(4)) == (0.0, 0)
+    # noise correlated over a few points (a moving average of 4 independent draws, sd s):
+    # the lag-1 differences see a fraction of it, the larger lags most of it
+    s = 0.2
+    e = np.convolve(rng.standard_normal(2003), np.ones(4) / 2.0, mode="valid")[:2000] * s
+    assert C.noise_level(e)[0] > 0.75 * s > C._second_difference_noise(e)
+    assert C.systematic_error(0.5, 0.4) == pytest.approx(0.3)
+    assert C.systematic_error(0.3, 0.4) == 0.0
+
+
+def test_the_gate_is_net_of_noise_silent_on_noisy_model_curves_and_fires_on_uninformative_ones() -> None:
+    """Curves of the model itself with 30% log noise per point (a single run near its
+    stability edge scatters this much): the fit misses each point by ~0.3, which the old
+    fixed threshold (0.1) called a poor fit; net of each curve's own noise the gate stays
+    silent. The same noise on the uninformative design (the first 20 updates of two nearby
+    rates) still fires: the fit without one curve mispredicts it beyond its noise. And a
+    model that is wrong (the good curves fitted with a = b held at a wrong value) fires."""
+    noisy = _curves(TRUTH, 0.3, seed=1)
+    good = C.fit(noisy, C.FitOptions(N=N, bootstrap=0, starts=2))
+    q = good.quality
+    assert q is not None and q.ok, q.reasons
+    assert min(good.rms_log_error.values()) > C.RMS_MAX  # the old threshold would have fired
+    for name, s in q.noise.items():
+        assert s == pytest.approx(0.3, rel=0.3), (name, s)
+    rng = np.random.default_rng(0)
+    short = []
+    for name in ("c1", "c2"):
+        lr, st = RUNS[name][:20], np.arange(0, 21, 2)
+        y = C.predict(TRUTH, lr, M, N)[st] * np.exp(0.3 * rng.standard_normal(st.size))
+        short.append(curve_from_arrays(name, st, np.concatenate([lr, lr[-1:]])[st], y, M))
+    bad = C.fit(short, C.FitOptions(N=N, bootstrap=0, starts=2))
+    assert bad.quality is not None and not bad.quality.ok
+
+
+def test_a_refit_is_accepted_only_when_it_predicts_the_unseen_points_better_beyond_noise() -> None:
+    """A run of the true model (TRUTH) measured with log noise: a refit equal to the truth
+    replaces a wrong current model (loss scale 30% too high); a wrong refit does not replace
+    the truth; nor does a refit only 2% off when the points scatter by 40% (the difference
+    is within the noise); the unseen points are those after ``since``, and with fewer than
+    3 of them nothing is accepted."""
+    import dataclasses
+
+    from optctl.calibrate.closedloop import refit_wins
+
+    lr = np.full(T, 0.05)
+    st = C.measurement_steps(T, 60)
+    rng = np.random.default_rng(5)
+    true = C.predict(TRUTH, lr, M, N)[st]
+    wrong = {**TRUTH, "loss_scale": 1.3 * TRUTH["loss_scale"]}
+    near = {**TRUTH, "loss_scale": 1.02 * TRUTH["loss_scale"]}
+    options = C.FitOptions(N=N, bootstrap=0)
+
+    def run(noise: float) -> LossCurve:
+        y = true * np.exp(noise * rng.standard_normal(st.size))
+        return dataclasses.replace(curve_from_arrays("run", st, lr[np.minimum(st, T - 1)], y, M), lr=lr)
+
+    r = run(0.05)
+    assert refit_wins(wrong, TRUTH, r, T // 2, M, options)["accepted"]
+    assert not refit_wins(TRUTH, wrong, r, T // 2, M, options)["accepted"]
+    assert not refit_wins(TRUTH, near, run(0.4), T // 2, M, options)["accepted"]
+    verdict = refit_wins(wrong, TRUTH, r, int(st[-3]), M, options)
+    assert verdict["points"] == 2 and not verdict["accepted"]
+
+
 def test_closed_loop_refits_on_the_run_and_predicts_its_final_loss() -> None:
     """A 'network' that is the model itself (noise-free curves from TRUTH): after a re-solve
     at half the horizon, the refitted model predicts the run's final loss, the past rows are

@@ -94,3 +94,50 @@ def test_the_quick_benchmark_writes_every_method(tmp_path: Path) -> None:
                    "Schedule-Free", "refined", "Multi-Power Law"):
         assert f"| {method} |" in report
     assert "Horizon transfer" in report and (tmp_path / "quick" / "rf_hard.png").exists()
+
+
+@pytest.mark.slow
+def test_the_partial_rerun_replays_the_accepted_model_and_rejudges_the_gate() -> None:
+    """A record of closed-loop runs of a 'network' that is the model itself, measured with
+    30% log noise: the pilots' fit is the truth and every refit is 25% too low. The replayed
+    prediction of the accepted model is the truth's (no refit beats it beyond the noise),
+    the latest refit's is 25% off; a gate judged with fixed thresholds is judged again net
+    of each pilot's noise, its edge and phase reasons carried over."""
+    from real_training.partial import rejudge, replay_predictions
+
+    from optctl.calibrate.params import predict
+
+    truth = {"a": 2.0, "b": 2.8, "sigma": 0.5, "lr_scale": 0.5, "loss_scale": 1.0, "loss_offset": 0.0}
+    low = {**truth, "loss_scale": 0.75}
+    T, m, N = 400, 4, M.FIT_OPTIONS.N
+    lr = np.concatenate([np.full(300, 0.2), np.linspace(0.2, 0.0, 100)])
+    st = M.record_steps(T)
+    rng = np.random.default_rng(0)
+    runs = []
+    for seed in range(3):
+        y = predict(truth, lr, m, N)[st] * np.exp(0.3 * rng.standard_normal(st.size))
+        hist = [{"step": k, "params": low, "predicted_final_loss": float(predict(low, lr, m, N)[-1])}
+                for k in (100, 200, 300)]
+        runs.append({"seed": seed, "final": float(predict(truth, lr, m, N)[-1]), "steps": st.tolist(),
+                     "loss": y.tolist(), "lr": lr.tolist(), "history": hist})
+    pst = np.arange(0, 101, 2)
+    pilots = []
+    for name, rate in (("trunk", 0.2), ("rung", 0.1)):
+        pilot_lr = np.full(100, rate)
+        pilot = predict(truth, pilot_lr, m, N)[pst] * np.exp(0.3 * rng.standard_normal(pst.size))
+        pilots.append({"name": name, "steps": pst.tolist(), "loss": pilot.tolist(), "lr": pilot_lr.tolist()})
+    quality = {"ok": False, "held_out_rms_log_error": {"trunk": 0.33, "rung": 0.31},
+               "reasons": ["the fitted model misses curve 'trunk' (rms log error 0.320 > 0.1)",
+                           "the intervals of a and b do not fix the phase (easy or hard)"]}
+    rec = {"main_phase_start": 0, "batch_size": m, "runs": runs, "pilots": pilots,
+           "fit": {"params": truth, "rms_log_error": {"trunk": 0.32, "rung": 0.3}, "phase": "unsure",
+                   "quality": quality}}
+    preds = replay_predictions(rec)
+    assert [p["refit_error"] for p in preds] == pytest.approx([-0.25] * 3, abs=1e-9)
+    assert [p["accepted_error"] for p in preds] == pytest.approx([0.0] * 3, abs=1e-9)
+    rejudge(rec)
+    q = rec["fit"]["quality"]
+    assert q["rejudged"] and q["noise"]["trunk"] == pytest.approx(0.3, rel=0.45)
+    assert q["noise"]["rung"] == pytest.approx(0.3, rel=0.45)  # 51 points: relative SE 0.2
+    assert not any("misses curve" in r or "fitted without" in r for r in q["reasons"])
+    assert q["reasons"] == ["the intervals of a and b do not fix the phase (easy or hard)"] and not q["ok"]

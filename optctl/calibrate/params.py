@@ -108,6 +108,9 @@ def bootstrap_method(options: FitOptions, n_runs: int) -> str:
 # The fit-quality gate. A curve the fitted model misses by more than this rms log error
 # (about the relative error) is not described by it; a curve the fit without it predicts
 # worse than HELD_OUT_MAX says the curves do not constrain the model beyond themselves.
+# Both apply to the part of the error that the curve's own noise does not explain
+# (``fitting.systematic_error``): a single run near its stability edge scatters by 30-50%
+# from point to point, and no model of its expected curve can miss it by less.
 RMS_MAX = 0.1
 HELD_OUT_MAX = 0.15
 QUALITY_ADVICE = ("pilots that reach further into training (longer, or at larger rates, until their "
@@ -120,18 +123,21 @@ class FitQuality:
     """Whether a fit can be trusted to predict other schedules, and why not.
 
     ``held_out`` maps each curve to the rms log error with which the fit *without* it
-    predicts it; ``reasons`` lists every failed check (empty when ``ok``): a curve
-    missed in-sample (:data:`RMS_MAX`) or held out (:data:`HELD_OUT_MAX`), an exponent
-    at the edge of its search box, a phase the intervals cannot fix.
+    predicts it, ``noise`` each curve's own noise (``fitting.noise_level``); ``reasons``
+    lists every failed check (empty when ``ok``): a curve missed in-sample
+    (:data:`RMS_MAX`) or held out (:data:`HELD_OUT_MAX`) by more than its noise explains,
+    an exponent at the edge of its search box, a phase the intervals cannot fix.
     """
 
     ok: bool
     reasons: tuple[str, ...]
     held_out: dict[str, float]
+    noise: dict[str, float] = field(default_factory=dict)
     advice: str = QUALITY_ADVICE
 
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "reasons": list(self.reasons), "held_out_rms_log_error": self.held_out,
+                "noise": self.noise,
                 "thresholds": {"rms_log_error": RMS_MAX, "held_out_rms_log_error": HELD_OUT_MAX},
                 "advice": None if self.ok else self.advice}
 
