@@ -38,6 +38,21 @@ def test_interp_search_finds_the_smallest_reaching_step_count(s: float, goal_T: 
     assert n_probes <= 7  # bisection over [64, 4096] needs 12
 
 
+def test_interp_search_is_not_stalled_by_an_outlying_value() -> None:
+    """A probe far above the smooth curve (a solve that stopped early) at the bracket's low
+    end: regula falsi alone creeps from the other end; bisecting when one end is stuck
+    keeps the count of probes near bisection's."""
+    probes: list[int] = []
+
+    def loss(T: int) -> float:
+        probes.append(T)
+        return 10.0 if T == 3635 else float(T) ** -0.3
+
+    got = interp_search(loss, 3641.5 ** -0.3, 3635, 1024, 4096, f_top=4096.0 ** -0.3)
+    assert got == 3642
+    assert len(probes) <= 12
+
+
 def test_interp_search_edges() -> None:
     def loss(T: int) -> float:
         return 1.0 / T

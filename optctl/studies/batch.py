@@ -160,7 +160,8 @@ def interp_search(loss_at: Callable[[int], float], goal: float, first: int, lo_m
     ``f_top``, is not evaluated). First probe at ``first``, then log-log extrapolation
     outwards (3% past the goal, at most a factor 2) until ``goal`` is bracketed, then regula falsi on ``log loss`` against ``log T``,
     rounding alternately down and up so that both ends of the bracket close in (the
-    geometric midpoint when the interpolation is degenerate). Raises ``RuntimeError`` if
+    geometric midpoint when the interpolation is degenerate, or after the same end moved
+    twice in a row: an outlying value at the other end stalls regula falsi). Raises ``RuntimeError`` if
     :data:`RAMP_MAX_PROBES` probes do not close the bracket."""
     lo: int | None = None
     hi: int | None = None
@@ -207,17 +208,23 @@ def interp_search(loss_at: Callable[[int], float], goal: float, first: int, lo_m
                 hi = T  # at the top the loss reaches the goal by assumption
             else:
                 lo = T
-    last = ""
+    moved: list[str] = []
     for _ in range(RAMP_MAX_PROBES):
         if hi - lo <= 1:
             return hi
-        est = _interp_T(lo, values.get(lo, np.inf), hi, values.get(hi, f_top), goal)
+        if moved[-2:] in (["hi", "hi"], ["lo", "lo"]):
+            est = float(np.sqrt(lo * hi))  # one end stuck (an outlying value there): bisect once
+        else:
+            est = _interp_T(lo, values.get(lo, np.inf), hi, values.get(hi, f_top), goal)
+        last = moved[-1] if moved else ""
         T = int(np.floor(est)) if last == "hi" else int(np.ceil(est)) if last == "lo" else int(round(est))
         T = min(max(T, lo + 1), hi - 1)
         if f(T) <= goal:
-            hi, last = T, "hi"
+            hi = T
+            moved.append("hi")
         else:
-            lo, last = T, "lo"
+            lo = T
+            moved.append("lo")
     if hi - lo <= 1:
         return hi
     raise RuntimeError(f"the search{' at ' + where if where else ''} did not close its bracket [{lo}, {hi}] "
@@ -323,7 +330,7 @@ def ramp_check(study: ControlStudy, phase: str, rec: dict[str, Any], *, K: int =
     out: dict[str, Any] = {
         "phase": phase, "T0": T0, "K": K, "ramp_steps": Ts, "saved_fraction": rec["saved_fraction"],
         "fixed_loss": rec["fixed_loss"], "loss_at_steps": rec["ramp_loss"],
-        "fine": {k: fine[k] for k in ("fixed_loss", "ramp_steps", "ramp_loss", "saved_fraction", "evaluated",
+        "fine": {k: fine[k] for k in ("fixed_loss", "fixed_status", "ramp_steps", "ramp_loss", "saved_fraction", "evaluated", "solves",
                                       "wall_time_s")},
         "loss_at_steps_exact_modes": None}
     if exact_modes:
