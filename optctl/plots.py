@@ -611,13 +611,18 @@ def plot_batch_study(rec: Mapping[str, Any], *, title: str = "") -> Figure:
 
 def plot_ramp_savings(summary: Mapping[str, Any]) -> Figure:
     """Serial steps a batch ramp saves against the horizon ``T0`` (same samples, the
-    fixed-batch optimum's loss within the tolerance), one line per phase."""
+    fixed-batch optimum's loss within the tolerance), one line per phase; a convergence
+    check's point on a finer grid (``summary["checks"]``) as an open diamond."""
     fig = _figure((6.5, 4.5))
     ax = fig.subplots()
     for (phase, ph), col in zip(summary["phases"].items(), ("tab:blue", "tab:red"), strict=False):
         pts = ph["points"]
         ax.semilogx([p["T0"] for p in pts], [100 * p["saved_fraction"] for p in pts], "o-", color=col,
                     label=f"{phase} (a = {ph['a']:g}, b = {ph['b']:g})")
+        for c in summary.get("checks", []):
+            if c["phase"] == phase:
+                ax.semilogx([c["T0"]], [100 * c["fine"]["saved_fraction"]], "D", mfc="none", color=col,
+                            label=f"{phase}, T0 = {c['T0']} on {c['K']} blocks (convergence check)")
     ax.set(xlabel="horizon T0 (fixed-batch reference, m = const)", ylabel="serial steps saved by a ramp (%)",
            title="batch ramps: steps saved at the same samples and loss")
     ax.set_ylim(bottom=0)

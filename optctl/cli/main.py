@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="tiny sweeps: checks the pipeline, not the exponents")
     p.add_argument("--no-controls", action="store_true",
                    help="skip the momentum (figure 5) and batch-size studies")
+    p.add_argument("--full", action="store_true",
+                   help="also run the slow studies that are otherwise read from --out: the law against "
+                        "block solves (law.md, law_T1e7/) and the missing batch-ramp points")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
     e = _command(sub, "export", "export", "write a run's schedule table, or convert a table file")

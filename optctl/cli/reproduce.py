@@ -16,7 +16,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         rep = reproduce(out, workers=args.workers, progress=not args.quiet, quick=args.quick,
-                        controls=not args.no_controls)
+                        controls=not args.no_controls, full=args.full)
     except KeyboardInterrupt:
         print(f"optctl: interrupted; finished points are saved under {out / 'sweeps'}; run the same "
               "command again to resume", file=sys.stderr)

@@ -58,6 +58,7 @@ from optctl.studies.batch import RAMP_HORIZONS, run_batch_study, run_ramp_horizo
 from optctl.studies.boundary import boundary_study
 from optctl.studies.frontier import FRONTIER_N, FRONTIER_T, frontier_study
 from optctl.studies.horizons import compute_studies, horizon_study
+from optctl.studies.lawbench import LAW_LONG_K, LAW_LONG_T, law_bench
 from optctl.studies.momentum import load_points, loss_curves, run_momentum_study
 from optctl.studies.report import exponent_table, shape_lines
 from optctl.studies.sweep import load_sweep, run_sweep
@@ -78,12 +79,16 @@ def _quick(s: SweepSpec) -> SweepSpec:
 
 
 def reproduce(out: Path, *, workers: int = 2, progress: bool = True, quick: bool = False,
-              controls: bool = True) -> dict[str, Any]:
+              controls: bool = True, full: bool = False) -> dict[str, Any]:
     """Run (or resume) the three sweeps and write figures 2–4, ``report.md`` and ``report.json``.
 
     With ``controls`` (the default) also the momentum study of figure 5
     (:mod:`optctl.studies.momentum`, into ``<out>/momentum``) and the batch-size study
     (:mod:`optctl.studies.batch`, into ``<out>/batch``), each with its own ``report.md``.
+    Without ``full`` two slow studies are read from ``out`` (:data:`READ_NOT_COMPUTED`):
+    the law against the block solves (``law.md``, :mod:`optctl.studies.lawbench`) and the
+    batch-ramp savings for the horizons not yet computed (``batch/ramp/``); ``full`` runs
+    them too (the law's comparison again, the ramp points that are missing).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -102,6 +107,14 @@ def reproduce(out: Path, *, workers: int = 2, progress: bool = True, quick: bool
             raise SweepError(f"sweep {n}: points failed: {run.failed}")
         timings[f"sweep {n}"] = time.perf_counter() - ts
     written: list[str] = []
+    if full:
+        ts = time.perf_counter()
+        if quick:
+            law_bench(out, Ts=(1000,), Ks=(50,), progress=progress)
+        else:
+            law_bench(out, progress=progress)
+            law_bench(out / "law_T1e7", Ts=LAW_LONG_T, Ks=LAW_LONG_K, progress=progress)
+        timings["the law against block solves (law.md, law_T1e7/)"] = time.perf_counter() - ts
     ts = time.perf_counter()
 
     data = load_sweep(out / "sweeps" / "horizons")
@@ -211,14 +224,15 @@ def reproduce(out: Path, *, workers: int = 2, progress: bool = True, quick: bool
         timings["batch study"] = time.perf_counter() - ts
         ts = time.perf_counter()
         checks["ramps"] = run_ramp_horizons(out / "batch", horizons=(64,) if quick else RAMP_HORIZONS,
-                                            progress=progress, compute=quick)
+                                            progress=progress, compute=quick or full)
         written.append("batch/ramp_horizons.png")
-        timings["batch ramps against T (finished points)"] = time.perf_counter() - ts
+        timings["batch ramps against T" + ("" if full or quick else " (finished points)")] = time.perf_counter() - ts
         written += [f"momentum/momentum_{p}.png" for p in ("easy", "hard")]
         written += [f"batch/batch_{p}.png" for p in ("easy", "hard")]
 
     warn_missing_law(out)
-    report = _report(studies, frontiers, sweeps, quick, time.perf_counter() - t0, written, checks, timings)
+    report = _report(studies, frontiers, sweeps, quick, time.perf_counter() - t0, written, checks, timings,
+                     full=full, controls=controls)
     write_json(out / "report.json", report["json"])
     write_text_atomic(out / "report.md", report["md"])
     return report["json"]
@@ -382,6 +396,31 @@ def caption(name: str) -> str:
 
 
 NOT_MEASURED = "not measured here (run benchmarks/bench_law.py)"
+# What `optctl reproduce` without --full reads from its output folder instead of computing
+# it: the file, and the command that writes it.
+READ_NOT_COMPUTED = {
+    "law.md, law.json": "python benchmarks/bench_law.py --out OUT",
+    "law_T1e7/law.md": "python benchmarks/bench_law.py --T 10000000 --K 100 --out OUT/law_T1e7",
+    "batch/ramp/*.json (points past those found)": "python benchmarks/bench_controls.py --only ramps",
+}
+BY_REPRODUCE = "`optctl reproduce`"
+
+
+RAMP_TREND_POINTS, RAMP_TREND_FLAT = 3, 0.01  # the last horizons; under 1 point per doubling reads as flat
+
+
+def ramp_trend(points: Sequence[dict[str, Any]]) -> str:
+    """How the saved fraction moves with ``T0`` over the last :data:`RAMP_TREND_POINTS`
+    horizons: its least-squares change per doubling of ``T0``, and whether it grows,
+    shrinks or levels off (a change within :data:`RAMP_TREND_FLAT` per doubling)."""
+    pts = list(points)[-RAMP_TREND_POINTS:]
+    if len(pts) < 2:
+        return "one horizon"
+    x = np.log2([p["T0"] for p in pts])
+    y = np.array([p["saved_fraction"] for p in pts])
+    slope = float(np.polyfit(x, y, 1)[0])
+    word = "levels off" if abs(slope) <= RAMP_TREND_FLAT else ("grows" if slope > 0 else "shrinks")
+    return f"{word}: {100 * slope:+.1f} points per doubling over T0 = {pts[0]['T0']} … {pts[-1]['T0']}"
 
 
 def _verdict(fitted: float, theory: float, agree: float = 0.02, partly: float = 0.1) -> str:
@@ -394,8 +433,16 @@ def _claims(studies: list[Any], frontiers: list[Any], checks: dict[str, dict[str
     a verdict: agree within 0.02 of the theory's exponent, partly within 0.1."""
     rows: list[dict[str, Any]] = []
 
-    def add(claim: str, measured: str, verdict: str, evidence: str) -> None:
-        rows.append({"claim": claim, "measured": measured, "verdict": verdict, "evidence": evidence})
+    def add(claim: str, measured: str, verdict: str, evidence: str, source: str = BY_REPRODUCE) -> None:
+        rows.append({"claim": claim, "measured": measured, "verdict": verdict, "evidence": evidence,
+                     "source": source})
+
+    full = bool(checks.get("run", {}).get("full"))
+    law_src = ("`optctl reproduce --full`" if full else
+               "read from law.json (`python benchmarks/bench_law.py`; `optctl reproduce --full`)")
+    ramp_src = ("`optctl reproduce --full`" if full else
+                "read from batch/ramp/ (`python benchmarks/bench_controls.py --only ramps`; "
+                "`optctl reproduce --full`)")
 
     for st in studies:
         a, b, phase = st.spec.a, st.spec.b, st.spec.phase
@@ -441,7 +488,7 @@ def _claims(studies: list[Any], frontiers: list[Any], checks: dict[str, dict[str
                     + (f" (the solve at T = {capped} stopped at its iteration cap)" if capped else "")
                     + f"; agree: deviation ≤ {LAW_AGREE:.0%} and |loss gap| ≤ {LAW_LOSS_GAP:.0%}, partly: "
                     f"deviation ≤ {LAW_PARTLY:.0%} or |loss gap| ≤ {LAW_LOSS_GAP:.0%}",
-                    verdict, f"fig2_schedules_{phase}.png, law.md")
+                    verdict, f"fig2_schedules_{phase}.png, law.md", law_src)
         if phase == "hard":
             frac = st.anneal_fraction
             add(f"{tag}: warmup-stable-decay with a vanishing annealing fraction",
@@ -468,7 +515,8 @@ def _claims(studies: list[Any], frontiers: list[Any], checks: dict[str, dict[str
             gap = s["momentum_exponent"] - s["sgd_exponent"]
             add(f"{tag}: optimal (η, β) keeps SGD's exponent 1 − 1/a = {s['theory_easy']:.3f}",
                 f"ζ = {s['momentum_exponent']:.3f} vs SGD {s['sgd_exponent']:.3f} (T = {lo} … {hi}); {slopes}",
-                "agree" if abs(gap) <= 0.02 else "partly", "fig5_momentum_easy.png, momentum/report.md")
+                "agree" if abs(gap) <= 0.02 else "partly", "fig5_momentum_easy.png, momentum/report.md",
+                f"{BY_REPRODUCE} (points in momentum/points/)")
         else:
             gain = s["momentum_local_slopes"][-1] - s["sgd_local_slopes"][-1]
             capped = [T for T, st in zip(s["horizons"], s["momentum_status"], strict=True)
@@ -479,7 +527,7 @@ def _claims(studies: list[Any], frontiers: list[Any], checks: dict[str, dict[str
                 f"authors' notebook draws 1.5(a−1)/b = {s['theory_hard_momentum']:.3f}",
                 f"ζ = {s['momentum_exponent']:.3f} vs SGD {s['sgd_exponent']:.3f} (T = {lo} … {hi}); {slopes}",
                 "agree" if gain > 0.02 else ("partly" if s["beats_sgd_everywhere"] else "disagree"),
-                "fig5_momentum_hard.png, momentum/report.md")
+                "fig5_momentum_hard.png, momentum/report.md", f"{BY_REPRODUCE} (points in momentum/points/)")
     bd = checks.get("boundary")
     if bd and bd.get("points"):
         pts = bd["points"]
@@ -495,20 +543,26 @@ def _claims(studies: list[Any], frontiers: list[Any], checks: dict[str, dict[str
             f"b = {bs}: local p {first} (first decade) → {last} (last decade, "
             f"T ≤ {max(pts[0]['T']):.0e}); the law's {law_last}; labels over all T: {len(right)} right, "
             f"{len(unsure)} unsure, {len(wrong)} wrong",
-            "partly" if not wrong else "disagree", "fig_boundary_window.png, boundary.md")
+            "partly" if not wrong else "disagree", "fig_boundary_window.png, boundary.md",
+            f"{BY_REPRODUCE} (sweeps/boundary/)")
     rp = checks.get("ramps")
     if rp and rp.get("phases"):
         parts = []
         for ph, d in rp["phases"].items():
             sv = ", ".join(f"{p['T0']}: {100 * p['saved_fraction']:.0f}%" for p in d["points"])
-            parts.append(f"{ph}: {sv or 'none computed'}")
+            parts.append(f"{ph}: {sv or 'none computed'}" + (f" ({ramp_trend(d['points'])})" if sv else "")
+                         + (f", not computed: T0 = {d['missing']}" if d.get("missing") else ""))
         easy_pts = rp["phases"].get("easy", {}).get("points", [])
         hard_pts = rp["phases"].get("hard", {}).get("points", [])
         both = bool(hard_pts) and all(p["saved_fraction"] > 0.05 for p in hard_pts)
+        hard_fades = len(hard_pts) > 1 and ramp_trend(hard_pts).startswith("shrinks")
+        easy_ok = bool(easy_pts) and all(p["saved_fraction"] > 0.05 for p in easy_pts)
+        verdict = "agree" if easy_ok and (not both or hard_fades) else "partly"
+        note = ("; the hard phase saves too at these T0, less at longer ones" if both and hard_fades else
+                "; savings in the hard phase too" if both else "")
         add("batch ramps save serial steps in the easy phase (same samples, same loss)",
-            "steps saved by the ramp at T0 = " + "; ".join(parts),
-            "partly" if easy_pts and both else ("agree" if easy_pts else "partly"),
-            "batch/ramp_horizons.png, batch/ramp_horizons.md" + ("; savings in the hard phase too" if both else ""))
+            "steps saved by the ramp at T0 = " + "; ".join(parts), verdict,
+            "batch/ramp_horizons.png, batch/ramp_horizons.md" + note, ramp_src)
     law_fr = {(c["a"], c["b"]): c for c in checks.get("frontier_law", {}).get("cases", {}).values()}
     for fr in frontiers:
         f = fr.frontier.fit
@@ -533,17 +587,24 @@ def _claims(studies: list[Any], frontiers: list[Any], checks: dict[str, dict[str
 
 def _report(studies: list[Any], frontiers: list[Any], sweeps: dict[str, SweepSpec], quick: bool,
             wall: float, written: list[str], checks: dict[str, dict[str, Any]] | None = None,
-            timings: dict[str, float] | None = None) -> dict[str, Any]:
-    claims = _claims(studies, frontiers, checks or {})
+            timings: dict[str, float] | None = None, *, full: bool = False, controls: bool = True
+            ) -> dict[str, Any]:
+    claims = _claims(studies, frontiers, {**(checks or {}), "run": {"full": full}})
+    flags = (" --quick" if quick else "") + (" --full" if full else "") + ("" if controls else " --no-controls")
+    read = "" if full else (
+        " Read from this folder, not computed by this run (`optctl reproduce --full` computes them): "
+        + "; ".join(f"`{k}` (`{v}`)" for k, v in READ_NOT_COMPUTED.items() if controls or "batch" not in k) + ".")
     md = ["# Reproduction of Bordelon & Mori (arXiv:2602.04774), figures 1–5", "",
-          f"Written by `optctl reproduce{' --quick' if quick else ''}` (this run: {wall:.0f} s; finished "
-          "points are reused from `sweeps/`). Horizons: "
+          f"Written by `optctl reproduce{flags}` (this run: {wall:.0f} s; finished "
+          f"points are reused from `sweeps/`).{read} Horizons: "
           f"{list(sweeps['horizons'].horizons)} (reference cases); compute sweeps: N = "
           f"{[int(n) for n in sweeps['compute_easy'].axes['N']]} x T = {list(sweeps['compute_easy'].horizons)}.",
           "", "## Loss and learning-rate exponents (fit over the last decade of horizons)", "",
           exponent_table(studies), "", "## Classification and schedule shapes", ""]
-    claim_md = ["## The paper's claims", "", "| claim | measured | verdict | evidence |", "|---|---|---|---|"]
-    claim_md += [f"| {r['claim']} | {r['measured']} | {r['verdict']} | {r['evidence']} |" for r in claims]
+    claim_md = ["## The paper's claims", "", "| claim | measured | verdict | evidence | produced by |",
+                "|---|---|---|---|---|"]
+    claim_md += [f"| {r['claim']} | {r['measured']} | {r['verdict']} | {r['evidence']} | {r['source']} |"
+                 for r in claims]
     md[4:4] = [*claim_md, ""]
     for st in studies:
         md += shape_lines(st)
@@ -566,7 +627,8 @@ def _report(studies: list[Any], frontiers: list[Any], sweeps: dict[str, SweepSpe
         md += [f"| {k} | {v:.0f} |" for k, v in timings.items()]
         md.append(f"| whole | {wall:.0f} |")
     md.append("")
-    js = {"wall_time_s": wall, "timings_s": timings or {}, "quick": quick, "figures": written, "claims": claims,
+    js = {"wall_time_s": wall, "timings_s": timings or {}, "quick": quick, "full": full, "figures": written,
+          "claims": claims, "read_not_computed": {} if full else READ_NOT_COMPUTED,
           "horizons": list(sweeps["horizons"].horizons),
           "exponents": {st.key: st.table_rows() for st in studies},
           "classification": {st.key: st.classification.to_dict() for st in studies},
