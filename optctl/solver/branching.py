@@ -178,7 +178,7 @@ class BranchingResult:
                            "gap": self.certificate.gap, "tolerance": self.certificate.tolerance,
                            "status": self.certificate.status, "success": self.certificate.success},
                        **self.transcription},
-            "scan": [{"leave": list(t), "worst_regret": r, "wall_time_s": sec, "trunk_blocks": k}
+            "scan": [{"leave": list(t), "worst_regret": r, "wall_time_s": sec, "K": k}
                      for t, r, sec, k in self.scan],
             "versions": self.versions,
         }
@@ -236,7 +236,7 @@ def solve_branching(spec: ProblemSpec, horizons: Sequence[int], options: SolverO
         _log(f"anytime: leave points {list(points)}, K = {opts.K}", progress)
         t1 = time.perf_counter()
         out = _solve_fixed(spec, hs, points, opts, own, tail, schedules, objective, w, progress, warm)
-        out.seconds = time.perf_counter() - t1
+        out.seconds, out.K = time.perf_counter() - t1, opts.K
         _log(f"anytime:   worst regret {out.worst:.4%}, {out.status}, {out.seconds:.1f} s", progress)
         return out
 
@@ -302,10 +302,7 @@ class _Solved:
     certificate: Certificate | None = None
     lb_schedules: tuple[np.ndarray, ...] = ()
     seconds: float = 0.0
-
-    @property
-    def K(self) -> int:
-        return int(self.plan.trunk_blocks)
+    K: int = 0
 
     def schedule(self, i: int) -> np.ndarray:
         return np.concatenate([self.trunk[: self.leave[i]], self.branches[i]])
