@@ -150,16 +150,18 @@ def tune_schedule_free(spec: ProblemSpec, horizons: Sequence[int], optima: np.nd
     (:func:`optctl.model.families.schedule_free`, the exact per-mode second-moment
     recursion). ``(γ, β)`` are tuned once for the whole horizon set, for the worst regret,
     over a grid of ``SF_LR_GRID`` rates log-spaced in ``[1e-3 η_max, η_max]`` (the bounds
-    the other methods have) times ``SF_BETAS``, every candidate in one compiled scan.
+    the other methods have) times ``SF_BETAS``, one compiled scan per ``β``.
     ``tuned_losses`` are the exact losses at the horizons; ``schedules`` are the constant
     rates ``γ`` (the rate is not the whole method: the loss is read at the average)."""
     from optctl.model.families import family_loss, schedule_free
 
     hs = [int(T) for T in horizons]
     lrs = np.geomspace(1e-3 * eta_max, eta_max, SF_LR_GRID)
-    grid = np.array([(g, b) for g in lrs for b in SF_BETAS])
+    grid = np.array([(g, b) for b in SF_BETAS for g in lrs])  # the order of the columns below
     # The run to T_i is the first T_i updates of the run to T_n (c_t does not depend on T).
-    losses = np.stack([family_loss(spec, schedule_free(T, grid[:, 0], grid[:, 1])) for T in hs])
+    # One β at a time: a scan's coefficients take 8 (T_n rounded up) values per candidate.
+    losses = np.concatenate([np.stack([family_loss(spec, schedule_free(T, lrs, np.full(lrs.size, beta)))
+                                       for T in hs]) for beta in SF_BETAS], axis=1)
     regret = losses / np.asarray(optima, dtype=float)[:, None] - 1.0
     worst = np.where(np.isfinite(regret).all(axis=0), regret.max(axis=0), np.inf)
     k = int(np.argmin(worst))
