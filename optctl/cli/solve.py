@@ -14,7 +14,7 @@ from optctl.io.files import check_new, claim
 from optctl.io.fits import fit_folder_config
 from optctl.io.runs import default_out, write_run
 from optctl.solver.report import SolveReport
-from optctl.solver.resources import check_law_fits, check_solve_fits
+from optctl.solver.resources import check_branching_fits, check_law_fits, check_solve_fits
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,8 +45,12 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--out", args.out, "is empty; give a folder, or leave --out out for the default")
     out = Path(args.out) if args.out else default_out(cfg.name, cfg.problem.T)
     check_new(out, args.overwrite)
-    estimate = (check_law_fits(cfg.problem) if args.law else  # before any work
-                check_solve_fits(cfg.problem, cfg.solver, cfg.controls))
+    if cfg.horizons is not None:  # before any work
+        estimate = check_branching_fits(cfg.problem, cfg.horizons, cfg.solver,
+                                        baselines=not args.no_baselines and bool(cfg.baselines))
+    else:
+        estimate = (check_law_fits(cfg.problem) if args.law else
+                    check_solve_fits(cfg.problem, cfg.solver, cfg.controls))
     if not args.quiet:
         print(f"estimated peak memory: {estimate.describe()}", file=sys.stderr)
     # The folder is claimed before any work: a second job writing the same --out stops at
