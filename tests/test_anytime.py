@@ -363,3 +363,54 @@ def test_solved_branching_table_drives_torch_through_checkpoints(tmp_path):
             update(t)
             sched.step()
         np.testing.assert_allclose(seen[:t0] + lrs, res.schedule(i), rtol=1e-15, atol=0)
+
+
+MEMORY_FACTOR = 1.5  # the branching estimate against a measured peak, either way
+
+MEASURE = """
+import resource, sys
+from optctl.solver.branching import solve_branching
+from optctl.spec import ProblemSpec, SolverOptions
+spec = ProblemSpec(a=3.5, b=5.0, N=1000, sigma=0.5, batch_size=5, T=20000, eta_max=1.0)
+solve_branching(spec, [2000, 20000], SolverOptions(K=40), leave=[1600, 16000], objective="weighted")
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+"""
+
+
+@pytest.mark.slow
+def test_branching_memory_estimate_matches_a_measured_peak():
+    """The estimate of a branching solve (no baselines) against the peak resident memory of
+    the same solve in a fresh process, within MEMORY_FACTOR: N = 1000 modes, a horizon of
+    2·10^4 whose own optimum keeps the polish gradient (T × N states), the NLPs cached."""
+    import subprocess
+    import sys
+
+    from optctl.solver.resources import estimate_branching
+    from optctl.spec import ProblemSpec, SolverOptions
+
+    spec = ProblemSpec(a=3.5, b=5.0, N=1000, sigma=0.5, batch_size=5, T=20000, eta_max=1.0)
+    est = estimate_branching(spec, (2000, 20000), SolverOptions(K=40), baselines=False)
+    done = subprocess.run([sys.executable, "-c", MEASURE], capture_output=True, text=True, check=True)
+    peak = float(done.stdout.split()[-1])
+    assert 1 / MEMORY_FACTOR <= est.total / peak <= MEMORY_FACTOR, (est.describe(), peak / 2**20)
+
+
+@pytest.mark.slow
+def test_docs_snippets_run_as_written(tmp_path, monkeypatch):
+    """Every ```python block of docs/anytime.md, in order in one namespace (they write their
+    files into the working folder): the plan solves, its regrets are not below zero beyond
+    the replay gap, its certificate is computed, and the torch workflow runs on it."""
+    pytest.importorskip("torch")
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "anytime.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) >= 2
+    monkeypatch.chdir(tmp_path)
+    ns: dict[str, object] = {"__name__": "docs_anytime"}
+    for i, block in enumerate(blocks):
+        exec(compile(block, f"docs/anytime.md[block {i}]", "exec"), ns)
+    res = ns["res"]
+    assert np.all(res.regret >= -2 * np.max(np.abs(res.replay_gap)))  # type: ignore[attr-defined]
+    assert (tmp_path / "branching.json").exists() and (tmp_path / "trunk-160.pt").exists()
