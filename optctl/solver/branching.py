@@ -9,13 +9,17 @@ objective is the worst regret against each horizon's own optimum,
 
     min max_i L_{T_i}(trunk[0:t_i] + branch_i) / L*_{T_i} − 1,
 
-solved as a sequence of re-weighted weighted sums of the regrets until the weights are
-the multipliers of the epigraph form (``min r`` s.t. ``L_{T_i} ≤ (1 + r) L*_{T_i}``), with a
-gap that certifies it (:func:`_minimax`); or the weighted sum itself. The problem is one NLP of the control set
+solved as a sequence of re-weighted weighted sums of the regrets, certified by weak
+duality (:class:`Certificate`: the worst regret minus the weighted sum's minimum at the
+final weights); or the weighted sum itself. ``L*_{T_i}`` is each horizon's lower bound on
+the plan's grids (:func:`lower_bounds`), never above its own optimum, so regrets are
+``>= 0`` up to the replay gap; the grids are cut from every horizon's own grid, so they
+follow ``solver.K`` (:mod:`optctl.solver.plan`). The problem is one NLP of the control set
 :class:`~optctl.solver.controls.Branching` on a :class:`~optctl.solver.plan.BranchPlan`,
 built by the common transcription and solved by the common IPOPT driver. The leave
-points are given, or chosen by scanning a few candidate decay fractions ``1 − t_i/T_i``
-(each scan point is one solve). Every horizon's schedule ``trunk[0:t_i] + branch_i`` is
+points are given, or chosen by scanning a few common decay fractions ``1 − t_i/T_i`` on
+coarse grids (each scan point one solve, warm-started from the one before), the best
+then solved on the solver's grids. Every horizon's schedule ``trunk[0:t_i] + branch_i`` is
 replayed step by step (:func:`optctl.model.replay.replay`); those are the losses
 reported. Bordelon & Mori, arXiv:2602.04774 (the model); WSD-S is the decay-branch
 practice this optimises.
@@ -69,6 +73,9 @@ CERTIFIED = ("Solve_Succeeded", "Solved_To_Acceptable_Level", "Dual_Stalled")
 # Each re-weighted solve is given at most REWEIGHT_ROUNDS rounds of round_iter iterations
 # (the weights move again anyway; the certificate's solve has the full max_iter).
 REWEIGHT_ROUNDS = 2
+# A re-weighted solve whose gap is larger than the last accepted one's is not accepted; the
+# step from the accepted weights is halved instead, at most MINIMAX_BACKTRACK times in a row.
+MINIMAX_BACKTRACK = 2
 GAP_NOT_CLOSED = "Minimax_Gap_Not_Closed"
 MINIMAX_ROUNDS = 12
 WEIGHT_STEP = 4.0
@@ -528,8 +535,10 @@ def _minimax(prob: Any, run: Any, targets: tuple[float, ...], tail: float, plan:
     equalise the regrets: a Newton step on the dual with the Jacobian ``∂G/∂w`` from the
     solves so far (a first secant, then Broyden updates; each solve freshly scaled), each weight changed by at most
     a factor ``WEIGHT_STEP`` per step and kept above ``WEIGHT_MIN`` (a horizon with no
-    weight would leave its branch undetermined). Stops when IPOPT solves a stage and the
-    gap is within the tolerance (:class:`Certificate`), or after ``MINIMAX_ROUNDS`` solves.
+    weight would leave its branch undetermined); a step whose solve has a larger gap than
+    the last accepted one is halved (at most ``MINIMAX_BACKTRACK`` times in a row). Stops
+    when the gap is within the tolerance (:class:`Certificate`), or after
+    ``MINIMAX_ROUNDS`` solves.
     Returns the last run (its iterations those of every re-weighted solve), the rates'
     ``L + tail`` and the weights.
     """
@@ -541,6 +550,8 @@ def _minimax(prob: Any, run: Any, targets: tuple[float, ...], tail: float, plan:
     iterations = 0
     jac: np.ndarray | None = None
     best: tuple[float, Any, np.ndarray, np.ndarray] | None = None
+    pending: np.ndarray | None = None
+    backtracks = 0
     for k in range(MINIMAX_ROUNDS + 1):
         gap = float(np.max(G) - w @ G)
         if best is None or gap < best[0]:
@@ -552,7 +563,7 @@ def _minimax(prob: Any, run: Any, targets: tuple[float, ...], tail: float, plan:
             break  # closed at this solve: the certificate (_certify) checks it afresh
         if k == MINIMAX_ROUNDS:
             break
-        new_w = _next_weights(w, G, jac)
+        new_w = _next_weights(w, G, jac) if pending is None else pending
         prob.model = np.concatenate([base, new_w])
         # A fresh curvature scaling: the weights change the curvature of every branch's rates.
         scale = fresh_scale(prob, last.u, floor, True)
@@ -570,7 +581,11 @@ def _minimax(prob: Any, run: Any, targets: tuple[float, ...], tail: float, plan:
                 jac = -c * (np.eye(w.size) - 1.0 / w.size)
             else:
                 jac = jac + np.outer(dG - jac @ dw, dw) / float(dw @ dw)
-        w, G, losses, last = new_w, new_G, new_losses, nxt
+        if float(np.max(new_G) - new_w @ new_G) < gap or backtracks >= MINIMAX_BACKTRACK:
+            w, G, losses, last = new_w, new_G, new_losses, nxt
+            pending, backtracks = None, 0
+        else:  # the gap grew: halve the step from the last accepted weights
+            pending, backtracks = 0.5 * (w + new_w), backtracks + 1
     # The re-weighted solve with the smallest gap (the weights can oscillate when the
     # horizons' trade-off is not convex); the certificate checks it afresh.
     assert best is not None
