@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from optctl.io.config import load_config
 from optctl.studies.anytime import run_anytime
@@ -108,13 +109,12 @@ def convergence(out: Path, phase: str, Ks: list[int], fraction: float) -> None:
     import time
     from dataclasses import replace
 
-    from optctl.io.files import write_json, write_text_atomic
     from optctl.solver.branching import horizon_optima, solve_branching
 
     cfg = load_config(ROOT / "configs" / f"{phase}_phase.yaml")
     hs = SETS["decades"]
     leave = [int(round((1 - fraction) * T)) for T in hs]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for K in Ks:
         opts = replace(cfg.solver, K=K)
         print(f"== {phase}: K = {K}", file=sys.stderr, flush=True)
@@ -128,6 +128,13 @@ def convergence(out: Path, phase: str, Ks: list[int], fraction: float) -> None:
                      "replay_gap": res.replay_gap.tolist(), "status": res.status, "success": res.success,
                      "minimax_gap": res.gap, "seconds": round(time.perf_counter() - t0, 1),
                      "load_average_1min": os.getloadavg()[0]})
+        _write_convergence(out, phase, hs, leave, fraction, rows)  # after every K: a partial table
+
+
+def _write_convergence(out: Path, phase: str, hs: tuple[int, ...], leave: list[int], fraction: float,
+                       rows: list[dict[str, Any]]) -> None:
+    from optctl.io.files import write_json, write_text_atomic
+
     lines = [f"### Convergence in K: {phase} phase, horizons {list(hs)}, leave points {leave} "
              f"({fraction:g} decay)", "",
              "Regrets against each horizon's lower bound on the plan's grids at that K (replayed).", "",
