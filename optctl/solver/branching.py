@@ -242,7 +242,8 @@ def solve_branching(spec: ProblemSpec, horizons: Sequence[int], options: SolverO
     def attempt(points: tuple[int, ...], opts: SolverOptions, warm: _Solved | None = None) -> _Solved:
         _log(f"anytime: leave points {list(points)}, K = {opts.K}", progress)
         t1 = time.perf_counter()
-        out = _solve_fixed(spec, hs, points, opts, own, tail, schedules, objective, w, progress, warm)
+        out = _solve_fixed(spec, hs, points, opts, own, tail, schedules, objective, w, progress, warm,
+                           coarse=opts.K < options.K)
         out.seconds, out.K = time.perf_counter() - t1, opts.K
         _log(f"anytime:   worst regret {out.worst:.4%}, {out.status}, {out.seconds:.1f} s", progress)
         return out
@@ -349,7 +350,7 @@ def _schedules_of(plan: BranchPlan, u: np.ndarray) -> tuple[np.ndarray, tuple[np
 
 def lower_bounds(spec: ProblemSpec, plan: BranchPlan, options: SolverOptions, own: np.ndarray,
                  schedules: tuple[np.ndarray, ...], *, starts: Sequence[np.ndarray] | None = None,
-                 progress: bool = False) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+                 with_own: bool = True, progress: bool = False) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
     """Each horizon's lower bound ``L*_{T_i}`` on the plan's grids, and its schedule.
 
     Horizon ``i`` alone is solved on the union of the trunk's blocks up to ``t_i`` and
@@ -358,7 +359,9 @@ def lower_bounds(spec: ProblemSpec, plan: BranchPlan, options: SolverOptions, ow
     schedule is replayed. ``L*_{T_i}`` is the lower of that replayed loss and the replayed
     own optimum ``own[i]`` (solved on the solver's grid): both are losses a single run of
     ``T_i`` updates reaches, and the first is at least as low as any plan on these grids
-    can make horizon ``i``'s (up to the replay gap and IPOPT's local optimality)."""
+    can make horizon ``i``'s (up to the replay gap and IPOPT's local optimality).
+    ``with_own=False`` keeps the plan-grid bound alone (the coarse scan, whose grids are
+    coarser than the own optima's: its regrets then compare grids of one coarseness)."""
     best, scheds = [], []
     for i, T in enumerate(plan.horizons):
         sub = lower_bound_plan(plan, i)
@@ -375,7 +378,7 @@ def lower_bounds(spec: ProblemSpec, plan: BranchPlan, options: SolverOptions, ow
         loss = replay(replace(spec, T=T), sched).final
         _log(f"anytime:   lower bound T = {T}: {loss:.6g} on the plan's grid "
              f"({sub.trunk_blocks} + {sub.branch_blocks[0]} blocks), own optimum {own[i]:.6g}", progress)
-        if loss < own[i]:
+        if loss < own[i] or not with_own:
             best.append(float(loss))
             scheds.append(sched)
         else:
@@ -386,7 +389,8 @@ def lower_bounds(spec: ProblemSpec, plan: BranchPlan, options: SolverOptions, ow
 
 def _solve_fixed(spec: ProblemSpec, hs: tuple[int, ...], leave: tuple[int, ...], options: SolverOptions,
                  own: np.ndarray, tail: float, schedules: tuple[np.ndarray, ...], objective: str,
-                 w: np.ndarray, progress: bool = False, warm: _Solved | None = None) -> _Solved:
+                 w: np.ndarray, progress: bool = False, warm: _Solved | None = None,
+                 coarse: bool = False) -> _Solved:
     """One branching solve for fixed leave points: each horizon's lower bound on the
     plan's grids (:func:`lower_bounds`), the weighted sum (a smooth problem that the
     curvature scaling suits), then, for ``worst``, re-weighted from there and certified
@@ -398,7 +402,7 @@ def _solve_fixed(spec: ProblemSpec, hs: tuple[int, ...], leave: tuple[int, ...],
                                  wt)
     warm_scheds = None if warm is None else [warm.schedule(i) for i in range(len(hs))]
     star, lb_scheds = lower_bounds(spec, grid_plan, opts, own, schedules, starts=warm_scheds,
-                                   progress=progress)
+                                   with_own=not coarse, progress=progress)
     targets = tuple(float(s) for s in star)
     ws_plan = replace(grid_plan, targets=targets)
     cands = _candidates(spec, ws_plan, schedules) + _candidates(spec, ws_plan, lb_scheds)[:1]
