@@ -74,8 +74,11 @@ CERTIFIED = ("Solve_Succeeded", "Solved_To_Acceptable_Level", "Dual_Stalled")
 # (the weights move again anyway; the certificate's solve has the full max_iter).
 REWEIGHT_ROUNDS = 2
 # A re-weighted solve whose gap is larger than the last accepted one's is not accepted; the
-# step from the accepted weights is halved instead, at most MINIMAX_BACKTRACK times in a row.
+# step from the accepted weights is halved instead, at most MINIMAX_BACKTRACK times in a row
+# (then the re-weighting stops). The coarse scan ranks leave points after SCAN_ROUNDS
+# re-weightings (its candidates are compared, not certified).
 MINIMAX_BACKTRACK = 2
+SCAN_ROUNDS = 3
 GAP_NOT_CLOSED = "Minimax_Gap_Not_Closed"
 MINIMAX_ROUNDS = 12
 WEIGHT_STEP = 4.0
@@ -417,7 +420,8 @@ def _solve_fixed(spec: ProblemSpec, hs: tuple[int, ...], leave: tuple[int, ...],
     w_final = w
     cert: Certificate | None = None
     if objective == "worst":
-        mm, nlp_losses, w_final = _minimax(prob, run, targets, tail, ws_plan, bounds, floor, opts, w, progress)
+        mm, nlp_losses, w_final = _minimax(prob, run, targets, tail, ws_plan, bounds, floor, opts, w, progress,
+                                           SCAN_ROUNDS if coarse else MINIMAX_ROUNDS)
         u, iterations = mm.u, iterations + mm.iterations
         status, discarded = str(mm.stats.get("return_status", "unknown")), mm.discarded
         cert = _certify(prob, ws_plan, u, w_final, bounds, floor, opts, tail)
@@ -528,7 +532,7 @@ def _blocks_of(plan: BranchPlan, trunk: np.ndarray, branches: Sequence[np.ndarra
 
 def _minimax(prob: Any, run: Any, targets: tuple[float, ...], tail: float, plan: BranchPlan,
              bounds: tuple[np.ndarray, np.ndarray], floor: np.ndarray, opts: SolverOptions, w: np.ndarray,
-             progress: bool = False) -> tuple[Any, np.ndarray, np.ndarray]:
+             progress: bool = False, rounds: int = MINIMAX_ROUNDS) -> tuple[Any, np.ndarray, np.ndarray]:
     """The worst regret as a sequence of weighted-sum solves, each smooth and warm-started.
 
     At the optimum ``u_w`` of ``Σ w_i G_i`` (``G_i`` the transcribed regrets, ``w`` on the
@@ -540,9 +544,9 @@ def _minimax(prob: Any, run: Any, targets: tuple[float, ...], tail: float, plan:
     solves so far (a first secant, then Broyden updates; each solve freshly scaled), each weight changed by at most
     a factor ``WEIGHT_STEP`` per step and kept above ``WEIGHT_MIN`` (a horizon with no
     weight would leave its branch undetermined); a step whose solve has a larger gap than
-    the last accepted one is halved (at most ``MINIMAX_BACKTRACK`` times in a row). Stops
-    when the gap is within the tolerance (:class:`Certificate`), or after
-    ``MINIMAX_ROUNDS`` solves.
+    the last accepted one is halved (at most ``MINIMAX_BACKTRACK`` times in a row, then it
+    stops). Stops when the gap is within the tolerance (:class:`Certificate`), or after
+    ``rounds`` solves.
     Returns the last run (its iterations those of every re-weighted solve), the rates'
     ``L + tail`` and the weights.
     """
@@ -556,7 +560,7 @@ def _minimax(prob: Any, run: Any, targets: tuple[float, ...], tail: float, plan:
     best: tuple[float, Any, np.ndarray, np.ndarray] | None = None
     pending: np.ndarray | None = None
     backtracks = 0
-    for k in range(MINIMAX_ROUNDS + 1):
+    for k in range(rounds + 1):
         gap = float(np.max(G) - w @ G)
         if best is None or gap < best[0]:
             best = (gap, last, losses, w)
@@ -565,7 +569,7 @@ def _minimax(prob: Any, run: Any, targets: tuple[float, ...], tail: float, plan:
              f"gap {gap:.2e}, {status}", progress)
         if gap <= max(MINIMAX_TOL * float(np.max(G)), MINIMAX_ABS):
             break  # closed at this solve: the certificate (_certify) checks it afresh
-        if k == MINIMAX_ROUNDS:
+        if k == rounds:
             break
         new_w = _next_weights(w, G, jac) if pending is None else pending
         prob.model = np.concatenate([base, new_w])
@@ -585,9 +589,11 @@ def _minimax(prob: Any, run: Any, targets: tuple[float, ...], tail: float, plan:
                 jac = -c * (np.eye(w.size) - 1.0 / w.size)
             else:
                 jac = jac + np.outer(dG - jac @ dw, dw) / float(dw @ dw)
-        if float(np.max(new_G) - new_w @ new_G) < gap or backtracks >= MINIMAX_BACKTRACK:
+        if float(np.max(new_G) - new_w @ new_G) < gap:
             w, G, losses, last = new_w, new_G, new_losses, nxt
             pending, backtracks = None, 0
+        elif backtracks >= MINIMAX_BACKTRACK:
+            break  # no step from here lowers the gap: the best solve so far is the answer
         else:  # the gap grew: halve the step from the last accepted weights
             pending, backtracks = 0.5 * (w + new_w), backtracks + 1
     # The re-weighted solve with the smallest gap (the weights can oscillate when the
