@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import minimize_scalar
 
+from optctl.model.families import family_loss, schedule_free
 from optctl.spec import ProblemSpec
 
 Evaluator = Callable[[np.ndarray], float]
@@ -153,8 +154,6 @@ def tune_schedule_free(spec: ProblemSpec, horizons: Sequence[int], optima: np.nd
     the other methods have) times ``SF_BETAS``, one compiled scan per ``β``.
     ``tuned_losses`` are the exact losses at the horizons; ``schedules`` are the constant
     rates ``γ`` (the rate is not the whole method: the loss is read at the average)."""
-    from optctl.model.families import family_loss, schedule_free
-
     hs = [int(T) for T in horizons]
     lrs = np.geomspace(1e-3 * eta_max, eta_max, SF_LR_GRID)
     grid = np.array([(g, b) for b in SF_BETAS for g in lrs])  # the order of the columns below
