@@ -12,6 +12,10 @@ its regret ``L_{T_i}/L*_{T_i} − 1`` at every horizon ``T_i``:
   ``i`` runs from ``T_{i−1}`` to ``T_i`` as a half cosine from the peak ``η̂`` to zero,
   so a checkpoint at the end of each cycle serves ``T_i``; ``η̂`` is tuned for the
   worst regret.
+- **Schedule-Free SGD** (Defazio et al., arXiv:2405.15682): anytime by design, one run
+  with a constant rate whose averaged iterate is read at every ``T_i``; its rate and
+  ``β`` are tuned once for the worst regret (:func:`tune_schedule_free`, under the exact
+  recursion of :mod:`optctl.model.families`).
 
 Losses come from an evaluator per horizon (``evaluate[i](η) ≈ L_{T_i}`` of a per-step
 schedule of length ``T_i``, e.g. :func:`optctl.solver.evaluate.approximate_evaluator`);
@@ -25,6 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import minimize_scalar
+
+from optctl.model.families import family_loss, schedule_free
+from optctl.spec import ProblemSpec
 
 Evaluator = Callable[[np.ndarray], float]
 
@@ -128,3 +135,36 @@ def tune_sgdr(horizons: Sequence[int], optima: np.ndarray, evaluate: Sequence[Ev
     return AnytimeBaseline(name="sgdr", params={"peak_value": peak},
                            schedules=tuple(full[:T] for T in horizons),
                            tuned_losses=(regrets(x) + 1.0) * optima)
+
+
+# Schedule-Free under the model: a log grid of constant rates (from 1e-3 η_max to η_max)
+# times these interpolation weights β, all evaluated in one pass of the exact recursion.
+SF_LR_GRID = 13
+SF_BETAS = (0.5, 0.75, 0.9, 0.95, 0.98)
+
+
+def tune_schedule_free(spec: ProblemSpec, horizons: Sequence[int], optima: np.ndarray,
+                       eta_max: float) -> AnytimeBaseline:
+    """Schedule-Free SGD (Defazio et al., *The Road Less Scheduled*, arXiv:2405.15682) as an
+    anytime method: one run of ``T_n`` updates with a constant rate ``γ`` and interpolation
+    ``β``, its averaged iterate ``x_t`` read at every ``T_i``
+    (:func:`optctl.model.families.schedule_free`, the exact per-mode second-moment
+    recursion). ``(γ, β)`` are tuned once for the whole horizon set, for the worst regret,
+    over a grid of ``SF_LR_GRID`` rates log-spaced in ``[1e-3 η_max, η_max]`` (the bounds
+    the other methods have) times ``SF_BETAS``, one compiled scan per ``β``.
+    ``tuned_losses`` are the exact losses at the horizons; ``schedules`` are the constant
+    rates ``γ`` (the rate is not the whole method: the loss is read at the average)."""
+    hs = [int(T) for T in horizons]
+    lrs = np.geomspace(1e-3 * eta_max, eta_max, SF_LR_GRID)
+    grid = np.array([(g, b) for b in SF_BETAS for g in lrs])  # the order of the columns below
+    # The run to T_i is the first T_i updates of the run to T_n (c_t does not depend on T).
+    # One β at a time: a scan's coefficients take 8 (T_n rounded up) values per candidate.
+    losses = np.concatenate([np.stack([family_loss(spec, schedule_free(T, lrs, np.full(lrs.size, beta)))
+                                       for T in hs]) for beta in SF_BETAS], axis=1)
+    regret = losses / np.asarray(optima, dtype=float)[:, None] - 1.0
+    worst = np.where(np.isfinite(regret).all(axis=0), regret.max(axis=0), np.inf)
+    k = int(np.argmin(worst))
+    lr, beta = float(grid[k, 0]), float(grid[k, 1])
+    return AnytimeBaseline(name="schedule_free", params={"lr": lr, "beta": beta, "lr_grid": lrs.tolist(),
+                                                         "betas": list(SF_BETAS)},
+                           schedules=tuple(np.full(T, lr) for T in hs), tuned_losses=losses[:, k])

@@ -14,7 +14,7 @@ from optctl.io.files import check_new, claim
 from optctl.io.fits import fit_folder_config
 from optctl.io.runs import default_out, write_run
 from optctl.solver.report import SolveReport
-from optctl.solver.resources import check_law_fits, check_solve_fits
+from optctl.solver.resources import check_branching_fits, check_law_fits, check_solve_fits
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,6 +24,8 @@ def run(args: argparse.Namespace) -> int:
         path, calibration = fit_folder_config(path)
         extra[calibration.name] = calibration.read_text()
     cfg = load_config(path)
+    if cfg.horizons is not None:
+        _check_anytime_options(cfg, args)
     overrides = {k: v for k, v in (("T", args.T), ("K", args.K), ("grid", args.grid)) if v is not None}
     cfg = with_overrides(cfg, progress=not args.quiet, **overrides)
     blocks = cfg.solver.K
@@ -43,8 +45,12 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--out", args.out, "is empty; give a folder, or leave --out out for the default")
     out = Path(args.out) if args.out else default_out(cfg.name, cfg.problem.T)
     check_new(out, args.overwrite)
-    estimate = (check_law_fits(cfg.problem) if args.law else  # before any work
-                check_solve_fits(cfg.problem, cfg.solver, cfg.controls))
+    if cfg.horizons is not None:  # before any work
+        estimate = check_branching_fits(cfg.problem, cfg.horizons, cfg.solver,
+                                        baselines=not args.no_baselines and bool(cfg.baselines))
+    else:
+        estimate = (check_law_fits(cfg.problem) if args.law else
+                    check_solve_fits(cfg.problem, cfg.solver, cfg.controls))
     if not args.quiet:
         print(f"estimated peak memory: {estimate.describe()}", file=sys.stderr)
     # The folder is claimed before any work: a second job writing the same --out stops at
@@ -82,13 +88,26 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_anytime_options(cfg: RunConfig, args: argparse.Namespace) -> None:
+    """The options of ``optctl solve`` that a config with ``horizons`` cannot take are refused
+    by name; ``--K`` and ``--grid`` set every horizon's own grid and the branching grids cut
+    from them, ``--no-baselines`` skips WSD-S, SGDR and Schedule-Free (docs/anytime.md)."""
+    hs = list(cfg.horizons or ())
+    if args.law:
+        raise ConfigError("--law", True, f"the law's schedule is for one horizon, and this config has "
+                          f"horizons: {hs}; drop --law, or remove `horizons:` from the config")
+    if args.T is not None and args.T != hs[-1]:
+        raise ConfigError("--T", args.T, f"with `horizons: {hs}` the run is as long as the longest horizon "
+                          f"({hs[-1]}); drop --T, or change `horizons:`")
+
+
 def _anytime(cfg: RunConfig, out: Path, args: argparse.Namespace, source: str) -> int:
     """A config with ``horizons``: the anytime plan and its comparison (docs/anytime.md)."""
     with claim(out, overwrite=args.overwrite):
         from optctl.studies.anytime import run_anytime
 
         report = run_anytime(cfg.problem, cfg.horizons or (), cfg.solver, name=cfg.name, leave=cfg.leave,
-                             progress=not args.quiet)
+                             baselines=not args.no_baselines and bool(cfg.baselines), progress=not args.quiet)
         report.write_run(out, cfg, overwrite=args.overwrite, source=source)
     print(report.markdown())
     if not report.branching.success:

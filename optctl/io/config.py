@@ -89,6 +89,9 @@ _EXAMPLES: dict[str, str] = {"model.a": "a: 3.5", "model.b": "b: 5.0", "training
 # --- the result type ---------------------------------------------------------------------
 
 
+LEAVE_WITHOUT_HORIZONS = ("leave points belong to an anytime plan: add `horizons: [T_1, ..., T_n]` (one "
+                          "leave point 0 <= t_i < T_i per horizon), or remove `leave:`")
+
 @dataclass(frozen=True)
 class RunConfig:
     """One validated run: the problem, how to solve it, and which baselines to tune.
@@ -123,7 +126,7 @@ class RunConfig:
                                   "rate alone; drop the config's controls")
         if self.leave is not None:
             if self.horizons is None:
-                raise ConfigError("leave", self.leave, "leave points need `horizons: [...]`")
+                raise ConfigError("leave", self.leave, LEAVE_WITHOUT_HORIZONS)
             lv = list(self.leave) if isinstance(self.leave, tuple) else self.leave
             if not isinstance(lv, list) or len(lv) != len(self.horizons):
                 raise ConfigError("leave", self.leave, f"give one leave point per horizon ({len(self.horizons)})")
@@ -270,6 +273,8 @@ def _build(d: Mapping[str, Any], source: str | None) -> RunConfig:
     check_schema_version(d.get("schema_version", MISSING))
     sections = {sec: section(d, sec, keys, _SECTIONS) for sec, keys in _SECTIONS.items()}
     horizons = d.get("horizons")
+    if horizons is None and d.get("leave") is not None:  # before T is asked for: the fix is horizons
+        raise ConfigError("leave", d["leave"], LEAVE_WITHOUT_HORIZONS)
     if horizons is not None:
         hs = check_horizons(horizons)
         sections["training"].setdefault("T", hs[-1])

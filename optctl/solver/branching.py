@@ -9,13 +9,17 @@ objective is the worst regret against each horizon's own optimum,
 
     min max_i L_{T_i}(trunk[0:t_i] + branch_i) / L*_{T_i} − 1,
 
-solved as a sequence of re-weighted weighted sums of the regrets until the weights are
-the multipliers of the epigraph form (``min r`` s.t. ``L_{T_i} ≤ (1 + r) L*_{T_i}``), with a
-gap that certifies it (:func:`_minimax`); or the weighted sum itself. The problem is one NLP of the control set
+solved as a sequence of re-weighted weighted sums of the regrets, certified by weak
+duality (:class:`Certificate`: the worst regret minus the weighted sum's minimum at the
+final weights); or the weighted sum itself. ``L*_{T_i}`` is each horizon's lower bound on
+the plan's grids (:func:`lower_bounds`), never above its own optimum, so regrets are
+``>= 0`` up to the replay gap; the grids are cut from every horizon's own grid, so they
+follow ``solver.K`` (:mod:`optctl.solver.plan`). The problem is one NLP of the control set
 :class:`~optctl.solver.controls.Branching` on a :class:`~optctl.solver.plan.BranchPlan`,
 built by the common transcription and solved by the common IPOPT driver. The leave
-points are given, or chosen by scanning a few candidate decay fractions ``1 − t_i/T_i``
-(each scan point is one solve). Every horizon's schedule ``trunk[0:t_i] + branch_i`` is
+points are given, or chosen by scanning a few common decay fractions ``1 − t_i/T_i`` on
+coarse grids (each scan point one solve, warm-started from the one before), the best
+then solved on the solver's grids. Every horizon's schedule ``trunk[0:t_i] + branch_i`` is
 replayed step by step (:func:`optctl.model.replay.replay`); those are the losses
 reported. Bordelon & Mori, arXiv:2602.04774 (the model); WSD-S is the decay-branch
 practice this optimises.
@@ -38,7 +42,7 @@ from optctl.model.spectrum import spectrum
 from optctl.solver.controls import Branching, Model
 from optctl.solver.ipopt import compile_problem, curvature_scale, fresh_scale, message, run_rounds
 from optctl.solver.piecewise import block_means, expand
-from optctl.solver.plan import BranchPlan, make_branch_plan
+from optctl.solver.plan import BranchPlan, lower_bound_plan, make_branch_plan
 from optctl.solver.solve import solve
 from optctl.solver.transcribe import model_parameters
 from optctl.spec import ProblemSpec, SolverOptions
@@ -47,15 +51,34 @@ from optctl.validate import check_horizons
 from optctl.versions import versions
 
 # Decay fractions 1 − t_i/T_i scanned when the leave points are not given (the same
-# fraction for every horizon; the best one is then refined per horizon).
+# fraction for every horizon; the best one is then refined per horizon). The scan runs on
+# coarse grids (solver.K scaled by SCAN_K_SHARE, at least SCAN_MIN_K blocks); the best
+# fraction is then solved on the solver's K, warm-started from its coarse plan.
 LEAVE_FRACTIONS = (0.05, 0.1, 0.2, 0.4, 0.7)
-# The worst-regret solve as re-weighted weighted-sum solves (:func:`_minimax`): converged when
-# IPOPT solves one and the gap max G − w·G is below MINIMAX_TOL of the worst regret G, within
+SCAN_K_SHARE = 0.4
+SCAN_MIN_K = 24
+# The worst-regret solve as re-weighted weighted-sum solves (:func:`_minimax`), within
 # MINIMAX_ROUNDS re-weighted solves; a weight moves by a factor WEIGHT_STEP at most per
-# step and stays above WEIGHT_MIN.
-# MINIMAX_TOL · worst regret is below what the transcription itself resolves: a replay gap
-# of 3e-5 to 6e-5 of the loss (hard phase) moves a regret of 0.6% by more than 0.5% of it.
+# step and stays above WEIGHT_MIN. Certified by weak duality (:class:`Certificate`): the
+# gap (worst regret − the weighted sum's minimum at the final weights) at most
+# max(MINIMAX_TOL · worst regret, MINIMAX_ABS). Both are below what the transcription
+# resolves: its replay gap, 3e-5 to 6.5e-5 of the loss, moves every regret by as much, so a
+# gap of 1e-4 (0.01 percentage points of regret) is as close as the regrets are known.
 MINIMAX_TOL = 2e-3
+MINIMAX_ABS = 1e-4
+# The certificate's weighted-sum solve is accepted when IPOPT converges, or when a round of
+# round_iter iterations lowers it by less than DUAL_STALL of the tolerance (Dual_Stalled).
+DUAL_STALL = 1e-2
+CERTIFIED = ("Solve_Succeeded", "Solved_To_Acceptable_Level", "Dual_Stalled")
+# Each re-weighted solve is given at most REWEIGHT_ROUNDS rounds of round_iter iterations
+# (the weights move again anyway; the certificate's solve has the full max_iter).
+REWEIGHT_ROUNDS = 2
+# A re-weighted solve whose gap is larger than the last accepted one's is not accepted; the
+# step from the accepted weights is halved instead, at most MINIMAX_BACKTRACK times in a row
+# (then the re-weighting stops). The coarse scan ranks leave points after SCAN_ROUNDS
+# re-weightings (its candidates are compared, not certified).
+MINIMAX_BACKTRACK = 2
+SCAN_ROUNDS = 3
 GAP_NOT_CLOSED = "Minimax_Gap_Not_Closed"
 MINIMAX_ROUNDS = 12
 WEIGHT_STEP = 4.0
@@ -82,12 +105,15 @@ class BranchingResult:
     ``trunk`` is the per-update rate on ``[0, max t_i]``, ``branches[i]`` the rates of
     updates ``t_i .. T_i − 1`` (``leave[i] = t_i``). ``losses[i]`` is the replayed
     ``L_{T_i}`` of ``trunk[0:t_i] + branches[i]``, ``optima[i]`` the horizon's own optimum
-    ``L*_{T_i}`` (replayed), ``regret = losses/optima − 1``, ``nlp_losses`` what the
+    ``L*_{T_i}``: its lower bound on the plan's grids (:func:`lower_bounds`, replayed),
+    ``own_optima`` the horizon's optimum on the solver's own grid (replayed; ``optima`` is
+    never above it), ``regret = losses/optima − 1``, ``nlp_losses`` what the
     transcription predicted and ``replay_gap = (nlp − replayed)/replayed`` per branch.
-    For ``"worst"``, ``multipliers`` are the weights of the last weighted-sum solve (the
-    epigraph form's KKT multipliers at convergence) and ``gap`` its certificate
-    ``max G − multipliers · G`` (transcribed regrets ``G``; ``success`` needs it below
-    ``MINIMAX_TOL`` of the worst regret).
+    For ``"worst"``, ``multipliers`` are the weights of the last weighted-sum solve and
+    ``gap`` the weak-duality certificate (:class:`Certificate`): the transcribed worst
+    regret minus the weighted sum's minimum at ``multipliers``, solved afresh; ``success``
+    needs it within the tolerance. ``options`` are the solver options (their ``K`` sets the
+    grids, :func:`~optctl.solver.plan.branch_blocks`).
     ``objective`` is ``"worst"`` or ``"weighted"``; ``scan`` the leave points tried and
     their worst regret (replayed) and wall seconds (each one solve: compile, weighted
     sum, re-weighted solves, replays). Times are wall seconds: ``optima_time`` for the
@@ -113,9 +139,12 @@ class BranchingResult:
     optimal_schedules: tuple[np.ndarray, ...] = ()
     multipliers: np.ndarray = field(default_factory=lambda: np.zeros(0))
     gap: float = float("nan")
-    scan: tuple[tuple[tuple[int, ...], float, float], ...] = ()
+    scan: tuple[tuple[tuple[int, ...], float, float, int], ...] = ()
     transcription: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    own_optima: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    certificate: Certificate | None = None
+    options: SolverOptions | None = None
 
     @property
     def regret(self) -> np.ndarray:
@@ -146,14 +175,21 @@ class BranchingResult:
             "kind": "branching", "spec": self.spec.to_dict(), "horizons": list(self.horizons),
             "leave": list(self.leave), "objective": self.objective,
             "losses": self.losses.tolist(), "optima": self.optima.tolist(),
+            "own_optima": self.own_optima.tolist(),
             "regret": self.regret.tolist(), "worst_regret": self.worst_regret,
             "mean_regret": self.mean_regret, "nlp_losses": self.nlp_losses.tolist(),
             "replay_gap": self.replay_gap.tolist(),
             "solver": {"success": self.success, "status": self.status, "message": self.message,
                        "iterations": self.iterations, "wall_time_s": self.wall_time,
                        "optima_time_s": self.optima_time, "multipliers": self.multipliers.tolist(),
-                       "minimax_gap": self.gap, **self.transcription},
-            "scan": [{"leave": list(t), "worst_regret": r, "wall_time_s": sec} for t, r, sec in self.scan],
+                       "minimax_gap": self.gap,
+                       "certificate": None if self.certificate is None else {
+                           "worst": self.certificate.worst, "dual": self.certificate.dual,
+                           "gap": self.certificate.gap, "tolerance": self.certificate.tolerance,
+                           "status": self.certificate.status, "success": self.certificate.success},
+                       **self.transcription},
+            "scan": [{"leave": list(t), "worst_regret": r, "wall_time_s": sec, "K": k}
+                     for t, r, sec, k in self.scan],
             "versions": self.versions,
         }
 
@@ -172,17 +208,22 @@ def solve_branching(spec: ProblemSpec, horizons: Sequence[int], options: SolverO
                     leave: Sequence[int] | None = None, objective: str = "worst",
                     weights: Sequence[float] | None = None, optima: Sequence[Any] | None = None,
                     fractions: Sequence[float] = LEAVE_FRACTIONS, refine: bool = False,
-                    progress: bool = False) -> BranchingResult:
+                    coarse: bool = True, progress: bool = False) -> BranchingResult:
     """The best anytime plan for ``horizons``: a shared trunk and a branch per horizon.
 
     ``leave`` fixes the leave points ``t_i`` (``0 <= t_i < T_i``); without it, each
     decay fraction ``d`` in ``fractions`` (``t_i = round((1 − d) T_i)``, the same for all
     horizons) is solved and the best kept; with ``refine`` it is then refined horizon by
-    horizon (each ``t_i`` moved to the neighbouring fractions while the others stay). ``objective`` is
+    horizon (each ``t_i`` moved to the neighbouring fractions while the others stay). The
+    scan runs on coarse grids (``K`` scaled by ``SCAN_K_SHARE``; ``coarse=False`` scans on
+    the solver's ``K``), each point warm-started from the one before, and the chosen
+    leave points are solved again on the solver's ``K``. ``objective`` is
     ``"worst"`` (minimise the worst regret by re-weighted solves; default) or ``"weighted"``
     (minimise ``Σ w_i`` regret_i, ``weights`` default equal). ``optima`` are the
     horizons' own optima (results of :func:`~optctl.solver.solve`, solved here when not
-    given). Every horizon's schedule is replayed step by step; the replayed losses are
+    given); each horizon's lower bound ``L*_{T_i}`` is the lower of its own optimum and its
+    optimum on the plan's grids (:func:`lower_bounds`), so the regrets are ``>= 0`` up to
+    the replay gap. The grids follow ``options.K`` (:func:`~optctl.solver.plan.branch_blocks`). Every horizon's schedule is replayed step by step; the replayed losses are
     the ones reported and compared with the transcription (``replay_gap``).
     """
     hs = check_horizons(list(horizons))
@@ -197,26 +238,33 @@ def solve_branching(spec: ProblemSpec, horizons: Sequence[int], options: SolverO
         raise SpecError("optima", len(optima), f"give one optimum per horizon ({len(hs)})")
     optima_time = time.perf_counter() - t0
     t0 = time.perf_counter()
-    star = np.array([float(r.final_loss) for r in optima])
+    own = np.array([float(r.final_loss) for r in optima])
     schedules = tuple(np.asarray(r.eta, dtype=float) for r in optima)
     tail = spectrum(spec).tail
 
-    def attempt(points: tuple[int, ...]) -> _Solved:
-        _log(f"anytime: leave points {list(points)}", progress)
+    def attempt(points: tuple[int, ...], opts: SolverOptions, warm: _Solved | None = None) -> _Solved:
+        _log(f"anytime: leave points {list(points)}, K = {opts.K}", progress)
         t1 = time.perf_counter()
-        out = _solve_fixed(spec, hs, points, options, star, tail, schedules, objective, w, progress)
-        out.seconds = time.perf_counter() - t1
+        out = _solve_fixed(spec, hs, points, opts, own, tail, schedules, objective, w, progress, warm,
+                           coarse=opts.K < options.K)
+        out.seconds, out.K = time.perf_counter() - t1, opts.K
         _log(f"anytime:   worst regret {out.worst:.4%}, {out.status}, {out.seconds:.1f} s", progress)
         return out
 
     if leave is not None:
-        best = attempt(check_leave(list(leave), hs))
+        best = attempt(check_leave(list(leave), hs), options)
         tried = [best]
     else:
         fr = sorted({float(f) for f in fractions})
         if not fr or any(not 0 < f <= 1 for f in fr):
             raise SpecError("fractions", fr, "give decay fractions 0 < d <= 1")
-        tried = [attempt(_points(hs, [f] * len(hs))) for f in fr]
+        scan_K = max(SCAN_MIN_K, int(round(SCAN_K_SHARE * options.K))) if coarse else options.K
+        scan_opts = replace(options, K=min(scan_K, options.K))
+        tried = []
+        prev: _Solved | None = None
+        for f in fr:  # each scan point warm-started from the one before
+            prev = attempt(_points(hs, [f] * len(hs)), scan_opts, prev)
+            tried.append(prev)
         best = min(tried, key=lambda s: s.score)
         # Refine horizon by horizon: the neighbouring fractions of the best common one.
         k = fr.index(_fraction_of(best.leave, hs, fr))
@@ -225,19 +273,25 @@ def solve_branching(spec: ProblemSpec, horizons: Sequence[int], options: SolverO
                 if 0 <= kk < len(fr):
                     chosen = [_fraction_of((t,), (T,), fr) for t, T in zip(best.leave, hs, strict=True)]
                     chosen[i] = fr[kk]
-                    cand = attempt(_points(hs, chosen))
+                    cand = attempt(_points(hs, chosen), scan_opts, best)
                     tried.append(cand)
                     if cand.score < best.score:
                         best = cand
+        if scan_opts.K != options.K:  # the chosen leave points on the solver's grids
+            best = attempt(best.leave, options, best)
+            tried.append(best)
     wall = time.perf_counter() - t0
     return BranchingResult(
         spec=spec, horizons=hs, leave=best.leave, trunk=best.trunk, branches=best.branches,
-        losses=best.losses, optima=star, nlp_losses=best.nlp_losses,
+        losses=best.losses, optima=best.optima, nlp_losses=best.nlp_losses,
         replay_gap=(best.nlp_losses - best.losses) / best.losses, objective=objective,
         success=best.success, status=best.status, message=_message(best),
         iterations=sum(s.iterations for s in tried), wall_time=wall, optima_time=optima_time,
-        optimal_schedules=schedules, multipliers=best.multipliers, gap=best.gap, scan=tuple((s.leave, s.worst, s.seconds) for s in tried),
-        transcription=best.plan.describe(), versions=versions())
+        optimal_schedules=schedules, multipliers=best.multipliers,
+        gap=float("nan") if best.certificate is None else best.certificate.gap,
+        scan=tuple((s.leave, s.worst, s.seconds, s.K) for s in tried),
+        transcription=best.plan.describe(), versions=versions(), own_optima=own,
+        certificate=best.certificate, options=options)
 
 
 @dataclass
@@ -256,8 +310,13 @@ class _Solved:
     discarded: bool
     iterations: int
     multipliers: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    gap: float = float("nan")
+    certificate: Certificate | None = None
+    lb_schedules: tuple[np.ndarray, ...] = ()
     seconds: float = 0.0
+    K: int = 0
+
+    def schedule(self, i: int) -> np.ndarray:
+        return np.concatenate([self.trunk[: self.leave[i]], self.branches[i]])
 
     @property
     def worst(self) -> float:
@@ -269,67 +328,227 @@ class _Solved:
         return float(np.max(reg)) if self.objective == "worst" else float(self.weights @ reg)
 
 
-def _solve_fixed(spec: ProblemSpec, hs: tuple[int, ...], leave: tuple[int, ...], options: SolverOptions,
-                 star: np.ndarray, tail: float, schedules: tuple[np.ndarray, ...], objective: str,
-                 w: np.ndarray, progress: bool = False) -> _Solved:
-    """One branching solve for fixed leave points: the weighted sum first (a smooth problem
-    that the curvature scaling suits), then, for ``worst``, re-weighted from there."""
-    cs = Branching()
-    targets = tuple(float(s - tail) for s in star)
-    opts = replace(options, progress=False)
-    ws_plan = make_branch_plan(spec, opts, hs, leave, targets, tail, "weighted", tuple(float(x) for x in w))
-    prob = compile_problem(ws_plan, cs, 0.0, opts)
-    prob.model = model_parameters(ws_plan, spec)
-    K = ws_plan.n_controls
+def _weighted_run(spec: ProblemSpec, plan: BranchPlan, opts: SolverOptions,
+                  cands: list[np.ndarray]) -> tuple[Any, Any, tuple[np.ndarray, np.ndarray], np.ndarray]:
+    """The weighted-sum NLP of ``plan`` compiled and solved from the best of ``cands``:
+    the compiled problem, its run, the bounds and the scaling floor."""
+    prob = compile_problem(plan, Branching(), 0.0, opts)
+    prob.model = model_parameters(plan, spec)
+    K = plan.n_controls
     lo, hi = np.zeros(K), np.full(K, spec.eta_max)
     floor = np.full(K, 1e-3 * spec.eta_max)
-    cands = _candidates(spec, ws_plan, schedules)
     scores = np.asarray(prob.score(cands), dtype=float)
     start = cands[int(np.nanargmin(np.where(np.isfinite(scores), scores, np.nan)))]
     scale = curvature_scale(prob, start / np.maximum(start, floor), np.maximum(start, floor))
     run = run_rounds(prob, start, scale, np.zeros(K), (lo, hi), floor, opts, {})
+    return prob, run, (lo, hi), floor
+
+
+def _schedules_of(plan: BranchPlan, u: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """The per-update trunk and branches of the block values ``u``."""
+    trunk_b, branch_b = Branching.split(plan, u)
+    trunk = expand(np.asarray(trunk_b), plan.grid)
+    return trunk, tuple(expand(np.asarray(b), g) for b, g in zip(branch_b, plan.branch_grids, strict=True))
+
+
+def lower_bounds(spec: ProblemSpec, plan: BranchPlan, options: SolverOptions, own: np.ndarray,
+                 schedules: tuple[np.ndarray, ...], *, starts: Sequence[np.ndarray] | None = None,
+                 with_own: bool = True, progress: bool = False) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """Each horizon's lower bound ``L*_{T_i}`` on the plan's grids, and its schedule.
+
+    Horizon ``i`` alone is solved on the union of the trunk's blocks up to ``t_i`` and
+    branch ``i``'s (:func:`~optctl.solver.plan.lower_bound_plan`), from the horizon's own
+    optimum ``schedules[i]`` (and ``starts[i]``, a per-update schedule, when given); its
+    schedule is replayed. ``L*_{T_i}`` is the lower of that replayed loss and the replayed
+    own optimum ``own[i]`` (solved on the solver's grid): both are losses a single run of
+    ``T_i`` updates reaches, and the first is at least as low as any plan on these grids
+    can make horizon ``i``'s (up to the replay gap and IPOPT's local optimality).
+    ``with_own=False`` keeps the plan-grid bound alone (the coarse scan, whose grids are
+    coarser than the own optima's: its regrets then compare grids of one coarseness)."""
+    best, scheds = [], []
+    for i, T in enumerate(plan.horizons):
+        sub = lower_bound_plan(plan, i)
+        cands = _candidates(spec, sub, (schedules[i],))
+        if starts is not None:
+            s = np.asarray(starts[i], dtype=float)
+            cands.append(np.concatenate([block_means(s[: int(sub.grid[-1])], sub.grid) if sub.grid[-1] > 0
+                                         else np.zeros(0),
+                                         block_means(s[int(sub.branch_grids[0][0]):],
+                                                     sub.branch_grids[0] - sub.branch_grids[0][0])]))
+        _, run, _, _ = _weighted_run(spec, sub, replace(options, progress=False), cands)
+        trunk, (branch,) = _schedules_of(sub, run.u)
+        sched = np.concatenate([trunk, branch])
+        loss = replay(replace(spec, T=T), sched).final
+        _log(f"anytime:   lower bound T = {T}: {loss:.6g} on the plan's grid "
+             f"({sub.trunk_blocks} + {sub.branch_blocks[0]} blocks), own optimum {own[i]:.6g}", progress)
+        if loss < own[i] or not with_own:
+            best.append(float(loss))
+            scheds.append(sched)
+        else:
+            best.append(float(own[i]))
+            scheds.append(np.asarray(schedules[i], dtype=float))
+    return np.array(best), tuple(scheds)
+
+
+def _solve_fixed(spec: ProblemSpec, hs: tuple[int, ...], leave: tuple[int, ...], options: SolverOptions,
+                 own: np.ndarray, tail: float, schedules: tuple[np.ndarray, ...], objective: str,
+                 w: np.ndarray, progress: bool = False, warm: _Solved | None = None,
+                 coarse: bool = False) -> _Solved:
+    """One branching solve for fixed leave points: each horizon's lower bound on the
+    plan's grids (:func:`lower_bounds`), the weighted sum (a smooth problem that the
+    curvature scaling suits), then, for ``worst``, re-weighted from there and certified
+    (:func:`_certify`). ``warm`` is an earlier solve (another grid or other leave points)
+    whose schedules are one more start."""
+    opts = replace(options, progress=False)
+    wt = tuple(float(x) for x in w)
+    grid_plan = make_branch_plan(spec, opts, hs, leave, tuple(float(s) for s in own), tail, "weighted",
+                                 wt)
+    warm_scheds = None if warm is None else [warm.schedule(i) for i in range(len(hs))]
+    star, lb_scheds = lower_bounds(spec, grid_plan, opts, own, schedules, starts=warm_scheds,
+                                   with_own=not coarse, progress=progress)
+    targets = tuple(float(s) for s in star)
+    ws_plan = replace(grid_plan, targets=targets)
+    cands = _candidates(spec, ws_plan, schedules) + _candidates(spec, ws_plan, lb_scheds)[:1]
+    if warm is not None:  # its longest horizon's schedule as the trunk, its schedules' tails as branches
+        ws = [warm.schedule(i) for i in range(len(hs))]
+        cands.append(_blocks_of(ws_plan, ws[-1], [s[t:] for s, t in zip(ws, leave, strict=True)], spec.eta_max))
+    prob, run, bounds, floor = _weighted_run(spec, ws_plan, opts, cands)
     u, iterations, status, discarded = run.u, run.iterations, str(run.stats.get("return_status", "unknown")), \
         run.discarded
     plan = ws_plan
     nlp_losses = _nlp_losses(ws_plan, u, prob.model, tail)
-    gap, w_final = float("nan"), w
+    w_final = w
+    cert: Certificate | None = None
     if objective == "worst":
-        mm, nlp_losses, w_final, gap = _minimax(prob, run, targets, tail, ws_plan, (lo, hi), floor, opts, w,
-                                                progress)
+        mm, nlp_losses, w_final = _minimax(prob, run, targets, tail, ws_plan, bounds, floor, opts, w, progress,
+                                           SCAN_ROUNDS if coarse else MINIMAX_ROUNDS)
         u, iterations = mm.u, iterations + mm.iterations
         status, discarded = str(mm.stats.get("return_status", "unknown")), mm.discarded
-    trunk_b, branch_b = Branching.split(plan, u)
-    trunk = expand(np.asarray(trunk_b), plan.grid)
-    branches = tuple(expand(np.asarray(b), g) for b, g in zip(branch_b, plan.branch_grids, strict=True))
+        cert = _certify(prob, ws_plan, u, w_final, bounds, floor, opts, tail)
+        iterations += cert.iterations
+        _log(f"anytime:   certificate: max regret {cert.worst:.4%} - min_x w.G(x) {cert.dual:.4%} = gap "
+             f"{cert.gap:.2e} (tolerance {cert.tolerance:.2e}), {cert.status}", progress)
+    trunk, branches = _schedules_of(plan, u)
     losses = np.array([replay(replace(spec, T=T), np.concatenate([trunk[:t], b])).final
                        for T, t, b in zip(hs, leave, branches, strict=True)])
     success = status in ("Solve_Succeeded", "Solved_To_Acceptable_Level") and not discarded
-    if objective == "worst" and not gap <= MINIMAX_TOL * max(float(np.max(nlp_losses / np.asarray(targets) - 1)),
-                                                            1e-12):
-        success, status = False, GAP_NOT_CLOSED
+    if cert is not None:  # the worst regret: the certificate alone decides
+        success, status = cert.success, cert.status if cert.success else GAP_NOT_CLOSED
     return _Solved(leave=leave, plan=plan, trunk=trunk, branches=branches, losses=losses,
                    nlp_losses=np.asarray(nlp_losses, dtype=float), optima=star, objective=objective, weights=w,
                    success=success, status=status, discarded=discarded, iterations=iterations,
-                   multipliers=w_final, gap=gap)
+                   multipliers=w_final, certificate=cert, lb_schedules=lb_scheds)
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """Weak duality for the worst regret. For any weights ``w`` on the simplex,
+    ``min_x w · G(x) <= min_x max_i G_i(x)``: the weighted sum's optimum ``dual`` is a
+    lower bound of the best worst regret, and ``gap = worst − dual`` (``worst`` the plan's
+    transcribed worst regret ``max_i G_i(x̂)``) bounds how far the plan is from the
+    minimax. ``dual`` is IPOPT's optimum of the weighted sum, solved afresh at ``w``
+    from ``x̂`` — a local optimum, so the certificate holds against the minima IPOPT
+    reaches from there, not globally. ``success`` when IPOPT solved that problem and
+    ``gap <= tolerance`` (``max(MINIMAX_TOL · worst, MINIMAX_ABS)``)."""
+
+    worst: float
+    dual: float
+    gap: float
+    tolerance: float
+    weights: np.ndarray
+    status: str
+    iterations: int
+
+    @property
+    def success(self) -> bool:
+        return self.status in CERTIFIED and self.gap <= self.tolerance
+
+
+def _certify(prob: Any, plan: BranchPlan, u: np.ndarray, w: np.ndarray, bounds: tuple[np.ndarray, np.ndarray],
+             floor: np.ndarray, opts: SolverOptions, tail: float) -> Certificate:
+    """The weak-duality certificate (:class:`Certificate`) of the rates ``u`` (block
+    values) with the weights ``w``: the weighted sum at ``w`` is solved from ``u``, in
+    rounds of ``round_iter`` IPOPT iterations (at most ``max_iter``), until IPOPT
+    converges or the weighted sum moves by less than ``DUAL_STALL`` of the tolerance in a
+    round (status ``Dual_Stalled``: its value is then known far more closely than the
+    gap needs; a weighted sum whose weight sits on one horizon leaves the others' branches
+    nearly free, and IPOPT's own tolerance is then slow to reach)."""
+    tg = np.asarray(plan.targets, dtype=float)
+    w = np.asarray(w, dtype=float) / float(np.sum(w))
+    base = prob.model[: prob.model.size - w.size]
+    prob.model = np.concatenate([base, w])
+    worst = float(np.max(_nlp_losses(plan, u, base, tail) / tg - 1.0))
+    tolerance = max(MINIMAX_TOL * worst, MINIMAX_ABS)
+    dual = float(w @ (_nlp_losses(plan, u, base, tail) / tg - 1.0))
+    status, iterations, x = "not run", 0, u
+    one = replace(opts, max_iter=opts.round_iter)
+    for _ in range(max(1, opts.max_iter // opts.round_iter)):
+        run = run_rounds(prob, x, fresh_scale(prob, x, floor, True), np.zeros(u.size), bounds, floor, one, {})
+        iterations += run.iterations
+        new = float(w @ (_nlp_losses(plan, run.u, base, tail) / tg - 1.0))
+        moved, dual, x = dual - new, min(dual, new), run.u
+        status = str(run.stats.get("return_status", "unknown"))
+        if status in ("Solve_Succeeded", "Solved_To_Acceptable_Level"):
+            break
+        if run.discarded or moved <= DUAL_STALL * tolerance:
+            status = "Dual_Stalled"
+            break
+    return Certificate(worst=worst, dual=dual, gap=worst - dual, tolerance=tolerance, weights=w, status=status,
+                       iterations=iterations)
+
+
+def certify(result: BranchingResult, weights: Sequence[float] | None = None,
+            trunk: np.ndarray | None = None, branches: Sequence[np.ndarray] | None = None) -> Certificate:
+    """The weak-duality certificate of a plan (:class:`Certificate`): by default the
+    result's own plan and multipliers; ``weights``, ``trunk`` and ``branches`` (per-update
+    rates, as in the result) replace them, to check another plan or other weights."""
+    opts = replace(result.options if result.options is not None else SolverOptions(), progress=False)
+    tail = spectrum(result.spec).tail
+    targets = tuple(float(s) for s in result.optima)
+    w = np.asarray(result.multipliers if weights is None else list(weights), dtype=float)
+    w = _check_weights(list(w), len(result.horizons))
+    plan = make_branch_plan(result.spec, opts, result.horizons, result.leave, targets, tail, "weighted",
+                            tuple(float(x) for x in w))
+    prob = compile_problem(plan, Branching(), 0.0, opts)
+    prob.model = model_parameters(plan, result.spec)
+    u = _blocks_of(plan, result.trunk if trunk is None else np.asarray(trunk, dtype=float),
+                   tuple(result.branches if branches is None else branches), result.spec.eta_max)
+    K = plan.n_controls
+    return _certify(prob, plan, u, w, (np.zeros(K), np.full(K, result.spec.eta_max)),
+                    np.full(K, 1e-3 * result.spec.eta_max), opts, tail)
+
+
+def _blocks_of(plan: BranchPlan, trunk: np.ndarray, branches: Sequence[np.ndarray], eta_max: float) -> np.ndarray:
+    """Block values on ``plan`` of per-update rates (a trunk at least ``max t_i`` long,
+    branch ``i`` from ``t_i`` to ``T_i``): block means, so exact for rates constant on
+    the plan's blocks."""
+    end = int(plan.grid[-1])
+    t = np.asarray(trunk, dtype=float)
+    parts = [block_means(t[:end], plan.grid) if end > 0 else np.zeros(0)]
+    for b, g in zip(branches, plan.branch_grids, strict=True):
+        parts.append(block_means(np.asarray(b, dtype=float), g - g[0]))
+    return np.clip(np.concatenate(parts), 0.0, eta_max)
 
 
 def _minimax(prob: Any, run: Any, targets: tuple[float, ...], tail: float, plan: BranchPlan,
              bounds: tuple[np.ndarray, np.ndarray], floor: np.ndarray, opts: SolverOptions, w: np.ndarray,
-             progress: bool = False) -> tuple[Any, np.ndarray, np.ndarray, float]:
+             progress: bool = False, rounds: int = MINIMAX_ROUNDS) -> tuple[Any, np.ndarray, np.ndarray]:
     """The worst regret as a sequence of weighted-sum solves, each smooth and warm-started.
 
     At the optimum ``u_w`` of ``Σ w_i G_i`` (``G_i`` the transcribed regrets, ``w`` on the
-    simplex) stationarity of the epigraph form ``min r s.t. G_i <= r`` holds with the
-    multipliers ``w``; only complementary slackness can fail, by the gap
-    ``max G − w · G = Σ_i w_i (max G − G_i)``, and ``w · G(u_w)`` bounds the worst regret
-    near ``u_w`` from below while ``max G(u_w)`` is attained. The weights are moved to
+    simplex), ``w · G(u_w)`` is the weighted sum's (local) minimum, a lower bound of the
+    worst regret by weak duality, and ``max G(u_w)`` is attained: their difference
+    ``max G − w · G = Σ_i w_i (max G − G_i)`` is the duality gap, which :func:`_certify`
+    checks afresh at the end. The weights are moved to
     equalise the regrets: a Newton step on the dual with the Jacobian ``∂G/∂w`` from the
     solves so far (a first secant, then Broyden updates; each solve freshly scaled), each weight changed by at most
     a factor ``WEIGHT_STEP`` per step and kept above ``WEIGHT_MIN`` (a horizon with no
-    weight would leave its branch undetermined). Stops when IPOPT solves a stage and the
-    gap is below ``MINIMAX_TOL`` of the worst regret, or after ``MINIMAX_ROUNDS`` solves.
+    weight would leave its branch undetermined); a step whose solve has a larger gap than
+    the last accepted one is halved (at most ``MINIMAX_BACKTRACK`` times in a row, then it
+    stops). Stops when the gap is within the tolerance (:class:`Certificate`), or after
+    ``rounds`` solves.
     Returns the last run (its iterations those of every re-weighted solve), the rates'
-    ``L + tail``, the weights and the gap.
+    ``L + tail`` and the weights.
     """
     tg = np.asarray(targets, dtype=float)
     base = prob.model[: prob.model.size - w.size]
@@ -338,20 +557,26 @@ def _minimax(prob: Any, run: Any, targets: tuple[float, ...], tail: float, plan:
     G = losses / tg - 1.0
     iterations = 0
     jac: np.ndarray | None = None
-    for k in range(MINIMAX_ROUNDS + 1):
+    best: tuple[float, Any, np.ndarray, np.ndarray] | None = None
+    pending: np.ndarray | None = None
+    backtracks = 0
+    for k in range(rounds + 1):
         gap = float(np.max(G) - w @ G)
+        if best is None or gap < best[0]:
+            best = (gap, last, losses, w)
         status = str(last.stats.get("return_status", "unknown"))
         _log(f"anytime:   weights {np.round(w, 4).tolist()}: regrets {np.round(100 * G, 4).tolist()}%, "
              f"gap {gap:.2e}, {status}", progress)
-        if gap <= MINIMAX_TOL * max(float(np.max(G)), 0.0) and status == "Solve_Succeeded" and not last.discarded:
+        if gap <= max(MINIMAX_TOL * float(np.max(G)), MINIMAX_ABS):
+            break  # closed at this solve: the certificate (_certify) checks it afresh
+        if k == rounds:
             break
-        if k == MINIMAX_ROUNDS:
-            break
-        new_w = _next_weights(w, G, jac)
+        new_w = _next_weights(w, G, jac) if pending is None else pending
         prob.model = np.concatenate([base, new_w])
         # A fresh curvature scaling: the weights change the curvature of every branch's rates.
         scale = fresh_scale(prob, last.u, floor, True)
-        nxt = run_rounds(prob, last.u, scale, np.zeros(last.u.size), bounds, floor, opts, {})
+        nxt = run_rounds(prob, last.u, scale, np.zeros(last.u.size), bounds, floor,
+                         replace(opts, max_iter=min(opts.max_iter, REWEIGHT_ROUNDS * opts.round_iter)), {})
         iterations += nxt.iterations
         new_losses = _nlp_losses(plan, nxt.u, base, tail)
         new_G = new_losses / tg - 1.0
@@ -364,9 +589,19 @@ def _minimax(prob: Any, run: Any, targets: tuple[float, ...], tail: float, plan:
                 jac = -c * (np.eye(w.size) - 1.0 / w.size)
             else:
                 jac = jac + np.outer(dG - jac @ dw, dw) / float(dw @ dw)
-        w, G, losses, last = new_w, new_G, new_losses, nxt
+        if float(np.max(new_G) - new_w @ new_G) < gap:
+            w, G, losses, last = new_w, new_G, new_losses, nxt
+            pending, backtracks = None, 0
+        elif backtracks >= MINIMAX_BACKTRACK:
+            break  # no step from here lowers the gap: the best solve so far is the answer
+        else:  # the gap grew: halve the step from the last accepted weights
+            pending, backtracks = 0.5 * (w + new_w), backtracks + 1
+    # The re-weighted solve with the smallest gap (the weights can oscillate when the
+    # horizons' trade-off is not convex); the certificate checks it afresh.
+    assert best is not None
+    _, last, losses, w = best
     last.iterations = iterations
-    return last, losses, w, gap
+    return last, losses, w
 
 
 def _next_weights(w: np.ndarray, G: np.ndarray, jac: np.ndarray | None) -> np.ndarray:
@@ -393,9 +628,11 @@ def _next_weights(w: np.ndarray, G: np.ndarray, jac: np.ndarray | None) -> np.nd
 
 
 def _message(best: _Solved) -> str:
-    if best.status == GAP_NOT_CLOSED:
-        return (f"the re-weighted solves did not close the gap (max regret − weighted regret = {best.gap:.2e}, "
-                f"more than {MINIMAX_TOL:g} of the worst regret) in {MINIMAX_ROUNDS} re-weightings; the plan "
+    c = best.certificate
+    if best.status == GAP_NOT_CLOSED and c is not None:
+        return (f"the worst regret is not certified: the weak-duality gap (worst regret {c.worst:.3e} − the "
+                f"weighted sum's minimum {c.dual:.3e} at the final weights = {c.gap:.2e}) is above its "
+                f"tolerance {c.tolerance:.2e} after {MINIMAX_ROUNDS} re-weightings (IPOPT: {c.status}); the plan "
                 "is the last weighted-sum optimum, not the worst-regret optimum (raise solver.max_iter).")
     return message(best.status, best.discarded)
 

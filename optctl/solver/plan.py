@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from optctl.errors import SpecError
 from optctl.model.spectrum import Spectrum, group_modes, spectrum
 from optctl.solver.grid import make_grid, subdivide
 from optctl.spec import ProblemSpec, SolverOptions
@@ -121,10 +122,20 @@ def make_plan(spec: ProblemSpec, options: SolverOptions, second: str | None = No
                 modes=modes, spectrum=plan_spectrum(spec, modes))
 
 
-# Branching plans (anytime schedules, :mod:`optctl.solver.branching`): blocks of the shared
-# trunk (geometric from the first update) and of each branch (refined at both ends).
-BRANCH_TRUNK_K = 60
-BRANCH_K = 40
+# Branching plans (anytime schedules, :mod:`optctl.solver.branching`): the grids follow the
+# solver's own, so that every horizon's schedule in a plan can be that horizon's own
+# optimum. Horizon ``i``'s own grid (:func:`own_grid`: the grid ``solve`` would use for
+# ``T_i`` with the solver's ``K``) is split at its leave point ``t_i``: the part before
+# goes into the trunk (the union over the horizons, with every leave point), the part
+# after is branch ``i``'s grid.
+
+
+def own_grid(T: int, options: SolverOptions) -> np.ndarray:
+    """The control grid :func:`make_plan` gives a horizon of ``T`` updates."""
+    kind = options.grid
+    if kind == "auto":
+        kind = "per_step" if T <= options.per_step_max_T else "refined"
+    return make_grid(kind, T, options.K)
 
 
 @dataclass(frozen=True)
@@ -135,9 +146,9 @@ class BranchPlan(Plan):
     ``[0, max t_i]``; branch ``i`` leaves the trunk at ``leave[i] = t_i`` and runs on its
     own grid ``branch_grids[i]`` (absolute boundaries ``t_i .. T_i``) with sub-blocks
     ``branch_lengths[i]``/``branch_owner[i]``. ``marks[i]`` is the trunk sub-block that
-    ends at ``t_i`` (``-1`` when ``t_i = 0``). ``targets`` are the horizons' own optimal
-    excess losses ``L*_{T_i}`` (tail excluded) and ``tail`` the constant the reported
-    losses add; ``objective`` is ``"worst"`` (epigraph) or ``"weighted"`` with
+    ends at ``t_i`` (``-1`` when ``t_i = 0``). ``targets`` are the horizons' lower bounds
+    ``L*_{T_i}`` (as reported: the tail included) and ``tail`` the constant the reported
+    losses add to the transcribed excess loss; ``objective`` is ``"worst"`` (epigraph) or ``"weighted"`` with
     ``weights``. Targets and tail enter the NLP as constants (part of its structure); the
     weights are a parameter of the compiled NLP (their values here are the defaults of
     :func:`~optctl.solver.transcribe.model_parameters`), so re-weighting re-uses it.
@@ -183,26 +194,30 @@ class BranchPlan(Plan):
                 "n_subblocks": int(self.lengths.size + sum(n.size for n in self.branch_lengths))}
 
 
-def trunk_grid(end: int, K: int, marks: tuple[int, ...]) -> np.ndarray:
-    """Trunk boundaries on ``[0, end]``: one update at the start, growing geometrically
-    (the loss changes like a power of ``t``), with every leave point a boundary."""
-    if end <= K:
-        return np.arange(end + 1)
-    edges = np.concatenate([[0.0], np.geomspace(1.0, float(end), K), np.asarray(marks, dtype=float)])
-    b = np.unique(np.clip(np.rint(edges), 0, end).astype(np.int64))
-    return b if b[-1] == end else np.concatenate([b, [end]])
+def trunk_grid(end: int, own: tuple[np.ndarray, ...], leave: tuple[int, ...]) -> np.ndarray:
+    """Trunk boundaries on ``[0, end]``: every horizon's own grid up to its leave point, and
+    every leave point."""
+    parts = [g[g <= t] for g, t in zip(own, leave, strict=True)]
+    b = np.unique(np.concatenate([[0, end], np.asarray(leave, dtype=np.int64), *parts]).astype(np.int64))
+    return b[b <= end]
 
 
 def make_branch_plan(spec: ProblemSpec, options: SolverOptions, horizons: tuple[int, ...],
                      leave: tuple[int, ...], targets: tuple[float, ...], tail: float,
                      objective: str = "worst", weights: tuple[float, ...] = (),
-                     trunk_K: int = BRANCH_TRUNK_K, branch_K: int = BRANCH_K) -> BranchPlan:
-    """The branching plan: the block propagator on grouped modes (``modes: auto``), a
-    geometric trunk grid and a refined grid on each branch, the sub-blocks of
+                     trunk: np.ndarray | None = None,
+                     branch_grids: tuple[np.ndarray, ...] | None = None) -> BranchPlan:
+    """The branching plan: the block propagator on grouped modes (``modes: auto``), the
+    trunk and branch grids cut from every horizon's own grid (:func:`own_grid`, the
+    solver's ``K``; :func:`trunk_grid`), the sub-blocks of
     :func:`~optctl.solver.grid.subdivide` (short after every control change, at most
-    ``SUBBLOCK_REL`` of the distance to the branch's end)."""
+    ``SUBBLOCK_REL`` of the distance to the branch's end). ``trunk`` and ``branch_grids``
+    give the boundaries instead."""
+    own = tuple(own_grid(int(T), options) for T in horizons)
     end = max(leave)
-    grid = trunk_grid(end, trunk_K, tuple(t for t in leave if t > 0))
+    grid = trunk_grid(end, own, tuple(leave)) if trunk is None else np.asarray(trunk)
+    if int(grid[-1]) != end:
+        raise SpecError("trunk", grid.tolist()[-3:], f"the trunk grid must end at the last leave point {end}")
     if end > 0:
         lengths, owner = subdivide(grid, SUBBLOCK_REL, SUBBLOCK_RESTART)
     else:
@@ -210,8 +225,9 @@ def make_branch_plan(spec: ProblemSpec, options: SolverOptions, horizons: tuple[
     ends = np.cumsum(lengths)
     marks = tuple(-1 if t == 0 else int(np.flatnonzero(ends == t)[0]) for t in leave)
     bgrids, blens, bowners = [], [], []
-    for t, T in zip(leave, horizons, strict=True):
-        g = t + make_grid("refined", T - t, branch_K)
+    for i, t in enumerate(leave):
+        g = np.unique(np.concatenate([[t], own[i][own[i] >= t]])) if branch_grids is None else \
+            np.asarray(branch_grids[i])
         n, o = subdivide(g, SUBBLOCK_REL, SUBBLOCK_RESTART)
         bgrids.append(g)
         blens.append(n)
@@ -222,3 +238,22 @@ def make_branch_plan(spec: ProblemSpec, options: SolverOptions, horizons: tuple[
                       leave=tuple(leave), branch_grids=tuple(bgrids), branch_lengths=tuple(blens),
                       branch_owner=tuple(bowners), marks=marks, targets=tuple(targets), tail=float(tail),
                       objective=objective, weights=tuple(weights))
+
+
+def lower_bound_plan(plan: BranchPlan, i: int) -> BranchPlan:
+    """Horizon ``i`` of ``plan`` alone, on the union of its trunk part (the trunk's
+    boundaries up to ``t_i``) and its branch: every schedule horizon ``i`` can follow in
+    ``plan`` is a schedule of this single-horizon problem, and so is the horizon's own
+    optimum (its grid is part of both), so this problem's optimum is a lower bound of
+    horizon ``i``'s loss in any plan on these grids and is not above its own optimum.
+    Solved with the weighted objective (one weight) and the plan's target for scaling."""
+    t = plan.leave[i]
+    trunk = plan.grid[plan.grid <= t] if t > 0 else np.zeros(1, dtype=np.int64)
+    lengths, owner = (subdivide(trunk, SUBBLOCK_REL, SUBBLOCK_RESTART) if t > 0 else
+                      (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)))
+    ends = np.cumsum(lengths)
+    mark = -1 if t == 0 else int(np.flatnonzero(ends == t)[0])
+    return replace(plan, grid=trunk, lengths=lengths, owner=owner, horizons=(plan.horizons[i],), leave=(t,),
+                   branch_grids=(plan.branch_grids[i],), branch_lengths=(plan.branch_lengths[i],),
+                   branch_owner=(plan.branch_owner[i],), marks=(mark,), targets=(plan.targets[i],),
+                   objective="weighted", weights=(1.0,))

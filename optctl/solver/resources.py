@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from optctl.errors import ResourceError
@@ -30,6 +30,8 @@ from optctl.solver.plan import (
     GROUP_RATIO,
     SUBBLOCK_REL,
     SUBBLOCK_RESTART,
+    lower_bound_plan,
+    make_branch_plan,
     resolve_modes,
     resolve_options,
 )
@@ -185,4 +187,57 @@ def check_law_fits(spec: ProblemSpec) -> Estimate:
     est = Estimate(total=sum(parts.values()), parts=parts, stages=spec.T, modes=spec.N)
     check_fits(f"model.N = {spec.N}, training.T = {spec.T}", est,
                ["a smaller model.N" if spec.N > 1000 else "a smaller training.T"])
+    return est
+
+
+# Branching solves (anytime plans, optctl.solver.branching): the compiled NLPs stay in the
+# process's cache (optctl.solver.ipopt keeps NLP_CACHE_SIZE of them), the leave-point scan
+# compiles the branching NLP and one lower-bound NLP per horizon at every point, and the
+# Schedule-Free tuning scans SF_CANDIDATES rates at a time with 8 coefficients per update
+# each (the scan pads T_n by at most 1.25x), held by numpy and by jax.
+NLP_CACHE_SIZE = 8
+SF_CANDIDATES = 13
+SF_BYTES_PER_STEP = 2 * 8 * 8.0
+
+
+def estimate_branching(spec: ProblemSpec, horizons: tuple[int, ...], options: SolverOptions, *,
+                       baselines: bool = True) -> Estimate:
+    """The peak memory of an anytime study (:func:`optctl.studies.anytime.run_anytime`; the
+    branching solve alone with ``baselines=False``): the interpreter; every horizon's own
+    optimum (their NLPs stay cached; the largest polish gradient and replay); the
+    branching NLP and the horizons' lower-bound NLPs (their sub-blocks on the plan's
+    grids at 10% decay, the scan's coarser ones as many again, at most ``NLP_CACHE_SIZE``
+    in the cache); the replays; and, with the baselines, the Schedule-Free tuning scan."""
+    own = [estimate_solve(replace(spec, T=int(T)), options) for T in horizons]
+    leave = tuple(int(round(0.9 * T)) for T in horizons)
+    plan = make_branch_plan(spec, options, tuple(horizons), leave, tuple(1.0 for _ in horizons), 0.0,
+                            "weighted", tuple(1.0 for _ in horizons))
+    modes = plan.spectrum.n_modes
+    stages = [int(plan.lengths.size + sum(n.size for n in plan.branch_lengths))]
+    for i in range(len(horizons)):
+        sub = lower_bound_plan(plan, i)
+        stages.append(int(sub.lengths.size + sub.branch_lengths[0].size))
+    # The scan's NLPs (coarser) counted at the final ones' size: an upper bound.
+    nlp = NLP_BYTES_PER_NODE * modes * sum(sorted(stages * 2, reverse=True)[:NLP_CACHE_SIZE])
+    T_n = int(horizons[-1])
+    parts = {
+        "base": BASE_BYTES,
+        "own optima": sum(e.parts["transcription"] for e in own) + max(e.parts["polish gradient"] for e in own),
+        "branching transcription": nlp,
+        "replay": REPLAY_BYTES_PER_STEP * (T_n + 1) + BYTES_PER_MODE * spec.N,
+        "Schedule-Free tuning": SF_BYTES_PER_STEP * SF_CANDIDATES * 1.25 * T_n if baselines else 0.0,
+    }
+    return Estimate(total=sum(parts.values()), parts=parts, stages=sum(stages), modes=modes)
+
+
+def check_branching_fits(spec: ProblemSpec, horizons: tuple[int, ...], options: SolverOptions, *,
+                         baselines: bool = True) -> Estimate:
+    """Refuse, before any work, an anytime study that would not fit in memory
+    (:func:`estimate_branching`); returns the estimate otherwise."""
+    est = estimate_branching(spec, horizons, options, baselines=baselines)
+    fixes = ["fewer horizons or a smaller solver.K"]
+    if est.parts["Schedule-Free tuning"] > 0.3 * est.total:
+        fixes.append("--no-baselines (the Schedule-Free tuning scans T_n updates per rate)")
+    fixes.append("a smaller model.N" if spec.N > 1000 else "shorter horizons")
+    check_fits(f"model.N = {spec.N}, horizons = {list(horizons)}", est, fixes)
     return est
