@@ -32,9 +32,10 @@ import casadi as ca
 import numpy as np
 
 from optctl.errors import SpecError
-from optctl.model.momentum import momentum_replay, momentum_start
+from optctl.model.momentum import momentum_replay, momentum_start, start_weight
 from optctl.model.replay import Replay, replay
-from optctl.solver.dynamics import momentum_update, sgd_subblock
+from optctl.model.blocks import bits_of
+from optctl.solver.dynamics import momentum_subblock, momentum_update, sgd_subblock
 from optctl.solver.piecewise import block_means, expand
 from optctl.solver.plan import BranchPlan, Plan
 from optctl.spec import ControlSpec, ProblemSpec
@@ -97,6 +98,14 @@ class LearningRate:
     """The learning rate alone (MODEL.md §4.1)."""
 
     second: ClassVar[str | None] = None
+    # Clip of the curvature scaling (:func:`optctl.solver.ipopt.curvature_scale`).
+    curvature_clip: ClassVar[float] = 1e-8
+    # IPOPT options this set needs (``solver.ipopt`` in a config still overrides them).
+    ipopt_defaults: ClassVar[dict[str, Any]] = {}
+
+    def identity(self) -> tuple[object, ...]:
+        """What distinguishes this set's compiled NLPs (with the plan and IPOPT options)."""
+        return (type(self).__name__,)
 
     def size(self, K: int) -> int:
         """Decision variables of a grid of ``K`` blocks."""
@@ -234,9 +243,29 @@ class WithBatchSize(_Joint):
 
 
 class WithMomentum(_Joint):
-    """Learning rate and EMA momentum ``β`` (MODEL.md §3, §4.3), optional smoothness penalty."""
+    """Learning rate and EMA momentum ``β`` (MODEL.md §3, §4.3), optional smoothness penalty.
+
+    The curvature scaling is clipped to two decades either side of the median
+    (``curvature_clip = 1e-2``): the momentum weights of the first and last updates barely
+    move ``L_T`` (``β_{T−1}`` not at all), and with the learning rate's clip (1e-8) their
+    scales grew up to 10⁴× the others', so IPOPT's first quasi-Newton steps (identity
+    Hessian in the scaled variables) threw them across the box, the iterates rose and the
+    rounds ended on the iteration cap (docs/controls.md, "How it is solved").
+    """
 
     second: ClassVar[str | None] = "momentum"
+    curvature_clip: ClassVar[float] = 1e-2
+    # IPOPT's default bound multipliers (z = 1) make its first barrier parameter large
+    # (mu_strategy adaptive, used with the limited-memory Hessian); the optimal β sits at
+    # 1e-3..1e-2, a few μ from its bound 0, so every round first pushed β (and η off
+    # η_max) inward, L_T rose, and rounds were discarded. Small multipliers start μ small.
+    ipopt_defaults: ClassVar[dict[str, Any]] = {"bound_mult_init_val": 1e-6}
+
+    def __init__(self, init: str = "model") -> None:
+        self.init = init  # the velocity's start (ControlSpec.momentum_init)
+
+    def identity(self) -> tuple[object, ...]:
+        return (type(self).__name__, self.init)
 
     def bounds(self, spec: ProblemSpec, controls: ControlSpec, K: int) -> tuple[np.ndarray, np.ndarray]:
         lo = float(controls.beta_min or 0.0)
@@ -246,11 +275,21 @@ class WithMomentum(_Joint):
     def dynamics(self, plan: Plan, u: Sequence[ca.MX], model: Model, kappa: float) -> tuple[ca.MX, ca.MX]:
         eta, beta = u
         L0 = ca.dot(model.lam_w, model.c0)
-        R0, V0 = momentum_start(model.c0, L0, beta[0], model.m, model.lam, model.sigma2)
+        w0 = start_weight(self.init, eta, beta, int(plan.n_controls) - 1)
+        R0, V0 = momentum_start(model.c0, L0, w0, model.m, model.lam, model.sigma2)
         select = _select(plan)
-        chain = momentum_update(plan.spectrum.n_modes).mapaccum("chain", int(plan.lengths.size))
-        _, losses = chain(ca.vertcat(model.c0, R0, V0), ca.mtimes(select, eta).T,
-                          ca.mtimes(select, beta).T, model.m, model.lam, model.lam_w, model.sigma2)
+        n_sub = int(plan.lengths.size)
+        x0 = ca.vertcat(model.c0, R0, V0)
+        if plan.propagator == "block":
+            n_bits = max(int(plan.lengths.max()).bit_length(), 1)
+            bits = ca.DM(np.array([bits_of(int(n), n_bits) for n in plan.lengths]).T)
+            chain = momentum_subblock(plan.spectrum.n_modes, n_bits).mapaccum("chain", n_sub)
+            _, losses = chain(x0, ca.mtimes(select, eta).T, ca.mtimes(select, beta).T, model.m,
+                              ca.DM(plan.lengths.astype(float)).T, bits, model.lam, model.lam_w, model.sigma2)
+        else:
+            chain = momentum_update(plan.spectrum.n_modes).mapaccum("chain", n_sub)
+            _, losses = chain(x0, ca.mtimes(select, eta).T, ca.mtimes(select, beta).T, model.m,
+                              model.lam, model.lam_w, model.sigma2)
         f = losses[-1]
         if kappa > 0 and plan.n_controls > 1:
             f = f + kappa * (ca.sumsqr(ca.diff(eta)) + ca.sumsqr(ca.diff(beta)))
@@ -269,7 +308,7 @@ class WithMomentum(_Joint):
             beta_blocks[-1] = beta_blocks[-2]
         eta, beta = expand(u[:K], plan.grid), expand(beta_blocks, plan.grid)
         return Answer(eta=eta, batch_size=np.full(spec.T, spec.batch_size), beta=beta,
-                      replay=momentum_replay(spec, eta, beta))
+                      replay=momentum_replay(spec, eta, beta, self.init))
 
 
 class Branching(LearningRate):
@@ -350,4 +389,6 @@ _SETS: dict[tuple[str, ...], type[LearningRate]] = {
 
 def control_set(controls: ControlSpec) -> LearningRate:
     """The control set of a :class:`~optctl.spec.ControlSpec`."""
+    if controls.controls == ("lr", "momentum"):
+        return WithMomentum(controls.momentum_init or "model")
     return _SETS[controls.controls]()

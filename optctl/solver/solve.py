@@ -72,7 +72,10 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *,
     if cs.second is not None:
         # The learning-rate optimum at the mean batch (β = 1): a feasible start.
         given = per_step_start(init, spec, 2) if options.warm_start else None
-        sgd = solve(spec, replace(options, progress=False), init=None if given is None else given[0])
+        # The start needs no more modes than the joint problem (polished when grouped).
+        modes = make_plan(spec, options, cs.second).modes if options.modes == "auto" else options.modes
+        sgd = solve(spec, replace(options, progress=False, modes=modes),
+                    init=None if given is None else given[0])
         start, extra["sgd_final_loss"] = sgd.eta, sgd.final_loss
         inner_time = extra["sgd_solve_time"] = sgd.wall_time
     pl = make_plan(spec, options, cs.second)
@@ -92,13 +95,13 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *,
         extra["start"] = best
     bounds = cs.bounds(spec, controls, K)
     floor = cs.floor(spec, controls, K)
-    scale = fresh_scale(prob, cands[best], floor, options.precondition)
+    scale = fresh_scale(prob, cands[best], floor, options.precondition, cs.curvature_clip)
     build_time = time.perf_counter() - t_start - inner_time  # the start's own solve apart
 
     t0 = time.perf_counter()
     with stop_on_sigint(prob.monitor):
         run = run_rounds(prob, cands[best], scale, np.zeros(prob.size), bounds, floor, options,
-                         cs.constraint_bounds(spec, pl))
+                         cs.constraint_bounds(spec, pl), cs.curvature_clip)
         polished = 0
         if cs.second is None and options.polish and not pl.exact and spec.T <= POLISH_MAX_T:
             run, polished = polish(prob, pl, spec, run, bounds, floor, options, c0=start_state)
