@@ -13,11 +13,11 @@ from optctl.errors import HorizonWarning, SpecError, SpecTypeError
 from optctl.io.config import dump_config, load_config, load_config_dict
 from optctl.io.tables import load_table
 from optctl.model.momentum import momentum_curve
-from tests.conftest import APPROX_GAP
 from optctl.model.replay import final_loss
 from optctl.solver.horizon import resolve_table
 from optctl.spec import ControlSpec, ProblemSpec, SolverOptions
 from optctl.table import momentum_from_beta
+from tests.conftest import APPROX_GAP
 
 BASE = {"schema_version": 1, "name": "c", "model": {"a": 1.3, "b": 2.75, "N": 40, "sigma": 0.7},
         "training": {"T": 40, "batch_size": 4}, "solver": {"grid": "uniform", "K": 8, "max_iter": 200},

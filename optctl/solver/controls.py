@@ -32,9 +32,9 @@ import casadi as ca
 import numpy as np
 
 from optctl.errors import SpecError
+from optctl.model.blocks import bits_of
 from optctl.model.momentum import momentum_replay, momentum_start, start_weight
 from optctl.model.replay import Replay, replay
-from optctl.model.blocks import bits_of
 from optctl.solver.dynamics import momentum_subblock, momentum_update, sgd_subblock
 from optctl.solver.piecewise import block_means, expand
 from optctl.solver.plan import BranchPlan, Plan
@@ -245,8 +245,8 @@ class WithBatchSize(_Joint):
 class WithMomentum(_Joint):
     """Learning rate and EMA momentum ``β`` (MODEL.md §3, §4.3), optional smoothness penalty.
 
-    The curvature scaling is clipped to two decades either side of the median
-    (``curvature_clip = 1e-2``): the momentum weights of the first and last updates barely
+    The curvature scaling is clipped to four decades either side of the median
+    (``curvature_clip = 1e-4``): the momentum weights of the first and last updates barely
     move ``L_T`` (``β_{T−1}`` not at all), and with the learning rate's clip (1e-8) their
     scales grew up to 10⁴× the others', so IPOPT's first quasi-Newton steps (identity
     Hessian in the scaled variables) threw them across the box, the iterates rose and the
@@ -254,12 +254,14 @@ class WithMomentum(_Joint):
     """
 
     second: ClassVar[str | None] = "momentum"
-    curvature_clip: ClassVar[float] = 1e-2
-    # IPOPT's default bound multipliers (z = 1) make its first barrier parameter large
-    # (mu_strategy adaptive, used with the limited-memory Hessian); the optimal β sits at
-    # 1e-3..1e-2, a few μ from its bound 0, so every round first pushed β (and η off
-    # η_max) inward, L_T rose, and rounds were discarded. Small multipliers start μ small.
-    ipopt_defaults: ClassVar[dict[str, Any]] = {"bound_mult_init_val": 1e-6}
+    curvature_clip: ClassVar[float] = 1e-4
+    # IPOPT's adaptive barrier parameter (its choice with the limited-memory Hessian) and its
+    # default bound multipliers (z = 1) start μ near 0.1 and raise it again when progress
+    # stalls; the optimal β sits at 1e-3..1e-2, a few μ from its bound 0, so every round
+    # first pushed β (and η off η_max) inward, L_T rose and rounds were discarded. A
+    # monotone μ from 1e-6 with small multipliers never pushes the start away.
+    ipopt_defaults: ClassVar[dict[str, Any]] = {"mu_strategy": "monotone", "mu_init": 1e-6,
+                                                "bound_mult_init_val": 1e-6}
 
     def __init__(self, init: str = "model") -> None:
         self.init = init  # the velocity's start (ControlSpec.momentum_init)
