@@ -89,9 +89,9 @@ def momentum_subblock(n_modes: int, n_bits: int) -> ca.Function:
     bitsM = ca.MX.sym("bits", n_bits)
     Cm, Rm, Vm = x[:nm], x[nm:2 * nm], x[2 * nm:]
     u0M = ca.dot(lwM, Cm) + s2M
-    free, w = kmap(lamM.T, Cm.T, Rm.T, Vm.T, u0M, eM, bM, mM, nM, bitsM)  # 3 × n_modes each
-    alpha = ca.dot(lwM, w[0, :].T)
-    u_end = (ca.dot(lwM, free[0, :].T) - alpha * u0M + s2M) / (1 - alpha)
-    nxt = free + w * (u_end - u0M)
+    freeM, wM = kmap(lamM.T, Cm.T, Rm.T, Vm.T, u0M, eM, bM, mM, nM, bitsM)  # 3 × n_modes each
+    alpha = ca.dot(lwM, wM[0, :].T)
+    u_end = (ca.dot(lwM, freeM[0, :].T) - alpha * u0M + s2M) / (1 - alpha)
+    nxt = freeM + wM * (u_end - u0M)
     x_next = ca.vertcat(nxt[0, :].T, nxt[1, :].T, nxt[2, :].T)
     return ca.Function("momentum_subblock", [x, eM, bM, mM, nM, bitsM, lamM, lwM, s2M], [x_next, u_end - s2M])

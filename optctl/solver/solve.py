@@ -73,8 +73,9 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *,
         # The learning-rate optimum at the mean batch (β = 1): a feasible start.
         given = per_step_start(init, spec, 2) if options.warm_start else None
         # The start needs no more modes than the joint problem (polished when grouped).
-        modes = make_plan(spec, options, cs.second).modes if options.modes == "auto" else options.modes
-        sgd = solve(spec, replace(options, progress=False, modes=modes),
+        grouped = options.modes == "grouped" or (
+            options.modes == "auto" and make_plan(spec, options, cs.second).modes == "grouped")
+        sgd = solve(spec, replace(options, progress=False, modes="grouped" if grouped else options.modes),
                     init=None if given is None else given[0])
         start, extra["sgd_final_loss"] = sgd.eta, sgd.final_loss
         inner_time = extra["sgd_solve_time"] = sgd.wall_time
