@@ -44,9 +44,10 @@ def independent_optimum(spec: ProblemSpec, eta0: float = 0.9, beta0: float = 0.5
     from optctl.model.spectrum import spectrum
 
     sp = spectrum(spec)
-    lam, c0, m, s2, T = jnp.asarray(sp.lam), jnp.asarray(sp.c0), spec.batch_size, sp.sigma2, spec.T
+    m, s2, T = spec.batch_size, sp.sigma2, spec.T
 
     def loss(x: Any) -> Any:
+        lam, c0 = jnp.asarray(sp.lam), jnp.asarray(sp.c0)
         eta, beta = x[:T], x[T:]
         L0 = lam @ c0
         R = beta[0] * lam * c0
