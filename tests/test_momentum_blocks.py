@@ -154,3 +154,25 @@ def test_per_step_momentum_solve_converges_to_the_independent_optimum() -> None:
     ref = _independent_optimum(spec)
     # the NLP groups the modes (N > group_min_N): its optimum replays within 1e-6 of the exact one
     assert abs(res.final_loss - ref) / ref <= 1e-6
+
+
+def test_the_study_file_names_the_project_and_notebook_settings() -> None:
+    from optctl.errors import ConfigError
+    from optctl.io.studyconfig import control_study_from_dict, load_control_study
+
+    study = load_control_study()
+    nb = study.momentum_controls("notebook")
+    assert (nb.kappa, nb.momentum_init) == (1e-2, "notebook")
+    assert study.spec("hard", 64, setting="notebook").normalize_init
+    assert not study.spec("hard", 64).normalize_init
+    assert study.momentum_controls().to_dict() == {"controls": ["lr", "momentum"], "beta_min": 0.0, "kappa": 0.0}
+    with pytest.raises(ConfigError, match="unknown setting"):
+        study.setting("torch")
+    import yaml
+
+    from optctl.io.studyconfig import packaged_study_path
+
+    d = yaml.safe_load(packaged_study_path().read_text())
+    d["momentum"]["settings"]["bad"] = {"momentum_init": "first"}
+    with pytest.raises(SpecError, match="momentum_init"):
+        control_study_from_dict(d)
