@@ -47,6 +47,11 @@ Init = (np.ndarray | tuple[np.ndarray, np.ndarray]
 
 # Starting momenta tried besides plain SGD (β = 1), at the SGD optimum's learning rates.
 BETA_STARTS = (0.5, 0.2, 0.1, 0.05)
+# Plateau momenta of the two-level starts: β on the blocks where the SGD optimum holds
+# η ≥ PLATEAU_FRACTION η_max, β = 1 elsewhere. The optimal plateau β falls with T (hard
+# phase: about 0.02 at T = 256, 1e-3 at T = 4096), so long horizons need these starts.
+PLATEAU_BETAS = (0.02, 0.005, 0.002, 1e-3, 3e-4)
+PLATEAU_FRACTION = 0.5
 # Below these fractions of the upper bound a control is not used as its own scale.
 LR_SCALE_FLOOR = 1e-3
 SECOND_SCALE_FLOOR = 1e-3
@@ -300,6 +305,22 @@ class WithMomentum(_Joint):
     def second_starts(self, spec: ProblemSpec, controls: ControlSpec, K: int) -> list[float]:
         lo = float(controls.beta_min or 0.0)
         return [b for b in (1.0, *BETA_STARTS) if b >= lo]
+
+    def candidates(self, spec: ProblemSpec, controls: ControlSpec, plan: Plan, init: Init,
+                   start: np.ndarray | None) -> list[np.ndarray]:
+        """The joint starts of :class:`_Joint` (constant ``β``), then two-level ones:
+        ``β = β_p`` on the SGD optimum's plateau and 1 elsewhere, ``β_p`` from
+        :data:`PLATEAU_BETAS` (``init``, when given, stays the last candidate)."""
+        cands = super().candidates(spec, controls, plan, init, start)
+        K = plan.n_controls
+        lo = float(controls.beta_min or 0.0)
+        eta0 = cands[0][:K]
+        plateau = eta0 >= PLATEAU_FRACTION * spec.eta_max
+        if not plateau.any() or plateau.all():
+            return cands
+        two_level = [np.concatenate([eta0, np.where(plateau, b, 1.0)]) for b in PLATEAU_BETAS if b >= lo]
+        given = per_step_start(init, spec, 2) is not None
+        return [*cands[:-1], *two_level, cands[-1]] if given else [*cands, *two_level]
 
     def answer(self, spec: ProblemSpec, plan: Plan, u: np.ndarray,
                prefix: np.ndarray | None = None) -> Answer:
