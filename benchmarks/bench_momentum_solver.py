@@ -133,7 +133,7 @@ def report(summary: dict[str, Any]) -> str:
              "`python benchmarks/bench_momentum_solver.py`; hard case a = 1.3, b = 2.75, N = 1500, "
              "σ = 0.7, m = 4, η_max = 1, β ∈ [0, 1]. Wall times include the learning-rate solve "
              "that every joint solve starts from, and were taken on the machine named in "
-             "`machine` (load noted there).", ""]
+             "`machine` (load noted there).", "", f"Machine: {summary.get('machine', 'not noted')}.", ""]
     if "T128" in summary:
         lines += ["## Per-step solve, T = 128", "",
                   "| initial loss | status | IPOPT iterations | wall s | L_T | independent optimum | above it |",
@@ -168,17 +168,16 @@ def main() -> int:
     path = out / "summary.json"
     summary: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
     todo = args.only or ["T128", "T4096", "T100000"]
-    if "T128" in todo:
-        summary["T128"] = check_T128()
-    if "T4096" in todo:
-        summary["T4096"] = check_two_starts(4096, 2048)
-    if "T100000" in todo:
-        summary["T100000"] = check_two_starts(100_000, 4096)
     if args.machine:
         summary["machine"] = args.machine
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, json.dumps(summary, indent=1) + "\n")
-    write_text_atomic(out / "report.md", report(summary))
+    checks = {"T128": check_T128, "T4096": lambda: check_two_starts(4096, 2048),
+              "T100000": lambda: check_two_starts(100_000, 4096)}
+    for key in ("T128", "T4096", "T100000"):
+        if key in todo:
+            summary[key] = checks[key]()
+            write_text_atomic(path, json.dumps(summary, indent=1) + "\n")  # after every check
+            write_text_atomic(out / "report.md", report(summary))
     ok = all(r["success"] for r in summary.get("T128", {}).values())
     for key in ("T4096", "T100000"):
         if key in summary:
