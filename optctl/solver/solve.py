@@ -31,7 +31,7 @@ from optctl.versions import versions
 
 def solve(spec: ProblemSpec, options: SolverOptions | None = None, *,
           controls: ControlSpec | None = None, init: Init = None,
-          prefix: np.ndarray | None = None) -> ScheduleResult:
+          prefix: np.ndarray | None = None, start_from: str = "best") -> ScheduleResult:
     """Minimise the final loss ``L_T`` over the schedule of ``controls`` with IPOPT.
 
     ``controls`` (default: the learning rate alone, MODEL.md §4.1) may add the batch size
@@ -49,6 +49,9 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *,
     rest of the horizon is solved from the state they lead to (a closed-loop re-solve
     during training, or a branch leaving a trunk), ``init`` is then a start for the rest
     (``T − t`` updates), and the result covers all ``T`` updates, prefix included.
+
+    ``start_from="init"`` makes IPOPT start from ``init`` itself instead of the best-ranked
+    candidate (to test that two different starts reach the same optimum).
 
     Ctrl-C stops IPOPT and raises ``KeyboardInterrupt``; an IPOPT that cannot run at all
     (an invalid option, say) raises :class:`~optctl.errors.SolverError`; a run that does
@@ -92,6 +95,13 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *,
     if not np.any(np.isfinite(scores)):
         raise _diverges(spec)
     best = int(np.nanargmin(np.where(np.isfinite(scores), scores, np.nan)))
+    if start_from not in ("best", "init"):
+        raise SpecError("start_from", start_from, "choose best (the best-ranked candidate) or init")
+    if start_from == "init":
+        if init is None or not options.warm_start or not np.isfinite(scores[-1]):
+            raise SpecError("start_from", start_from, "needs a finite init (and solver.warm_start on): "
+                            "the given start is the last candidate")
+        best = len(cands) - 1
     if cs.second is not None:
         extra["start"] = best
     bounds = cs.bounds(spec, controls, K)
