@@ -176,3 +176,18 @@ def test_the_study_file_names_the_project_and_notebook_settings() -> None:
     d["momentum"]["settings"]["bad"] = {"momentum_init": "first"}
     with pytest.raises(SpecError, match="momentum_init"):
         control_study_from_dict(d)
+
+
+def test_two_starts_reach_the_same_momentum_optimum() -> None:
+    from optctl import solve
+
+    spec = ProblemSpec(a=1.3, b=2.75, N=40, sigma=0.7, batch_size=4, T=40)
+    cs = ControlSpec(controls=("lr", "momentum"))
+    a = solve(spec, SolverOptions(grid="per_step"), controls=cs)
+    b = solve(spec, SolverOptions(grid="per_step"), controls=cs, start_from="init",
+              init=lambda u: (np.full(u.size, 0.5), np.full(u.size, 0.3)))
+    assert a.success and b.success
+    assert a.transcription["start"] != b.transcription["start"]
+    assert abs(a.final_loss - b.final_loss) / a.final_loss <= 1e-8
+    with pytest.raises(SpecError, match="start_from"):
+        solve(spec, SolverOptions(grid="per_step"), controls=cs, start_from="init")
