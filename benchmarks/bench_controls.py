@@ -28,12 +28,18 @@ def main() -> None:
     p.add_argument("--only", choices=("momentum", "batch", "ramps"), help="run one study only")
     p.add_argument("--quick", action="store_true", help="horizons up to 128 / T0 = 64")
     p.add_argument("--eta-max", type=float, default=1.0, help="η_max of both problems (default 1)")
+    p.add_argument("--setting", default="project",
+                   help="momentum setting of the study file: project (default) or notebook "
+                        "(normalised initial loss, κ = 1e-2, the notebook's velocity start)")
     args = p.parse_args()
     out = Path(args.out)
     if args.only in (None, "momentum"):
         short = {"easy": (32, 64, 128), "hard": (32, 64, 128)}
         name = "momentum" if args.eta_max == 1.0 else f"momentum_etamax{args.eta_max:g}"
-        run_momentum_study(out / name, horizons=short if args.quick else None, eta_max=args.eta_max)
+        if args.setting != "project":
+            name += f"_{args.setting}"
+        run_momentum_study(out / name, horizons=short if args.quick else None, eta_max=args.eta_max,
+                           setting=args.setting)
         print(f"momentum study written to {out / name}")
     if args.only in (None, "batch"):
         run_batch_study(out / "batch", T0=64 if args.quick else 256)

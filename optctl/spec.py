@@ -201,8 +201,11 @@ def solver_identity(options: Mapping[str, Any]) -> dict[str, Any]:
 
 
 CONTROL_NAMES: tuple[str, ...] = ("lr", "batch_size", "momentum")
-# The bounds of the second controls (config keys under ``training:``).
-CONTROL_BOUNDS: tuple[str, ...] = ("m_min", "m_max", "beta_min", "kappa")
+# The bounds and settings of the second controls (config keys under ``training:``).
+CONTROL_BOUNDS: tuple[str, ...] = ("m_min", "m_max", "beta_min", "kappa", "momentum_init")
+# How the velocity starts (MODEL.md §3; docs/controls.md, "The notebook's setting"):
+# "model" v_0 = β_0 g_0, "notebook" v_0 = η_{T−1} g_0 (the authors' notebook), "zero" v_0 = 0.
+MOMENTUM_INITS: tuple[str, ...] = ("model", "notebook", "zero")
 
 
 @dataclass(frozen=True)
@@ -214,7 +217,10 @@ class ControlSpec:
     ``Σ_t m_t = T m̄`` with ``m̄`` the problem's ``batch_size`` (MODEL.md §4.2); with
     ``"momentum"`` the EMA weight ``β_t ∈ [beta_min, 1]`` of MODEL.md §3 is chosen
     (β = 1 is plain SGD), with an optional smoothness penalty
-    ``κ Σ_j ‖u_{j+1} − u_j‖²`` on the block controls ``u = (η, β)`` (MODEL.md §4.3).
+    ``κ Σ_j ‖u_{j+1} − u_j‖²`` on the block controls ``u = (η, β)`` (MODEL.md §4.3) and
+    the velocity's start ``momentum_init`` (one of :data:`MOMENTUM_INITS`, default
+    ``"model"``: ``v_0 = β_0 g_0`` as in MODEL.md §3; ``"notebook"``: ``v_0 = η_{T−1} g_0``,
+    what the authors' momentum notebook computes; ``"zero"``: ``v_0 = 0``).
     Batch size and momentum together are not supported. Bounds that do not apply to
     the chosen controls must be left unset.
     """
@@ -224,6 +230,7 @@ class ControlSpec:
     m_max: float | None = None
     beta_min: float | None = None
     kappa: float | None = None
+    momentum_init: str | None = None
 
     def __post_init__(self) -> None:
         c = self.controls
@@ -282,6 +289,14 @@ class ControlSpec:
                                 "must lie in [0, 1): β = 1 is plain SGD, smaller β averages more")
             if self.kappa < 0:
                 raise SpecError("training.kappa", self.kappa, "must be >= 0 (0 turns the penalty off)")
+        if self.momentum_init is None:
+            if on:
+                object.__setattr__(self, "momentum_init", "model")
+        elif not on:
+            raise SpecError("training.momentum_init", self.momentum_init, "applies only when controls "
+                            "include momentum; add momentum to controls or remove the key")
+        else:
+            check_choice("training.momentum_init", self.momentum_init, MOMENTUM_INITS)
 
     def check_problem(self, spec: ProblemSpec) -> None:
         """Cross-checks with the problem: the mean batch must fit the batch bounds."""
@@ -293,16 +308,19 @@ class ControlSpec:
                                 f"[m_min, m_max] = [{self.m_min}, {self.m_max}]")
 
     def check_options(self, options: SolverOptions) -> None:
-        """Cross-checks with the solver options: the momentum problem has only the exact step."""
-        if "momentum" in self.controls and options.propagator == "block":
-            raise SpecError("solver.propagator", options.propagator,
-                            "the momentum problem has no block propagator; use auto or step")
+        """Cross-checks with the solver options (none today: every control set has both
+        propagators)."""
 
     @property
-    def bounds(self) -> dict[str, float]:
-        """The bounds that apply, by name (for configs and summaries)."""
-        keys = {"batch_size": ("m_min", "m_max"), "momentum": ("beta_min", "kappa")}
-        return {k: getattr(self, k) for c in self.controls for k in keys.get(c, ())}
+    def bounds(self) -> dict[str, Any]:
+        """The bounds and settings that apply, by name (for configs and summaries);
+        ``momentum_init`` only when it is not the default ``"model"`` (so that records
+        and table hashes of earlier solves are unchanged)."""
+        keys = {"batch_size": ("m_min", "m_max"), "momentum": ("beta_min", "kappa", "momentum_init")}
+        out = {k: getattr(self, k) for c in self.controls for k in keys.get(c, ())}
+        if out.get("momentum_init") == "model":
+            del out["momentum_init"]
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {"controls": list(self.controls), **self.bounds}

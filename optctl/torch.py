@@ -201,6 +201,12 @@ class TableScheduler(LRScheduler):
         write_momentum = table.momentum is not None if momentum is None else bool(momentum)
         if write_momentum and table.momentum is None:
             raise ExportError("momentum=True but the table has no momentum column")
+        start_rule = table.controls.get("momentum_init", "model") if table.controls else "model"
+        if write_momentum and start_rule != "model":
+            raise ExportError(f"the table was solved with momentum_init={start_rule!r}, a velocity "
+                              "start torch's SGD/Adam buffers cannot express (they start at g_0, or "
+                              "at beta_0 g_0 with init_momentum_buffers); re-solve with "
+                              "momentum_init: model, or pass momentum=False to write the learning rate only")
         check_choice("compose", compose, ("replace", "multiply"), ExportError)
         if compose == "multiply":
             _check_float_lrs(optimizer)

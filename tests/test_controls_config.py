@@ -17,6 +17,7 @@ from optctl.model.replay import final_loss
 from optctl.solver.horizon import resolve_table
 from optctl.spec import ControlSpec, ProblemSpec, SolverOptions
 from optctl.table import momentum_from_beta
+from tests.conftest import APPROX_GAP
 
 BASE = {"schema_version": 1, "name": "c", "model": {"a": 1.3, "b": 2.75, "N": 40, "sigma": 0.7},
         "training": {"T": 40, "batch_size": 4}, "solver": {"grid": "uniform", "K": 8, "max_iter": 200},
@@ -68,15 +69,16 @@ def test_bad_controls(controls: object, training: dict, field: str, exc: type) -
     assert err.value.field == field
 
 
-def test_momentum_with_the_block_propagator_is_refused_when_the_config_loads() -> None:
+def test_momentum_with_the_block_propagator_loads_and_replays_within_the_block_gap() -> None:
     d = _cfg(["lr", "momentum"])
     d["solver"] = {**d["solver"], "propagator": "block"}
-    with pytest.raises(SpecError) as err:
-        load_config_dict(d)
-    assert err.value.field == "solver.propagator"
-    with pytest.raises(SpecError, match="no block propagator"):
-        solve(ProblemSpec(a=1.3, b=2.75, N=40, sigma=0.7, batch_size=4, T=40),
-              SolverOptions(propagator="block"), controls=ControlSpec(controls=("lr", "momentum")))
+    cfg = load_config_dict(d)
+    assert cfg.solver.propagator == "block"
+    res = solve(ProblemSpec(a=1.3, b=2.75, N=40, sigma=0.7, batch_size=4, T=400),
+                SolverOptions(grid="refined", K=12, propagator="block"),
+                controls=ControlSpec(controls=("lr", "momentum")))
+    assert res.transcription["propagator"] == "block"
+    assert abs(res.replay_gap) <= APPROX_GAP
 
 
 def test_cli_exit_2_on_bad_controls(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

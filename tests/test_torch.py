@@ -442,3 +442,17 @@ def test_splice_continues_on_a_re_solved_remainder(table: ScheduleTable) -> None
         sched.splice(replace(new, lr=np.where(np.arange(table.T) == 5, 0.5, new.lr)))
     with pytest.raises(ExportError, match="same horizon"):
         sched.splice(ScheduleTable(lr=np.full(table.T + 1, 0.01)))
+
+
+def test_a_velocity_start_torch_cannot_express_is_refused() -> None:
+    beta = np.array([0.5, 0.3, 0.2])
+    for rule in ("notebook", "zero"):
+        tab = ScheduleTable(lr=[0.1, 0.2, 0.1], momentum=momentum_from_beta(beta),
+                            controls={"controls": ["lr", "momentum"], "momentum_init": rule})
+        opt = torch.optim.SGD([_param()], lr=0.1, momentum=0.5, dampening=0.5)
+        with pytest.raises(ExportError, match=f"momentum_init='{rule}'"):
+            TableScheduler(opt, tab)
+        TableScheduler(torch.optim.SGD([_param()], lr=0.1), tab, momentum=False)  # lr only is fine
+    ok = ScheduleTable(lr=[0.1, 0.2, 0.1], momentum=momentum_from_beta(beta),
+                       controls={"controls": ["lr", "momentum"]})
+    TableScheduler(torch.optim.SGD([_param()], lr=0.1, momentum=0.5, dampening=0.5), ok)

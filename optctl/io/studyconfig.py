@@ -30,7 +30,10 @@ from optctl.validate import check_int, check_real
 
 _TOP = ("schema_version", "name", "models", "momentum", "batch")
 _MODEL_KEYS = ("a", "b", "N", "sigma", "batch_size")
-_MOMENTUM_KEYS = ("horizons", "eta_max", "beta_min", "solver", "monte_carlo")
+_MOMENTUM_KEYS = ("horizons", "eta_max", "beta_min", "solver", "monte_carlo", "settings")
+_SETTING_KEYS = ("normalize_init", "kappa", "momentum_init")
+# The setting of the momentum study when the file names none.
+PROJECT_SETTING: dict[str, Any] = {"normalize_init": False, "kappa": 0.0, "momentum_init": "model"}
 _BATCH_KEYS = ("T0", "mean_batch", "m_min", "m_max", "constant_batches", "loss_rtol")
 _SOLVER_KEYS = tuple(f.name for f in dataclasses.fields(SolverOptions))
 
@@ -55,13 +58,28 @@ class ControlStudy:
     m_max: float
     constant_batches: tuple[float, ...]
     loss_rtol: float
+    settings: dict[str, dict[str, Any]] = dataclasses.field(default_factory=lambda: {"project": PROJECT_SETTING})
 
-    def spec(self, phase: str, T: int, *, eta_max: float = 1.0, batch_size: float | None = None) -> ProblemSpec:
-        """The model of ``phase`` at horizon ``T`` (its own batch size unless given)."""
+    def spec(self, phase: str, T: int, *, eta_max: float = 1.0, batch_size: float | None = None,
+             setting: str = "project") -> ProblemSpec:
+        """The model of ``phase`` at horizon ``T`` (its own batch size unless given), with the
+        initial loss of ``setting`` (normalised to 1 or not)."""
         m = self.models[phase]
         return ProblemSpec(a=m["a"], b=m["b"], N=int(m["N"]), sigma=m["sigma"],
                            batch_size=m["batch_size"] if batch_size is None else batch_size,
-                           T=T, eta_max=eta_max)
+                           T=T, eta_max=eta_max, normalize_init=bool(self.setting(setting)["normalize_init"]))
+
+    def setting(self, name: str) -> dict[str, Any]:
+        """The momentum study's setting ``name`` (``normalize_init``, ``kappa``, ``momentum_init``)."""
+        if name not in self.settings:
+            raise ConfigError("momentum.settings", name, f"unknown setting; choose one of {sorted(self.settings)}")
+        return self.settings[name]
+
+    def momentum_controls(self, setting: str = "project") -> ControlSpec:
+        """``[lr, momentum]`` with the study's ``beta_min`` and the setting's penalty and start."""
+        s = self.setting(setting)
+        return ControlSpec(controls=("lr", "momentum"), beta_min=self.beta_min, kappa=s["kappa"],
+                           momentum_init=s["momentum_init"])
 
     def batch_controls(self) -> ControlSpec:
         return ControlSpec(controls=("lr", "batch_size"), m_min=self.m_min, m_max=self.m_max)
@@ -103,6 +121,14 @@ def control_study_from_dict(d: Any) -> ControlStudy:
     horizons = {str(p): tuple(sorted({check_int(f"momentum.horizons.{p}[{i}]", T)
                                       for i, T in enumerate(v)})) for p, v in horizons_in.items()}
     mc = section(mom, "monte_carlo", ("T", "runs"))
+    settings_in = mom.get("settings", {"project": PROJECT_SETTING})
+    if not isinstance(settings_in, Mapping) or not settings_in:
+        raise SpecTypeError("momentum.settings", settings_in,
+                            "a mapping name -> {normalize_init, kappa, momentum_init}")
+    settings: dict[str, dict[str, Any]] = {}
+    for sname in settings_in:
+        entry = section(settings_in, str(sname), _SETTING_KEYS)
+        settings[str(sname)] = {**PROJECT_SETTING, **entry}
     batch = section(d, "batch", _BATCH_KEYS)
     out = ControlStudy(
         name=name, models=models, horizons=horizons,
@@ -118,7 +144,11 @@ def control_study_from_dict(d: Any) -> ControlStudy:
         constant_batches=tuple(check_real(f"batch.constant_batches[{i}]", m)
                                for i, m in enumerate(batch.get("constant_batches", (1, 2, 4, 8, 16)))),
         loss_rtol=check_real("batch.loss_rtol", batch.get("loss_rtol", 1e-3)),
+        settings=settings,
     )
+    for sname in settings:  # each setting must make a valid problem and control set
+        out.momentum_controls(sname)
+        out.spec(next(iter(out.models)), 1, setting=sname)
     for p, hs in out.horizons.items():  # every solve must be a valid problem
         for T in hs:
             out.spec(p, T, eta_max=out.eta_max)

@@ -73,3 +73,91 @@ def propagate_block(c: Any, eta: Any, m: Any, n: Any, lam: np.ndarray, lam_w: np
     u_end = (ops.dot(lam_w, free) - alpha * u0 + sigma2) / (1 - alpha)
     c_next = free + q * W * (u_end - u0)
     return c_next, u_end - sigma2
+
+
+# --- EMA momentum (MODEL.md §3) over a block of constant (η, β) -------------------------
+#
+# Per mode, one update maps x = (C, R, V) linearly, x' = A x + q u' e₃, with q = β² λ / m and
+# u' = L' + σ² the loss after the update (the only coupling between modes). Over n updates
+# x_n = Aⁿ x₀ + q Σ_{j=1..n} A^(n−j) e₃ u_j; with u_j linear in j between u₀ and u_n this is
+# x_n = Aⁿ x₀ + q S₀ e₃ u₀ + q (S₀ − S₁/n) e₃ (u_n − u₀), S₀ = Σ_{i<n} Aⁱ, S₁ = Σ_{i<n} i Aⁱ,
+# and u_n solves one scalar linear equation, as for SGD. The powers and sums are built by
+# binary doubling over the bits of n, so the same arithmetic runs on numpy arrays (every
+# mode at once) and on CasADi scalars, with n an input (its bits), exact for every n.
+
+Mat3 = list[list[Any]]
+
+
+def momentum_matrix(eta: Any, beta: Any, m: Any, lam: Any) -> Mat3:
+    """The per-mode update matrix ``A`` of ``(C, R, V)`` at constant ``(η, β)`` (noise
+    forcing left out): the rows of MODEL.md §3 with ``C_{t+1}`` substituted."""
+    keep = 1 - beta
+    g2 = (1 + 1 / m) * lam * lam
+    row_c = [1.0 + 0 * lam, -2 * eta + 0 * lam, eta * eta + 0 * lam]
+    row_r = [beta * lam * row_c[0], keep + beta * lam * row_c[1], -keep * eta + beta * lam * row_c[2]]
+    row_v = [beta * beta * g2 * row_c[0],
+             2 * beta * keep * lam + beta * beta * g2 * row_c[1],
+             keep * keep - 2 * beta * keep * lam * eta + beta * beta * g2 * row_c[2]]
+    return [row_c, row_r, row_v]
+
+
+def _mm(X: Mat3, Y: Mat3) -> Mat3:
+    return [[X[i][0] * Y[0][j] + X[i][1] * Y[1][j] + X[i][2] * Y[2][j] for j in range(3)] for i in range(3)]
+
+
+def _axpy(X: Mat3, a: Any, Y: Mat3) -> Mat3:
+    return [[X[i][j] + a * Y[i][j] for j in range(3)] for i in range(3)]
+
+
+def bits_of(n: int, n_bits: int) -> list[float]:
+    """The ``n_bits`` binary digits of ``n``, most significant first."""
+    if not 0 <= n < 2**n_bits:
+        raise ValueError(f"{n} does not fit in {n_bits} bits")
+    return [float((n >> (n_bits - 1 - i)) & 1) for i in range(n_bits)]
+
+
+def momentum_block_sums(A: Mat3, bits: Any) -> tuple[Mat3, Mat3, Mat3]:
+    """``(Aⁿ, Σ_{i<n} Aⁱ, Σ_{i<n} i Aⁱ)`` for ``n`` given by its ``bits`` (most significant
+    first), by doubling: ``S₀(2k) = S₀ + Aᵏ S₀``, ``S₁(2k) = S₁ + Aᵏ (S₁ + k S₀)``, and one
+    more update adds ``Aᵏ`` to ``S₀`` and ``k Aᵏ`` to ``S₁``."""
+    one, zero = 1.0 + 0 * A[0][0], 0 * A[0][0]
+    P = [[one if i == j else zero for j in range(3)] for i in range(3)]
+    S0 = [[zero] * 3 for _ in range(3)]
+    S1 = [[zero] * 3 for _ in range(3)]
+    k: Any = 0.0
+    for b in bits:
+        S1 = _axpy(S1, 1.0, _mm(P, _axpy(S1, k, S0)))
+        S0 = _axpy(S0, 1.0, _mm(P, S0))
+        P = _mm(P, P)
+        k = 2 * k
+        S0 = _axpy(S0, b, P)
+        S1 = _axpy(S1, b * k, P)
+        P = _axpy(P, b, _axpy(_mm(A, P), -1.0, P))
+        k = k + b
+    return P, S0, S1
+
+
+def momentum_block_kernel(C: Any, R: Any, V: Any, u0: Any, eta: Any, beta: Any, m: Any, n: Any,
+                          bits: Any, lam: Any) -> tuple[list[Any], list[Any]]:
+    """Per mode: ``free = Aⁿ x₀ + q S₀ e₃ u₀`` and ``w = q (S₀ − S₁/n) e₃``, so that the
+    state after the block is ``free + w (u_n − u₀)`` (see the section comment above)."""
+    P, S0, S1 = momentum_block_sums(momentum_matrix(eta, beta, m, lam), bits)
+    q = beta * beta * lam / m
+    x = (C, R, V)
+    free = [P[i][0] * x[0] + P[i][1] * x[1] + P[i][2] * x[2] + q * S0[i][2] * u0 for i in range(3)]
+    w = [q * (S0[i][2] - S1[i][2] / n) for i in range(3)]
+    return free, w
+
+
+def propagate_momentum_block(C: np.ndarray, R: np.ndarray, V: np.ndarray, eta: float, beta: float,
+                             m: float, n: int, lam: np.ndarray, lam_w: np.ndarray,
+                             sigma2: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """``(C, R, V)`` after ``n`` updates at constant ``(η, β)`` and the end loss ``L_n``
+    (numpy; the loss taken linear in ``t`` inside the block, exact for ``n = 1``)."""
+    u0 = float(lam_w @ C) + sigma2
+    free, w = momentum_block_kernel(C, R, V, u0, eta, beta, m, float(n), bits_of(n, max(int(n).bit_length(), 1)),
+                                    lam)
+    alpha = float(lam_w @ w[0])
+    u_end = (float(lam_w @ free[0]) - alpha * u0 + sigma2) / (1 - alpha)
+    C1, R1, V1 = (free[i] + w[i] * (u_end - u0) for i in range(3))
+    return C1, R1, V1, u_end - sigma2

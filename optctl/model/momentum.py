@@ -59,13 +59,31 @@ def momentum_start(c0: X, loss0: Any, beta0: Any, m: Any, lam: Any, sigma2: Any)
     return R0, V0  # type: ignore[return-value]
 
 
+def start_weight(init: str, eta: Any, beta: Any, last: int) -> Any:
+    """The weight ``w`` of the first gradient in the velocity, ``v_0 = w g_0``.
+
+    ``init`` is ``"model"`` (``w = β_0``, MODEL.md §3), ``"notebook"`` (``w = η_{T−1}``:
+    the authors' momentum notebook starts ``R_0, V_0`` from the entry ``[-1, 0]`` of its
+    ``(T, 2)`` array of ``(η_t, β_t)``, which is the last update's learning rate) or
+    ``"zero"`` (``v_0 = 0``). ``last`` is the index of the last entry of ``eta``.
+    """
+    if init == "model":
+        return beta[0]
+    if init == "notebook":
+        return eta[last]
+    if init == "zero":
+        return 0.0
+    raise ValueError(f"momentum_init {init!r}: choose model, notebook or zero")
+
+
 def momentum_curve(spec: ProblemSpec, eta: np.ndarray | float, beta: np.ndarray | float,
                    *, sp: Spectrum | None = None, c0: np.ndarray | None = None,
-                   sigma2: float | None = None) -> np.ndarray:
+                   sigma2: float | None = None, init: str = "model") -> np.ndarray:
     """Excess loss ``L_t`` (without tail), ``t = 0..T``, of EMA-momentum SGD, step by step.
 
     The exact per-step recursion of MODEL.md §3 with every mode; ``β_{T−1}`` only
-    shapes ``v_T`` and so does not change ``L_T``. Batch size ``spec.batch_size``.
+    shapes ``v_T`` and so does not change ``L_T``. Batch size ``spec.batch_size``;
+    ``init`` the velocity's start (:func:`start_weight`).
     """
     sp = spectrum(spec) if sp is None else sp
     T = spec.T if np.ndim(eta) == 0 else int(np.size(eta))
@@ -76,7 +94,7 @@ def momentum_curve(spec: ProblemSpec, eta: np.ndarray | float, beta: np.ndarray 
     C = (sp.c0 if c0 is None else np.asarray(c0, dtype=float)).copy()
     out = np.empty(T + 1)
     out[0] = float(lw @ C)
-    R, V = momentum_start(C, out[0], beta_t[0], m, lam, s2)
+    R, V = momentum_start(C, out[0], start_weight(init, eta_t, beta_t, T - 1), m, lam, s2)
     with np.errstate(over="ignore", invalid="ignore"):
         for t in range(T):
             C_next = momentum_position(C, R, V, eta_t[t])
@@ -86,13 +104,16 @@ def momentum_curve(spec: ProblemSpec, eta: np.ndarray | float, beta: np.ndarray 
     return out
 
 
-def momentum_replay(spec: ProblemSpec, eta: np.ndarray | float, beta: np.ndarray | float) -> Replay:
+def momentum_replay(spec: ProblemSpec, eta: np.ndarray | float, beta: np.ndarray | float,
+                    init: str = "model") -> Replay:
     """The loss curve of a momentum schedule, split into bias and variance, tail included.
+
+    ``init``: the velocity's start (:func:`start_weight`).
 
     The recursion is linear in ``(C, R, V, σ²)``, so bias (start at ``c_0``, no
     noise) and variance (start at zero with the noise forcing) split the loss exactly.
     """
     sp = spectrum(spec)
-    bias = momentum_curve(spec, eta, beta, sp=sp, sigma2=0.0)
-    variance = momentum_curve(spec, eta, beta, sp=sp, c0=np.zeros_like(sp.c0))
+    bias = momentum_curve(spec, eta, beta, sp=sp, sigma2=0.0, init=init)
+    variance = momentum_curve(spec, eta, beta, sp=sp, c0=np.zeros_like(sp.c0), init=init)
     return Replay(loss=bias + variance + sp.tail, bias=bias, variance=variance, tail=sp.tail)

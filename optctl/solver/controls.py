@@ -32,9 +32,10 @@ import casadi as ca
 import numpy as np
 
 from optctl.errors import SpecError
-from optctl.model.momentum import momentum_replay, momentum_start
+from optctl.model.blocks import bits_of
+from optctl.model.momentum import momentum_replay, momentum_start, start_weight
 from optctl.model.replay import Replay, replay
-from optctl.solver.dynamics import momentum_update, sgd_subblock
+from optctl.solver.dynamics import momentum_subblock, momentum_update, sgd_subblock
 from optctl.solver.piecewise import block_means, expand
 from optctl.solver.plan import BranchPlan, Plan
 from optctl.spec import ControlSpec, ProblemSpec
@@ -46,6 +47,11 @@ Init = (np.ndarray | tuple[np.ndarray, np.ndarray]
 
 # Starting momenta tried besides plain SGD (β = 1), at the SGD optimum's learning rates.
 BETA_STARTS = (0.5, 0.2, 0.1, 0.05)
+# Plateau momenta of the two-level starts: β on the blocks where the SGD optimum holds
+# η ≥ PLATEAU_FRACTION η_max, β = 1 elsewhere. The optimal plateau β falls with T (hard
+# phase: about 0.02 at T = 256, 1e-3 at T = 4096), so long horizons need these starts.
+PLATEAU_BETAS = (0.02, 0.005, 0.002, 1e-3, 3e-4)
+PLATEAU_FRACTION = 0.5
 # Below these fractions of the upper bound a control is not used as its own scale.
 LR_SCALE_FLOOR = 1e-3
 SECOND_SCALE_FLOOR = 1e-3
@@ -97,6 +103,14 @@ class LearningRate:
     """The learning rate alone (MODEL.md §4.1)."""
 
     second: ClassVar[str | None] = None
+    # Clip of the curvature scaling (:func:`optctl.solver.ipopt.curvature_scale`).
+    curvature_clip: ClassVar[float] = 1e-8
+    # IPOPT options this set needs (``solver.ipopt`` in a config still overrides them).
+    ipopt_defaults: ClassVar[dict[str, Any]] = {}
+
+    def identity(self) -> tuple[object, ...]:
+        """What distinguishes this set's compiled NLPs (with the plan and IPOPT options)."""
+        return (type(self).__name__,)
 
     def size(self, K: int) -> int:
         """Decision variables of a grid of ``K`` blocks."""
@@ -234,9 +248,31 @@ class WithBatchSize(_Joint):
 
 
 class WithMomentum(_Joint):
-    """Learning rate and EMA momentum ``β`` (MODEL.md §3, §4.3), optional smoothness penalty."""
+    """Learning rate and EMA momentum ``β`` (MODEL.md §3, §4.3), optional smoothness penalty.
+
+    The curvature scaling is clipped to four decades either side of the median
+    (``curvature_clip = 1e-4``): the momentum weights of the first and last updates barely
+    move ``L_T`` (``β_{T−1}`` not at all), and with the learning rate's clip (1e-8) their
+    scales grew up to 10⁴× the others', so IPOPT's first quasi-Newton steps (identity
+    Hessian in the scaled variables) threw them across the box, the iterates rose and the
+    rounds ended on the iteration cap (docs/controls.md, "How it is solved").
+    """
 
     second: ClassVar[str | None] = "momentum"
+    curvature_clip: ClassVar[float] = 1e-4
+    # IPOPT's adaptive barrier parameter (its choice with the limited-memory Hessian) and its
+    # default bound multipliers (z = 1) start μ near 0.1 and raise it again when progress
+    # stalls; the optimal β sits at 1e-3..1e-2, a few μ from its bound 0, so every round
+    # first pushed β (and η off η_max) inward, L_T rose and rounds were discarded. A
+    # monotone μ from 1e-6 with small multipliers never pushes the start away.
+    ipopt_defaults: ClassVar[dict[str, Any]] = {"mu_strategy": "monotone", "mu_init": 1e-6,
+                                                "bound_mult_init_val": 1e-6}
+
+    def __init__(self, init: str = "model") -> None:
+        self.init = init  # the velocity's start (ControlSpec.momentum_init)
+
+    def identity(self) -> tuple[object, ...]:
+        return (type(self).__name__, self.init)
 
     def bounds(self, spec: ProblemSpec, controls: ControlSpec, K: int) -> tuple[np.ndarray, np.ndarray]:
         lo = float(controls.beta_min or 0.0)
@@ -246,11 +282,21 @@ class WithMomentum(_Joint):
     def dynamics(self, plan: Plan, u: Sequence[ca.MX], model: Model, kappa: float) -> tuple[ca.MX, ca.MX]:
         eta, beta = u
         L0 = ca.dot(model.lam_w, model.c0)
-        R0, V0 = momentum_start(model.c0, L0, beta[0], model.m, model.lam, model.sigma2)
+        w0 = start_weight(self.init, eta, beta, int(plan.n_controls) - 1)
+        R0, V0 = momentum_start(model.c0, L0, w0, model.m, model.lam, model.sigma2)
         select = _select(plan)
-        chain = momentum_update(plan.spectrum.n_modes).mapaccum("chain", int(plan.lengths.size))
-        _, losses = chain(ca.vertcat(model.c0, R0, V0), ca.mtimes(select, eta).T,
-                          ca.mtimes(select, beta).T, model.m, model.lam, model.lam_w, model.sigma2)
+        n_sub = int(plan.lengths.size)
+        x0 = ca.vertcat(model.c0, R0, V0)
+        if plan.propagator == "block":
+            n_bits = max(int(plan.lengths.max()).bit_length(), 1)
+            bits = ca.DM(np.array([bits_of(int(n), n_bits) for n in plan.lengths]).T)
+            chain = momentum_subblock(plan.spectrum.n_modes, n_bits).mapaccum("chain", n_sub)
+            _, losses = chain(x0, ca.mtimes(select, eta).T, ca.mtimes(select, beta).T, model.m,
+                              ca.DM(plan.lengths.astype(float)).T, bits, model.lam, model.lam_w, model.sigma2)
+        else:
+            chain = momentum_update(plan.spectrum.n_modes).mapaccum("chain", n_sub)
+            _, losses = chain(x0, ca.mtimes(select, eta).T, ca.mtimes(select, beta).T, model.m,
+                              model.lam, model.lam_w, model.sigma2)
         f = losses[-1]
         if kappa > 0 and plan.n_controls > 1:
             f = f + kappa * (ca.sumsqr(ca.diff(eta)) + ca.sumsqr(ca.diff(beta)))
@@ -259,6 +305,22 @@ class WithMomentum(_Joint):
     def second_starts(self, spec: ProblemSpec, controls: ControlSpec, K: int) -> list[float]:
         lo = float(controls.beta_min or 0.0)
         return [b for b in (1.0, *BETA_STARTS) if b >= lo]
+
+    def candidates(self, spec: ProblemSpec, controls: ControlSpec, plan: Plan, init: Init,
+                   start: np.ndarray | None) -> list[np.ndarray]:
+        """The joint starts of :class:`_Joint` (constant ``β``), then two-level ones:
+        ``β = β_p`` on the SGD optimum's plateau and 1 elsewhere, ``β_p`` from
+        :data:`PLATEAU_BETAS` (``init``, when given, stays the last candidate)."""
+        cands = super().candidates(spec, controls, plan, init, start)
+        K = plan.n_controls
+        lo = float(controls.beta_min or 0.0)
+        eta0 = cands[0][:K]
+        plateau = eta0 >= PLATEAU_FRACTION * spec.eta_max
+        if not plateau.any() or plateau.all():
+            return cands
+        two_level = [np.concatenate([eta0, np.where(plateau, b, 1.0)]) for b in PLATEAU_BETAS if b >= lo]
+        given = per_step_start(init, spec, 2) is not None
+        return [*cands[:-1], *two_level, cands[-1]] if given else [*cands, *two_level]
 
     def answer(self, spec: ProblemSpec, plan: Plan, u: np.ndarray,
                prefix: np.ndarray | None = None) -> Answer:
@@ -269,7 +331,7 @@ class WithMomentum(_Joint):
             beta_blocks[-1] = beta_blocks[-2]
         eta, beta = expand(u[:K], plan.grid), expand(beta_blocks, plan.grid)
         return Answer(eta=eta, batch_size=np.full(spec.T, spec.batch_size), beta=beta,
-                      replay=momentum_replay(spec, eta, beta))
+                      replay=momentum_replay(spec, eta, beta, self.init))
 
 
 class Branching(LearningRate):
@@ -350,4 +412,6 @@ _SETS: dict[tuple[str, ...], type[LearningRate]] = {
 
 def control_set(controls: ControlSpec) -> LearningRate:
     """The control set of a :class:`~optctl.spec.ControlSpec`."""
+    if controls.controls == ("lr", "momentum"):
+        return WithMomentum(controls.momentum_init or "model")
     return _SETS[controls.controls]()

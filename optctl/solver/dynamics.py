@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import casadi as ca
 
-from optctl.model.blocks import Ops, block_weights
+from optctl.model.blocks import Ops, block_weights, momentum_block_kernel
 from optctl.model.momentum import momentum_position, momentum_velocity
 from optctl.model.spectrum import sgd_step
 
@@ -66,3 +66,32 @@ def momentum_update(n_modes: int) -> ca.Function:
     R1, V1 = momentum_velocity(C1, R, V, L1, e, b, m, lam, s2)
     return ca.Function("momentum_step", [ca.vertcat(C, R, V), e, b, m, lam, lw, s2],
                        [ca.vertcat(C1, R1, V1), L1])
+
+
+def momentum_subblock(n_modes: int, n_bits: int) -> ca.Function:
+    """``n`` EMA-momentum updates at constant ``(η, β)`` with the closed-form block
+    propagator of :mod:`optctl.model.blocks` (the loss linear in ``t`` inside the block).
+
+    Inputs ``((C, R, V), η, β, m, n, bits, λ, wλ, σ²)`` with ``bits`` the ``n_bits`` binary
+    digits of ``n`` (most significant first); outputs ``((C, R, V)_next, L_next)``.
+    Exact for ``n = 1``.
+    """
+    lam, C, R, V, u0, e, b, m, n = (ca.SX.sym(s) for s in ("lam", "C", "R", "V", "u0", "eta", "beta", "m", "n"))
+    bits = ca.SX.sym("bits", n_bits)
+    free, w = momentum_block_kernel(C, R, V, u0, e, b, m, n, [bits[i] for i in range(n_bits)], lam)
+    kernel = ca.Function("momentum_block_kernel", [lam, C, R, V, u0, e, b, m, n, bits],
+                         [ca.vertcat(*free), ca.vertcat(*w)])
+    kmap = kernel.map(n_modes)
+    nm = n_modes
+    x = ca.MX.sym("x", 3 * nm)
+    lamM, lwM = ca.MX.sym("lam", nm), ca.MX.sym("lw", nm)
+    eM, bM, mM, nM, s2M = (ca.MX.sym(s) for s in ("eta", "beta", "m", "n", "s2"))
+    bitsM = ca.MX.sym("bits", n_bits)
+    Cm, Rm, Vm = x[:nm], x[nm:2 * nm], x[2 * nm:]
+    u0M = ca.dot(lwM, Cm) + s2M
+    freeM, wM = kmap(lamM.T, Cm.T, Rm.T, Vm.T, u0M, eM, bM, mM, nM, bitsM)  # 3 × n_modes each
+    alpha = ca.dot(lwM, wM[0, :].T)
+    u_end = (ca.dot(lwM, freeM[0, :].T) - alpha * u0M + s2M) / (1 - alpha)
+    nxt = freeM + wM * (u_end - u0M)
+    x_next = ca.vertcat(nxt[0, :].T, nxt[1, :].T, nxt[2, :].T)
+    return ca.Function("momentum_subblock", [x, eM, bM, mM, nM, bitsM, lamM, lwM, s2M], [x_next, u_end - s2M])

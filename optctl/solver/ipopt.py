@@ -54,6 +54,10 @@ POLISH_MAX_T = 20_000
 POLISH_ROUNDS = 1
 # Controls whose curvature is measured when rescaling; the rest are interpolated.
 CURVATURE_PROBES = 64
+# Default clip of the measured curvatures, relative to their median (from below only):
+# a control with almost no effect on L_T is scaled up by at most 1/sqrt(clip). A control set
+# may ask for a tighter, two-sided clip (``curvature_clip``, :mod:`optctl.solver.controls`).
+CURVATURE_CLIP = 1e-8
 # IPOPT statuses that mean it could not run the problem at all (not a mere non-convergence).
 SETUP_FAILURES = ("Invalid_Option", "Invalid_Problem_Definition", "Not_Enough_Degrees_Of_Freedom",
                   "Insufficient_Memory", "Internal_Error", "Unrecoverable_Exception",
@@ -138,7 +142,8 @@ def stop_on_sigint(monitor: Monitor) -> Iterator[None]:
         raise KeyboardInterrupt
 
 
-def ipopt_options(options: SolverOptions) -> dict[str, Any]:
+def ipopt_options(options: SolverOptions, defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+    """IPOPT's options: optctl's, then a control set's ``defaults``, then ``options.ipopt``."""
     ipopt = {
         "hessian_approximation": "limited-memory",
         "limited_memory_max_history": 30,
@@ -156,6 +161,7 @@ def ipopt_options(options: SolverOptions) -> dict[str, Any]:
     }
     if options.hessian == "exact":
         ipopt["hessian_approximation"] = "exact"
+    ipopt.update(defaults or {})
     ipopt.update(options.ipopt)
     return ipopt
 
@@ -311,8 +317,8 @@ def compile_problem(plan: Plan, controls: LearningRate, kappa: float, options: S
     compiled now (and stored). A missing, truncated or altered library on disk is rebuilt.
     Without a C compiler the functions are interpreted and nothing is stored."""
     t0 = time.perf_counter()
-    ipopt = ipopt_options(options)
-    key = (type(controls).__name__, kappa, plan.structure(), repr(sorted(ipopt.items())))
+    ipopt = ipopt_options(options, controls.ipopt_defaults)
+    key = (*controls.identity(), kappa, plan.structure(), repr(sorted(ipopt.items())))
     if key in _CACHE:
         _CACHE.move_to_end(key)
         hit = _CACHE[key]
@@ -362,11 +368,13 @@ def compile_problem(plan: Plan, controls: LearningRate, kappa: float, options: S
     return out
 
 
-def fresh_scale(prob: Compiled, u: np.ndarray, floor: np.ndarray, precondition: bool) -> np.ndarray:
+def fresh_scale(prob: Compiled, u: np.ndarray, floor: np.ndarray, precondition: bool,
+                clip: float = CURVATURE_CLIP) -> np.ndarray:
     """Each variable's scale at the start of a round: its value (not below ``floor``),
-    rescaled to unit curvature when ``precondition`` (:func:`curvature_scale`)."""
+    rescaled to unit curvature when ``precondition`` (:func:`curvature_scale`, curvatures
+    clipped to ``clip`` of their median)."""
     scale = np.maximum(u, floor)
-    return curvature_scale(prob, u / scale, scale) if precondition else scale
+    return curvature_scale(prob, u / scale, scale, clip) if precondition else scale
 
 
 @dataclass
@@ -387,7 +395,7 @@ class Rounds:
 
 def run_rounds(prob: Compiled, start: np.ndarray, scale: np.ndarray, corr: np.ndarray,
                bounds: tuple[np.ndarray, np.ndarray], floor: np.ndarray, options: SolverOptions,
-               constraints: dict[str, float]) -> Rounds:
+               constraints: dict[str, float], clip: float = CURVATURE_CLIP) -> Rounds:
     """IPOPT in rounds of ``options.round_iter`` iterations, re-scaling between rounds.
 
     The curvature scaling is estimated where a round starts; far from there it goes
@@ -396,7 +404,8 @@ def run_rounds(prob: Compiled, start: np.ndarray, scale: np.ndarray, corr: np.nd
     iterations are spent. A round that ends above its own start (a round stopped by
     ``max_iter`` on an ill-conditioned problem can) is discarded and the run stops
     there, so a solve never returns worse than its start. ``corr`` is the gradient
-    correction per variable, in the units of the controls (rescaled with them).
+    correction per variable, in the units of the controls (rescaled with them); ``clip``
+    the curvature clip of :func:`fresh_scale`.
     """
     lo, hi = bounds
     out = Rounds(u=start, scale=scale, stats={})
@@ -425,7 +434,7 @@ def run_rounds(prob: Compiled, start: np.ndarray, scale: np.ndarray, corr: np.nd
         if (status != "Maximum_Iterations_Exceeded" or out.iterations >= options.max_iter
                 or prob.monitor.interrupted):
             return out
-        out.scale = fresh_scale(prob, out.u, floor, options.precondition)
+        out.scale = fresh_scale(prob, out.u, floor, options.precondition, clip)
 
 
 def polish(prob: Compiled, plan: Plan, spec: ProblemSpec, run: Rounds,
@@ -460,7 +469,8 @@ def polish(prob: Compiled, plan: Plan, spec: ProblemSpec, run: Rounds,
     return run, kept
 
 
-def curvature_scale(prob: Compiled, y: np.ndarray, scale: np.ndarray) -> np.ndarray:
+def curvature_scale(prob: Compiled, y: np.ndarray, scale: np.ndarray,
+                    clip: float = CURVATURE_CLIP) -> np.ndarray:
     """Rescale the controls so that every one has unit curvature at the start.
 
     A limited-memory Hessian starts from a multiple of the identity; the learning
@@ -468,7 +478,9 @@ def curvature_scale(prob: Compiled, y: np.ndarray, scale: np.ndarray) -> np.ndar
     (early blocks are forgotten, the last updates set the noise floor), so without
     this a quasi-Newton run crawls. The diagonal of the Hessian is estimated by
     forward differences of the compiled gradient at up to ``CURVATURE_PROBES``
-    controls, and interpolated (in log scale) between them.
+    controls, and interpolated (in log scale) between them. Curvatures are clipped to
+    ``[clip, 1/clip]`` times their median (below only for the default clip), so that no
+    variable's scale moves by more than ``1/sqrt(clip)``.
     """
     K = y.size
     p = prob.p(scale)
@@ -482,7 +494,7 @@ def curvature_scale(prob: Compiled, y: np.ndarray, scale: np.ndarray) -> np.ndar
         diag[i] = (float(prob.grad(yj, p)[1][j]) - g0[j]) / h[j]
     curv = np.abs(diag)
     ref = np.median(curv[curv > 0]) if np.any(curv > 0) else 1.0
-    curv = np.clip(curv, 1e-8 * ref, None)
+    curv = np.clip(curv, clip * ref, None if clip <= CURVATURE_CLIP else ref / clip)
     curv = np.exp(np.interp(np.arange(K), probes, np.log(curv)))
     return scale * np.sqrt(ref / curv)
 

@@ -95,9 +95,7 @@ def estimate_solve(spec: ProblemSpec, options: SolverOptions,
     if grid_kind == "auto":
         grid_kind = "per_step" if spec.T <= options.per_step_max_T else "refined"
     propagator = options.propagator
-    if second == "momentum":
-        propagator = "step"
-    elif propagator == "auto":
+    if propagator == "auto":
         propagator = "step" if grid_kind == "per_step" else "block"
     if propagator == "step":
         stages = spec.T

@@ -31,7 +31,7 @@ from optctl.versions import versions
 
 def solve(spec: ProblemSpec, options: SolverOptions | None = None, *,
           controls: ControlSpec | None = None, init: Init = None,
-          prefix: np.ndarray | None = None) -> ScheduleResult:
+          prefix: np.ndarray | None = None, start_from: str = "best") -> ScheduleResult:
     """Minimise the final loss ``L_T`` over the schedule of ``controls`` with IPOPT.
 
     ``controls`` (default: the learning rate alone, MODEL.md §4.1) may add the batch size
@@ -49,6 +49,9 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *,
     rest of the horizon is solved from the state they lead to (a closed-loop re-solve
     during training, or a branch leaving a trunk), ``init`` is then a start for the rest
     (``T − t`` updates), and the result covers all ``T`` updates, prefix included.
+
+    ``start_from="init"`` makes IPOPT start from ``init`` itself instead of the best-ranked
+    candidate (to test that two different starts reach the same optimum).
 
     Ctrl-C stops IPOPT and raises ``KeyboardInterrupt``; an IPOPT that cannot run at all
     (an invalid option, say) raises :class:`~optctl.errors.SolverError`; a run that does
@@ -72,7 +75,11 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *,
     if cs.second is not None:
         # The learning-rate optimum at the mean batch (β = 1): a feasible start.
         given = per_step_start(init, spec, 2) if options.warm_start else None
-        sgd = solve(spec, replace(options, progress=False), init=None if given is None else given[0])
+        # The start needs no more modes than the joint problem (polished when grouped).
+        grouped = options.modes == "grouped" or (
+            options.modes == "auto" and make_plan(spec, options, cs.second).modes == "grouped")
+        sgd = solve(spec, replace(options, progress=False, modes="grouped" if grouped else options.modes),
+                    init=None if given is None else given[0])
         start, extra["sgd_final_loss"] = sgd.eta, sgd.final_loss
         inner_time = extra["sgd_solve_time"] = sgd.wall_time
     pl = make_plan(spec, options, cs.second)
@@ -88,17 +95,24 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *,
     if not np.any(np.isfinite(scores)):
         raise _diverges(spec)
     best = int(np.nanargmin(np.where(np.isfinite(scores), scores, np.nan)))
+    if start_from not in ("best", "init"):
+        raise SpecError("start_from", start_from, "choose best (the best-ranked candidate) or init")
+    if start_from == "init":
+        if init is None or not options.warm_start or not np.isfinite(scores[-1]):
+            raise SpecError("start_from", start_from, "needs a finite init (and solver.warm_start on): "
+                            "the given start is the last candidate")
+        best = len(cands) - 1
     if cs.second is not None:
         extra["start"] = best
     bounds = cs.bounds(spec, controls, K)
     floor = cs.floor(spec, controls, K)
-    scale = fresh_scale(prob, cands[best], floor, options.precondition)
+    scale = fresh_scale(prob, cands[best], floor, options.precondition, cs.curvature_clip)
     build_time = time.perf_counter() - t_start - inner_time  # the start's own solve apart
 
     t0 = time.perf_counter()
     with stop_on_sigint(prob.monitor):
         run = run_rounds(prob, cands[best], scale, np.zeros(prob.size), bounds, floor, options,
-                         cs.constraint_bounds(spec, pl))
+                         cs.constraint_bounds(spec, pl), cs.curvature_clip)
         polished = 0
         if cs.second is None and options.polish and not pl.exact and spec.T <= POLISH_MAX_T:
             run, polished = polish(prob, pl, spec, run, bounds, floor, options, c0=start_state)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from optctl.model.momentum import momentum_curve
 from optctl.model.montecarlo import simulate_sgd
 from optctl.model.replay import loss_curve
 from optctl.solver.solve import solve
-from optctl.spec import ControlSpec, ProblemSpec
+from optctl.spec import ProblemSpec
 
 
 def _warm(prev: dict[str, Any] | None) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None:
@@ -45,21 +46,23 @@ def _warm(prev: dict[str, Any] | None) -> Callable[[np.ndarray], tuple[np.ndarra
 
 
 def solve_point(study: ControlStudy, phase: str, T: int, *, eta_max: float, beta_min: float,
-                prev: dict[str, Any] | None = None) -> dict[str, Any]:
+                prev: dict[str, Any] | None = None, setting: str = "project") -> dict[str, Any]:
     """Optimal SGD and optimal ``(η, β)`` at one horizon; per-step schedules and losses.
 
-    SGD is solved with the default options; ``(η, β)`` with the study's ``solver``."""
-    spec = study.spec(phase, T, eta_max=eta_max)
+    SGD is solved with the default options; ``(η, β)`` with the study's ``solver``, in the
+    study's ``setting`` (initial loss, penalty ``κ``, velocity start; docs/controls.md)."""
+    spec = study.spec(phase, T, eta_max=eta_max, setting=setting)
     t0 = time.perf_counter()
     sgd = solve(spec)
     t_sgd = time.perf_counter() - t0
     t0 = time.perf_counter()
-    mom = solve(spec, study.solver, controls=ControlSpec(controls=("lr", "momentum"), beta_min=beta_min),
-                init=_warm(prev))
+    controls = replace(study.momentum_controls(setting), beta_min=beta_min)
+    mom = solve(spec, study.solver, controls=controls, init=_warm(prev))
     t_mom = time.perf_counter() - t0
     assert mom.beta is not None
     return {
-        "phase": phase, "T": T, "spec": spec.to_dict(), "beta_min": beta_min,
+        "phase": phase, "T": T, "spec": spec.to_dict(), "beta_min": beta_min, "setting": setting,
+        "controls": controls.to_dict(),
         "sgd_loss": sgd.final_loss, "sgd_status": sgd.status, "sgd_time_s": t_sgd,
         "momentum_loss": mom.final_loss, "momentum_status": mom.status, "momentum_time_s": t_mom,
         "momentum_replay_gap": mom.replay_gap, "momentum_iterations": mom.iterations,
@@ -102,10 +105,12 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def run_momentum_study(out: Path, *, study: ControlStudy | None = None,
                        horizons: Mapping[str, Sequence[int]] | None = None,
-                       eta_max: float | None = None, progress: bool = True) -> dict[str, Any]:
+                       eta_max: float | None = None, progress: bool = True,
+                       setting: str = "project") -> dict[str, Any]:
     """Solve every (phase, T) of ``study`` (default: the packaged ``study_controls.yaml``),
     resuming from ``out/points``; write ``summary.json``, ``report.md`` and the figures
-    into ``out``. Returns the summary. ``horizons`` and ``eta_max`` override the study's.
+    into ``out``. Returns the summary. ``horizons`` and ``eta_max`` override the study's;
+    ``setting`` names one of the study's momentum settings (``project``, ``notebook``).
 
     At the study's Monte-Carlo horizon, the solved schedule is also run as real minibatch
     SGD with momentum (:func:`monte_carlo_check`).
@@ -117,7 +122,9 @@ def run_momentum_study(out: Path, *, study: ControlStudy | None = None,
     phases = list(horizons)
     points = out / "points"
     points.mkdir(parents=True, exist_ok=True)
-    summary: dict[str, Any] = {"eta_max": eta_max, "beta_min": beta_min, "phases": {}}
+    study.setting(setting)  # unknown names fail before any work
+    summary: dict[str, Any] = {"eta_max": eta_max, "beta_min": beta_min, "setting": setting,
+                               "setting_values": study.setting(setting), "phases": {}}
     records: dict[str, list[dict[str, Any]]] = {}
     for phase in phases:
         prev = None
@@ -128,7 +135,8 @@ def run_momentum_study(out: Path, *, study: ControlStudy | None = None,
                 rec = read_json(path)
             else:
                 t0 = time.perf_counter()
-                rec = solve_point(study, phase, T, eta_max=eta_max, beta_min=beta_min, prev=prev)
+                rec = solve_point(study, phase, T, eta_max=eta_max, beta_min=beta_min, prev=prev,
+                                  setting=setting)
                 write_json(path, rec)
                 if progress:
                     print(f"{phase} T={T}: SGD {rec['sgd_loss']:.6g}, momentum {rec['momentum_loss']:.6g} "
