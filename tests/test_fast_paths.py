@@ -98,6 +98,10 @@ def test_threaded_curvature_probes_equal_one_call_per_probe(tmp_path: Path,
     ref = np.median(curv[curv > 0])
     curv = np.exp(np.interp(np.arange(y.size), probes, np.log(np.clip(curv, 1e-8 * ref, None))))
     assert np.array_equal(got, scale * np.sqrt(ref / curv))
+    # the candidate starts, scored in one threaded call, as one call each
+    cands = [u, 0.5 * u, np.full(u.size, 0.1)]
+    plain = [float(prob.f(np.ones(u.size), prob.p(c))[0]) for c in cands]
+    assert prob.score(cands) == plain and len(set(plain)) == 3
 
 
 @pytest.mark.parametrize(("a", "b", "T"), [(2.0, 1.5, 100_000), (3.5, 5.0, 1000), (1.25, 1.0, 20_000)])

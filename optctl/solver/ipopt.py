@@ -182,7 +182,8 @@ class Compiled:
     model: np.ndarray = field(default_factory=lambda: np.zeros(0))
     cache: str = "built"
     build_time: float = 0.0
-    _maps: dict[int, ca.Function] = field(default_factory=dict, repr=False)
+    _grad_maps: dict[int, ca.Function] = field(default_factory=dict, repr=False)
+    _f_maps: dict[int, ca.Function] = field(default_factory=dict, repr=False)
 
     def p(self, scale: np.ndarray, corr: np.ndarray | None = None) -> np.ndarray:
         """The NLP parameter vector: scale, gradient correction (in ``y`` units), model."""
@@ -195,14 +196,21 @@ class Compiled:
     def gradients(self, n: int) -> ca.Function:
         """``grad`` mapped over ``n`` points (the columns of its first input), evaluated on
         :data:`THREADS` threads; the parameters are shared."""
-        if n not in self._maps:
-            self._maps[n] = self.grad.map(n, "thread", THREADS)
-        return self._maps[n]
+        if n not in self._grad_maps:
+            self._grad_maps[n] = self.grad.map(n, "thread", THREADS)
+        return self._grad_maps[n]
 
     def score(self, candidates: list[np.ndarray]) -> list[float]:
         """The transcribed objective of each candidate start (scaled by itself)."""
-        ones = np.ones(self.size)
-        return [float(self.f(ones, self.p(c))[0]) for c in candidates]
+        if not candidates:
+            return []
+        # one call for all of them, on threads (the same values as one call each)
+        n = len(candidates)
+        if n not in self._f_maps:
+            self._f_maps[n] = self.f.map(n, "thread", THREADS)
+        params = np.stack([self.p(c) for c in candidates], axis=1)
+        values = self._f_maps[n](np.ones(self.size), params)  # one output: a 1 x n matrix
+        return [float(v) for v in np.asarray(values).ravel()]
 
 
 # Compiled problems by shape (control set, plan, IPOPT options): a sweep over (a, b) or σ
