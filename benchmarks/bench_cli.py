@@ -178,7 +178,9 @@ def markdown(p: dict[str, Any]) -> str:
              f"{' --quick' if p['quick'] else ''}`; {p['machine']['cpu_count']} CPUs "
              f"({p['machine'].get('cpu_model', '?')}), load average {p['load_start']} at start, "
              f"{p['load_end']} at end. Wall seconds include time spent waiting for a core on a "
-             "shared machine; CPU seconds (user + system, the process and its compiler) do not.", ""]
+             "shared machine; CPU seconds (user + system, the process, its compiler and its "
+             "figure helper process) do not. Peak MiB: the larger of the command's process and "
+             "its helper.", ""]
     lines += ["## Whole command", "",
               "| job | case | T | cache | wall s | CPU s | peak MiB | L_T (replayed) |",
               "|---|---|---|---|---|---|---|---|"]
@@ -205,6 +207,11 @@ def markdown(p: dict[str, Any]) -> str:
                          f"{s['optctl_warm_cpu_s']:.2f} | {s['speedup_cpu_cold']:.1f}x / "
                          f"{s['speedup_cpu_warm']:.1f}x | {s['rel_loss']:+.2e} |")
     lines += ["", "## Stages (seconds, wall)", "",
+              "The replay's kernels load in a background thread while IPOPT runs (CasADi releases "
+              "the interpreter lock), so `replay` is the replay itself and the load is inside "
+              "`build` and `IPOPT` where no second core is free. The figures are drawn by a helper "
+              "process started with the command (it loads matplotlib while the solve runs); "
+              "`figures` is the wait for it after the job, while the arrays are written.", "",
               "| job | case | T | cache | startup | config + imports | solver imports | build (compile) | IPOPT | "
               "replay | baselines | write (arrays ‖ figures) |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -3,12 +3,14 @@
 - the figures drawn by the helper process are the same PNG files as those drawn in the
   command's own process, and a helper that is missing or dies leaves no figure out;
 - the curvature probes evaluated in one threaded call equal one call per probe;
-- the vectorised approximate evaluator equals the block propagator run block by block.
+- the vectorised approximate evaluator equals the block propagator run block by block;
+- arrays stored without compression (smooth curves) read back exactly.
 """
 
 from __future__ import annotations
 
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ import pytest
 
 import optctl.solver.ipopt as ip
 from optctl.io.drawing import FigureWorker, draw
+from optctl.io.files import read_arrays, write_arrays
 from optctl.model.blocks import NUMPY, propagate_block
 from optctl.solver.controls import control_set
 from optctl.solver.evaluate import approximate_evaluator
@@ -122,3 +125,16 @@ def test_vectorised_evaluator_equals_the_block_propagator(a: float, b: float, T:
             want = float(loss) + sp.tail
             got = evaluate(eta)
         assert got == want or (np.isnan(got) and np.isnan(want))
+
+
+def test_arrays_that_do_not_compress_are_stored_and_read_back_exactly(tmp_path: Path) -> None:
+    t = np.arange(200_001.0)
+    arrays = {"loss": 0.01 / (1 + t) ** 0.6, "eta": np.repeat(np.linspace(1.0, 0.01, 100), 2000),
+              "batch_size": np.full(200_000, 5.0), "grid": np.arange(101)}
+    write_arrays(tmp_path / "a.npz", arrays)
+    back = read_arrays(tmp_path / "a.npz")
+    assert set(back) == set(arrays) and all(np.array_equal(back[k], v) for k, v in arrays.items())
+    kinds = {i.filename: i.compress_type for i in zipfile.ZipFile(tmp_path / "a.npz").infolist()}
+    assert kinds == {"loss.npy": zipfile.ZIP_STORED, "eta.npy": zipfile.ZIP_DEFLATED,
+                     "batch_size.npy": zipfile.ZIP_DEFLATED, "grid.npy": zipfile.ZIP_DEFLATED}
+    np.load(tmp_path / "a.npz")  # numpy's own reader takes the mixed archive
