@@ -79,18 +79,17 @@ def write_run(out: Path, cfg: RunConfig, report: SolveReport, *, overwrite: bool
         for name, text in (extra or {}).items():
             write_text_atomic(tmp / name, text)
         t0 = time.perf_counter()
-        if worker is not None:
-            worker.submit(tmp, run_figures(report, title(cfg)))
-            t_arrays = _timed(write_arrays, tmp / ARRAYS, report.arrays())
-            worker.wait()
-            t_figures = time.perf_counter() - t0
-        else:
-            # The arrays are compressed (zlib releases the GIL) while the figures are drawn.
-            with ThreadPoolExecutor(max_workers=1) as pool:
-                arrays = pool.submit(_timed, write_arrays, tmp / ARRAYS, report.arrays())
+        # The arrays are written in a thread (zlib and the file writes release the GIL)
+        # while the figures are sent to the helper, or drawn here without one.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            arrays = pool.submit(_timed, write_arrays, tmp / ARRAYS, report.arrays())
+            if worker is not None:
+                worker.submit(tmp, run_figures(report, title(cfg)))
+                worker.wait()
+            else:
                 draw_run(tmp, report, title(cfg))
-                t_figures = time.perf_counter() - t0
-                t_arrays = arrays.result()
+            t_figures = time.perf_counter() - t0
+            t_arrays = arrays.result()
         if timings is not None:
             summary["timings"] = {**timings, "write_s": time.perf_counter() - t0,
                                   "write_arrays_s": t_arrays, "figures_s": t_figures}
