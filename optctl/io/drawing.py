@@ -17,6 +17,7 @@ the calling process instead, so a run folder is never left without them.
 from __future__ import annotations
 
 import contextlib
+import os
 import pickle
 import subprocess
 import sys
@@ -46,10 +47,13 @@ class FigureWorker:
 
     def __init__(self) -> None:
         self._job: tuple[Path, Mapping[str, Figure]] | None = None
+        # the helper imports this very copy of optctl, however this process found it
+        here = str(Path(__file__).resolve().parents[2])
+        path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
         try:
             self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
                 [sys.executable, "-m", "optctl.io.drawing"], stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": path})
         except OSError:
             self._proc = None
 
