@@ -93,7 +93,8 @@ def run_command(folder: Path, tag: str, cfg: Path, env: dict[str, str], extra: l
             "compile_cache": s.get("compile_cache"), "ipopt_s": s["solve_time_s"],
             "replay_s": s["replay_time_s"], "baselines_s": summary.get("baseline_time_s", 0.0),
             "write_s": tm.get("write_s"), "write_arrays_s": tm.get("write_arrays_s"),
-            "figures_s": tm.get("figures_s")},
+            "figures_s": tm.get("figures_s"), "cpu_main_thread_s": tm.get("job_cpu_main_thread_s"),
+            "cpu_process_s": tm.get("job_cpu_process_s")},
     })
     shutil.rmtree(out, ignore_errors=True)
     return rec
@@ -178,7 +179,9 @@ def markdown(p: dict[str, Any]) -> str:
              f"{' --quick' if p['quick'] else ''}`; {p['machine']['cpu_count']} CPUs "
              f"({p['machine'].get('cpu_model', '?')}), load average {p['load_start']} at start, "
              f"{p['load_end']} at end. Wall seconds include time spent waiting for a core on a "
-             "shared machine; CPU seconds (user + system, the process and its compiler) do not.", ""]
+             "shared machine; CPU seconds (user + system, the process, its compiler and its "
+             "figure helper process) do not. Peak MiB: the larger of the command's process and "
+             "its helper.", ""]
     lines += ["## Whole command", "",
               "| job | case | T | cache | wall s | CPU s | peak MiB | L_T (replayed) |",
               "|---|---|---|---|---|---|---|---|"]
@@ -205,16 +208,26 @@ def markdown(p: dict[str, Any]) -> str:
                          f"{s['optctl_warm_cpu_s']:.2f} | {s['speedup_cpu_cold']:.1f}x / "
                          f"{s['speedup_cpu_warm']:.1f}x | {s['rel_loss']:+.2e} |")
     lines += ["", "## Stages (seconds, wall)", "",
+              "The replay's kernels load in a background thread while IPOPT runs (CasADi releases "
+              "the interpreter lock), so `replay` is the replay itself and the load is inside "
+              "`build` and `IPOPT` where no second core is free. The figures are drawn by a helper "
+              "process started with the command (it loads matplotlib while the solve runs); "
+              "`figures` is the wait for it after the job, while the arrays are written. The last "
+              "column: CPU seconds of the command's main thread up to the end of the job (the "
+              "critical path when a second core is free: a measure that waiting for a core on a "
+              "shared machine does not inflate) and of its whole process (the background loads "
+              "and threaded probes too; the helper process is not counted there).", "",
               "| job | case | T | cache | startup | config + imports | solver imports | build (compile) | IPOPT | "
-              "replay | baselines | write (arrays ‖ figures) |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "replay | baselines | write (arrays ‖ figures) | CPU s to the job's end: main thread / process |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in p["commands"]:
         s = r["stages"]
         lines.append(f"| {r['job']} | {r['case']} | {r['T']:,} | {s['compile_cache']} | "
                      f"{_f(s['startup_s'])} | {_f(s['prepare_s'])} | {_f(s['imports_s'])} | "
                      f"{_f(s['build_s'])} ({_f(s['compile_s'])}) | {_f(s['ipopt_s'])} | "
                      f"{_f(s['replay_s'])} | {_f(s['baselines_s'])} | {_f(s['write_s'])} "
-                     f"({_f(s['write_arrays_s'])} ‖ {_f(s['figures_s'])}) |")
+                     f"({_f(s['write_arrays_s'])} ‖ {_f(s['figures_s'])}) | "
+                     f"{_f(s.get('cpu_main_thread_s'))} / {_f(s.get('cpu_process_s'))} |")
     r = p["replay"]
     if r:
         lines += ["", f"## Exact replay, T = {r['T']:,}, N = 1000 (bias and variance)", "",

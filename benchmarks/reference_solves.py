@@ -11,7 +11,8 @@ grid, and ``T = 10^6`` on the refined grid), one ``(η, β)`` solve
 (``configs/momentum_hard.yaml``) and one ``(η, m)`` solve (``configs/batch_ramp_easy.yaml``).
 Each final loss (the exact per-step replay) and IPOPT iteration count is compared with
 ``results/benchmarks/reference_solves_before.json``, recorded by the code before the
-solvers were merged into one path (commit fd45324). Writes ``reference_solves.json`` and
+solvers were merged into one path (commit fd45324), or with ``--before FILE`` (another
+run's values, e.g. ``reference_solves_main.json``). Writes ``reference_solves.json`` and
 ``reference_solves.md`` into ``--out``; exits 1 if a loss differs by more than 1e-12
 (relative) or an iteration count differs. About three minutes on 2 cores.
 """
@@ -43,8 +44,11 @@ REL_TOL = 1e-12
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(_ROOT / "results" / "benchmarks"))
+    parser.add_argument("--before", default=str(_ROOT / "results" / "benchmarks" / "reference_solves_before.json"),
+                        help="the values to compare with: a JSON with 'source' and 'solves' "
+                             "(name -> final_loss, iterations); default the pre-refactor values")
     args = parser.parse_args()
-    before = json.loads((_ROOT / "results" / "benchmarks" / "reference_solves_before.json").read_text())
+    before = json.loads(Path(args.before).read_text())
     rows = {}
     for phase, b in CASES.items():
         for T, grid in RUNS:

@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("adapters", ("optctl.torch", "optctl.optax")),
 ]
 # Heavy or optional dependencies that a function may import when it needs them.
-LAZY_OK = ("torch", "dask", "distributed", "optax", "matplotlib", "jax", "scipy.special",
+LAZY_OK = ("torch", "dask", "distributed", "optax", "matplotlib", "jax", "scipy.special", "scipy.optimize",
            "numba", "optctl.plots")
 # The command line validates its input before it loads the numerical stack (CasADi, jax,
 # matplotlib) that the command needs, so its functions may import any optctl module.

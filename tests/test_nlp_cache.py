@@ -131,4 +131,5 @@ def test_second_command_skips_the_build_and_says_so(cache: Path, tmp_path: Path)
     assert summaries[1]["final_loss"] == summaries[0]["final_loss"]
     for s in summaries:  # every stage of the command is recorded
         assert {"prepare_s", "imports_s", "job_s", "write_s", "write_arrays_s",
-                "figures_s"} <= set(s["timings"])
+                "figures_s", "job_cpu_main_thread_s", "job_cpu_process_s"} <= set(s["timings"])
+        assert 0 < s["timings"]["job_cpu_main_thread_s"] <= s["timings"]["job_cpu_process_s"]

@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from scipy.optimize import minimize, minimize_scalar
 
 from optctl.baselines.families import (
     BASELINE_NAMES,
@@ -92,6 +91,8 @@ def _tune_1d(obj: _Objective) -> None:
         u, f = new + u, [obj(x) for x in new] + f
     i = int(np.argmin(f))
     lo, hi = u[max(i - 1, 0)], u[min(i + 1, len(u) - 1)]
+    from scipy.optimize import minimize_scalar  # heavy; often loaded during the solve (run_job)
+
     minimize_scalar(obj, bounds=(lo, hi), method="bounded",
                     options={"xatol": _BRENT_XATOL, "maxiter": _BRENT_MAXITER})
 
@@ -113,6 +114,8 @@ def _tune_2d(obj: _Objective, starts: Sequence[np.ndarray]) -> None:
         v = x0.copy()
         v[k] = x0[k] + h if x0[k] + h <= hi[k] else x0[k] - h
         simplex.append(v)
+    from scipy.optimize import minimize  # heavy; often loaded during the solve (run_job)
+
     minimize(obj, x0, method="Nelder-Mead", bounds=obj.bounds,
              options={"initial_simplex": np.array(simplex), "maxfev": _NM_MAXFEV,
                       "xatol": _NM_XATOL, "fatol": _NM_FRTOL * abs(obj.best_f)})

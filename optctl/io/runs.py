@@ -20,6 +20,7 @@ from typing import Any
 
 from optctl.errors import OptctlError, ResultsError
 from optctl.io.config import RunConfig, dump_config, load_config
+from optctl.io.drawing import Figure, FigureWorker, draw
 from optctl.io.files import (
     read_arrays,
     read_json,
@@ -57,13 +58,17 @@ def title(cfg: RunConfig) -> str:
 
 def write_run(out: Path, cfg: RunConfig, report: SolveReport, *, overwrite: bool = False,
               source: str | None = None, extra: Mapping[str, str] | None = None,
-              timings: Mapping[str, float] | None = None) -> dict[str, Any]:
+              timings: Mapping[str, float] | None = None,
+              worker: FigureWorker | None = None) -> dict[str, Any]:
     """Write the run folder ``out`` atomically; return its summary.
 
     ``source`` is recorded as ``config_source``; ``extra`` maps file names to texts
     written alongside (a fit's ``calibration.json``). ``timings`` (the command line's
     stages, in seconds) are recorded under ``timings`` with the seconds spent writing the
-    arrays and drawing the figures; ``summary.json`` is written last.
+    arrays and drawing the figures; ``summary.json`` is written last. ``worker``: a
+    :class:`~optctl.io.drawing.FigureWorker` started earlier draws the figures in its own
+    process while this one writes the arrays (else they are drawn here, in a thread beside
+    the compression).
     """
     summary = {"name": cfg.name, "config_source": source, **report.summary()}
     note = assumption_note(cfg.problem.b)
@@ -74,10 +79,15 @@ def write_run(out: Path, cfg: RunConfig, report: SolveReport, *, overwrite: bool
         for name, text in (extra or {}).items():
             write_text_atomic(tmp / name, text)
         t0 = time.perf_counter()
-        # The arrays are compressed (zlib releases the GIL) while the figures are drawn.
+        # The arrays are written in a thread (zlib and the file writes release the GIL)
+        # while the figures are sent to the helper, or drawn here without one.
         with ThreadPoolExecutor(max_workers=1) as pool:
             arrays = pool.submit(_timed, write_arrays, tmp / ARRAYS, report.arrays())
-            draw_run(tmp, report, title(cfg))
+            if worker is not None:
+                worker.submit(tmp, run_figures(report, title(cfg)))
+                worker.wait()
+            else:
+                draw_run(tmp, report, title(cfg))
             t_figures = time.perf_counter() - t0
             t_arrays = arrays.result()
         if timings is not None:
@@ -120,18 +130,20 @@ def read_run(folder: str | Path) -> RunFolder:
     return RunFolder(path=folder, config=cfg, name=str(summary.get("name", cfg.name)), report=report)
 
 
-def draw_run(folder: Path, report: SolveReport, heading: str) -> list[Path]:
-    """Draw a run's figures into ``folder``: the schedule, the loss curves, and the
-    controls of a joint problem. Returns the files written."""
-    from optctl import plots  # matplotlib, only when drawing
-
+def run_figures(report: SolveReport, heading: str) -> dict[str, Figure]:
+    """A run's figures as inputs to :mod:`optctl.plots` (file name → function, arguments):
+    the schedule, the loss curves, and the controls of a joint problem."""
     r = report.result
     etas = {n: b.eta for n, b in report.baselines.items()}
-    figures = {"schedule.png": plots.plot_schedule(r.eta, etas, title=heading),
-               "loss.png": plots.plot_loss(r.loss, report.baseline_curves, bias=r.bias,
-                                           variance=r.variance, title=heading)}
+    figures: dict[str, Figure] = {
+        "schedule.png": ("plot_schedule", (r.eta, etas), {"title": heading}),
+        "loss.png": ("plot_loss", (r.loss, report.baseline_curves),
+                     {"bias": r.bias, "variance": r.variance, "title": heading})}
     if r.controls.controls != ("lr",):
-        figures["controls.png"] = plots.plot_controls(r.eta, r.batch_size, r.beta, title=heading)
-    for name, fig in figures.items():
-        plots.save(fig, folder / name)
-    return [folder / name for name in figures]
+        figures["controls.png"] = ("plot_controls", (r.eta, r.batch_size, r.beta), {"title": heading})
+    return figures
+
+
+def draw_run(folder: Path, report: SolveReport, heading: str) -> list[Path]:
+    """Draw a run's figures (:func:`run_figures`) into ``folder``. Returns the files written."""
+    return draw(folder, run_figures(report, heading))

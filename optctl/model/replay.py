@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -86,9 +87,41 @@ def bucket_length(T: int) -> int:
     return int(np.ceil(1.25 ** np.ceil(np.log(T) / np.log(1.25))))
 
 
-@functools.cache
+_FUSED_LOCK = threading.Lock()
+
+
+def preload() -> threading.Thread:
+    """Load the replay's compiled kernels in a background thread and return it (started).
+
+    numba's import and its on-disk kernel cache take about half a second of interpreter
+    time. A solve starts this before IPOPT runs (CasADi releases the interpreter lock
+    while it computes), so that on a second core the replay is ready when IPOPT is done.
+    Joining the thread is optional: the first replay waits for the load either way.
+    """
+    thread = threading.Thread(target=_warm, name="optctl-replay-preload", daemon=True)
+    thread.start()
+    return thread
+
+
+def _warm() -> None:
+    kernels = _fused()
+    if kernels is None:
+        return
+    single, pair = kernels
+    one = np.ones(1)
+    single(one, one, one, 0.0, one, one, np.empty(2))
+    pair(one, one, one, one, 0.0, 0.0, one, one, np.empty(2), np.empty(2))
+
+
 def _fused() -> tuple[Callable[..., None], Callable[..., None]] | None:
-    """The numba kernels (one state, two states interleaved), or None without numba."""
+    """The numba kernels (one state, two states interleaved), or None without numba; loaded
+    once per process (a lock keeps :func:`preload`'s thread and a replay from both doing it)."""
+    with _FUSED_LOCK:
+        return _load_fused()
+
+
+@functools.cache
+def _load_fused() -> tuple[Callable[..., None], Callable[..., None]] | None:
     if os.environ.get("OPTCTL_REPLAY", "fused") == "reference":
         return None
     try:

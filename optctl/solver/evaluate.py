@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from optctl.model.blocks import NUMPY, propagate_block
+from optctl.model.blocks import NUMPY, block_weights
 from optctl.solver.piecewise import block_means
 from optctl.solver.plan import make_plan
 from optctl.spec import ProblemSpec, SolverOptions
@@ -27,13 +27,25 @@ def approximate_evaluator(spec: ProblemSpec, K: int = EVALUATOR_K) -> Callable[[
     pl = make_plan(spec, SolverOptions(grid="refined", K=K, propagator="block", modes="auto"))
     edges = np.concatenate([[0], np.cumsum(pl.lengths)])
     sp = pl.spectrum
-    lw = sp.weight * sp.lam
+    lam, lw, m, s2 = sp.lam, sp.weight * sp.lam, spec.batch_size, sp.sigma2
+    n = pl.lengths.astype(float)[:, None]
 
     def evaluate(eta: np.ndarray) -> float:
-        eta_sub = block_means(np.asarray(eta, dtype=float), edges)
+        # propagate_block's arithmetic, with everything that does not depend on the state
+        # (the block weights, one row per sub-block) computed for all sub-blocks at once;
+        # only the scalar couplings through the loss run block by block.
+        e = block_means(np.asarray(eta, dtype=float), edges)[:, None]
+        P, S, W = block_weights(e * lam * (-2 + (1 + 1 / m) * e * lam), n, NUMPY)
+        q = e * e / m * lam
+        qS, qW = q * S, q * W
         c, loss = sp.c0, float(lw @ sp.c0)
-        for n, e in zip(pl.lengths, eta_sub, strict=False):
-            c, loss = propagate_block(c, e, spec.batch_size, float(n), sp.lam, lw, sp.sigma2, NUMPY)
+        for j in range(n.shape[0]):
+            u0 = lw @ c + s2
+            free = P[j] * c + qS[j] * u0
+            alpha = lw @ qW[j]
+            u_end = (lw @ free - alpha * u0 + s2) / (1 - alpha)
+            c = free + qW[j] * (u_end - u0)
+            loss = u_end - s2
         return float(loss) + sp.tail
 
     return evaluate

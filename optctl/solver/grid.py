@@ -7,7 +7,6 @@ control ``j`` holds for the updates ``s_j <= t < s_{j+1}``.
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import brentq
 
 from optctl.errors import SpecError
 
@@ -45,6 +44,8 @@ def refined_grid(T: int, K: int) -> np.ndarray:
     # (r^half - 1)/(r - 1) = span: geometric lengths 1, r, r^2, ... fill half the horizon.
     def excess(r: float) -> float:
         return float(np.expm1(half * np.log(r)) / (r - 1.0) - span)
+
+    from scipy.optimize import brentq  # heavy (0.4 s); refined grids only
 
     # the bracket's top stays where r^half is finite (many blocks: a ratio near 1 anyway)
     r = brentq(excess, 1.0 + 1e-12, min(1e3, float(np.exp(700.0 / half))))

@@ -58,6 +58,8 @@ CURVATURE_PROBES = 64
 # a control with almost no effect on L_T is scaled up by at most 1/sqrt(clip). A control set
 # may ask for a tighter, two-sided clip (``curvature_clip``, :mod:`optctl.solver.controls`).
 CURVATURE_CLIP = 1e-8
+# Threads that evaluate the probes' gradients together (one call, no interpreter lock held).
+THREADS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)))
 # IPOPT statuses that mean it could not run the problem at all (not a mere non-convergence).
 SETUP_FAILURES = ("Invalid_Option", "Invalid_Problem_Definition", "Not_Enough_Degrees_Of_Freedom",
                   "Insufficient_Memory", "Internal_Error", "Unrecoverable_Exception",
@@ -186,6 +188,8 @@ class Compiled:
     model: np.ndarray = field(default_factory=lambda: np.zeros(0))
     cache: str = "built"
     build_time: float = 0.0
+    _grad_maps: dict[int, ca.Function] = field(default_factory=dict, repr=False)
+    _f_maps: dict[int, ca.Function] = field(default_factory=dict, repr=False)
 
     def p(self, scale: np.ndarray, corr: np.ndarray | None = None) -> np.ndarray:
         """The NLP parameter vector: scale, gradient correction (in ``y`` units), model."""
@@ -195,10 +199,24 @@ class Compiled:
         """The transcribed objective at the controls ``u`` (no gradient correction)."""
         return float(self.f(u / scale, self.p(scale))[0])
 
+    def gradients(self, n: int) -> ca.Function:
+        """``grad`` mapped over ``n`` points (the columns of its first input), evaluated on
+        :data:`THREADS` threads; the parameters are shared."""
+        if n not in self._grad_maps:
+            self._grad_maps[n] = self.grad.map(n, "thread", THREADS)
+        return self._grad_maps[n]
+
     def score(self, candidates: list[np.ndarray]) -> list[float]:
         """The transcribed objective of each candidate start (scaled by itself)."""
-        ones = np.ones(self.size)
-        return [float(self.f(ones, self.p(c))[0]) for c in candidates]
+        if not candidates:
+            return []
+        # one call for all of them, on threads (the same values as one call each)
+        n = len(candidates)
+        if n not in self._f_maps:
+            self._f_maps[n] = self.f.map(n, "thread", THREADS)
+        params = np.stack([self.p(c) for c in candidates], axis=1)
+        values = self._f_maps[n](np.ones(self.size), params)  # one output: a 1 x n matrix
+        return [float(v) for v in np.asarray(values).ravel()]
 
 
 # Compiled problems by shape (control set, plan, IPOPT options): a sweep over (a, b) or σ
@@ -484,14 +502,16 @@ def curvature_scale(prob: Compiled, y: np.ndarray, scale: np.ndarray,
     """
     K = y.size
     p = prob.p(scale)
-    g0 = np.asarray(prob.grad(y, p)[1]).ravel()
     probes = np.unique(np.rint(np.linspace(0, K - 1, min(K, CURVATURE_PROBES))).astype(int))
     h = 1e-4 * np.maximum(np.abs(y), 1e-2)
-    diag = np.empty(probes.size)
-    for i, j in enumerate(probes):
-        yj = y.copy()
-        yj[j] += h[j]
-        diag[i] = (float(prob.grad(yj, p)[1][j]) - g0[j]) / h[j]
+    # The start and every probe in one call, spread over threads (the same compiled
+    # gradient on the same points: the values do not depend on the threads).
+    cols = np.arange(1, probes.size + 1)
+    points = np.repeat(y[:, None], probes.size + 1, axis=1)
+    points[probes, cols] += h[probes]
+    grads = np.asarray(prob.gradients(probes.size + 1)(points, p)[1])
+    g0 = grads[:, 0]
+    diag = (grads[probes, cols] - g0[probes]) / h[probes]
     curv = np.abs(diag)
     ref = np.median(curv[curv > 0]) if np.any(curv > 0) else 1.0
     curv = np.clip(curv, clip * ref, None if clip <= CURVATURE_CLIP else ref / clip)

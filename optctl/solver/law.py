@@ -24,7 +24,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
 from optctl.model.blocks import NUMPY, propagate_block
 from optctl.model.replay import replay
@@ -119,6 +118,8 @@ def _best(spec: ProblemSpec, C: float | None, T: float | None = None) -> tuple[_
         top = float(np.log(spec.eta_max * plan.sqrtK.max()))  # above this the rate is eta_max throughout
         # C falls about like 1/T: past the horizons a spec takes the search reaches further down
         low = top - 16.0 - 1.5 * max(0.0, float(np.log(plan.T / MAX_T)))
+        from scipy.optimize import minimize_scalar  # heavy; only for the law
+
         opt = minimize_scalar(lambda x: plan.loss(float(np.exp(x))), bounds=(low, top + 0.1),
                               method="bounded", options={"xatol": 1e-4})
         C = float(np.exp(opt.x))

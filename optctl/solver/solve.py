@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 
 from optctl.errors import SpecError
-from optctl.model.replay import state_after
+from optctl.model.replay import preload, state_after
 from optctl.model.spectrum import spectrum, stable_rate
 from optctl.solver.controls import Init, control_set, per_step_start
 from optctl.solver.ipopt import (
@@ -66,6 +66,7 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *,
     options = resolve_options(SolverOptions() if options is None else options, cs.second)
     check_solve_fits(spec, options, controls)  # refuse, before any work, what cannot fit
     t_start = time.perf_counter()
+    preload()  # the replay's kernels load on another core while CasADi computes
     full, done = spec, _check_prefix(prefix, spec, cs.second)
     if done is not None:
         spec = replace(full, T=full.T - done.size)
