@@ -486,8 +486,8 @@ def _claims(studies: list[Any], frontiers: list[Any], checks: dict[str, dict[str
                 add(f"{tag}: η = C K(F)^−1/2 (derived here)",
                     f"deviation of the solved optimum ({bl['K']} blocks) {dev}; the law's loss vs it {gap} {at}"
                     + (f" (the solve at T = {capped} stopped at its iteration cap)" if capped else "")
-                    + f"; agree: deviation ≤ {LAW_AGREE:.0%} and |loss gap| ≤ {LAW_LOSS_GAP:.0%}, partly: "
-                    f"deviation ≤ {LAW_PARTLY:.0%} or |loss gap| ≤ {LAW_LOSS_GAP:.0%}",
+                    + f"; agree: deviation ≤ {LAW_AGREE:.0%} and the loss gap within ±{LAW_LOSS_GAP:.0%}, partly: "
+                    f"deviation ≤ {LAW_PARTLY:.0%} or the loss gap within ±{LAW_LOSS_GAP:.0%}",
                     verdict, f"fig2_schedules_{phase}.png, law.md", law_src)
         if phase == "hard":
             frac = st.anneal_fraction
