@@ -94,6 +94,8 @@ def test_every_claim_cites_evidence_in_results_paper() -> None:
         for f in local:
             assert (PAPER / f).is_file(), (row["claim"], f)
         assert "optctl reproduce" in row["source"], row["claim"]
+        for cell in row.values():  # a bare | would split the markdown row into more cells
+            assert "|" not in str(cell), (row["claim"], cell)
 
 
 @pytest.mark.slow
