@@ -380,7 +380,8 @@ CAPTIONS = {
                      "iteration cap dotted ((η, β)) or dash-dotted (SGD), '(iteration cap)' in the legend",
     "momentum/momentum": "paper's figure 5 (exponents): final loss of optimal (η, β) and optimal SGD against T "
                          "with the theory slopes; β(t) and η(t) against t/T",
-    "batch/batch": "batch-size ramps under a sample budget (MODEL.md §4.2)",
+    "batch/batch": "batch-size ramps under a sample budget (MODEL.md §4.2); the paper's batch-size control, "
+                   "not matched to a numbered figure of the paper",
 }
 
 
