@@ -58,8 +58,10 @@ CURVATURE_PROBES = 64
 # a control with almost no effect on L_T is scaled up by at most 1/sqrt(clip). A control set
 # may ask for a tighter, two-sided clip (``curvature_clip``, :mod:`optctl.solver.controls`).
 CURVATURE_CLIP = 1e-8
-# Threads that evaluate the probes' gradients together (one call, no interpreter lock held).
-THREADS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)))
+# Threads that evaluate the probes' gradients together (one call, no interpreter lock held);
+# ``OPTCTL_THREADS`` overrides (a sweep's worker processes, which share the cores, use 1).
+THREADS = max(1, int(os.environ.get("OPTCTL_THREADS", "0")) or min(
+    4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)))
 # IPOPT statuses that mean it could not run the problem at all (not a mere non-convergence).
 SETUP_FAILURES = ("Invalid_Option", "Invalid_Problem_Definition", "Not_Enough_Degrees_Of_Freedom",
                   "Insufficient_Memory", "Internal_Error", "Unrecoverable_Exception",

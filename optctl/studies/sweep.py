@@ -52,7 +52,7 @@ POLL_SECONDS = 2.0
 DASK_CONNECT_TIMEOUT = 30.0
 # Worker processes get one BLAS/XLA thread each: points are the unit of parallelism.
 _SINGLE_THREAD_ENV = {
-    "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPTCTL_THREADS": "1",
     "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
 }
 
