@@ -43,6 +43,18 @@ def _curves(truth: dict[str, float], noise: float, seed: int = 0, N: int = N,
 
 
 @pytest.mark.parametrize("tail", [False, True])
+def _uninformative(noise: float) -> list:
+    """Two pilots of 20 updates at nearby rates, measured every 2 updates with log-normal
+    noise of ``noise``: too short and too alike to identify the model."""
+    rng = np.random.default_rng(0)
+    short = []
+    for name in ("c1", "c2"):
+        lr, st = RUNS[name][:20], np.arange(0, 21, 2)
+        y = C.predict(TRUTH, lr, M, N)[st] * np.exp(noise * rng.standard_normal(st.size))
+        short.append(curve_from_arrays(name, st, np.concatenate([lr, lr[-1:]])[st], y, M))
+    return short
+
+
 def test_fit_model_matches_the_exact_replay(tail: bool) -> None:
     curves = _curves(TRUTH, 0.0, N=1000, tail=tail)
     data = fm.fit_data(curves)
@@ -189,12 +201,7 @@ def test_the_quality_gate_fires_on_uninformative_pilots_and_stays_silent_on_good
     good = C.fit(_curves(TRUTH, 0.02), C.FitOptions(N=N, bootstrap=0, starts=2))
     assert good.quality is not None and good.quality.ok, good.quality
     assert max(good.quality.held_out.values()) <= C.HELD_OUT_MAX
-    rng = np.random.default_rng(0)
-    short = []
-    for name in ("c1", "c2"):
-        lr, st = RUNS[name][:20], np.arange(0, 21, 2)
-        y = C.predict(TRUTH, lr, M, N)[st] * np.exp(0.02 * rng.standard_normal(st.size))
-        short.append(curve_from_arrays(name, st, np.concatenate([lr, lr[-1:]])[st], y, M))
+    short = _uninformative(0.02)
     bad = C.fit(short, C.FitOptions(N=N, bootstrap=0, starts=2))
     assert bad.quality is not None and not bad.quality.ok
     assert any("fitted without curve" in r for r in bad.quality.reasons)
@@ -243,13 +250,7 @@ def test_the_gate_is_net_of_noise_silent_on_noisy_model_curves_and_fires_on_unin
     assert min(good.rms_log_error.values()) > C.RMS_MAX  # the old threshold would have fired
     for name, s in q.noise.items():
         assert s == pytest.approx(0.3, rel=0.3), (name, s)
-    rng = np.random.default_rng(0)
-    short = []
-    for name in ("c1", "c2"):
-        lr, st = RUNS[name][:20], np.arange(0, 21, 2)
-        y = C.predict(TRUTH, lr, M, N)[st] * np.exp(0.3 * rng.standard_normal(st.size))
-        short.append(curve_from_arrays(name, st, np.concatenate([lr, lr[-1:]])[st], y, M))
-    bad = C.fit(short, C.FitOptions(N=N, bootstrap=0, starts=2))
+    bad = C.fit(_uninformative(0.3), C.FitOptions(N=N, bootstrap=0, starts=2))
     assert bad.quality is not None and not bad.quality.ok
 
 
