@@ -42,7 +42,6 @@ def _curves(truth: dict[str, float], noise: float, seed: int = 0, N: int = N,
     return out
 
 
-@pytest.mark.parametrize("tail", [False, True])
 def _uninformative(noise: float) -> list:
     """Two pilots of 20 updates at nearby rates, measured every 2 updates with log-normal
     noise of ``noise``: too short and too alike to identify the model."""
@@ -55,6 +54,7 @@ def _uninformative(noise: float) -> list:
     return short
 
 
+@pytest.mark.parametrize("tail", [False, True])
 def test_fit_model_matches_the_exact_replay(tail: bool) -> None:
     curves = _curves(TRUTH, 0.0, N=1000, tail=tail)
     data = fm.fit_data(curves)
