@@ -143,3 +143,39 @@ def test_an_assumption_breach_is_one_line_on_the_command_line_and_in_the_summary
     assert main(["solve", str(cfg), "--law", "--no-baselines", "--quiet", "--out", str(tmp_path / "ok")]) == 0
     assert "warning" not in capsys.readouterr().err
     assert "assumptions" not in json.loads((tmp_path / "ok" / "summary.json").read_text())
+
+
+@pytest.mark.parametrize("value", ["two", "1.5", "-1"])
+def test_a_bad_thread_count_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    """OPTCTL_THREADS that is not a whole number ≥ 0: the variable, its value and the fix on
+    one line, exit 2, nothing written (it was a bare ValueError at import)."""
+    import subprocess
+    import sys
+
+    from optctl.errors import ConfigError
+    from optctl.solver.ipopt import threads
+
+    monkeypatch.setenv("OPTCTL_THREADS", value)
+    # importing the solver no longer fails; the value is reported where it is used
+    done = subprocess.run([sys.executable, "-c", "import optctl.solver.ipopt"], capture_output=True,
+                          text=True, env={**__import__("os").environ, "OPTCTL_THREADS": value})
+    assert done.returncode == 0, done.stderr
+    with pytest.raises(ConfigError, match=f"OPTCTL_THREADS = '{value}'.*whole number.*OPTCTL_THREADS=1"):
+        threads()
+    out = tmp_path / "run"
+    assert main(["solve", str(_write(tmp_path, SMALL)), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("optctl: error: OPTCTL_THREADS") and value in err and "\n" not in err
+    assert not out.exists()
+
+
+def test_a_good_thread_count_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    from optctl.solver.ipopt import MAX_THREADS, threads
+
+    monkeypatch.setenv("OPTCTL_THREADS", " 3 ")
+    assert threads() == 3
+    monkeypatch.setenv("OPTCTL_THREADS", "0")
+    assert 1 <= threads() <= MAX_THREADS
+    monkeypatch.delenv("OPTCTL_THREADS")
+    assert 1 <= threads() <= MAX_THREADS

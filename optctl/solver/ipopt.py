@@ -39,7 +39,7 @@ from typing import Any
 import casadi as ca
 import numpy as np
 
-from optctl.errors import SolverError
+from optctl.errors import ConfigError, SolverError
 from optctl.model.replay import gradient
 from optctl.solver.controls import LearningRate
 from optctl.solver.piecewise import expand
@@ -58,10 +58,11 @@ CURVATURE_PROBES = 64
 # a control with almost no effect on L_T is scaled up by at most 1/sqrt(clip). A control set
 # may ask for a tighter, two-sided clip (``curvature_clip``, :mod:`optctl.solver.controls`).
 CURVATURE_CLIP = 1e-8
-# Threads that evaluate the probes' gradients together (one call, no interpreter lock held);
-# ``OPTCTL_THREADS`` overrides (a sweep's worker processes, which share the cores, use 1).
-THREADS = max(1, int(os.environ.get("OPTCTL_THREADS", "0")) or min(
-    4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)))
+# Threads that evaluate the probes' gradients together (one call, no interpreter lock held):
+# at most this many, fewer on a smaller machine; ``OPTCTL_THREADS`` overrides
+# (:func:`threads`; a sweep's worker processes, which share the cores, use 1).
+MAX_THREADS = 4
+THREADS_ENV = "OPTCTL_THREADS"
 # IPOPT statuses that mean it could not run the problem at all (not a mere non-convergence).
 SETUP_FAILURES = ("Invalid_Option", "Invalid_Problem_Definition", "Not_Enough_Degrees_Of_Freedom",
                   "Insufficient_Memory", "Internal_Error", "Unrecoverable_Exception",
@@ -170,6 +171,27 @@ def ipopt_options(options: SolverOptions, defaults: dict[str, Any] | None = None
     return ipopt
 
 
+def threads() -> int:
+    """The threads of one mapped call: ``$OPTCTL_THREADS`` when set (a whole number, 0 for
+    automatic), else the cores this process may use, at most :data:`MAX_THREADS`. Read at
+    each call, so a bad value is reported where it is used (a :class:`ConfigError` naming
+    the variable), not as an import failure."""
+    text = os.environ.get(THREADS_ENV, "").strip()
+    if text:
+        try:
+            n = int(text)
+        except ValueError:
+            n = -1
+        if n < 0:
+            raise ConfigError(THREADS_ENV, text, "the environment variable must be a whole number "
+                              "of threads (1 or more; 0 or unset to use the cores available, at "
+                              f"most {MAX_THREADS}); unset it or set e.g. {THREADS_ENV}=1")
+        if n > 0:
+            return n
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(MAX_THREADS, cores))
+
+
 @dataclass
 class Compiled:
     """A compiled NLP and its functions, reusable for every spec of the same shape.
@@ -190,8 +212,8 @@ class Compiled:
     model: np.ndarray = field(default_factory=lambda: np.zeros(0))
     cache: str = "built"
     build_time: float = 0.0
-    _grad_maps: dict[int, ca.Function] = field(default_factory=dict, repr=False)
-    _f_maps: dict[int, ca.Function] = field(default_factory=dict, repr=False)
+    _grad_maps: dict[tuple[int, int], ca.Function] = field(default_factory=dict, repr=False)
+    _f_maps: dict[tuple[int, int], ca.Function] = field(default_factory=dict, repr=False)
 
     def p(self, scale: np.ndarray, corr: np.ndarray | None = None) -> np.ndarray:
         """The NLP parameter vector: scale, gradient correction (in ``y`` units), model."""
@@ -203,21 +225,22 @@ class Compiled:
 
     def gradients(self, n: int) -> ca.Function:
         """``grad`` mapped over ``n`` points (the columns of its first input), evaluated on
-        :data:`THREADS` threads; the parameters are shared."""
-        if n not in self._grad_maps:
-            self._grad_maps[n] = self.grad.map(n, "thread", THREADS)
-        return self._grad_maps[n]
+        :func:`threads` threads; the parameters are shared."""
+        key = (n, threads())
+        if key not in self._grad_maps:
+            self._grad_maps[key] = self.grad.map(n, "thread", key[1])
+        return self._grad_maps[key]
 
     def score(self, candidates: list[np.ndarray]) -> list[float]:
         """The transcribed objective of each candidate start (scaled by itself)."""
         if not candidates:
             return []
         # one call for all of them, on threads (the same values as one call each)
-        n = len(candidates)
-        if n not in self._f_maps:
-            self._f_maps[n] = self.f.map(n, "thread", THREADS)
+        key = (len(candidates), threads())
+        if key not in self._f_maps:
+            self._f_maps[key] = self.f.map(key[0], "thread", key[1])
         params = np.stack([self.p(c) for c in candidates], axis=1)
-        values = self._f_maps[n](np.ones(self.size), params)  # one output: a 1 x n matrix
+        values = self._f_maps[key](np.ones(self.size), params)  # one output: a 1 x n matrix
         return [float(v) for v in np.asarray(values).ravel()]
 
 
@@ -337,6 +360,7 @@ def compile_problem(plan: Plan, controls: LearningRate, kappa: float, options: S
     compiled now (and stored). A missing, truncated or altered library on disk is rebuilt.
     Without a C compiler the functions are interpreted and nothing is stored."""
     t0 = time.perf_counter()
+    threads()  # a bad OPTCTL_THREADS is reported now, before the build
     ipopt = ipopt_options(options, controls.ipopt_defaults)
     key = (*controls.identity(), kappa, plan.structure(), repr(sorted(ipopt.items())))
     if key in _CACHE:
