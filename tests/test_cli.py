@@ -179,3 +179,32 @@ def test_a_good_thread_count_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
     assert 1 <= threads() <= MAX_THREADS
     monkeypatch.delenv("OPTCTL_THREADS")
     assert 1 <= threads() <= MAX_THREADS
+
+
+def test_the_program_exits_quickly_with_its_code_output_and_cleanup(tmp_path: Path) -> None:
+    """``python -m optctl.cli.main`` (the ``optctl`` program) skips the interpreter's teardown:
+    its output still arrives whole through a pipe, the exit code is the command's, and the
+    exit handlers still run (the compiler's scratch folder is removed)."""
+    import os
+    import subprocess
+    import sys
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch), "OPTCTL_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("OPTCTL_NLP_CACHE", None)
+    out = tmp_path / "run"
+    cfg = _write(tmp_path, SMALL)
+    done = subprocess.run([sys.executable, "-m", "optctl.cli.main", "solve", str(cfg), "--out", str(out),
+                           "--quiet"], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0].startswith("schedule") and done.stdout.rstrip().endswith(
+        f"results written to {out}")
+    assert {p.name for p in out.iterdir()} == {"config.yaml", "summary.json", "arrays.npz",
+                                               "schedule.png", "loss.png"}
+    assert json.loads((out / "summary.json").read_text())["solver"]["compile_cache"] == "built"
+    assert list(scratch.iterdir()) == []  # the NLP was compiled in there, and removed at exit
+    bad = _write(tmp_path, SMALL.replace("N: 60", "N: -3"))
+    done = subprocess.run([sys.executable, "-m", "optctl.cli.main", "solve", str(bad), "--out",
+                           str(tmp_path / "bad"), "--quiet"], capture_output=True, text=True, env=env)
+    assert done.returncode == 2 and done.stderr.startswith("optctl: error: ") and "N" in done.stderr

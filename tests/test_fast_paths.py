@@ -37,10 +37,13 @@ def _figures() -> dict[str, tuple[str, tuple[object, ...], dict[str, object]]]:
             "loss.png": ("plot_loss", (np.append(loss, loss[-1]), {}), {"title": "y"})}
 
 
-def test_the_helper_draws_the_same_files_as_the_process(tmp_path: Path) -> None:
+@pytest.mark.parametrize("helpers", [1, 2, 3])
+def test_the_helpers_draw_the_same_files_as_the_process(tmp_path: Path, helpers: int) -> None:
+    """One helper, two sharing the figures, or more helpers than figures (one idle)."""
     here, there = tmp_path / "here", tmp_path / "there"
     draw(here, _figures())
-    with FigureWorker() as worker:
+    with FigureWorker(helpers) as worker:
+        assert len(worker._procs) == helpers
         there.mkdir()
         worker.submit(there, _figures())
         files = worker.wait()
@@ -49,16 +52,17 @@ def test_the_helper_draws_the_same_files_as_the_process(tmp_path: Path) -> None:
         assert (there / name).read_bytes() == (here / name).read_bytes()
 
 
-@pytest.mark.parametrize("failure", ["no_process", "dies"])
+@pytest.mark.parametrize("failure", ["no_process", "dies", "one_dies"])
 def test_a_failed_helper_leaves_no_figure_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                               failure: str) -> None:
     if failure == "no_process":
         monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
     worker = FigureWorker()
-    if failure == "dies":
-        assert worker._proc is not None
-        worker._proc.kill()
-        worker._proc.wait()
+    if failure in ("dies", "one_dies"):
+        for proc in worker._procs[:1] if failure == "one_dies" else worker._procs:
+            assert proc is not None
+            proc.kill()
+            proc.wait()
     worker.submit(tmp_path, _figures())
     worker.wait()
     assert (tmp_path / "schedule.png").stat().st_size > 1000
@@ -67,8 +71,8 @@ def test_a_failed_helper_leaves_no_figure_out(tmp_path: Path, monkeypatch: pytes
 
 def test_a_helper_ended_before_its_job_draws_nothing(tmp_path: Path) -> None:
     with FigureWorker() as worker:
-        proc = worker._proc
-    assert proc is not None and proc.returncode is not None
+        procs = list(worker._procs)
+    assert procs and all(p is not None and p.returncode is not None for p in procs)
     assert not list(tmp_path.iterdir())
 
 

@@ -1,14 +1,15 @@
-"""A run folder's figures drawn in a helper process, off the command's critical path.
+"""A run folder's figures drawn in helper processes, off the command's critical path.
 
-``optctl solve`` starts :class:`FigureWorker` as soon as its config is validated: a second
-Python process that imports matplotlib and :mod:`optctl.plots` (about half a second)
-while the first one solves, then waits. When the run folder is written, the figures'
-inputs (arrays and titles, no solver objects) are sent to it through a pipe; it draws
-and saves them into the staged folder while the first process writes the arrays, and
-the folder is renamed into place only when both are done. Matplotlib never shares a
-process (or its interpreter lock) with CasADi or the array compression.
+``optctl solve`` starts :class:`FigureWorker` as soon as its config is validated: two
+more Python processes that import matplotlib and :mod:`optctl.plots` (about half a
+second) while the first one solves, then wait. When the run folder is written, the
+figures' inputs (arrays and titles, no solver objects) are sent to them through pipes,
+shared out between them; they draw and save them into the staged folder side by side
+while the first process writes the arrays, and the folder is renamed into place only
+when all are done. Matplotlib never shares a process (or its interpreter lock) with
+CasADi or the array compression.
 
-If the helper cannot be started, dies, or reports an error, the figures are drawn in
+If a helper cannot be started, dies, or reports an error, its figures are drawn in
 the calling process instead, so a run folder is never left without them.
 
     python -m optctl.io.drawing     # the helper itself: one pickled job on stdin
@@ -27,6 +28,8 @@ from typing import Any
 
 # A figure's inputs: the plots function's name, its positional and keyword arguments.
 Figure = tuple[str, tuple[Any, ...], dict[str, Any]]
+# Helper processes of a FigureWorker (a run folder has two or three figures).
+HELPERS = 2
 
 
 def draw(folder: Path, figures: Mapping[str, Figure]) -> list[Path]:
@@ -41,65 +44,81 @@ def draw(folder: Path, figures: Mapping[str, Figure]) -> list[Path]:
 
 
 class FigureWorker:
-    """The helper process (module docstring). Start it early, :meth:`submit` one job,
-    :meth:`wait` for it; :meth:`close` (or leaving the ``with`` block) ends it if it is
-    still running."""
+    """The helper processes (module docstring). Start them early, :meth:`submit` one job,
+    :meth:`wait` for it; :meth:`close` (or leaving the ``with`` block) ends any still running.
 
-    def __init__(self) -> None:
+    ``helpers`` processes (default: two, one on a single core) share the job's figures,
+    the first figure to the first helper and so on: a run's figures cost about 0.3 s each
+    to lay out and render, and they are drawn side by side on the cores the finished solve
+    has left free."""
+
+    def __init__(self, helpers: int | None = None) -> None:
         self._job: tuple[Path, Mapping[str, Figure]] | None = None
-        # the helper imports this very copy of optctl, however this process found it
+        if helpers is None:
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+            helpers = min(HELPERS, max(1, cores))
+        # the helpers import this very copy of optctl, however this process found it
         here = str(Path(__file__).resolve().parents[2])
         path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
-        try:
-            self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
-                [sys.executable, "-m", "optctl.io.drawing"], stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": path})
-        except OSError:
-            self._proc = None
+        self._procs: list[subprocess.Popen[bytes] | None] = []
+        for _ in range(max(1, helpers)):
+            try:
+                self._procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "optctl.io.drawing"], stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": path}))
+            except OSError:
+                self._procs.append(None)
 
     def submit(self, folder: Path, figures: Mapping[str, Figure]) -> None:
-        """Send the job; the helper starts drawing as soon as it has read it."""
+        """Send the job; each helper starts drawing its share as soon as it has read it."""
         self._job = (folder, figures)
-        if self._proc is None or self._proc.stdin is None:
-            return
-        try:
-            pickle.dump((str(folder), dict(figures)), self._proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
-            self._proc.stdin.close()
-        except (OSError, pickle.PicklingError):
-            self._stop()
+        names = list(figures)
+        for i, proc in enumerate(self._procs):
+            if proc is None or proc.stdin is None:
+                continue
+            share = {n: figures[n] for n in names[i::len(self._procs)]}
+            try:
+                if share:
+                    pickle.dump((str(folder), share), proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+                proc.stdin.close()  # an empty share: the helper ends without drawing
+            except (OSError, pickle.PicklingError):
+                self._stop(i)
 
     def wait(self) -> list[Path]:
-        """Wait for the helper; draw here whatever it did not draw. Returns the files."""
+        """Wait for the helpers; draw here whatever they did not draw. Returns the files."""
         if self._job is None:
             raise RuntimeError("FigureWorker.wait() before submit()")
         folder, figures = self._job
-        ok = False
-        if self._proc is not None:
-            err = self._proc.stderr.read() if self._proc.stderr is not None else b""
-            ok = self._proc.wait() == 0
-            self._proc = None
-            if not ok and err:
-                print(f"note: the figure helper failed ({err.decode(errors='replace').strip()[-200:]}); "
-                      "drawing the figures in this process", file=sys.stderr)
-        missing = {n: f for n, f in figures.items() if not (ok and (folder / n).is_file())}
+        for i, proc in enumerate(self._procs):
+            if proc is None:
+                continue
+            err = proc.stderr.read() if proc.stderr is not None else b""
+            if proc.wait() != 0:
+                if err:
+                    print(f"note: a figure helper failed ({err.decode(errors='replace').strip()[-200:]}); "
+                          "drawing its figures in this process", file=sys.stderr)
+            self._procs[i] = None
+        missing = {n: f for n, f in figures.items() if not (folder / n).is_file()}
         if missing:
             draw(folder, missing)
         return [folder / n for n in figures]
 
     def close(self) -> None:
-        """End the helper if it is still running (the command failed before :meth:`wait`), so
-        that nothing is drawn into a folder that is being removed."""
-        self._stop()
+        """End the helpers still running (the command failed before :meth:`wait`), so that
+        nothing is drawn into a folder that is being removed."""
+        for i in range(len(self._procs)):
+            self._stop(i)
 
-    def _stop(self) -> None:
-        if self._proc is not None:
+    def _stop(self, i: int) -> None:
+        proc = self._procs[i]
+        if proc is not None:
             with contextlib.suppress(OSError):
-                self._proc.kill()
-                for pipe in (self._proc.stdin, self._proc.stderr):
+                proc.kill()
+                for pipe in (proc.stdin, proc.stderr):
                     if pipe is not None:
                         pipe.close()
-            self._proc.wait()
-            self._proc = None
+            proc.wait()
+            self._procs[i] = None
 
     def __enter__(self) -> FigureWorker:
         return self
