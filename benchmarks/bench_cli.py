@@ -8,7 +8,8 @@ Every timing is of a fresh process, as a user would run it:
     (warm: the second command of the same shape); beside it the authors' formulation of
     the same solve (``bench_solver.run_authors``: their build and IPOPT, no imports);
 (B) the whole command at long horizons, hard case, no baselines: ``T = 10^6`` (and
-    ``10^7`` unless ``--quick``), cold and warm, with the process's peak memory;
+    ``10^7`` unless ``--quick`` without ``--long``), cold and warm, with the process's
+    peak memory;
 (C) the exact replay alone at ``T = 10^6``, ``N = 1000``: the fused numba loop (first
     call in a fresh process, and warm), the reference jax scan, the reference numpy
     loop (timed at ``10^4`` updates and scaled), with their agreement.
@@ -20,10 +21,12 @@ writing (arrays compressed while the figures are drawn). Wall and CPU seconds ar
 recorded: on a shared machine the wall time of a process includes the time it waited for
 a core, the CPU time does not.
 
-    python benchmarks/bench_cli.py            # everything (tens of minutes on 2 cores)
-    python benchmarks/bench_cli.py --quick    # hard case only, no authors, no 10^7
+    python benchmarks/bench_cli.py                  # everything (tens of minutes on 2 cores)
+    python benchmarks/bench_cli.py --quick          # no authors, no 10^7 (a few minutes)
+    python benchmarks/bench_cli.py --quick --long   # the same and T = 10^7
 
-Writes ``results/benchmarks/cli.md`` and ``cli.json`` (``--out`` to change the folder).
+Writes ``results/benchmarks/cli.md`` and ``cli.json`` (``cli_quick.*`` with ``--quick``;
+``--out`` to change the folder).
 """
 
 from __future__ import annotations
@@ -176,12 +179,13 @@ def _f(x: Any, digits: int = 2) -> str:
 def markdown(p: dict[str, Any]) -> str:
     lines = ["# `optctl solve` from the command line", "",
              f"Measured {p['started']} to {p['finished']} with `python benchmarks/bench_cli.py"
-             f"{' --quick' if p['quick'] else ''}`; {p['machine']['cpu_count']} CPUs "
+             f"{' --quick' if p['quick'] else ''}{' --long' if p.get('long') else ''}`; "
+             f"{p['machine']['cpu_count']} CPUs "
              f"({p['machine'].get('cpu_model', '?')}), load average {p['load_start']} at start, "
              f"{p['load_end']} at end. Wall seconds include time spent waiting for a core on a "
              "shared machine; CPU seconds (user + system, the process, its compiler and its "
-             "figure helper process) do not. Peak MiB: the larger of the command's process and "
-             "its helper.", ""]
+             "figure helper processes) do not. Peak MiB: the largest of the command's process and "
+             "its helpers.", ""]
     lines += ["## Whole command", "",
               "| job | case | T | cache | wall s | CPU s | peak MiB | L_T (replayed) |",
               "|---|---|---|---|---|---|---|---|"]
@@ -210,13 +214,14 @@ def markdown(p: dict[str, Any]) -> str:
     lines += ["", "## Stages (seconds, wall)", "",
               "The replay's kernels load in a background thread while IPOPT runs (CasADi releases "
               "the interpreter lock), so `replay` is the replay itself and the load is inside "
-              "`build` and `IPOPT` where no second core is free. The figures are drawn by a helper "
-              "process started with the command (it loads matplotlib while the solve runs); "
-              "`figures` is the wait for it after the job, while the arrays are written. The last "
+              "`build` and `IPOPT` where no second core is free. The figures are drawn by two helper "
+              "processes started with the command (they load matplotlib while the solve runs, "
+              "then draw one figure each); `figures` is the wait for them after the job, while "
+              "the arrays are written. The last "
               "column: CPU seconds of the command's main thread up to the end of the job (the "
               "critical path when a second core is free: a measure that waiting for a core on a "
               "shared machine does not inflate) and of its whole process (the background loads "
-              "and threaded probes too; the helper process is not counted there).", "",
+              "and threaded probes too; the helper processes are not counted there).", "",
               "| job | case | T | cache | startup | config + imports | solver imports | build (compile) | IPOPT | "
               "replay | baselines | write (arrays ‖ figures) | CPU s to the job's end: main thread / process |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -247,7 +252,8 @@ def markdown(p: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="hard case only, no authors, no T = 10^7")
+    ap.add_argument("--quick", action="store_true", help="no authors, no T = 10^7 (unless --long)")
+    ap.add_argument("--long", action="store_true", help="with --quick: also T = 10^7")
     ap.add_argument("--no-authors", action="store_true", help="skip the authors' formulation")
     ap.add_argument("--out", default=str(_ROOT / "results" / "benchmarks"), help="output folder")
     args = ap.parse_args(argv)
@@ -257,16 +263,18 @@ def main(argv: list[str] | None = None) -> int:
     # inherits its parent's peak memory through exec, and the children's peaks are measured.
     machine = {"cpu_count": os.cpu_count()}
     payload: dict[str, Any] = {"started": datetime.now(UTC).isoformat(timespec="seconds"),
-                               "quick": args.quick, "machine": machine, "load_start": _load(),
+                               "quick": args.quick, "long": args.long, "machine": machine, "load_start": _load(),
                                "commands": [], "authors": [], "speedups": [], "replay": None}
+
+    stem = "cli_quick" if args.quick else "cli"
 
     def save() -> None:
         payload["load_end"] = _load()
         payload["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
-        write_text_atomic(out / "cli.json", json.dumps(payload, indent=2) + "\n")
-        write_text_atomic(out / "cli.md", markdown(payload))
+        write_text_atomic(out / f"{stem}.json", json.dumps(payload, indent=2) + "\n")
+        write_text_atomic(out / f"{stem}.md", markdown(payload))
 
-    cases = ["hard"] if args.quick else ["easy", "hard"]
+    cases = ["easy", "hard"]
     with tempfile.TemporaryDirectory(prefix="optctl-bench-cli-") as tmp:
         folder = Path(tmp)
         env = {**os.environ, "OPTCTL_CACHE_DIR": str(folder / "cache")}
@@ -297,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
                     "speedup_cpu_warm": a["cpu_s"] / warm["cpu_s"],
                     "rel_loss": cold["final_loss"] / a["final_loss"] - 1})
                 save()
-        for T in ([10**6] if args.quick else [10**6, 10**7]):
+        for T in ([10**6] if args.quick and not args.long else [10**6, 10**7]):
             cfg = _config(folder, "hard", T, [], "auto")
             shutil.rmtree(folder / "cache", ignore_errors=True)
             for when in ("cold", "warm"):
@@ -314,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     machine.update(machine_info())
     machine.pop("hostname", None)
     save()
-    print((out / "cli.md").read_text())
+    print((out / f"{stem}.md").read_text())
     return 0
 
 
