@@ -17,6 +17,9 @@ from optctl.io.runs import default_out, write_run
 from optctl.solver.report import SolveReport
 from optctl.solver.resources import check_branching_fits, check_law_fits, check_solve_fits
 
+# From this horizon on, the figures are drawn by two helper processes instead of one.
+TWO_HELPERS_MIN_T = 100_000
+
 
 def run(args: argparse.Namespace) -> int:
     path = Path(args.config) if args.config is not None else default_config_path()
@@ -58,8 +61,12 @@ def run(args: argparse.Namespace) -> int:
     # once, and no two jobs ever both write it.
     if cfg.horizons is not None:
         return _anytime(cfg, out, args, str(path))
-    # The figures are drawn by a helper process that loads matplotlib while this one solves.
-    with claim(out, overwrite=args.overwrite), FigureWorker() as worker:
+    # The figures are drawn by helper processes that load matplotlib while this one solves.
+    # A second helper (one figure each, side by side) pays only when the solve is long
+    # enough to hide its start (about 0.5 CPU seconds): on two cores a short solve already
+    # shares the second core with the kernels' loads and the threaded probes.
+    helpers = 2 if cfg.problem.T >= TWO_HELPERS_MIN_T else 1
+    with claim(out, overwrite=args.overwrite), FigureWorker(helpers) as worker:
         # CasADi and the solver are loaded once the config is known to be good, so that a
         # mistake in it is reported at once.
         t0 = time.time()

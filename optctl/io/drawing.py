@@ -1,13 +1,13 @@
 """A run folder's figures drawn in helper processes, off the command's critical path.
 
-``optctl solve`` starts :class:`FigureWorker` as soon as its config is validated: two
-more Python processes that import matplotlib and :mod:`optctl.plots` (about half a
-second) while the first one solves, then wait. When the run folder is written, the
-figures' inputs (arrays and titles, no solver objects) are sent to them through pipes,
-shared out between them; they draw and save them into the staged folder side by side
-while the first process writes the arrays, and the folder is renamed into place only
-when all are done. Matplotlib never shares a process (or its interpreter lock) with
-CasADi or the array compression.
+``optctl solve`` starts :class:`FigureWorker` as soon as its config is validated: one
+more Python process (two for long horizons) that imports matplotlib and
+:mod:`optctl.plots` (about half a second) while the first one solves, then waits. When
+the run folder is written, the figures' inputs (arrays and titles, no solver objects)
+are sent through pipes, shared out between the helpers; they draw and save them into the
+staged folder side by side while the first process writes the arrays, and the folder is
+renamed into place only when all are done. Matplotlib never shares a process (or its
+interpreter lock) with CasADi or the array compression.
 
 If a helper cannot be started, dies, or reports an error, its figures are drawn in
 the calling process instead, so a run folder is never left without them.
@@ -49,8 +49,9 @@ class FigureWorker:
 
     ``helpers`` processes (default: two, one on a single core) share the job's figures,
     the first figure to the first helper and so on: a run's figures cost about 0.3 s each
-    to lay out and render, and they are drawn side by side on the cores the finished solve
-    has left free."""
+    to lay out and render, and several helpers draw them side by side on the cores the
+    finished solve has left free (``optctl solve`` asks for a second one only at long
+    horizons, where the solve hides its start)."""
 
     def __init__(self, helpers: int | None = None) -> None:
         self._job: tuple[Path, Mapping[str, Figure]] | None = None
