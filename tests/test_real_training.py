@@ -173,3 +173,16 @@ def test_the_diagnosis_splits_a_prediction_into_level_and_drop(s0: int) -> None:
     assert high["drop_predicted"] == pytest.approx(s["drop_measured"], rel=1e-9)
     assert s["sens_loss_offset"] > 0 and s["sens_sigma"] < 0
     assert decay_step(run, T) == next(int(k) for k in st if k > 200 and lr[min(k, T - 1)] < 0.1)
+
+
+def test_the_fit_takes_only_the_stable_rungs_below_the_chosen_rate() -> None:
+    """The ladder of the character-level task: 0.5 unstable, 0.25 and 0.125 stable but
+    ending worse than 0.0625 (the choice), 0.0312 below it. Only 0.0312 joins the fit;
+    a ladder whose choice is its first stable rung keeps every other stable rung."""
+    rates = [0.5, 0.25, 0.125, 0.0625, 0.03125]
+    stable = [False, True, True, True, True]
+    ladder = [{"rate": r, "stable": s} for r, s in zip(rates, stable, strict=True)]
+    assert M.rungs_to_fit(ladder, 3) == [4]
+    assert M.rungs_to_fit(ladder, 1) == [2, 3, 4]
+    ladder[4]["stable"] = False
+    assert M.rungs_to_fit(ladder, 3) == []
