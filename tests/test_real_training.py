@@ -141,3 +141,48 @@ def test_the_partial_rerun_replays_the_accepted_model_and_rejudges_the_gate() ->
     assert q["noise"]["rung"] == pytest.approx(0.3, rel=0.45)  # 51 points: relative SE 0.2
     assert not any("misses curve" in r or "fitted without" in r for r in q["reasons"])
     assert q["reasons"] == ["the intervals of a and b do not fix the phase (easy or hard)"] and not q["ok"]
+
+
+@pytest.mark.parametrize("s0", [0, 40])
+def test_the_diagnosis_splits_a_prediction_into_level_and_drop(s0: int) -> None:
+    """A run measured exactly on the model's curve (from its time ``s0``): the split at the
+    re-solve finds no level error and the measured drop equal to the predicted one; a model
+    25% too high everywhere has a +25% level error and the same drop; a larger offset
+    predicts a smaller drop (positive sensitivity), a larger noise a larger one. The decay
+    step is the first measured step past T/2 whose rate is below half the peak."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_closed_loop_diagnosis import decay_step, split
+
+    from optctl.calibrate.params import predict
+
+    truth = {"a": 2.0, "b": 2.8, "sigma": 0.5, "lr_scale": 0.5, "loss_scale": 1.0, "loss_offset": 0.05}
+    T, m, N = 400, 4, M.FIT_OPTIONS.N
+    lr = np.concatenate([np.full(300, 0.2), np.linspace(0.2, 0.0, 100)])
+    st = M.record_steps(T)
+    st = st[st >= s0]
+    model = predict(truth, lr[s0:], m, N)
+    run = {"seed": 0, "final": float(model[-1]), "steps": st.tolist(), "loss": model[st - s0].tolist(),
+           "lr": lr.tolist()}
+    rec = {"T": T, "main_phase_start": s0, "batch_size": m}
+    s = split(rec, run, truth, 300)
+    assert s["level_predicted"] == pytest.approx(s["level_measured"], rel=1e-9)
+    assert s["drop_predicted"] == pytest.approx(s["drop_measured"], rel=1e-9)
+    assert s["drop_measured"] < 0.9  # the decay removes part of the loss
+    high = split(rec, run, {**truth, "loss_scale": 1.25, "loss_offset": 0.0625}, 300)
+    assert high["level_predicted"] / high["level_measured"] == pytest.approx(1.25, rel=1e-9)
+    assert high["drop_predicted"] == pytest.approx(s["drop_measured"], rel=1e-9)
+    assert s["sens_loss_offset"] > 0 and s["sens_sigma"] < 0
+    assert decay_step(run, T) == next(int(k) for k in st if k > 200 and lr[min(k, T - 1)] < 0.1)
+
+
+def test_the_fit_takes_only_the_stable_rungs_below_the_chosen_rate() -> None:
+    """The ladder of the character-level task: 0.5 unstable, 0.25 and 0.125 stable but
+    ending worse than 0.0625 (the choice), 0.0312 below it. Only 0.0312 joins the fit;
+    a ladder whose choice is its first stable rung keeps every other stable rung."""
+    rates = [0.5, 0.25, 0.125, 0.0625, 0.03125]
+    stable = [False, True, True, True, True]
+    ladder = [{"rate": r, "stable": s} for r, s in zip(rates, stable, strict=True)]
+    assert M.rungs_to_fit(ladder, 3) == [4]
+    assert M.rungs_to_fit(ladder, 1) == [2, 3, 4]
+    ladder[4]["stable"] = False
+    assert M.rungs_to_fit(ladder, 3) == []

@@ -147,6 +147,17 @@ def rung_worse(finals: list[float]) -> bool:
     return finals[-1] > min(finals[:-1])
 
 
+def rungs_to_fit(ladder: list[dict[str, Any]], best_rung: int) -> list[int]:
+    """The ladder rungs the fit takes besides the best one: the stable rungs at rates
+    *below* the chosen rate. A stable rung above it ended worse than the lower rate the
+    ladder chose, after the same updates: a run past the short-run optimum, where the
+    loss no longer responds to the rate as in stable SGD (the model). Fitted with them,
+    the character-level model's fit attributed its plateau to noise a decay removes and
+    predicted the closed loop's final loss 20-23% too low (docs/real_training.md)."""
+    top = ladder[best_rung]["rate"]
+    return [i for i, rung in enumerate(ladder) if rung["stable"] and i != best_rung and rung["rate"] < top]
+
+
 @dataclass(frozen=True)
 class Pilot:
     """A pilot run: its rates, where its loss is measured, its seed, and the updates it

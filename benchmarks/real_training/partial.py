@@ -224,6 +224,8 @@ def write_part(records: list[dict[str, Any]], out: Path, seconds: float, quick: 
                     f"{sum(abs(e) <= 0.1 for e in errs)}/{len(errs)}"]
         md.append("| " + " | ".join(row) + " |")
     md += ["", "![the worst-predicted seed per task](closed_loop.png)", "",
+           "Why the prediction misses (level against drop, parameter sensitivities, refit variants): "
+           "`python benchmarks/bench_closed_loop_diagnosis.py` on these runs writes `diagnosis.md`.", "",
            "The fit-quality gate on the pilots (net of each curve's own noise):", "",
            "| task | gate | curve: noise, rms log error, held-out rms log error |", "|---|---|---|"]
     for r in records:

@@ -46,6 +46,7 @@ from .methods import (
     probe_rates,
     record_steps,
     rung_worse,
+    rungs_to_fit,
 )
 from .tasks import Task
 
@@ -97,6 +98,9 @@ def pilot_phase(task: Task, runner: Runner) -> dict[str, Any]:
     design = pilot_design(task, top, spent, ladder[best_rung]["seed"], S)
     pilot_logs = runner.run([_train(task, pl.seed, pl.lr, pl.steps) for pl in design], "pilots")
     _check_prefixes(design, pilot_logs, rungs[best_rung], S)
+    # the rungs past the short-run optimum (rates above the chosen one) are left out of the
+    # fit (``rungs_to_fit``); the Multi-Power Law still sees every stable rung
+    fitted_rungs = rungs_to_fit(ladder, best_rung)
     curves = [(f"rung_{rung['rate']:.3g}", np.full(S, rung["rate"]), rungs[i])
               for i, rung in enumerate(ladder) if rung["stable"] and i != best_rung]
     curves += [(pl.name, pl.lr, r) for pl, r in zip(design, pilot_logs, strict=True)]
@@ -110,7 +114,10 @@ def pilot_phase(task: Task, runner: Runner) -> dict[str, Any]:
     # runs starting there; the rungs, at other rates, reach that phase at other steps and
     # are left out
     s0 = main_phase_start(raw[-2]) if has_plateau(raw[-2]) else 0
-    pilots = raw if s0 == 0 else _from_main_phase(raw[-2], raw[-1], design[1].prefix, s0, m)
+    fitted = {f"rung_{ladder[i]['rate']:.3g}" for i in fitted_rungs}
+    above = {n for n, _, _ in curves if n.startswith("rung_") and n not in fitted}
+    pilots = ([c for c in raw if c.name not in above] if s0 == 0
+              else _from_main_phase(raw[-2], raw[-1], design[1].prefix, s0, m))
 
     return {"rates": rates, "eta_div": eta_div, "ladder": ladder, "spent": spent, "top": top, "design": design,
             "raw": raw, "s0": s0, "pilots": pilots, "pre_cost": pre_cost}
