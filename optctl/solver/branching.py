@@ -451,7 +451,7 @@ def _solve_fixed(spec: ProblemSpec, hs: tuple[int, ...], leave: tuple[int, ...],
             # The kept re-weighted solve is the weighted sum at w_final solved from the solve
             # before it; when IPOPT converged on it, it is the certificate's dual solve.
             cert = _certify(prob, ws_plan, u, w_final, bounds, floor, opts, tail,
-                            solved=status if _converged(mm) else None)
+                            solved=status if _converged(mm) else None, lam_x=mm.lam_x)
             iterations += cert.iterations
             _log(f"anytime:   certificate: max regret {cert.worst:.4%} - min_x w.G(x) {cert.dual:.4%} = gap "
                  f"{cert.gap:.2e} (tolerance {cert.tolerance:.2e}), {cert.status}"
@@ -517,14 +517,17 @@ class Certificate:
 
 
 def _certify(prob: Any, plan: BranchPlan, u: np.ndarray, w: np.ndarray, bounds: tuple[np.ndarray, np.ndarray],
-             floor: np.ndarray, opts: SolverOptions, tail: float, solved: str | None = None) -> Certificate:
+             floor: np.ndarray, opts: SolverOptions, tail: float, solved: str | None = None,
+             lam_x: np.ndarray | None = None) -> Certificate:
     """The weak-duality certificate (:class:`Certificate`) of the rates ``u`` (block
     values) with the weights ``w``: the weighted sum at ``w`` is solved from ``u``, in
     rounds of ``round_iter`` IPOPT iterations (at most ``max_iter``), until IPOPT
     converges, or until the weighted sum moves by less than ``DUAL_STALL`` of the
     tolerance in a round (status ``Dual_Stalled``: not solved, so not certified).
     ``solved`` is IPOPT's status when ``u`` is already its optimum of the weighted sum at
-    ``w`` (the last re-weighted solve converged there): nothing is solved again."""
+    ``w`` (the last re-weighted solve converged there): nothing is solved again. ``lam_x``,
+    the bound multipliers of the solve that ended at ``u``, start IPOPT warm (a cold
+    restart from a point that is nearly optimal can spend a whole round regaining it)."""
     tg = np.asarray(plan.targets, dtype=float)
     w = np.asarray(w, dtype=float) / float(np.sum(w))
     base = prob.model[: prob.model.size - w.size]
@@ -535,7 +538,9 @@ def _certify(prob: Any, plan: BranchPlan, u: np.ndarray, w: np.ndarray, bounds: 
     status, iterations, x = solved or "not run", 0, u
     one = replace(opts, max_iter=opts.round_iter)
     for _ in range(0 if solved else max(1, opts.max_iter // opts.round_iter)):
-        run = run_rounds(prob, x, fresh_scale(prob, x, floor, True), np.zeros(u.size), bounds, floor, one, {})
+        run = run_rounds(prob, x, fresh_scale(prob, x, floor, True), np.zeros(u.size), bounds, floor, one, {},
+                         lam_x=lam_x)
+        lam_x = run.lam_x if lam_x is not None else None
         iterations += run.iterations
         new = float(w @ (_nlp_losses(plan, run.u, base, tail) / tg - 1.0))
         moved, dual, x = dual - new, min(dual, new), run.u
