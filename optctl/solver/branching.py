@@ -525,9 +525,10 @@ def _certify(prob: Any, plan: BranchPlan, u: np.ndarray, w: np.ndarray, bounds: 
     converges, or until the weighted sum moves by less than ``DUAL_STALL`` of the
     tolerance in a round (status ``Dual_Stalled``: not solved, so not certified).
     ``solved`` is IPOPT's status when ``u`` is already its optimum of the weighted sum at
-    ``w`` (the last re-weighted solve converged there): nothing is solved again. ``lam_x``,
-    the bound multipliers of the solve that ended at ``u``, start IPOPT warm (a cold
-    restart from a point that is nearly optimal can spend a whole round regaining it)."""
+    ``w`` (the last re-weighted solve converged there): nothing is solved again. IPOPT
+    starts warm (a cold restart from a point that is nearly optimal can spend a whole round
+    regaining it) from ``lam_x``, the bound multipliers of the solve that ended at ``u``,
+    or else from ``−∇(w · G)(u)`` (the bound multipliers where ``u`` is a KKT point)."""
     tg = np.asarray(plan.targets, dtype=float)
     w = np.asarray(w, dtype=float) / float(np.sum(w))
     base = prob.model[: prob.model.size - w.size]
@@ -536,11 +537,14 @@ def _certify(prob: Any, plan: BranchPlan, u: np.ndarray, w: np.ndarray, bounds: 
     tolerance = max(MINIMAX_TOL * worst, MINIMAX_ABS)
     dual = float(w @ (_nlp_losses(plan, u, base, tail) / tg - 1.0))
     status, iterations, x = solved or "not run", 0, u
+    if lam_x is None and not solved:
+        unit = np.ones(u.size)
+        lam_x = -np.asarray(prob.grad(u, prob.p(unit))[1]).ravel()
     one = replace(opts, max_iter=opts.round_iter)
     for _ in range(0 if solved else max(1, opts.max_iter // opts.round_iter)):
         run = run_rounds(prob, x, fresh_scale(prob, x, floor, True), np.zeros(u.size), bounds, floor, one, {},
                          lam_x=lam_x)
-        lam_x = run.lam_x if lam_x is not None else None
+        lam_x = run.lam_x
         iterations += run.iterations
         new = float(w @ (_nlp_losses(plan, run.u, base, tail) / tg - 1.0))
         moved, dual, x = dual - new, min(dual, new), run.u
