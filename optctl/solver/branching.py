@@ -116,7 +116,7 @@ class BranchingResult:
     transcription predicted and ``replay_gap = (nlp − replayed)/replayed`` per branch.
     For ``"worst"``, ``multipliers`` are the weights of the last weighted-sum solve and
     ``gap`` the weak-duality certificate (:class:`Certificate`): the transcribed worst
-    regret minus the weighted sum's minimum at ``multipliers``, solved afresh; ``success``
+    regret minus the weighted sum's minimum at ``multipliers`` (solved by IPOPT); ``success``
     needs it within the tolerance. ``options`` are the solver options (their ``K`` sets the
     grids, :func:`~optctl.solver.plan.branch_blocks`).
     ``objective`` is ``"worst"`` or ``"weighted"``; ``scan`` the leave points tried and
@@ -496,9 +496,10 @@ class Certificate:
     ``min_x w · G(x) <= min_x max_i G_i(x)``: the weighted sum's optimum ``dual`` is a
     lower bound of the best worst regret, and ``gap = worst − dual`` (``worst`` the plan's
     transcribed worst regret ``max_i G_i(x̂)``) bounds how far the plan is from the
-    minimax. ``dual`` is IPOPT's optimum of the weighted sum, solved afresh at ``w``
-    from ``x̂`` — a local optimum, so the certificate holds against the minima IPOPT
-    reaches from there, not globally. ``success`` when IPOPT solved that problem
+    minimax. ``dual`` is IPOPT's optimum of the weighted sum at ``w``: the last
+    re-weighted solve when IPOPT converged on it (``x̂`` is then that optimum), else solved
+    on from ``x̂`` (:func:`_certify`) — a local optimum, so the certificate holds against
+    the minima IPOPT reaches from there, not globally. ``success`` when IPOPT solved that problem
     (``status`` in :data:`SOLVED`; a ``Dual_Stalled`` solve is not solved, and its value
     only an upper estimate of the minimum) and ``gap <= tolerance``
     (``max(MINIMAX_TOL · worst, MINIMAX_ABS)``)."""
