@@ -15,7 +15,9 @@ Writes results/anytime/<phase>-<set>.md (the regret table), .json (every number)
 
 ``--time`` times the branching solve for fixed leave points (10% decay per horizon) in the
 hard phase, the horizons' own optima given (they are timed apart), and writes
-results/anytime/timing.json. ``--convergence K...`` solves the decades at one fixed decay
+results/anytime/timing.json: wall and CPU seconds (every thread of the process; the load of
+other jobs inflates wall time far more than CPU time) in all and per stage. Run it twice on a
+fresh checkout: the first run compiles the NLPs (kept on disk), the second times the solve. ``--convergence K...`` solves the decades at one fixed decay
 fraction for each solver ``K`` (the own optima, the lower bounds and the plan's grids all
 follow ``K``) and writes results/anytime/convergence-<phase>.{md,json}. ``--scan-cost``
 times the default leave-point scan on the solver's grids and on coarse grids (the
@@ -92,7 +94,10 @@ def timing(out: Path) -> int:
                           progress=True)
     t_br = time.perf_counter() - t0
     rec = {"horizons": list(hs), "N": cfg.problem.N, "leave": list(res.leave), "optima_s": round(t_opt, 1),
-           "branching_s": round(t_br, 1), "worst_regret": res.worst_regret, "regret": res.regret.tolist(), "status": res.status,
+           "branching_s": round(t_br, 1), "branching_cpu_s": round(res.cpu_time, 1),
+           "stages_s": {k: {"wall": round(v[0], 1), "cpu": round(v[1], 1)} for k, v in res.stages.items()},
+           "certificate_status": None if res.certificate is None else res.certificate.status,
+           "worst_regret": res.worst_regret, "regret": res.regret.tolist(), "status": res.status,
            "success": res.success, "iterations": res.iterations, "multipliers": res.multipliers.tolist(),
            "minimax_gap": res.gap,
            "replay_gap": res.replay_gap.tolist(), "cpus": os.cpu_count(),

@@ -416,3 +416,95 @@ def test_docs_snippets_run_as_written(tmp_path, monkeypatch):
     res = ns["res"]
     assert np.all(res.regret >= -2 * np.max(np.abs(res.replay_gap)))  # type: ignore[attr-defined]
     assert (tmp_path / "branching.json").exists() and (tmp_path / "trunk-160.pt").exists()
+
+
+def test_a_stalled_or_unsolved_dual_does_not_certify():
+    """The certificate needs the weighted sum at the final weights solved by IPOPT: a gap
+    within the tolerance is not enough when that solve stalled or hit its iteration cap."""
+    from optctl.solver.branching import Certificate
+
+    def cert(status: str, gap: float) -> Certificate:
+        return Certificate(worst=0.01, dual=0.01 - gap, gap=gap, tolerance=1e-4, weights=np.array([0.5, 0.5]),
+                           status=status, iterations=10)
+
+    assert cert("Solve_Succeeded", 5e-5).success and not cert("Solve_Succeeded", 2e-4).success
+    assert not cert("Dual_Stalled", 5e-5).success
+    assert not cert("Maximum_Iterations_Exceeded", 5e-5).success
+
+
+def _stall_the_dual(monkeypatch):
+    """Every round of the certificate's dual solve ends where it started at IPOPT's iteration
+    cap (a stall), and no re-weighted solve counts as the dual solve."""
+    from optctl.solver import branching
+    from optctl.solver.ipopt import Rounds
+
+    real = branching.run_rounds
+
+    def run_rounds(prob, start, scale, corr, bounds, floor, options, constraints, clip=None, lam_x=None):
+        if lam_x is None:  # the re-weighting: as it is
+            return real(prob, start, scale, corr, bounds, floor, options, constraints)
+        return Rounds(u=start, scale=scale, stats={"return_status": "Maximum_Iterations_Exceeded"},
+                      iterations=options.max_iter, rounds=1, lam_x=lam_x)
+
+    monkeypatch.setattr(branching, "run_rounds", run_rounds)
+    monkeypatch.setattr(branching, "_converged", lambda run: False)
+
+
+@pytest.mark.slow
+def test_a_stalled_dual_solve_fails_in_result_cli_and_table(three_horizons, monkeypatch, tmp_path, capsys):
+    """A stalled dual solve: ``success`` false with status ``Dual_Stalled`` and the reason in
+    the message, although the gap (the weighted sum not lowered) is the certified plan's;
+    ``optctl solve`` exits non-zero with the reason, and the regret table says NOT certified
+    and why."""
+    import json
+
+    from optctl.cli.main import main
+    from optctl.solver.branching import DUAL_STALLED, solve_branching
+
+    spec, hs, leave, optima, good = three_horizons
+    assert good.success  # the same solve without the stall is certified
+    _stall_the_dual(monkeypatch)
+    res = solve_branching(spec, hs, leave=leave, optima=optima)
+    assert not res.success and res.status == DUAL_STALLED
+    assert res.certificate is not None and res.certificate.status == DUAL_STALLED
+    assert res.gap <= res.certificate.tolerance  # the gap alone would have passed
+    assert "not solved by IPOPT" in res.message and "Dual_Stalled" in res.message
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(ANYTIME_YAML)
+    out = tmp_path / "run"
+    assert main(["solve", str(cfg), "--out", str(out), "--quiet", "--no-baselines"]) != 0
+    captured = capsys.readouterr()
+    assert "did not succeed (Dual_Stalled)" in captured.err and "not solved by IPOPT" in captured.err
+    table = (out / "regret.md").read_text()
+    assert "NOT certified (Dual_Stalled: the weighted sum at the final weights was not solved" in table
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["branching"]["solver"]["success"] is False
+    assert summary["branching"]["solver"]["certificate"]["status"] == DUAL_STALLED
+
+
+@pytest.mark.slow
+def test_the_reweighting_log_shows_each_try_once(three_horizons, monkeypatch, capsys):
+    """Each re-weighted solve is logged once, with the weights tried and its verdict: a step
+    forced to be bad (all weight on the first horizon) is logged as rejected, the halved step
+    after it with its own weights, and the accepted weights are not printed again."""
+    import re
+
+    from optctl.solver import branching
+
+    spec, hs, leave, optima, _ = three_horizons
+    real, calls = branching._next_weights, []
+
+    def first_bad(w, G, jac):
+        calls.append(1)
+        return np.array([1.0 - 2e-4, 1e-4, 1e-4]) if len(calls) == 1 else real(w, G, jac)
+
+    monkeypatch.setattr(branching, "_next_weights", first_bad)
+    res = branching.solve_branching(spec, hs, leave=leave, optima=optima, progress=True)
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if re.search(r"anytime:\s+(start|try)", ln)]
+    weights = [re.search(r"weights (\[[^]]*\])", ln).group(1) for ln in lines]
+    assert lines[0].split()[1] == "start" and len(weights) == len(set(weights)) >= 3
+    assert "rejected" in lines[1] and "[0.9998, 0.0001, 0.0001]" in lines[1]
+    assert all(ln.endswith(("accepted", "halve the step", "stop")) for ln in lines[1:])
+    assert sum("accepted" in ln for ln in lines) >= 1
+    final = "[" + ", ".join(f"{x:.4f}" for x in res.multipliers) + "]"
+    assert weights.count(final) == 1

@@ -66,10 +66,14 @@ SCAN_MIN_K = 24
 # gap of 1e-4 (0.01 percentage points of regret) is as close as the regrets are known.
 MINIMAX_TOL = 2e-3
 MINIMAX_ABS = 1e-4
-# The certificate's weighted-sum solve is accepted when IPOPT converges, or when a round of
-# round_iter iterations lowers it by less than DUAL_STALL of the tolerance (Dual_Stalled).
+# The certificate needs the weighted-sum (dual) problem at the final weights solved by IPOPT
+# (SOLVED: to its tolerance, or to its acceptable level when solver.ipopt enables one). Its
+# solve stops early, unsolved (DUAL_STALLED: not certified), when a round of round_iter
+# iterations lowers it by less than DUAL_STALL of the tolerance.
 DUAL_STALL = 1e-2
-CERTIFIED = ("Solve_Succeeded", "Solved_To_Acceptable_Level", "Dual_Stalled")
+SOLVED = ("Solve_Succeeded", "Solved_To_Acceptable_Level")
+CERTIFIED = SOLVED
+DUAL_STALLED = "Dual_Stalled"
 # Each re-weighted solve is given at most REWEIGHT_ROUNDS rounds of round_iter iterations
 # (the weights move again anyway; the certificate's solve has the full max_iter).
 REWEIGHT_ROUNDS = 2
@@ -80,6 +84,7 @@ REWEIGHT_ROUNDS = 2
 MINIMAX_BACKTRACK = 2
 SCAN_ROUNDS = 3
 GAP_NOT_CLOSED = "Minimax_Gap_Not_Closed"
+NOT_CERTIFIED = "Not_Certified"  # a coarse scan point: ranked by its worst regret, not certified
 MINIMAX_ROUNDS = 12
 WEIGHT_STEP = 4.0
 WEIGHT_MIN = 1e-4
@@ -111,13 +116,16 @@ class BranchingResult:
     transcription predicted and ``replay_gap = (nlp − replayed)/replayed`` per branch.
     For ``"worst"``, ``multipliers`` are the weights of the last weighted-sum solve and
     ``gap`` the weak-duality certificate (:class:`Certificate`): the transcribed worst
-    regret minus the weighted sum's minimum at ``multipliers``, solved afresh; ``success``
+    regret minus the weighted sum's minimum at ``multipliers`` (solved by IPOPT); ``success``
     needs it within the tolerance. ``options`` are the solver options (their ``K`` sets the
     grids, :func:`~optctl.solver.plan.branch_blocks`).
     ``objective`` is ``"worst"`` or ``"weighted"``; ``scan`` the leave points tried and
     their worst regret (replayed) and wall seconds (each one solve: compile, weighted
     sum, re-weighted solves, replays). Times are wall seconds: ``optima_time`` for the
-    per-horizon optima, ``wall_time`` for the branching solves (the scan included).
+    per-horizon optima, ``wall_time`` for the branching solves (the scan included);
+    ``cpu_time`` is the process's CPU seconds (every thread) for the branching solves, and
+    ``stages`` the wall and CPU seconds of each stage (lower bounds, weighted sum,
+    re-weighting, certificate, replay) summed over every solve.
     """
 
     spec: ProblemSpec
@@ -145,6 +153,8 @@ class BranchingResult:
     own_optima: np.ndarray = field(default_factory=lambda: np.zeros(0))
     certificate: Certificate | None = None
     options: SolverOptions | None = None
+    stages: dict[str, list[float]] = field(default_factory=dict)
+    cpu_time: float = float("nan")
 
     @property
     def regret(self) -> np.ndarray:
@@ -181,7 +191,9 @@ class BranchingResult:
             "replay_gap": self.replay_gap.tolist(),
             "solver": {"success": self.success, "status": self.status, "message": self.message,
                        "iterations": self.iterations, "wall_time_s": self.wall_time,
-                       "optima_time_s": self.optima_time, "multipliers": self.multipliers.tolist(),
+                       "optima_time_s": self.optima_time, "cpu_time_s": self.cpu_time,
+                       "stages_s": {k: {"wall": v[0], "cpu": v[1]} for k, v in self.stages.items()},
+                       "multipliers": self.multipliers.tolist(),
                        "minimax_gap": self.gap,
                        "certificate": None if self.certificate is None else {
                            "worst": self.certificate.worst, "dual": self.certificate.dual,
@@ -237,7 +249,7 @@ def solve_branching(spec: ProblemSpec, horizons: Sequence[int], options: SolverO
     if len(optima) != len(hs):
         raise SpecError("optima", len(optima), f"give one optimum per horizon ({len(hs)})")
     optima_time = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     own = np.array([float(r.final_loss) for r in optima])
     schedules = tuple(np.asarray(r.eta, dtype=float) for r in optima)
     tail = spectrum(spec).tail
@@ -280,7 +292,13 @@ def solve_branching(spec: ProblemSpec, horizons: Sequence[int], options: SolverO
         if scan_opts.K != options.K:  # the chosen leave points on the solver's grids
             best = attempt(best.leave, options, best)
             tried.append(best)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    stages: dict[str, list[float]] = {}
+    for s in tried:
+        for stage, (sw, sc) in s.stages.items():
+            acc = stages.setdefault(stage, [0.0, 0.0])
+            acc[0] += sw
+            acc[1] += sc
     return BranchingResult(
         spec=spec, horizons=hs, leave=best.leave, trunk=best.trunk, branches=best.branches,
         losses=best.losses, optima=best.optima, nlp_losses=best.nlp_losses,
@@ -291,7 +309,7 @@ def solve_branching(spec: ProblemSpec, horizons: Sequence[int], options: SolverO
         gap=float("nan") if best.certificate is None else best.certificate.gap,
         scan=tuple((s.leave, s.worst, s.seconds, s.K) for s in tried),
         transcription=best.plan.describe(), versions=versions(), own_optima=own,
-        certificate=best.certificate, options=options)
+        certificate=best.certificate, options=options, stages=stages, cpu_time=cpu)
 
 
 @dataclass
@@ -314,6 +332,7 @@ class _Solved:
     lb_schedules: tuple[np.ndarray, ...] = ()
     seconds: float = 0.0
     K: int = 0
+    stages: dict[str, list[float]] = field(default_factory=dict)
 
     def schedule(self, i: int) -> np.ndarray:
         return np.concatenate([self.trunk[: self.leave[i]], self.branches[i]])
@@ -400,12 +419,14 @@ def _solve_fixed(spec: ProblemSpec, hs: tuple[int, ...], leave: tuple[int, ...],
     (:func:`_certify`). ``warm`` is an earlier solve (another grid or other leave points)
     whose schedules are one more start."""
     opts = replace(options, progress=False)
+    clock = _Clock()
     wt = tuple(float(x) for x in w)
     grid_plan = make_branch_plan(spec, opts, hs, leave, tuple(float(s) for s in own), tail, "weighted",
                                  wt)
     warm_scheds = None if warm is None else [warm.schedule(i) for i in range(len(hs))]
     star, lb_scheds = lower_bounds(spec, grid_plan, opts, own, schedules, starts=warm_scheds,
                                    with_own=not coarse, progress=progress)
+    clock.lap("lower_bounds")
     targets = tuple(float(s) for s in star)
     ws_plan = replace(grid_plan, targets=targets)
     cands = _candidates(spec, ws_plan, schedules) + _candidates(spec, ws_plan, lb_scheds)[:1]
@@ -413,6 +434,7 @@ def _solve_fixed(spec: ProblemSpec, hs: tuple[int, ...], leave: tuple[int, ...],
         ws = [warm.schedule(i) for i in range(len(hs))]
         cands.append(_blocks_of(ws_plan, ws[-1], [s[t:] for s, t in zip(ws, leave, strict=True)], spec.eta_max))
     prob, run, bounds, floor = _weighted_run(spec, ws_plan, opts, cands)
+    clock.lap("weighted_sum")
     u, iterations, status, discarded = run.u, run.iterations, str(run.stats.get("return_status", "unknown")), \
         run.discarded
     plan = ws_plan
@@ -422,22 +444,50 @@ def _solve_fixed(spec: ProblemSpec, hs: tuple[int, ...], leave: tuple[int, ...],
     if objective == "worst":
         mm, nlp_losses, w_final = _minimax(prob, run, targets, tail, ws_plan, bounds, floor, opts, w, progress,
                                            SCAN_ROUNDS if coarse else MINIMAX_ROUNDS)
+        clock.lap("reweighting")
         u, iterations = mm.u, iterations + mm.iterations
         status, discarded = str(mm.stats.get("return_status", "unknown")), mm.discarded
-        cert = _certify(prob, ws_plan, u, w_final, bounds, floor, opts, tail)
-        iterations += cert.iterations
-        _log(f"anytime:   certificate: max regret {cert.worst:.4%} - min_x w.G(x) {cert.dual:.4%} = gap "
-             f"{cert.gap:.2e} (tolerance {cert.tolerance:.2e}), {cert.status}", progress)
+        if _converged(mm) or not coarse:
+            # The kept re-weighted solve is the weighted sum at w_final solved from the solve
+            # before it; when IPOPT converged on it, it is the certificate's dual solve.
+            cert = _certify(prob, ws_plan, u, w_final, bounds, floor, opts, tail,
+                            solved=status if _converged(mm) else None, lam_x=mm.lam_x)
+            iterations += cert.iterations
+            _log(f"anytime:   certificate: max regret {cert.worst:.4%} - min_x w.G(x) {cert.dual:.4%} = gap "
+                 f"{cert.gap:.2e} (tolerance {cert.tolerance:.2e}), {cert.status}"
+                 + (" (the last re-weighted solve)" if _converged(mm) else ""), progress)
+        else:
+            _log("anytime:   no certificate for a coarse scan point (it ranks, it is solved again)", progress)
+        clock.lap("certificate")
     trunk, branches = _schedules_of(plan, u)
     losses = np.array([replay(replace(spec, T=T), np.concatenate([trunk[:t], b])).final
                        for T, t, b in zip(hs, leave, branches, strict=True)])
-    success = status in ("Solve_Succeeded", "Solved_To_Acceptable_Level") and not discarded
+    clock.lap("replay")
+    success = status in SOLVED and not discarded
     if cert is not None:  # the worst regret: the certificate alone decides
-        success, status = cert.success, cert.status if cert.success else GAP_NOT_CLOSED
+        success = cert.success
+        status = cert.status if cert.success or cert.status not in SOLVED else GAP_NOT_CLOSED
+    elif objective == "worst":
+        success, status = False, NOT_CERTIFIED
     return _Solved(leave=leave, plan=plan, trunk=trunk, branches=branches, losses=losses,
                    nlp_losses=np.asarray(nlp_losses, dtype=float), optima=star, objective=objective, weights=w,
                    success=success, status=status, discarded=discarded, iterations=iterations,
-                   multipliers=w_final, certificate=cert, lb_schedules=lb_scheds)
+                   multipliers=w_final, certificate=cert, lb_schedules=lb_scheds, stages=clock.stages)
+
+
+class _Clock:
+    """Wall and CPU seconds (every thread of the process) per stage of a solve."""
+
+    def __init__(self) -> None:
+        self.stages: dict[str, list[float]] = {}
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+
+    def lap(self, name: str) -> None:
+        wall, cpu = time.perf_counter(), time.process_time()
+        acc = self.stages.setdefault(name, [0.0, 0.0])
+        acc[0] += wall - self._wall
+        acc[1] += cpu - self._cpu
+        self._wall, self._cpu = wall, cpu
 
 
 @dataclass(frozen=True)
@@ -446,10 +496,13 @@ class Certificate:
     ``min_x w · G(x) <= min_x max_i G_i(x)``: the weighted sum's optimum ``dual`` is a
     lower bound of the best worst regret, and ``gap = worst − dual`` (``worst`` the plan's
     transcribed worst regret ``max_i G_i(x̂)``) bounds how far the plan is from the
-    minimax. ``dual`` is IPOPT's optimum of the weighted sum, solved afresh at ``w``
-    from ``x̂`` — a local optimum, so the certificate holds against the minima IPOPT
-    reaches from there, not globally. ``success`` when IPOPT solved that problem and
-    ``gap <= tolerance`` (``max(MINIMAX_TOL · worst, MINIMAX_ABS)``)."""
+    minimax. ``dual`` is IPOPT's optimum of the weighted sum at ``w``: the last
+    re-weighted solve when IPOPT converged on it (``x̂`` is then that optimum), else solved
+    on from ``x̂`` (:func:`_certify`) — a local optimum, so the certificate holds against
+    the minima IPOPT reaches from there, not globally. ``success`` when IPOPT solved that problem
+    (``status`` in :data:`SOLVED`; a ``Dual_Stalled`` solve is not solved, and its value
+    only an upper estimate of the minimum) and ``gap <= tolerance``
+    (``max(MINIMAX_TOL · worst, MINIMAX_ABS)``)."""
 
     worst: float
     dual: float
@@ -465,14 +518,18 @@ class Certificate:
 
 
 def _certify(prob: Any, plan: BranchPlan, u: np.ndarray, w: np.ndarray, bounds: tuple[np.ndarray, np.ndarray],
-             floor: np.ndarray, opts: SolverOptions, tail: float) -> Certificate:
+             floor: np.ndarray, opts: SolverOptions, tail: float, solved: str | None = None,
+             lam_x: np.ndarray | None = None) -> Certificate:
     """The weak-duality certificate (:class:`Certificate`) of the rates ``u`` (block
     values) with the weights ``w``: the weighted sum at ``w`` is solved from ``u``, in
     rounds of ``round_iter`` IPOPT iterations (at most ``max_iter``), until IPOPT
-    converges or the weighted sum moves by less than ``DUAL_STALL`` of the tolerance in a
-    round (status ``Dual_Stalled``: its value is then known far more closely than the
-    gap needs; a weighted sum whose weight sits on one horizon leaves the others' branches
-    nearly free, and IPOPT's own tolerance is then slow to reach)."""
+    converges, or until the weighted sum moves by less than ``DUAL_STALL`` of the
+    tolerance in a round (status ``Dual_Stalled``: not solved, so not certified).
+    ``solved`` is IPOPT's status when ``u`` is already its optimum of the weighted sum at
+    ``w`` (the last re-weighted solve converged there): nothing is solved again. IPOPT
+    starts warm (a cold restart from a point that is nearly optimal can spend a whole round
+    regaining it) from ``lam_x``, the bound multipliers of the solve that ended at ``u``,
+    or else from ``−∇(w · G)(u)`` (the bound multipliers where ``u`` is a KKT point)."""
     tg = np.asarray(plan.targets, dtype=float)
     w = np.asarray(w, dtype=float) / float(np.sum(w))
     base = prob.model[: prob.model.size - w.size]
@@ -480,18 +537,23 @@ def _certify(prob: Any, plan: BranchPlan, u: np.ndarray, w: np.ndarray, bounds: 
     worst = float(np.max(_nlp_losses(plan, u, base, tail) / tg - 1.0))
     tolerance = max(MINIMAX_TOL * worst, MINIMAX_ABS)
     dual = float(w @ (_nlp_losses(plan, u, base, tail) / tg - 1.0))
-    status, iterations, x = "not run", 0, u
+    status, iterations, x = solved or "not run", 0, u
+    if lam_x is None and not solved:
+        unit = np.ones(u.size)
+        lam_x = -np.asarray(prob.grad(u, prob.p(unit))[1]).ravel()
     one = replace(opts, max_iter=opts.round_iter)
-    for _ in range(max(1, opts.max_iter // opts.round_iter)):
-        run = run_rounds(prob, x, fresh_scale(prob, x, floor, True), np.zeros(u.size), bounds, floor, one, {})
+    for _ in range(0 if solved else max(1, opts.max_iter // opts.round_iter)):
+        run = run_rounds(prob, x, fresh_scale(prob, x, floor, True), np.zeros(u.size), bounds, floor, one, {},
+                         lam_x=lam_x)
+        lam_x = run.lam_x
         iterations += run.iterations
         new = float(w @ (_nlp_losses(plan, run.u, base, tail) / tg - 1.0))
         moved, dual, x = dual - new, min(dual, new), run.u
         status = str(run.stats.get("return_status", "unknown"))
-        if status in ("Solve_Succeeded", "Solved_To_Acceptable_Level"):
+        if _converged(run):
             break
         if run.discarded or moved <= DUAL_STALL * tolerance:
-            status = "Dual_Stalled"
+            status = DUAL_STALLED
             break
     return Certificate(worst=worst, dual=dual, gap=worst - dual, tolerance=tolerance, weights=w, status=status,
                        iterations=iterations)
@@ -539,16 +601,17 @@ def _minimax(prob: Any, run: Any, targets: tuple[float, ...], tail: float, plan:
     simplex), ``w · G(u_w)`` is the weighted sum's (local) minimum, a lower bound of the
     worst regret by weak duality, and ``max G(u_w)`` is attained: their difference
     ``max G − w · G = Σ_i w_i (max G − G_i)`` is the duality gap, which :func:`_certify`
-    checks afresh at the end. The weights are moved to
+    checks at the end. The weights are moved to
     equalise the regrets: a Newton step on the dual with the Jacobian ``∂G/∂w`` from the
     solves so far (a first secant, then Broyden updates; each solve freshly scaled), each weight changed by at most
     a factor ``WEIGHT_STEP`` per step and kept above ``WEIGHT_MIN`` (a horizon with no
     weight would leave its branch undetermined); a step whose solve has a larger gap than
     the last accepted one is halved (at most ``MINIMAX_BACKTRACK`` times in a row, then it
     stops). Stops when the gap is within the tolerance (:class:`Certificate`), or after
-    ``rounds`` solves.
-    Returns the last run (its iterations those of every re-weighted solve), the rates'
-    ``L + tail`` and the weights.
+    ``rounds`` solves. Each solve is logged once: the weights tried, the regrets, the gap,
+    IPOPT's status and whether the step was accepted.
+    Returns the solve with the smallest gap (its iterations those of every re-weighted
+    solve, its ``stats`` and ``discarded`` its own), the rates' ``L + tail`` and its weights.
     """
     tg = np.asarray(targets, dtype=float)
     base = prob.model[: prob.model.size - w.size]
@@ -557,29 +620,26 @@ def _minimax(prob: Any, run: Any, targets: tuple[float, ...], tail: float, plan:
     G = losses / tg - 1.0
     iterations = 0
     jac: np.ndarray | None = None
-    best: tuple[float, Any, np.ndarray, np.ndarray] | None = None
+    gap = float(np.max(G) - w @ G)
+    best: tuple[float, Any, np.ndarray, np.ndarray] = (gap, last, losses, w)
+    _log(f"anytime:   start  weights {_fmt(w)}: regrets {_fmt(100 * G)}%, gap {gap:.2e}, "
+         f"{_status(last)}, {last.iterations} it", progress)
     pending: np.ndarray | None = None
     backtracks = 0
-    for k in range(rounds + 1):
-        gap = float(np.max(G) - w @ G)
-        if best is None or gap < best[0]:
-            best = (gap, last, losses, w)
-        status = str(last.stats.get("return_status", "unknown"))
-        _log(f"anytime:   weights {np.round(w, 4).tolist()}: regrets {np.round(100 * G, 4).tolist()}%, "
-             f"gap {gap:.2e}, {status}", progress)
+    for k in range(1, rounds + 1):
         if gap <= max(MINIMAX_TOL * float(np.max(G)), MINIMAX_ABS):
-            break  # closed at this solve: the certificate (_certify) checks it afresh
-        if k == rounds:
-            break
+            break  # closed at the accepted solve: the certificate (_certify) checks it
         new_w = _next_weights(w, G, jac) if pending is None else pending
         prob.model = np.concatenate([base, new_w])
         # A fresh curvature scaling: the weights change the curvature of every branch's rates.
+        t1 = time.perf_counter()
         scale = fresh_scale(prob, last.u, floor, True)
         nxt = run_rounds(prob, last.u, scale, np.zeros(last.u.size), bounds, floor,
                          replace(opts, max_iter=min(opts.max_iter, REWEIGHT_ROUNDS * opts.round_iter)), {})
         iterations += nxt.iterations
         new_losses = _nlp_losses(plan, nxt.u, base, tail)
         new_G = new_losses / tg - 1.0
+        new_gap = float(np.max(new_G) - new_w @ new_G)
         dw, dG = new_w - w, new_G - G
         if float(dw @ dw) > 0:
             if jac is None:
@@ -589,19 +649,40 @@ def _minimax(prob: Any, run: Any, targets: tuple[float, ...], tail: float, plan:
                 jac = -c * (np.eye(w.size) - 1.0 / w.size)
             else:
                 jac = jac + np.outer(dG - jac @ dw, dw) / float(dw @ dw)
-        if float(np.max(new_G) - new_w @ new_G) < gap:
-            w, G, losses, last = new_w, new_G, new_losses, nxt
+        accepted = new_gap < gap
+        verdict = "accepted" if accepted else (
+            f"rejected (gap above the accepted {gap:.2e}): "
+            + ("stop" if backtracks >= MINIMAX_BACKTRACK else "halve the step"))
+        _log(f"anytime:   try {k:<2d} weights {_fmt(new_w)}: regrets {_fmt(100 * new_G)}%, gap {new_gap:.2e}, "
+             f"{_status(nxt)}, {nxt.iterations} it, {time.perf_counter() - t1:.1f} s: {verdict}", progress)
+        if accepted:
+            w, G, losses, last, gap = new_w, new_G, new_losses, nxt, new_gap
             pending, backtracks = None, 0
+            if gap < best[0]:
+                best = (gap, last, losses, w)
         elif backtracks >= MINIMAX_BACKTRACK:
             break  # no step from here lowers the gap: the best solve so far is the answer
         else:  # the gap grew: halve the step from the last accepted weights
             pending, backtracks = 0.5 * (w + new_w), backtracks + 1
     # The re-weighted solve with the smallest gap (the weights can oscillate when the
-    # horizons' trade-off is not convex); the certificate checks it afresh.
-    assert best is not None
+    # horizons' trade-off is not convex); the certificate checks it.
     _, last, losses, w = best
     last.iterations = iterations
     return last, losses, w
+
+
+def _fmt(x: np.ndarray) -> str:
+    return "[" + ", ".join(f"{float(v):.4f}" for v in x) + "]"
+
+
+def _status(run: Any) -> str:
+    status = str(run.stats.get("return_status", "unknown"))
+    return f"{status} (last round discarded)" if run.discarded else status
+
+
+def _converged(run: Any) -> bool:
+    """True when IPOPT solved the run's problem to its tolerance (its last round kept)."""
+    return str(run.stats.get("return_status", "unknown")) in SOLVED and not run.discarded
 
 
 def _next_weights(w: np.ndarray, G: np.ndarray, jac: np.ndarray | None) -> np.ndarray:
@@ -629,6 +710,15 @@ def _next_weights(w: np.ndarray, G: np.ndarray, jac: np.ndarray | None) -> np.nd
 
 def _message(best: _Solved) -> str:
     c = best.certificate
+    if c is not None and not c.success and c.status not in SOLVED:
+        return (f"the worst regret is not certified: the weighted-sum (dual) problem at the final weights was "
+                f"not solved by IPOPT ({c.status}"
+                + (": a round of iterations lowered it by less than 1% of the tolerance" if c.status == DUAL_STALLED
+                   else "") + f"), so its value {c.dual:.3e} is only an upper estimate of its minimum and the gap "
+                f"{c.gap:.2e} (tolerance {c.tolerance:.2e}) bounds nothing; the plan is the last weighted-sum "
+                "optimum (raise solver.max_iter, or loosen solver.tol).")
+    if best.status == NOT_CERTIFIED:
+        return "a coarse scan point: ranked by its replayed worst regret, not certified."
     if best.status == GAP_NOT_CLOSED and c is not None:
         return (f"the worst regret is not certified: the weak-duality gap (worst regret {c.worst:.3e} − the "
                 f"weighted sum's minimum {c.dual:.3e} at the final weights = {c.gap:.2e}) is above its "

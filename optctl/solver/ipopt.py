@@ -214,6 +214,22 @@ class Compiled:
     build_time: float = 0.0
     _grad_maps: dict[tuple[int, int], ca.Function] = field(default_factory=dict, repr=False)
     _f_maps: dict[tuple[int, int], ca.Function] = field(default_factory=dict, repr=False)
+    source: Any = field(default=None, repr=False)
+    base: dict[str, Any] = field(default_factory=dict, repr=False)
+    _variants: dict[str, ca.Function] = field(default_factory=dict, repr=False)
+
+    def variant(self, ipopt: dict[str, Any]) -> ca.Function:
+        """The same NLP (the same compiled functions) with the IPOPT options ``ipopt`` on
+        top of its own (a warm start, :data:`WARM_START`); built once per set of options."""
+        key = repr(sorted(ipopt.items()))
+        if key not in self._variants:
+            opts = {**self.base, "ipopt": {**self.base.get("ipopt", {}), **ipopt},
+                    "iteration_callback": self.monitor}
+            try:
+                self._variants[key] = ca.nlpsol("optctl", "ipopt", self.source, opts)
+            except RuntimeError as err:
+                raise _setup_failure(err) from None
+        return self._variants[key]
 
     def p(self, scale: np.ndarray, corr: np.ndarray | None = None) -> np.ndarray:
         """The NLP parameter vector: scale, gradient correction (in ``y`` units), model."""
@@ -405,7 +421,7 @@ def compile_problem(plan: Plan, controls: LearningRate, kappa: float, options: S
         raise _setup_failure(err) from None
     out = Compiled(solver=solver, f=solver.get_function("nlp_f"),
                    grad=solver.get_function("nlp_grad_f"), monitor=monitor, size=n_x, cache=how,
-                   build_time=time.perf_counter() - t0)
+                   build_time=time.perf_counter() - t0, source=source, base=base)
     _CACHE[key] = out
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
@@ -435,11 +451,21 @@ class Rounds:
     rounds: int = 0
     discarded: bool = False
     capped: bool = False
+    lam_x: np.ndarray | None = None
+
+
+# IPOPT's warm start from the bound multipliers of an earlier solve (run_rounds' ``lam_x``):
+# the barrier parameter starts small and the start is barely pushed off its bounds. A cold
+# restart from an optimum (barrier 0.1, the plateau's rates pushed off their bound) can
+# spend a whole round of iterations getting back to where it started.
+WARM_START = {"warm_start_init_point": "yes", "mu_init": 1e-6, "warm_start_bound_push": 1e-9,
+              "warm_start_bound_frac": 1e-9, "warm_start_mult_bound_push": 1e-9}
 
 
 def run_rounds(prob: Compiled, start: np.ndarray, scale: np.ndarray, corr: np.ndarray,
                bounds: tuple[np.ndarray, np.ndarray], floor: np.ndarray, options: SolverOptions,
-               constraints: dict[str, float], clip: float = CURVATURE_CLIP) -> Rounds:
+               constraints: dict[str, float], clip: float = CURVATURE_CLIP,
+               lam_x: np.ndarray | None = None) -> Rounds:
     """IPOPT in rounds of ``options.round_iter`` iterations, re-scaling between rounds.
 
     The curvature scaling is estimated where a round starts; far from there it goes
@@ -449,20 +475,26 @@ def run_rounds(prob: Compiled, start: np.ndarray, scale: np.ndarray, corr: np.nd
     ``max_iter`` on an ill-conditioned problem can) is discarded and the run stops
     there, so a solve never returns worse than its start. ``corr`` is the gradient
     correction per variable, in the units of the controls (rescaled with them); ``clip``
-    the curvature clip of :func:`fresh_scale`.
+    the curvature clip of :func:`fresh_scale`. ``lam_x``: the bound multipliers (in the
+    units of the controls) of an earlier solve that ended at ``start``; every round then
+    starts warm (:data:`WARM_START`) from the multipliers where it starts. The result's
+    ``lam_x`` are those of its last kept round.
     """
     lo, hi = bounds
-    out = Rounds(u=start, scale=scale, stats={})
+    out = Rounds(u=start, scale=scale, stats={}, lam_x=lam_x)
     while True:
         out.rounds += 1
         p = prob.p(out.scale, corr * out.scale)
         f_start = float(prob.f(out.u / out.scale, p)[0])
+        solver, warm = prob.solver, {}
+        if lam_x is not None and out.lam_x is not None:
+            solver, warm = prob.variant(WARM_START), {"lam_x0": out.lam_x * out.scale}
         try:
-            sol = prob.solver(x0=out.u / out.scale, p=p, lbx=lo / out.scale, ubx=hi / out.scale,
-                              **constraints)
+            sol = solver(x0=out.u / out.scale, p=p, lbx=lo / out.scale, ubx=hi / out.scale,
+                         **constraints, **warm)
         except RuntimeError as err:
             raise _setup_failure(err) from None
-        stats = prob.solver.stats()
+        stats = solver.stats()
         status = str(stats.get("return_status", "unknown"))
         if status in SETUP_FAILURES and not prob.monitor.interrupted:
             raise SolverError(f"IPOPT returned {status}: {message(status)}")
@@ -475,6 +507,7 @@ def run_rounds(prob: Compiled, start: np.ndarray, scale: np.ndarray, corr: np.nd
                           and options.max_iter < options.round_iter)
             return out
         out.u = new
+        out.lam_x = np.asarray(sol["lam_x"]).ravel() / out.scale
         if (status != "Maximum_Iterations_Exceeded" or out.iterations >= options.max_iter
                 or prob.monitor.interrupted):
             return out

@@ -26,7 +26,7 @@ from optctl.baselines.anytime import SF_LR_GRID, tune_schedule_free, tune_sgdr, 
 from optctl.io.anytime import write_anytime, write_anytime_run
 from optctl.io.config import RunConfig
 from optctl.model.replay import replay
-from optctl.solver.branching import BranchingResult, horizon_optima, solve_branching
+from optctl.solver.branching import SOLVED, BranchingResult, horizon_optima, solve_branching
 from optctl.solver.evaluate import approximate_evaluator
 from optctl.spec import ProblemSpec, SolverOptions
 from optctl.validate import check_horizons
@@ -142,9 +142,14 @@ def _certificate_line(b: BranchingResult) -> str:
     c = b.certificate
     if c is None:
         return "none (weighted objective)."
+    why = ""
+    if not c.success:
+        why = (": the weighted sum at the final weights was not solved by IPOPT, so its value is only an upper "
+               "estimate of its minimum and the gap bounds nothing" if c.status not in SOLVED else
+               ": the gap is above the tolerance")
     return (f"worst regret {100 * c.worst:.4f}% (transcribed) − the weighted sum's minimum at the final weights "
             f"{100 * c.dual:.4f}% = gap {c.gap:.2e}, tolerance {c.tolerance:.2e}: "
-            f"{'certified' if c.success else 'NOT certified'} ({c.status}); weights "
+            f"{'certified' if c.success else 'NOT certified'} ({c.status}{why}); weights "
             f"{[round(float(x), 4) for x in c.weights]}.")
 
 
