@@ -55,6 +55,7 @@ def test_family_with_given_hyperparameters_writes_its_table(tmp_path: Path) -> N
     assert load_config(out / "config.yaml").family is not None  # the config round-trips
 
 
+@pytest.mark.slow
 def test_tuned_family_from_yaml_drives_torch_to_its_expected_loss(tmp_path: Path) -> None:
     """`tune: true` → table → ScheduleFreeSGD on real minibatches: the table's expected L_T."""
     out = _run(tmp_path, {**BASE, "family": {"name": "schedule-free", "tune": True}})
@@ -87,6 +88,7 @@ def test_tuned_family_from_yaml_drives_torch_to_its_expected_loss(tmp_path: Path
     assert abs(losses.mean() - default) > 4 * se or default > table.expected_loss
 
 
+@pytest.mark.slow
 def test_momentum_controls_from_yaml_to_torch_sgd(tmp_path: Path) -> None:
     """`controls: [lr, momentum]` → optctl solve → export → torch SGD runs MODEL.md §3's update."""
     d = {**BASE, "model": {"a": 1.3, "b": 2.75, "N": 40, "sigma": 0.7},

@@ -124,6 +124,7 @@ def _read_output(opt: object, w: object) -> object:
     return w.detach()  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", F.FAMILIES)
 def test_torch_minibatch_runs_match_the_expected_loss(name: str) -> None:
     T = SPEC.T
@@ -139,6 +140,7 @@ def test_torch_minibatch_runs_match_the_expected_loss(name: str) -> None:
     assert np.any(np.abs(mean[CHECKPOINTS] - wrong[CHECKPOINTS]) > band)
 
 
+@pytest.mark.slow
 def test_ema_table_through_torch_sgd_matches_the_momentum_model() -> None:
     """An (η, β) schedule as a table through torch's SGD: minibatch runs match MODEL.md §3."""
     T = SPEC.T
