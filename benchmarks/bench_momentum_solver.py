@@ -174,16 +174,25 @@ def _continuation_ok(s: dict[str, Any]) -> bool:
     return rungs_ok and gaps_ok and s["relative_difference"] <= AGREE_RTOL and first["total_s"] <= WALL_MAX_S
 
 
+def _state(r: dict[str, Any]) -> str:
+    """``ok`` for IPOPT success; a status that says success with ``success`` false means the
+    solver's last round ended above its start and was discarded (the round's start is returned)."""
+    if r["success"]:
+        return "ok"
+    return f"{r['status']}, last round discarded" if r["status"] == "Solve_Succeeded" else r["status"]
+
+
 def _continuation_report(s: dict[str, Any]) -> list[str]:
     lines = [f"## T = {s['T']} by horizon continuation (normalised initial loss, refined grid K = 48)", "",
              "Each rung starts from the previous rung's optimum rescaled in t/T "
-             "(`optctl.solver.continuation.solve_continuation`).", "",
+             "(`optctl.solver.continuation.solve_continuation`). \"ok\": IPOPT success; \"last round "
+             "discarded\": IPOPT's last round ended (Solve_Succeeded) above the point it started from, "
+             "so that start is returned and the solve does not count as a success.", "",
              "| ladder | rungs: status, IPOPT iterations, s | final status | L_T | replay gap | total wall s |",
              "|---|---|---|---|---|---|"]
     for name, r in s["ladders"].items():
-        rungs = "; ".join(f"{g['T']}: {'ok' if g['success'] else g['status']}, {g['iterations']}, "
-                          f"{g['seconds']:.0f}" for g in r["rungs"])
-        lines.append(f"| {name} | {rungs} | {r['status']} | {r['loss']:.10g} | {r['replay_gap']:.1e} | "
+        rungs = "; ".join(f"{g['T']}: {_state(g)}, {g['iterations']}, {g['seconds']:.0f}" for g in r["rungs"])
+        lines.append(f"| {name} | {rungs} | {_state(r)} | {r['loss']:.10g} | {r['replay_gap']:.1e} | "
                      f"{r['total_s']:.1f} |")
     lines += ["", f"Two ladders: relative difference {s['relative_difference']:.1e} (claim: ≤ {AGREE_RTOL:g}); "
               f"replay gaps ≤ {GAP_MAX:g}; the first ladder's total under {WALL_MAX_S:.0f} s: "
