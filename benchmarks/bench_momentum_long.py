@@ -3,6 +3,7 @@
     python benchmarks/bench_momentum_long.py                        # both settings, every case
     python benchmarks/bench_momentum_long.py --setting project --case hard --max-T 31623
     python benchmarks/bench_momentum_long.py --report-only          # tables from what is solved
+    python benchmarks/bench_momentum_long.py --K 96                 # the same on 96 blocks (not run yet)
 
 The (η, β) study of docs/controls.md (``optctl.studies.momentum``, the converged solver:
 refined grid K = 48, block propagator, grouped modes) on the models of the families study
@@ -58,7 +59,7 @@ def _flag(rec: dict[str, Any]) -> str:
     return f" [{'; '.join(out)}]" if out else ""
 
 
-def exponent_report(long_out: Path, families_out: Path) -> str:
+def exponent_report(long_out: Path, families_out: Path, K: int = 48) -> str:
     """Markdown: every method per case and horizon (project setting), slopes, theory, verdict."""
     fam_cfg = load_study()
     points = load_points(long_out / "project")
@@ -71,8 +72,8 @@ def exponent_report(long_out: Path, families_out: Path) -> str:
              "`python benchmarks/bench_momentum_families.py` (the other columns). Brackets: a solve "
              "that did not end in IPOPT success, or two starts that differ by more than 1e-4. "
              "Optimal SGD is solved on its default grid (per step to T = 500, then 100 refined "
-             "blocks), (η, β) on 48 refined blocks; \"vs SGD on its grid\" compares with the "
-             "learning-rate optimum on those 48 blocks, the start of the (η, β) solve.", ""]
+             f"blocks), (η, β) on {K} refined blocks; \"vs SGD on its grid\" compares with the "
+             f"learning-rate optimum on those {K} blocks, the start of the (η, β) solve.", ""]
     for case, model in fam_cfg["models"].items():
         path = families_out / f"{case}.json"
         if not path.exists():
@@ -129,7 +130,10 @@ def exponent_report(long_out: Path, families_out: Path) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default="results/momentum_long")
+    p.add_argument("--out", default=None, help="default results/momentum_long (K = 48) or results/momentum_long_K<K>")
+    p.add_argument("--K", type=int, default=48,
+                   help="refined blocks of the (η, β) solves (default 48, the study file's; 96 removes the "
+                        "local optima measured at T = 1e5, docs/controls.md)")
     p.add_argument("--families", default="results/momentum_families")
     p.add_argument("--setting", choices=("project", "notebook", "both"), default="both")
     p.add_argument("--case", action="append", choices=("hard", "hard_b2", "easy"))
@@ -138,10 +142,11 @@ def main() -> int:
                    help="also solve from the default start up to this horizon (default 10^4)")
     p.add_argument("--report-only", action="store_true")
     args = p.parse_args()
-    out, fam_out = Path(args.out), Path(args.families)
+    out = Path(args.out or ("results/momentum_long" if args.K == 48 else f"results/momentum_long_K{args.K}"))
+    fam_out = Path(args.families)
     base = load_control_study()
     models = {k: dict(v) for k, v in load_study()["models"].items()}
-    study = dataclasses.replace(base, models=models)
+    study = dataclasses.replace(base, models=models, solver=dataclasses.replace(base.solver, K=args.K))
     cases = args.case or ["hard", "easy", "hard_b2"]
     settings = ["project", "notebook"] if args.setting == "both" else [args.setting]
     for setting in settings:
@@ -154,8 +159,9 @@ def main() -> int:
         done = {c: hs for c, hs in done.items() if hs}
         if done:  # the setting's summary, report and figures over every solved point
             run_momentum_study(out / setting, study=study, horizons=done, setting=setting, progress=False)
-    write_text_atomic(fam_out / "exponents.md", exponent_report(out, fam_out))
-    print(f"wrote {fam_out / 'exponents.md'} and {out}/<setting>/report.md")
+    name = "exponents.md" if args.K == 48 else f"exponents_K{args.K}.md"
+    write_text_atomic(fam_out / name, exponent_report(out, fam_out, args.K))
+    print(f"wrote {fam_out / name} and {out}/<setting>/report.md")
     return 0
 
 
