@@ -530,3 +530,161 @@ def branching_from_dict(d: Mapping[str, Any]) -> BranchingTable:
                               spec=d.get("spec", {}), source=d.get("source", {}))
     except KeyError as err:
         raise ExportError(f"branching table misses the field {err}") from None
+
+
+# --- momentum-family tables ----------------------------------------------------------------
+
+FAMILY_SCHEMA = "optctl.family_table"
+# The per-step coefficient columns of each kind of family table (docs/momentum_families.md §2).
+FAMILY_COLUMNS: dict[str, tuple[str, ...]] = {
+    "gen-mom": ("gamma1", "gamma2", "gamma3", "Delta"),
+    "schedule-free": ("lr", "beta"),
+}
+FAMILY_KINDS: dict[str, str] = {"dana-decaying": "gen-mom", "dana-constant": "gen-mom",
+                                "log-time": "gen-mom", "schedule-free": "schedule-free"}
+# A coefficient that must vanish or match for a family to fit torch's SGD, to this tolerance.
+_EXPRESS_RTOL = 1e-12
+
+
+@dataclass(frozen=True, eq=False)
+class FamilyTable:
+    """The per-step coefficients of a momentum family (docs/momentum_families.md §2).
+
+    ``family`` is one of ``dana-decaying``, ``dana-constant``, ``log-time``,
+    ``schedule-free``; ``columns`` holds one value per update ``t = 0..T−1`` of
+
+    - Gen-Mom-SGD families (DANA, log-time): ``gamma1, gamma2, gamma3, Delta`` of
+      ``y_t = (1 − Δ_t) y_{t−1} + γ₁(t) g_t``, ``θ_{t+1} = θ_t − γ₂(t) g_t − γ₃(t) y_t``,
+      ``y_{−1} = 0``, gradient at ``θ_t``;
+    - Schedule-Free SGD: ``lr, beta`` of ``y_t = (1 − β_t) z_t + β_t x_t``,
+      ``z_{t+1} = z_t − γ_t g(y_t)``, ``x_{t+1} = (1 − c) x_t + c z_{t+1}``, ``c = 1/(t + 2)``
+      (0-based ``t``), ``x_0 = z_0``; the trained model is ``x``.
+
+    ``params`` are the family's hyperparameters, ``spec`` the model they were chosen for
+    and ``expected_loss`` the exact expected ``L_T`` of the recursion (when known).
+    The torch adapter drives them with :class:`optctl.torch.GenMomSGD` and
+    :class:`optctl.torch.ScheduleFreeSGD`; :meth:`to_schedule_table` converts the cases
+    that torch's own SGD can run (and refuses the others, saying why).
+    """
+
+    family: str
+    columns: Mapping[str, Any]
+    params: Mapping[str, Any] = field(default_factory=dict)
+    spec: Mapping[str, Any] = field(default_factory=dict)
+    expected_loss: float | None = None
+    source: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILY_KINDS:
+            raise ExportError(f"family table family = {self.family!r}: expected one of "
+                              f"{', '.join(FAMILY_KINDS)}")
+        if not isinstance(self.columns, Mapping):
+            raise ExportError(f"family table columns = {self.columns!r}: expected a mapping name -> values")
+        need = FAMILY_COLUMNS[self.kind]
+        if set(self.columns) != set(need):
+            raise ExportError(f"family table ({self.family}) has columns {sorted(self.columns)}; "
+                              f"a {self.kind} table needs exactly {', '.join(need)}")
+        T: int | None = None
+        cols: dict[str, np.ndarray] = {}
+        for name in need:
+            arr = _column(name, self.columns[name], T)
+            T = arr.size
+            cols[name] = arr
+        if self.kind == "gen-mom":
+            _check_closed("Delta", cols["Delta"], "the velocity's decay rate Δ lies in [0, 1]")
+            for name in ("gamma1", "gamma2", "gamma3"):
+                _check_range(name, cols[name], 0.0, None, "step coefficients must be >= 0")
+        else:
+            _check_range("lr", cols["lr"], 0.0, None, "learning rates must be >= 0")
+            _check_closed("beta", cols["beta"], "β must lie in [0, 1]")
+        object.__setattr__(self, "columns", cols)
+        for name in ("params", "spec", "source"):
+            value = getattr(self, name)
+            if not isinstance(value, Mapping):
+                raise ExportError(f"family table {name} = {value!r}: expected a mapping")
+            object.__setattr__(self, name, dict(value))
+        if self.expected_loss is not None:
+            object.__setattr__(self, "expected_loss", float(self.expected_loss))
+
+    @property
+    def kind(self) -> str:
+        """``gen-mom`` (a velocity and the iterate) or ``schedule-free`` (``z`` and ``x``)."""
+        return FAMILY_KINDS[self.family]
+
+    @property
+    def T(self) -> int:
+        return int(next(iter(self.columns.values())).size)
+
+    def column(self, name: str) -> np.ndarray:
+        if name not in self.columns:
+            raise ExportError(f"family table ({self.family}) has no column {name!r}; columns are "
+                              f"{', '.join(self.columns)}")
+        return np.asarray(self.columns[name])
+
+    def row(self, t: int) -> dict[str, float]:
+        """The coefficients of update ``t`` (``0 <= t < T``)."""
+        if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 0 <= t < self.T:
+            raise ExportError(f"update {t!r} is outside the family table (T = {self.T} updates, "
+                              f"0 <= t < {self.T}); solve or tune the family for the longer run")
+        return {name: float(col[t]) for name, col in self.columns.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the header and the columns as lists (read back by :func:`family_table_from_dict`)."""
+        return {"schema": FAMILY_SCHEMA, "schema_version": 1, "family": self.family, "kind": self.kind,
+                "T": self.T, "params": {k: v for k, v in self.params.items() if not k.startswith("_")},
+                "spec": self.spec, "expected_loss": self.expected_loss, "source": self.source,
+                "columns": {k: [float(x) for x in v] for k, v in self.columns.items()}}
+
+    def to_schedule_table(self) -> ScheduleTable:
+        """The same updates as a :class:`ScheduleTable` for torch's SGD, where that exists.
+
+        Gen-Mom-SGD with ``γ₂ ≡ 0`` and ``γ₁ ≡ Δ`` is EMA momentum: ``lr_t = γ₃(t)``,
+        ``μ_t = 1 − Δ_t`` (torch ``SGD(momentum=μ, dampening=μ)`` from a zero buffer,
+        which :class:`optctl.torch.TableScheduler` sets up); ``Δ ≡ γ₁ ≡ 1`` is plain SGD with
+        ``lr_t = γ₂ + γ₃``. Everything else raises :class:`ExportError`: DANA and the
+        damped log-time momentum step along the fresh gradient and the velocity with
+        independent weights (``γ₂ g + γ₃ y``), which one momentum buffer cannot hold, and
+        Schedule-Free keeps two iterates (``z`` and the average ``x``).
+        """
+        c = self.columns
+        if self.kind == "schedule-free":
+            raise ExportError(
+                f"{self.family}: its state is two iterates (z and the running average x, the "
+                "gradient taken at y = (1 - beta) z + beta x), which torch.optim.SGD cannot "
+                "express; drive it with optctl.torch.ScheduleFreeSGD(params, family_table)")
+        g1, g2, g3, D = c["gamma1"], c["gamma2"], c["gamma3"], c["Delta"]
+        source = {**self.source, "family": self.family, "params": self.to_dict()["params"]}
+        if np.allclose(D, 1.0, rtol=0, atol=_EXPRESS_RTOL) and np.allclose(g1, 1.0, rtol=0, atol=_EXPRESS_RTOL):
+            return ScheduleTable(lr=g2 + g3, spec=self.spec, source=source)
+        if np.all(g2 <= _EXPRESS_RTOL * np.maximum(g3, 1e-300)) and np.allclose(
+                g1, D, rtol=_EXPRESS_RTOL, atol=0):
+            return ScheduleTable(lr=g3, momentum=1.0 - D, spec=self.spec, source=source)
+        raise ExportError(
+            f"{self.family}: each update steps along the fresh gradient and the velocity with "
+            "independent weights (theta -= gamma2 g + gamma3 y, y = (1 - Delta) y + gamma1 g), a "
+            "state that torch.optim.SGD's single momentum buffer cannot express (its Nesterov form "
+            "would need gamma3 = gamma2 (1 - Delta) and gamma1 = 1); drive it with "
+            "optctl.torch.GenMomSGD(params, family_table)")
+
+
+def _check_closed(name: str, arr: np.ndarray, rule: str) -> None:
+    """Values in the closed interval ``[0, 1]``."""
+    bad = (arr < 0.0) | (arr > 1.0)
+    if bad.any():
+        t = int(np.argmax(bad))
+        raise ExportError(f"table column {name}[{t}] = {float(arr[t])!r}: {rule}")
+
+
+def family_table_from_dict(d: Mapping[str, Any]) -> FamilyTable:
+    """Read :meth:`FamilyTable.to_dict`'s output back (checks the schema)."""
+    if not isinstance(d, Mapping) or d.get("schema") != FAMILY_SCHEMA:
+        raise ExportError(f"not a family table (schema {d.get('schema') if isinstance(d, Mapping) else d!r}, "
+                          f"expected {FAMILY_SCHEMA!r}); write it with FamilyTable.to_dict")
+    if d.get("schema_version") != 1:
+        raise ExportError(f"family table schema_version = {d.get('schema_version')!r}: this optctl reads 1")
+    table = FamilyTable(family=d["family"], columns=d["columns"], params=d.get("params", {}),
+                        spec=d.get("spec", {}), expected_loss=d.get("expected_loss"),
+                        source=d.get("source", {}))
+    if "T" in d and d["T"] != table.T:
+        raise ExportError(f"family table says T = {d['T']} but its columns hold {table.T} updates")
+    return table

@@ -18,6 +18,9 @@ The only optctl module that imports torch (an optional extra: ``pip install optc
   of an anytime plan (:class:`~optctl.table.BranchingTable`, docs/anytime.md): train the
   trunk, save a checkpoint after ``leave[i]`` updates, and later train branch ``i`` from it.
 - The plain callable is :meth:`optctl.table.ScheduleTable.schedule`.
+- :class:`GenMomSGD` and :class:`ScheduleFreeSGD`, small optimizers that run a
+  :class:`~optctl.table.FamilyTable` (DANA, log-time momentum, Schedule-Free;
+  docs/momentum_families.md) update by update; :func:`family_optimizer` picks one.
 
 Torch's SGD starts its momentum buffer from the raw gradient (``buf_0 = g_0``) whereas
 the model's velocity starts at ``v_0 = β_0 g_0``. :class:`TableScheduler` removes the
@@ -45,8 +48,11 @@ except ImportError as err:  # torch is an optional extra
                       "with `pip install 'optctl[torch]'` (or see pytorch.org for a CUDA build)") from err
 
 from optctl.errors import ExportError
-from optctl.table import PAST_END, BranchingTable, PastEnd, ScheduleTable
+from optctl.table import PAST_END, BranchingTable, FamilyTable, PastEnd, ScheduleTable
 from optctl.validate import check_choice
+
+# Written for μ_t = 0 into SGD groups (see TableScheduler._apply): torch skips a zero momentum.
+SGD_ZERO_MOMENTUM = 1e-300
 
 Mode = Literal["absolute", "relative"]
 Index = Literal["steps", "samples"]
@@ -181,6 +187,8 @@ class TableScheduler(LRScheduler):
                  momentum: bool | None = None, init_momentum_buffers: bool = True,
                  total_steps: int | None = None, compose: Compose = "replace",
                  last_epoch: int = -1) -> None:
+        if isinstance(table, FamilyTable):  # EMA-momentum and plain-SGD families; the others raise
+            table = table.to_schedule_table()
         if not isinstance(table, ScheduleTable):
             raise ExportError(f"table = {type(table).__name__}: pass a ScheduleTable "
                               "(optctl.load_table(path), or optctl.schedule(config, T))")
@@ -380,6 +388,10 @@ class TableScheduler(LRScheduler):
                 else:
                     group["betas"] = (mu, *group["betas"][1:])
             else:
+                # torch's SGD skips its buffer when momentum == 0, so the next update would
+                # read a stale buffer; a momentum of 1e-300 makes the buffer the gradient
+                # (1e-300 buf + (1 - 1e-300) g = g in floating point), the EMA step of μ = 0
+                mu = mu if mu != 0.0 else SGD_ZERO_MOMENTUM
                 group["momentum"] = mu
                 group["dampening"] = mu
             self._momentum_written[i] = mu
@@ -783,3 +795,152 @@ def branch_scheduler(optimizer: Optimizer, plan: BranchingTable, i: int, **kwarg
     if not _is_int(i) or not 0 <= int(i) < len(plan.horizons):
         raise ExportError(f"branch i = {i!r}: expected an integer 0 <= i < {len(plan.horizons)}")
     return TableScheduler(optimizer, plan.branch_table(int(i)), **kwargs)
+
+
+# --- momentum families (docs/momentum_families.md) -------------------------------------------
+
+
+class _FamilyOptimizer(Optimizer):
+    """Shared part of the family optimizers: one table row per ``step()``, in float64 or not."""
+
+    def __init__(self, params: Any, table: FamilyTable, kind: str) -> None:
+        if not isinstance(table, FamilyTable):
+            raise ExportError(f"table = {type(table).__name__}: pass a FamilyTable "
+                              "(optctl.model.families.to_table, or the family_table.json of a run)")
+        if table.kind != kind:
+            raise ExportError(f"the table is {table.family} ({table.kind}); drive it with "
+                              f"{'ScheduleFreeSGD' if table.kind == 'schedule-free' else 'GenMomSGD'}")
+        super().__init__(params, {})
+        self.table = table
+        self.t = 0
+
+    def _row(self) -> dict[str, float]:
+        row = self.table.row(self.t)  # raises past the table's end
+        for group in self.param_groups:  # visible to loggers, as an lr scheduler's values are
+            group.update(row)
+        return row
+
+    def state_dict(self) -> dict[str, Any]:
+        out = super().state_dict()
+        out["family_t"] = self.t
+        return out
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        self.t = int(state_dict.pop("family_t", 0))
+        super().load_state_dict(state_dict)
+
+
+class GenMomSGD(_FamilyOptimizer):
+    """Gen-Mom-SGD from a family table (DANA-constant, DANA-decaying, log-time momentum).
+
+    Update ``t`` reads ``γ₁, γ₂, γ₃, Δ`` from row ``t`` of the table and does
+    ``y ← (1 − Δ) y + γ₁ g``, ``θ ← θ − γ₂ g − γ₃ y`` with ``y`` starting at zero
+    (Paquette et al., arXiv:2505.16098; docs/momentum_families.md §2). The coefficients of
+    the last update are also written into each param group (``group["gamma2"]`` ...).
+    Stepping past the table's end raises :class:`~optctl.errors.ExportError`.
+    """
+
+    def __init__(self, params: Any, table: FamilyTable) -> None:
+        super().__init__(params, table, "gen-mom")
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        r = self._row()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                state = self.state[p]
+                if "velocity" not in state:
+                    state["velocity"] = torch.zeros_like(p)
+                y = state["velocity"]
+                y.mul_(1.0 - r["Delta"]).add_(g, alpha=r["gamma1"])
+                p.add_(g, alpha=-r["gamma2"]).add_(y, alpha=-r["gamma3"])
+        self.t += 1
+        return loss
+
+
+class ScheduleFreeSGD(_FamilyOptimizer):
+    """Schedule-Free SGD from a family table (Defazio et al., *The Road Less Scheduled*, 2024).
+
+    The parameters hold the gradient point ``y_t = (1 − β_t) z_t + β_t x_t`` while training;
+    update ``t`` reads ``γ_t, β_t`` (row ``t``) and does ``z ← z − γ_t g(y_t)``,
+    ``x ← (1 − c) x + c z`` with ``c = 1/(t + 2)``, then moves the parameters to
+    ``y_{t+1}`` (with ``β_{t+1}``; the last row's ``β`` past the end). The trained model is
+    ``x``: call :meth:`eval` before evaluating or saving it and :meth:`train` to go on.
+    ``c`` is the uniform average of the paper with constant weights; its warm-up weighting
+    ``c ∝ γ_t²`` is not implemented (nor in the model), so this is not the ``schedulefree``
+    package's ``SGDScheduleFree``, whose defaults differ.
+    """
+
+    def __init__(self, params: Any, table: FamilyTable) -> None:
+        super().__init__(params, table, "schedule-free")
+        self.training = True
+
+    def _start(self, p: Tensor) -> dict[str, Tensor]:
+        state = self.state[p]
+        if "z" not in state:
+            if not self.training:
+                raise ExportError("ScheduleFreeSGD.step() in eval mode: call optimizer.train() first")
+            state["z"] = p.detach().clone()  # x_0 = z_0 = y_0
+            state["x"] = p.detach().clone()
+        return state
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        if not self.training:
+            raise ExportError("ScheduleFreeSGD.step() in eval mode (the parameters hold the average x); "
+                              "call optimizer.train() before training again")
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        r = self._row()
+        c = 1.0 / (self.t + 2.0)
+        beta_next = float(self.table.column("beta")[min(self.t + 1, self.table.T - 1)])
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self._start(p)
+                z, x = state["z"], state["x"]
+                z.add_(p.grad, alpha=-r["lr"])
+                x.mul_(1.0 - c).add_(z, alpha=c)
+                p.copy_(z).mul_(1.0 - beta_next).add_(x, alpha=beta_next)
+        self.t += 1
+        return loss
+
+    @torch.no_grad()
+    def eval(self) -> None:
+        """Parameters ← the average ``x`` (the model Schedule-Free trains)."""
+        if self.training:
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if "x" in self.state[p]:
+                        p.copy_(self.state[p]["x"])
+        self.training = False
+
+    @torch.no_grad()
+    def train(self) -> None:
+        """Parameters ← the gradient point ``y`` again."""
+        if not self.training:
+            beta = float(self.table.column("beta")[min(self.t, self.table.T - 1)])
+            for group in self.param_groups:
+                for p in group["params"]:
+                    st = self.state[p]
+                    if "x" in st:
+                        p.copy_(st["z"]).mul_(1.0 - beta).add_(st["x"], alpha=beta)
+        self.training = True
+
+
+def family_optimizer(params: Any, table: FamilyTable) -> Optimizer:
+    """The torch optimizer that runs ``table``: :class:`GenMomSGD` or :class:`ScheduleFreeSGD`."""
+    if not isinstance(table, FamilyTable):
+        raise ExportError(f"table = {type(table).__name__}: pass a FamilyTable")
+    return ScheduleFreeSGD(params, table) if table.kind == "schedule-free" else GenMomSGD(params, table)

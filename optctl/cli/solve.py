@@ -49,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--out", args.out, "is empty; give a folder, or leave --out out for the default")
     out = Path(args.out) if args.out else default_out(cfg.name, cfg.problem.T)
     check_new(out, args.overwrite)
+    if cfg.family is not None:
+        return _family(cfg, out, args, str(path))
     if cfg.horizons is not None:  # before any work
         estimate = check_branching_fits(cfg.problem, cfg.horizons, cfg.solver,
                                         baselines=not args.no_baselines and bool(cfg.baselines))
@@ -128,6 +130,24 @@ def _anytime(cfg: RunConfig, out: Path, args: argparse.Namespace, source: str) -
         print(f"results written to {out} (solver did not succeed)")
         return SOLVER_FAILED
     print(f"results written to {out}")
+    return 0
+
+
+def _family(cfg: RunConfig, out: Path, args: argparse.Namespace, source: str) -> int:
+    """A config with ``family:``: tune or evaluate the momentum family, write its table."""
+    if args.law:
+        raise ConfigError("--law", True, "a config with `family:` runs that family, not the law; drop --law")
+    fam = cfg.family
+    assert fam is not None
+    with claim(out, overwrite=args.overwrite):
+        from optctl.studies.families import run_family, write_family_run
+
+        table, info, curve = run_family(cfg.problem, fam, progress=None if args.quiet else
+                                        (lambda line: print(line, file=sys.stderr, flush=True)))
+        write_family_run(out, cfg, table, info, curve, overwrite=args.overwrite, source=source)
+    edge = " (tuning ended on its grid edge)" if info.get("on_edge") else ""
+    print(f"{fam.name} at T = {cfg.problem.T}: expected L_T = {info['loss']:.6e} with {info['params']}{edge}")
+    print(f"results written to {out} (family_table.json drives optctl.torch.family_optimizer)")
     return 0
 
 

@@ -9,6 +9,7 @@ A config file (schema version 1) looks like::
     solver: {grid: auto, K: 100}  # optional; any SolverOptions field
     baselines: [constant, power_law, linear_decay, cosine, wsd]  # optional
     controls: [lr]                # optional; [lr, batch_size] or [lr, momentum]
+    family: {name: schedule-free, tune: true}   # optional; a momentum family instead of a solve
 
 ``controls`` (optional, default ``[lr]``) picks the control problem of MODEL.md §4:
 with ``batch_size`` the keys ``training.m_min`` and ``training.m_max`` are required
@@ -17,6 +18,14 @@ with ``batch_size`` the keys ``training.m_min`` and ``training.m_max`` are requi
 ``training.kappa`` (smoothness penalty, default 0) are accepted. A bound given for a
 control that is not chosen is an error. These keys are additions to schema version 1:
 files without them mean exactly what they meant before.
+
+``family`` (optional) replaces the solve by a momentum family of
+docs/momentum_families.md (``dana-decaying``, ``dana-constant``, ``log-time``,
+``schedule-free``; underscores accepted): either its two tuning coordinates are given
+(``gamma2, gamma3`` for DANA, ``lr, gamma3`` for log-time, ``lr, beta`` for
+Schedule-Free; DANA and log-time also accept their fixed ``delta``, ``kappa``,
+log-time ``gamma2``) or ``tune: true`` tunes them for ``training.T`` under the exact
+model. A family runs with ``controls: [lr]`` only and without ``horizons``.
 
 ``model`` and ``training`` together are the fields of :class:`~optctl.spec.ProblemSpec`
 (Bordelon & Mori, arXiv:2602.04774, section 2: ``a``, ``b``, ``N``, ``σ`` → ``sigma``,
@@ -81,7 +90,14 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "solver": _SOLVER_KEYS,
 }
 _TOP_KEYS: tuple[str, ...] = ("schema_version", "name", "model", "training", "solver", "baselines",
-                              "controls", "horizons", "leave")
+                              "controls", "horizons", "leave", "family")
+# The momentum families a config can run instead of a solve: (tuning coordinates, fixed keys).
+FAMILY_KEYS: dict[str, tuple[tuple[str, str], tuple[str, ...]]] = {
+    "dana-decaying": (("gamma2", "gamma3"), ("delta", "kappa")),
+    "dana-constant": (("gamma2", "gamma3"), ("delta",)),
+    "log-time": (("lr", "gamma3"), ("gamma2", "delta", "kappa")),
+    "schedule-free": (("lr", "beta"), ()),
+}
 # Examples shown in "required key" messages: the hard-phase reference case.
 _EXAMPLES: dict[str, str] = {"model.a": "a: 3.5", "model.b": "b: 5.0", "training.T": "T: 1000"}
 
@@ -91,6 +107,63 @@ _EXAMPLES: dict[str, str] = {"model.a": "a: 3.5", "model.b": "b: 5.0", "training
 
 LEAVE_WITHOUT_HORIZONS = ("leave points belong to an anytime plan: add `horizons: [T_1, ..., T_n]` (one "
                           "leave point 0 <= t_i < T_i per horizon), or remove `leave:`")
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """A momentum family of a run config: its name, and its hyperparameters or ``tune``.
+
+    ``params`` holds the given hyperparameters (both tuning coordinates, and optionally the
+    family's fixed keys, :data:`FAMILY_KEYS`); with ``tune`` the two coordinates are tuned
+    for the horizon (docs/momentum_families.md §4) and no hyperparameter may be given.
+    """
+
+    name: str
+    params: Mapping[str, float] = field(default_factory=dict)
+    tune: bool = False
+
+    def __post_init__(self) -> None:
+        name = self.name.replace("_", "-") if isinstance(self.name, str) else self.name
+        if name not in FAMILY_KEYS:
+            raise ConfigError("family.name", self.name, f"choose one of {', '.join(FAMILY_KEYS)} "
+                              f"(underscores also accepted){'; ' + suggest(str(name), tuple(FAMILY_KEYS)) if isinstance(name, str) else ''}")
+        object.__setattr__(self, "name", name)
+        if not isinstance(self.tune, bool):
+            raise SpecTypeError("family.tune", self.tune, "true or false")
+        coords, fixed = FAMILY_KEYS[name]
+        params = dict(self.params)
+        for key, value in params.items():
+            if key not in coords + fixed:
+                raise ConfigError(f"family.{key}", value, f"is not a hyperparameter of {name}; "
+                                  f"{suggest(key, coords + fixed)}allowed: {', '.join(coords + fixed)}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise SpecTypeError(f"family.{key}", value, "a finite number")
+            params[key] = float(value)
+        if self.tune and params:
+            raise ConfigError(f"family.{next(iter(params))}", params[next(iter(params))],
+                              f"tune: true tunes {coords[0]} and {coords[1]} with the family's default "
+                              "fixed values; drop the hyperparameters, or drop tune: true and give both")
+        if not self.tune:
+            for key in coords:
+                if key not in params:
+                    raise ConfigError(f"family.{key}", MISSING, f"is required for {name} (give "
+                                      f"{coords[0]} and {coords[1]}), or write tune: true to tune them")
+        object.__setattr__(self, "params", params)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **({"tune": True} if self.tune else {}), **self.params}
+
+
+def family_spec(value: object) -> FamilySpec | None:
+    """The ``family:`` mapping of a config (``None`` when absent)."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise SpecTypeError("family", value, "a mapping such as {name: schedule-free, tune: true}")
+    if "name" not in value:
+        raise ConfigError("family.name", MISSING, f"is required; one of {', '.join(FAMILY_KEYS)}")
+    rest = {k: v for k, v in value.items() if k not in ("name", "tune")}
+    return FamilySpec(name=value["name"], params=rest, tune=value.get("tune", False))
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -112,9 +185,19 @@ class RunConfig:
     controls: ControlSpec = field(default_factory=ControlSpec)
     horizons: tuple[int, ...] | None = None
     leave: tuple[int, ...] | None = None
+    family: FamilySpec | None = None
 
     def __post_init__(self) -> None:
         check_name(self.name)
+        if self.family is not None:
+            if not isinstance(self.family, FamilySpec):
+                raise SpecTypeError("family", self.family, "a FamilySpec")
+            if self.controls.controls != ("lr",):
+                raise ConfigError("family", self.family.name, "a momentum family has its own "
+                                  "hyperparameters; drop the config's controls (or the family)")
+            if self.horizons is not None:
+                raise ConfigError("family", self.family.name, "a family runs one horizon (training.T); "
+                                  "drop `horizons:`")
         if self.horizons is not None:
             hs = check_horizons(list(self.horizons) if isinstance(self.horizons, tuple) else self.horizons)
             object.__setattr__(self, "horizons", hs)
@@ -166,6 +249,8 @@ class RunConfig:
             out["horizons"] = list(self.horizons)
         if self.leave is not None:
             out["leave"] = list(self.leave)
+        if self.family is not None:
+            out["family"] = self.family.to_dict()
         return out
 
 
@@ -311,7 +396,8 @@ def _build(d: Mapping[str, Any], source: str | None) -> RunConfig:
     return RunConfig(name=name, problem=problem, solver=solver, baselines=baselines, source=source,
                      controls=controls, horizons=None if horizons is None else tuple(horizons),
                      leave=None if d.get("leave") is None else
-                     tuple(d["leave"]) if isinstance(d["leave"], list) else d["leave"])
+                     tuple(d["leave"]) if isinstance(d["leave"], list) else d["leave"],
+                     family=family_spec(d.get("family")))
 
 
 def _check_ipopt(options: object) -> None:

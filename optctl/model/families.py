@@ -53,6 +53,7 @@ from optctl.errors import SpecError
 from optctl.model.replay import bucket_length
 from optctl.model.spectrum import Spectrum, spectrum
 from optctl.spec import ProblemSpec
+from optctl.table import FamilyTable
 
 X = TypeVar("X")
 
@@ -376,3 +377,25 @@ def simulate_iterates(opt: LinearOptimizer, t: int, state: tuple[np.ndarray, np.
     y = (1.0 - D) * s1 + g1 * g
     theta = s0 - g2 * g - g3 * y
     return theta, y
+
+
+def to_table(opt: LinearOptimizer, spec: ProblemSpec | None = None, *,
+             expected_loss: float | None = None, source: dict[str, Any] | None = None) -> FamilyTable:
+    """The per-step coefficients of one optimizer (no candidate axis) as a :class:`FamilyTable`.
+
+    Gen-Mom-SGD families store ``γ₁, γ₂, γ₃, Δ`` per update, Schedule-Free ``γ_t, β_t``: what
+    its literal update (:func:`simulate_iterates`) reads, so a training loop driven by the
+    table runs the same optimizer as the recursion.
+    """
+    p = opt.params
+    if opt.A.ndim != 3:
+        raise SpecError("opt", f"{opt.A.ndim - 3} candidate axes", "pass one optimizer (scalar hyperparameters)")
+    if opt.name == "schedule-free":
+        cols = {"lr": np.asarray(p["_lr_t"], dtype=float), "beta": np.asarray(p["_beta_t"], dtype=float)}
+    else:
+        cols = {"gamma1": p["_g1"], "gamma2": p["_g2"], "gamma3": p["_g3"], "Delta": p["_D"]}
+        cols = {k: np.broadcast_to(np.asarray(v, dtype=float), (opt.T,)).copy() for k, v in cols.items()}
+    params = {k: float(v) for k, v in p.items() if not k.startswith("_") and np.ndim(v) == 0}
+    return FamilyTable(family=opt.name, columns=cols, params=params,
+                       spec={} if spec is None else spec.to_dict(), expected_loss=expected_loss,
+                       source=source or {})

@@ -21,12 +21,15 @@ import numpy as np
 from optctl.analysis.scaling import local_slopes
 from optctl.baselines.momentum_tune import tune_family
 from optctl.errors import ConfigError
-from optctl.io.files import read_json, write_json
+from optctl.io.config import FamilySpec, RunConfig, dump_config
+from optctl.io.files import read_json, staged_dir, write_json, write_text_atomic
 from optctl.io.yamlfile import check_keys, check_schema_version, read_config
+from optctl.model import families as F
 from optctl.model.families import FAMILIES
 from optctl.model.spectrum import spectrum
 from optctl.solver.solve import solve
 from optctl.spec import ProblemSpec, SolverOptions
+from optctl.table import FamilyTable
 from optctl.theory import zeta_optimal
 
 _TOP = ("schema_version", "name", "models", "horizons", "families", "sgd")
@@ -170,3 +173,58 @@ def with_horizons(cfg: dict[str, Any], horizons: list[int]) -> dict[str, Any]:
     """A copy of the study's parameters with other horizons."""
     return {**cfg, "horizons": list(horizons)}
 
+
+
+def family_optimizer_of(spec: ProblemSpec, fam: FamilySpec) -> F.LinearOptimizer:
+    """The optimizer of a config's ``family:`` with the given hyperparameters (no tuning)."""
+    p = dict(fam.params)
+    T = spec.T
+    if fam.name in ("dana-decaying", "dana-constant"):
+        return F.dana(spec, T, p["gamma2"], p["gamma3"], delta=p.get("delta"),
+                      decaying=fam.name == "dana-decaying", kappa=p.get("kappa"))
+    if fam.name == "log-time":
+        return F.log_time(spec, T, p["lr"], p["gamma3"], gamma2=p.get("gamma2", 1.0),
+                          delta=p.get("delta", 8.0), kappa=p.get("kappa", 1.0))
+    return F.schedule_free(T, p["lr"], p["beta"])
+
+
+def run_family(spec: ProblemSpec, fam: FamilySpec, *, progress: Callable[[str], None] | None = None
+               ) -> tuple[FamilyTable, dict[str, Any], np.ndarray]:
+    """A config's family at ``spec.T``: tuned (``fam.tune``) or as given.
+
+    Returns its table (per-step coefficients, :meth:`FamilyTable` with the exact expected
+    ``L_T``), a summary and the exact expected loss curve ``L_t``, ``t = 0..T`` (tail included).
+    """
+    t0 = time.perf_counter()
+    info: dict[str, Any] = {"family": fam.name, "T": spec.T, "tuned": fam.tune}
+    if fam.tune:
+        tun = tune_family(spec, fam.name, spec.T, progress=progress)
+        params = dict(tun.params)
+        opt = family_optimizer_of(spec, FamilySpec(name=fam.name, params=params))
+        info.update(evaluations=tun.evaluations, on_edge=tun.on_edge)
+    else:
+        opt = family_optimizer_of(spec, fam)
+    sp = spectrum(spec)
+    curve = np.asarray(F.family_curve(spec, opt, sp=sp), dtype=float) + sp.tail
+    if not np.all(np.isfinite(curve)) or curve[-1] > curve[0]:
+        where = (f"not finite from t = {int(np.argmax(~np.isfinite(curve)))}" if not np.all(np.isfinite(curve))
+                 else f"L_T = {curve[-1]:.3g} above L_0 = {curve[0]:.3g}")
+        raise ConfigError("family", fam.to_dict(), f"{fam.name} diverges with these hyperparameters "
+                          f"(expected loss {where}); lower its step sizes, or write tune: true")
+    table = F.to_table(opt, spec, expected_loss=float(curve[-1]),
+                       source={"family": fam.to_dict(), "tuned": fam.tune})
+    info.update(params=table.to_dict()["params"], loss=float(curve[-1]), initial_loss=float(curve[0]),
+                seconds=time.perf_counter() - t0)
+    return table, info, curve
+
+
+def write_family_run(out: Path, cfg: RunConfig, table: FamilyTable, info: dict[str, Any],
+                     curve: np.ndarray, *, overwrite: bool = False, source: str | None = None) -> None:
+    """A family's run folder, complete or not at all: ``family_table.json`` (for
+    :func:`optctl.torch.family_optimizer`), ``summary.json``, ``loss_curve.csv``, ``config.yaml``."""
+    with staged_dir(out, overwrite=overwrite) as tmp:
+        write_json(tmp / "family_table.json", table.to_dict())
+        write_json(tmp / "summary.json", {**info, "source": source})
+        write_text_atomic(tmp / "loss_curve.csv", "t,expected_loss\n" + "".join(
+            f"{t},{v:.17g}\n" for t, v in enumerate(curve)))
+        write_text_atomic(tmp / "config.yaml", dump_config(cfg))

@@ -45,22 +45,46 @@ def _warm(prev: dict[str, Any] | None) -> Callable[[np.ndarray], tuple[np.ndarra
     return init
 
 
+# Relative difference of two starts' L_T above which a point is flagged as disagreeing.
+STARTS_RTOL = 1e-4
+
+
 def solve_point(study: ControlStudy, phase: str, T: int, *, eta_max: float, beta_min: float,
-                prev: dict[str, Any] | None = None, setting: str = "project") -> dict[str, Any]:
+                prev: dict[str, Any] | None = None, setting: str = "project",
+                second_start: bool = False) -> dict[str, Any]:
     """Optimal SGD and optimal ``(η, β)`` at one horizon; per-step schedules and losses.
 
     SGD is solved with the default options; ``(η, β)`` with the study's ``solver``, in the
-    study's ``setting`` (initial loss, penalty ``κ``, velocity start; docs/controls.md)."""
+    study's ``setting`` (initial loss, penalty ``κ``, velocity start; docs/controls.md),
+    started from the previous horizon's optimum rescaled in ``t/T`` (horizon continuation,
+    :mod:`optctl.solver.continuation`). With ``second_start`` (and a previous horizon) it is
+    also solved from the default candidates; the lower of the two is kept and both are
+    recorded (``momentum_starts``, ``starts_disagree`` above :data:`STARTS_RTOL`)."""
     spec = study.spec(phase, T, eta_max=eta_max, setting=setting)
     t0 = time.perf_counter()
     sgd = solve(spec)
     t_sgd = time.perf_counter() - t0
     t0 = time.perf_counter()
     controls = replace(study.momentum_controls(setting), beta_min=beta_min)
-    mom = solve(spec, study.solver, controls=controls, init=_warm(prev))
+    warm = _warm(prev)
+    mom = solve(spec, study.solver, controls=controls, init=warm,
+                start_from="best" if warm is None else "init")
     t_mom = time.perf_counter() - t0
+    starts: list[dict[str, Any]] = [{"start": "default" if warm is None else "continuation", "loss": mom.final_loss,
+               "status": mom.status, "iterations": mom.iterations, "seconds": t_mom}]
+    if second_start and warm is not None:
+        t1 = time.perf_counter()
+        cold = solve(spec, study.solver, controls=controls)
+        starts.append({"start": "default", "loss": cold.final_loss, "status": cold.status,
+                       "iterations": cold.iterations, "seconds": time.perf_counter() - t1})
+        if cold.final_loss < mom.final_loss:
+            mom = cold
+    losses = [float(st["loss"]) for st in starts]
+    spread = (max(losses) - min(losses)) / min(losses) if len(starts) > 1 else None
     assert mom.beta is not None
     return {
+        "momentum_starts": starts, "starts_spread": spread,
+        "starts_disagree": spread is not None and spread > STARTS_RTOL,
         "phase": phase, "T": T, "spec": spec.to_dict(), "beta_min": beta_min, "setting": setting,
         "controls": controls.to_dict(),
         "sgd_loss": sgd.final_loss, "sgd_status": sgd.status, "sgd_time_s": t_sgd,
@@ -99,6 +123,7 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "theory_easy": 1 - 1 / a,
         "beats_sgd_everywhere": all(r["gain"] > 0 for r in recs),
         "momentum_status": [r["momentum_status"] for r in recs],
+        "starts_spread": [r.get("starts_spread") for r in recs],
         "momentum_replay_gap": [r["momentum_replay_gap"] for r in recs],
     }
 
@@ -106,14 +131,15 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def run_momentum_study(out: Path, *, study: ControlStudy | None = None,
                        horizons: Mapping[str, Sequence[int]] | None = None,
                        eta_max: float | None = None, progress: bool = True,
-                       setting: str = "project") -> dict[str, Any]:
+                       setting: str = "project", second_start_max_T: int = 0) -> dict[str, Any]:
     """Solve every (phase, T) of ``study`` (default: the packaged ``study_controls.yaml``),
     resuming from ``out/points``; write ``summary.json``, ``report.md`` and the figures
     into ``out``. Returns the summary. ``horizons`` and ``eta_max`` override the study's;
     ``setting`` names one of the study's momentum settings (``project``, ``notebook``).
 
     At the study's Monte-Carlo horizon, the solved schedule is also run as real minibatch
-    SGD with momentum (:func:`monte_carlo_check`).
+    SGD with momentum (:func:`monte_carlo_check`). Points with ``T <= second_start_max_T``
+    are also solved from the default start (:func:`solve_point`).
     """
     study = load_control_study() if study is None else study
     horizons = dict(study.horizons if horizons is None else horizons)
@@ -136,7 +162,7 @@ def run_momentum_study(out: Path, *, study: ControlStudy | None = None,
             else:
                 t0 = time.perf_counter()
                 rec = solve_point(study, phase, T, eta_max=eta_max, beta_min=beta_min, prev=prev,
-                                  setting=setting)
+                                  setting=setting, second_start=T <= second_start_max_T)
                 write_json(path, rec)
                 if progress:
                     print(f"{phase} T={T}: SGD {rec['sgd_loss']:.6g}, momentum {rec['momentum_loss']:.6g} "
@@ -203,10 +229,13 @@ def momentum_report(summary: dict[str, Any]) -> str:
              "Losses are exact per-step replays of the solved schedules.", ""]
     for phase, s in summary["phases"].items():
         lines += [f"## {phase} phase (a = {s['a']}, b = {s['b']})", "",
-                  "| T | L_T SGD | L_T momentum | momentum lower by | IPOPT status |", "|---|---|---|---|---|"]
-        for T, ls, lm, g, st in zip(s["horizons"], s["sgd_loss"], s["momentum_loss"], s["gain"],
-                                    s["momentum_status"], strict=True):
-            lines.append(f"| {T} | {ls:.6g} | {lm:.6g} | {100 * g:.2f}% | {st} |")
+                  "| T | L_T SGD | L_T momentum | momentum lower by | IPOPT status | two starts differ by |",
+                  "|---|---|---|---|---|---|"]
+        spreads = s.get("starts_spread") or [None] * len(s["horizons"])
+        for T, ls, lm, g, st, sp in zip(s["horizons"], s["sgd_loss"], s["momentum_loss"], s["gain"],
+                                        s["momentum_status"], spreads, strict=True):
+            two = "one start" if sp is None else f"{sp:.1e}" + (" **disagree**" if sp > STARTS_RTOL else "")
+            lines.append(f"| {T} | {ls:.6g} | {lm:.6g} | {100 * g:.2f}% | {st} | {two} |")
         lines += ["", "| exponent ζ (L_T ∝ T^-ζ) | SGD | momentum |", "|---|---|---|",
                   f"| fit over all horizons | {s['sgd_exponent']:.4f} | {s['momentum_exponent']:.4f} |"]
         for i, (ps, pm) in enumerate(zip(s["sgd_local_slopes"], s["momentum_local_slopes"], strict=True)):

@@ -1,0 +1,149 @@
+"""`family:` and `controls: [lr, momentum]` in run configs, through `optctl solve` to torch.
+
+End to end: a YAML config → ``optctl solve`` → the written table → a torch optimizer
+whose iterates equal the model's update, and whose minibatch runs (a family's) match the
+table's exact expected loss within Monte-Carlo error.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from optctl.cli.main import main
+from optctl.errors import ConfigError, SpecTypeError
+from optctl.io.config import load_config, load_config_dict
+from optctl.model import families as F
+from optctl.spec import ProblemSpec
+from optctl.table import family_table_from_dict
+
+torch = pytest.importorskip("torch")
+
+from optctl.io.tables import load_table  # noqa: E402
+from optctl.torch import TableScheduler, family_optimizer  # noqa: E402
+
+MODEL = {"a": 2.5, "b": 1.5, "N": 30, "sigma": 0.5}
+BASE = {"schema_version": 1, "name": "fam", "model": MODEL, "training": {"T": 60, "batch_size": 4},
+        "baselines": []}
+F64 = torch.float64
+
+
+def _run(tmp_path: Path, d: dict, *extra: str) -> Path:  # type: ignore[type-arg]
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(d, allow_unicode=True))
+    out = tmp_path / "run"
+    assert main(["solve", str(path), "--out", str(out), "--quiet", *extra]) == 0
+    return out
+
+
+def test_family_with_given_hyperparameters_writes_its_table(tmp_path: Path) -> None:
+    out = _run(tmp_path, {**BASE, "family": {"name": "dana_decaying", "gamma2": 0.2, "gamma3": 0.15}})
+    table = family_table_from_dict(json.loads((out / "family_table.json").read_text()))
+    spec = ProblemSpec(**MODEL, T=60, batch_size=4)
+    ref = F.dana(spec, 60, 0.2, 0.15)
+    for k, v in (("gamma1", ref.params["_g1"]), ("gamma2", ref.params["_g2"]),
+                 ("gamma3", ref.params["_g3"]), ("Delta", ref.params["_D"])):
+        np.testing.assert_allclose(table.column(k), np.broadcast_to(v, (60,)), rtol=1e-15)
+    exact = float(F.family_curve(spec, ref)[-1])  # no tail: tail is False here
+    assert table.expected_loss == pytest.approx(exact, rel=1e-12)
+    curve = np.loadtxt(out / "loss_curve.csv", delimiter=",", skiprows=1)
+    assert curve.shape == (61, 2) and curve[-1, 1] == pytest.approx(exact, rel=1e-12)
+    assert load_config(out / "config.yaml").family is not None  # the config round-trips
+
+
+@pytest.mark.slow
+def test_tuned_family_from_yaml_drives_torch_to_its_expected_loss(tmp_path: Path) -> None:
+    """`tune: true` → table → ScheduleFreeSGD on real minibatches: the table's expected L_T."""
+    out = _run(tmp_path, {**BASE, "family": {"name": "schedule-free", "tune": True}})
+    summary = json.loads((out / "summary.json").read_text())
+    table = family_table_from_dict(json.loads((out / "family_table.json").read_text()))
+    spec = ProblemSpec(**MODEL, T=60, batch_size=4)
+    default = float(F.family_loss(spec, F.schedule_free(60, 0.5, 0.9)))
+    assert summary["tuned"] and table.expected_loss is not None and table.expected_loss < default
+    # minibatch linear regression in torch with the table's optimizer (2000 runs)
+    from optctl.model.spectrum import spectrum
+
+    sp, n, m = spectrum(spec), 2000, 4
+    g = torch.Generator().manual_seed(7)
+    lam = torch.tensor(sp.lam, dtype=F64)
+    teacher = (torch.randint(0, 2, (n, spec.N), generator=g, dtype=F64) * 2 - 1) * torch.tensor(
+        np.sqrt(sp.c0), dtype=F64)
+    w = torch.nn.Parameter(torch.zeros(n, spec.N, dtype=F64))
+    opt = family_optimizer([w], table)
+    for _ in range(60):
+        x = torch.randn(n, m, spec.N, generator=g, dtype=F64) * lam.sqrt()
+        y = x @ teacher.unsqueeze(-1) + float(np.sqrt(sp.sigma2)) * torch.randn(n, m, 1, generator=g, dtype=F64)
+        opt.zero_grad()
+        (0.5 * ((x @ w.unsqueeze(-1) - y) ** 2).mean(dim=(1, 2)).sum()).backward()
+        opt.step()
+    opt.eval()  # type: ignore[attr-defined]
+    losses = (((w.detach() - teacher) ** 2) @ lam).numpy()
+    se = losses.std(ddof=1) / np.sqrt(n)
+    assert abs(losses.mean() - table.expected_loss) <= 4 * se
+    # power: the last iterate z (not the average) is another, higher loss
+    assert abs(losses.mean() - default) > 4 * se or default > table.expected_loss
+
+
+@pytest.mark.slow
+def test_momentum_controls_from_yaml_to_torch_sgd(tmp_path: Path) -> None:
+    """`controls: [lr, momentum]` → optctl solve → export → torch SGD runs MODEL.md §3's update."""
+    d = {**BASE, "model": {"a": 1.3, "b": 2.75, "N": 40, "sigma": 0.7},
+         "training": {"T": 40, "batch_size": 4, "beta_min": 0.05},
+         "solver": {"grid": "uniform", "K": 8, "max_iter": 200}, "controls": ["lr", "momentum"]}
+    out = _run(tmp_path, d, "--no-baselines")
+    arrays = np.load(out / "arrays.npz")
+    eta, beta = arrays["eta"], arrays["beta"]
+    assert main(["export", str(out), "--out", str(tmp_path / "t.npz")]) == 0
+    table = load_table(tmp_path / "t.npz")
+    lam, delta, v, expected = 0.9, 1.0, None, []
+    for t in range(40):  # MODEL.md §3 on ½ λ Δ²: v_0 = β_0 g_0, v_{t} = (1−β_{t−1}) v + β_{t−1} g_t
+        gr = lam * delta
+        v = beta[0] * gr if v is None else (1 - beta[t - 1]) * v + beta[t - 1] * gr
+        delta -= eta[t] * v
+        expected.append(delta)
+    w = torch.nn.Parameter(torch.tensor([1.0], dtype=F64))
+    sgd = torch.optim.SGD([w], lr=1.0, momentum=0.5)
+    sched = TableScheduler(sgd, table)
+    got = []
+    for t in range(40):
+        assert sgd.param_groups[0]["lr"] == table.lr[t]
+        assert sgd.param_groups[0]["momentum"] == sgd.param_groups[0]["dampening"] == (table.momentum[t] or 1e-300)
+        sgd.zero_grad()
+        (0.5 * lam * w**2).sum().backward()
+        sgd.step()
+        sched.step()
+        got.append(float(w.detach()))
+    np.testing.assert_allclose(got, expected, rtol=1e-10)
+
+
+@pytest.mark.parametrize(("family", "field", "exc"), [
+    ({"name": "adam"}, "family.name", ConfigError),
+    ({"name": "schedule-free", "lr": 0.5}, "family.beta", ConfigError),
+    ({"name": "schedule-free", "tune": True, "lr": 0.5}, "family.lr", ConfigError),
+    ({"name": "log-time", "lr": 0.3, "gamma3": 1.0, "beta": 0.9}, "family.beta", ConfigError),
+    ({"name": "dana-constant", "gamma2": "big", "gamma3": 0.1}, "family.gamma2", SpecTypeError),
+    ({"tune": True}, "family.name", ConfigError),
+])
+def test_bad_family(family: dict, field: str, exc: type) -> None:  # type: ignore[type-arg]
+    with pytest.raises(exc, match=field.replace(".", r"\.")):
+        load_config_dict({**BASE, "family": family})
+
+
+def test_family_refuses_controls_and_cli_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ConfigError, match="drop the config's controls"):
+        load_config_dict({**BASE, "controls": ["lr", "momentum"], "family": {"name": "schedule-free", "tune": True}})
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({**BASE, "family": {"name": "dana", "gamma2": 1}}))
+    assert main(["solve", str(path), "--out", str(tmp_path / "r"), "--quiet"]) == 2
+    assert "family.name" in capsys.readouterr().err and not (tmp_path / "r").exists()
+
+
+def test_diverging_family_is_an_error_and_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "div.yaml"
+    path.write_text(yaml.safe_dump({**BASE, "family": {"name": "schedule-free", "lr": 50.0, "beta": 0.9}}))
+    assert main(["solve", str(path), "--out", str(tmp_path / "r"), "--quiet"]) != 0
+    assert not (tmp_path / "r").exists()
