@@ -8,8 +8,7 @@
 The (η, β) study of docs/controls.md (``optctl.studies.momentum``, the converged solver:
 refined grid K = 48, block propagator, grouped modes) on the models of the families study
 (``optctl/data/study_families.yaml``: hard a = 1.3, b = 2.75; hard_b2 a = 1.5, b = 2; easy
-a = 2.3, b = 1.75) at the families' horizons 10^2 … 10^5 (10^2 … 31623 for easy and hard_b2,
-as far as the families go), in two settings: ``project`` (raw initial loss, κ = 0, velocity
+a = 2.3, b = 1.75) at the families' horizons 10^2 … 10^5, in two settings: ``project`` (raw initial loss, κ = 0, velocity
 start v_0 = β_0 g_0) and ``notebook`` (normalised initial loss, κ = 1e-2, the notebook's
 velocity start). Each horizon starts from the previous one's optimum (horizon continuation);
 up to ``--second-start-max-T`` it is also solved from the default candidates and the two are
@@ -40,8 +39,7 @@ FAMILIES = ("dana-decaying", "dana-constant", "log-time", "schedule-free")
 
 
 def horizons_of(case: str, max_T: int) -> tuple[int, ...]:
-    top = 100_000 if case == "hard" else 31_623
-    return tuple(T for T in LONG if T <= min(top, max_T))
+    return tuple(T for T in LONG if T <= max_T)
 
 
 def slopes(T: list[int], L: list[float]) -> list[float]:
