@@ -68,7 +68,8 @@ def exponent_report(long_out: Path, families_out: Path, K: int = 48) -> str:
              "(docs/momentum_families.md). Written by `python benchmarks/bench_momentum_long.py` "
              "(the (η, β) column; results/momentum_long/project/) from "
              "`python benchmarks/bench_momentum_families.py` (the other columns). Brackets: a solve "
-             "that did not end in IPOPT success, or two starts that differ by more than 1e-4. "
+             "that did not end in IPOPT success, or two starts that differ by more than 1e-4; [edge]: a "
+             "family's tuned hyperparameters on the edge of their search box. "
              "Optimal SGD is solved on its default grid (per step to T = 500, then 100 refined "
              f"blocks), (η, β) on {K} refined blocks; \"vs SGD on its grid\" compares with the "
              f"learning-rate optimum on those {K} blocks, the start of the (η, β) solve.", ""]
@@ -101,7 +102,8 @@ def exponent_report(long_out: Path, families_out: Path, K: int = 48) -> str:
             for f in FAMILIES:
                 v = float(r[f]["loss"])
                 cols[f].append(v)
-                cells.append(f"{v:.5g} ({100 * (v / sgd - 1):+.1f}%)")
+                edge = " [edge]" if r[f].get("on_edge") else ""  # tuned optimum on its search box's edge
+                cells.append(f"{v:.5g} ({100 * (v / sgd - 1):+.1f}%){edge}")
             lines.append(f"| {T} | " + " | ".join(cells) + " |")
         lines += ["", "Local slopes −Δ log L_T / Δ log T:", "",
                   "| T range | optimal SGD | optimal (η, β) | " + " | ".join(FAMILIES) + " |",

@@ -127,6 +127,11 @@ def test_momentum_controls_from_yaml_to_torch_sgd(tmp_path: Path) -> None:
     ({"name": "log-time", "lr": 0.3, "gamma3": 1.0, "beta": 0.9}, "family.beta", ConfigError),
     ({"name": "dana-constant", "gamma2": "big", "gamma3": 0.1}, "family.gamma2", SpecTypeError),
     ({"tune": True}, "family.name", ConfigError),
+    ({"name": "dana-decaying", "gamma2": 0.2, "gamma3": 0.15, "kappa": -0.05}, "family.kappa", ConfigError),
+    ({"name": "dana-constant", "gamma2": -0.2, "gamma3": 0.1}, "family.gamma2", ConfigError),
+    ({"name": "log-time", "lr": 0.3, "gamma3": 1.0, "gamma2": -1.0}, "family.gamma2", ConfigError),
+    ({"name": "schedule-free", "lr": 0.5, "beta": 1.5}, "family.beta", ConfigError),
+    ({"name": "dana-constant", "gamma2": 0.2, "gamma3": 0.1, "delta": 0.0}, "family.delta", ConfigError),
 ])
 def test_bad_family(family: dict, field: str, exc: type) -> None:  # type: ignore[type-arg]
     with pytest.raises(exc, match=field.replace(".", r"\.")):

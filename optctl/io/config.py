@@ -138,6 +138,7 @@ class FamilySpec:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise SpecTypeError(f"family.{key}", value, "a finite number")
             params[key] = float(value)
+            _check_family_value(name, key, params[key], coords)
         if self.tune and params:
             raise ConfigError(f"family.{next(iter(params))}", params[next(iter(params))],
                               f"tune: true tunes {coords[0]} and {coords[1]} with the family's default "
@@ -151,6 +152,21 @@ class FamilySpec:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, **({"tune": True} if self.tune else {}), **self.params}
+
+
+def _check_family_value(name: str, key: str, value: float, coords: tuple[str, str]) -> None:
+    """Ranges of the families' hyperparameters: Schedule-Free's averaging weight in [0, 1),
+    the step sizes and DANA's delta above 0, the others (damping, decay exponent) at least 0."""
+    if key == "beta":
+        if not 0.0 <= value < 1.0:
+            raise ConfigError(f"family.{key}", value, f"{name}'s beta interpolates between the iterates: "
+                              "give a value in [0, 1), e.g. beta: 0.9")
+    elif key in coords or key == "delta":
+        if value <= 0.0:
+            raise ConfigError(f"family.{key}", value, "must be > 0 (a step size or time scale)")
+    elif value < 0.0:
+        raise ConfigError(f"family.{key}", value, "must be >= 0 (a negative exponent or damping makes "
+                          "the step grow with t)")
 
 
 def family_spec(value: object) -> FamilySpec | None:
