@@ -38,6 +38,17 @@ def test_config_horizons_set_T_and_round_trip():
         load_config_dict({**BASE, "horizons": [100, 400], "leave": [100, 300]})
 
 
+def test_config_errors_name_the_anytime_fields_as_written():
+    """A wrong number of leave points is echoed as the YAML list; a longest horizon above
+    the step limit is refused under ``horizons``, not under the ``training.T`` it sets."""
+    with pytest.raises(ConfigError) as err:
+        load_config_dict({**BASE, "horizons": [100, 400], "leave": [60]})
+    assert err.value.field == "leave" and "leave = [60]:" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        load_config_dict({**BASE, "horizons": [100, 1_000_000_000]})
+    assert err.value.field == "horizons[1]" and "1000000000" in str(err.value)
+
+
 def _plan() -> BranchingTable:
     trunk = np.linspace(0.5, 0.4, 12)
     return BranchingTable(trunk=trunk, branches=(np.linspace(0.3, 0.01, 6), np.linspace(0.35, 0.02, 8)),
