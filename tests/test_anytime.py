@@ -584,3 +584,23 @@ def test_trunk_line_reports_the_first_rate_and_the_segment_medians():
     line = trunk_shape(SimpleNamespace(trunk=trunk, leave=(200, 400)))  # type: ignore[arg-type]
     assert line.startswith("starts at 0.1 (early level 0.133,")  # max of trunk[:4]
     assert "on [0, 200) median 0.2" in line and "on [200, 400) median 0.05" in line and "decays" in line
+
+
+def test_the_shipped_anytime_config_is_the_one_the_docs_show():
+    """configs/anytime_hard.yaml loads, is an anytime config (horizons, T the longest) and
+    equals the YAML block of docs/anytime.md that names it."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    from optctl.io.config import load_config
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_config(root / "configs" / "anytime_hard.yaml")
+    assert cfg.horizons == (1000, 10000, 100000) and cfg.problem.T == 100000 and cfg.leave is None
+    assert (cfg.problem.a, cfg.problem.b, cfg.problem.N) == (3.5, 5.0, 1000) and cfg.problem.phase == "hard"
+    text = (root / "docs" / "anytime.md").read_text()
+    assert "optctl solve configs/anytime_hard.yaml" in text
+    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", text, flags=re.S) if "horizons:" in b]
+    assert load_config_dict(yaml.safe_load(block)) == cfg
