@@ -89,10 +89,13 @@ class AnytimeReport:
 
         b = self.branching
         title = f"{self.name}: a = {self.spec.a}, b = {self.spec.b} ({self.spec.phase} phase)"
-        if not b.success:  # an uncertified plan says so in its legend label and the title
-            title += f"; branching plan NOT certified ({b.status})"
+        warn = []  # an uncertified plan says so in its legend label and the title (a second line)
+        if not b.success:
+            warn.append(f"branching plan NOT certified ({b.status})")
         if b.unconverged_bounds:
-            title += "; lower bounds not converged at T = " + ", ".join(str(T) for T, _ in b.unconverged_bounds)
+            warn.append("lower bounds not converged at T = " + ", ".join(str(T) for T, _ in b.unconverged_bounds))
+        if warn:
+            title += "\n" + "; ".join(warn)
         fig = plots.plot_anytime(b.trunk, b.branches, b.leave, self.horizons,
                                  {_label(r.method, b): None if r.regret is None else list(r.regret)
                                   for r in self.rows},
