@@ -12,7 +12,9 @@ with ``torch.optim.SGD`` through the documented workflow (docs/anytime.md):
 2. for each horizon, load the checkpoint at ``t_i`` and train the branch with
    :func:`optctl.torch.branch_scheduler` up to ``T_i``.
 
-Every learning rate the optimizer used is checked against the plan's table, and the
+The plan is used only when its minimax certificate holds (the table's ``success``):
+an uncertified plan is refused unless ``--allow-uncertified`` is given, and then a warning
+is printed. Every learning rate the optimizer used is checked against the plan's table, and the
 test loss at each ``T_i`` is printed next to the model's prediction for the linear
 model (the network is not linear, so the two agree only roughly).
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from pathlib import Path
 
@@ -82,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--horizons", type=int, nargs="+", default=[200, 800, 3200])
     ap.add_argument("--out", default=str(ROOT / "results" / "examples"))
+    ap.add_argument("--allow-uncertified", action="store_true",
+                    help="train from the plan even when its minimax certificate does not hold")
     args = ap.parse_args(argv)
     spec = ProblemSpec(a=2.5, b=1.5, N=64, sigma=0.3, batch_size=8, T=max(args.horizons), eta_max=0.5)
     plan_result = solve_branching(spec, args.horizons, fractions=(0.1, 0.3, 0.6))
@@ -89,6 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     export_branching_table(plan_result.to_table(), out / "anytime_branches_table.json", overwrite=True)
     plan = load_branching_table(out / "anytime_branches_table.json")
+    if not plan.certified:
+        why = (f"the branching plan is not certified (status {plan.source.get('status')}, minimax gap "
+               f"{plan.source.get('gap')}): its worst regret may be above the best plan's")
+        if not args.allow_uncertified:
+            raise SystemExit(f"{why}; pass --allow-uncertified to train from it anyway")
+        print(f"warning: {why}; training from it (--allow-uncertified)", file=sys.stderr)
 
     std, w = make_data(spec, 0)
     gen = torch.Generator().manual_seed(1)

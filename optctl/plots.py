@@ -674,21 +674,23 @@ def plot_family_study(rec: Mapping[str, Any], families: Sequence[str], *, title:
 
 def plot_anytime(trunk: np.ndarray, branches: Sequence[np.ndarray], leave: Sequence[int],
                  horizons: Sequence[int], regrets: Mapping[str, Sequence[float] | None], *,
-                 wsd_s: Sequence[np.ndarray] | None = None, title: str = "") -> Figure:
+                 wsd_s: Sequence[np.ndarray] | None = None, title: str = "",
+                 trunk_label: str = "trunk") -> Figure:
     """An anytime plan and how every method does at every horizon.
 
     Left: the optimal trunk (black) and its branches (one color per horizon, starting at
     their leave points), against the step on a log axis; the tuned WSD-S schedules are
     dashed in the same colors. Right: the regret ``L_{T_i}/L*_{T_i} − 1`` of every method
     at every horizon (log horizon axis, symmetric-log regret axis; methods not available
-    are left out).
+    are left out). ``trunk_label`` is the trunk's legend label (it says when the plan is
+    not certified).
     """
     fig = _figure((12, 4.5))
     ax0, ax1 = fig.subplots(1, 2)
     colors = _horizon_colors(len(horizons))
     if trunk.size:
         idx = _thin(trunk.size)
-        ax0.plot(idx + 1, trunk[idx], label="trunk", **_OPT_STYLE)
+        ax0.plot(idx + 1, trunk[idx], label=trunk_label, **_OPT_STYLE)
     for i, (b, t, T) in enumerate(zip(branches, leave, horizons, strict=True)):
         steps = np.arange(t, T)
         idx = _thin(b.size)

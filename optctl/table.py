@@ -453,7 +453,8 @@ class BranchingTable:
     of horizon ``horizons[i] = T_i``, which starts from the trunk's checkpoint after
     ``leave[i]`` updates. Horizon ``i`` trains with ``trunk[0:t_i]`` then ``branches[i]``
     (:meth:`horizon_table`). ``spec`` holds the model parameters; ``source`` where the
-    plan came from (its regrets, say). The torch workflow is in :mod:`optctl.torch`
+    plan came from (its regrets, and for a solved plan whether its minimax certificate
+    holds: ``success``, ``status``, ``gap``; :attr:`certified`). The torch workflow is in :mod:`optctl.torch`
     (:func:`~optctl.torch.trunk_scheduler`, :func:`~optctl.torch.branch_scheduler`).
     """
 
@@ -492,6 +493,12 @@ class BranchingTable:
         object.__setattr__(self, "horizons", tuple(hs))
         object.__setattr__(self, "spec", dict(self.spec))
         object.__setattr__(self, "source", dict(self.source))
+
+    @property
+    def certified(self) -> bool:
+        """Whether the plan's source says its minimax certificate holds (``success`` true);
+        false for an uncertified plan and for a table that does not say."""
+        return self.source.get("success") is True
 
     def trunk_table(self) -> ScheduleTable:
         """The trunk as a schedule table (the shared run, ``max(leave)`` updates)."""

@@ -38,6 +38,17 @@ def test_config_horizons_set_T_and_round_trip():
         load_config_dict({**BASE, "horizons": [100, 400], "leave": [100, 300]})
 
 
+def test_config_errors_name_the_anytime_fields_as_written():
+    """A wrong number of leave points is echoed as the YAML list; a longest horizon above
+    the step limit is refused under ``horizons``, not under the ``training.T`` it sets."""
+    with pytest.raises(ConfigError) as err:
+        load_config_dict({**BASE, "horizons": [100, 400], "leave": [60]})
+    assert err.value.field == "leave" and "leave = [60]:" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        load_config_dict({**BASE, "horizons": [100, 1_000_000_000]})
+    assert err.value.field == "horizons[1]" and "1000000000" in str(err.value)
+
+
 def _plan() -> BranchingTable:
     trunk = np.linspace(0.5, 0.4, 12)
     return BranchingTable(trunk=trunk, branches=(np.linspace(0.3, 0.01, 6), np.linspace(0.35, 0.02, 8)),
@@ -508,3 +519,88 @@ def test_the_reweighting_log_shows_each_try_once(three_horizons, monkeypatch, ca
     assert sum("accepted" in ln for ln in lines) >= 1
     final = "[" + ", ".join(f"{x:.4f}" for x in res.multipliers) + "]"
     assert weights.count(final) == 1
+
+
+UNCONVERGED_YAML = """schema_version: 1
+name: anytime_capped
+model: {a: 2.5, b: 1.5, N: 10, sigma: 0.5}
+training: {batch_size: 4, eta_max: 1.0}
+solver: {max_iter: 3}
+horizons: [30, 60]
+leave: [20, 45]
+"""
+
+
+def test_an_uncertified_plan_says_so_in_table_figure_regrets_and_cli(tmp_path, capsys, monkeypatch):
+    """IPOPT capped at 3 iterations: neither the lower bounds nor the plan converge. The
+    exported branching table carries ``success = false`` (kept on loading), the figure's
+    legend and title say NOT certified, and regret.md and the CLI's error output name the
+    horizons whose lower bound did not converge (the regrets against them are negative)."""
+    import json
+
+    from optctl import plots
+    from optctl.cli.main import main
+    from optctl.io.tables import load_branching_table
+
+    texts: list[str] = []
+    real_save = plots.save
+
+    def save(fig, path):
+        texts.extend(t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts())
+        texts.append(fig._suptitle.get_text() if fig._suptitle is not None else "")
+        real_save(fig, path)
+
+    monkeypatch.setattr(plots, "save", save)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(UNCONVERGED_YAML)
+    out = tmp_path / "run"
+    assert main(["solve", str(cfg), "--out", str(out), "--quiet", "--no-baselines"]) != 0
+    err = capsys.readouterr().err
+    raw = json.loads((out / "branching.json").read_text())["source"]
+    assert raw["success"] is False and raw["status"] != "Solve_Succeeded" and raw["gap"] is not None
+    plan = load_branching_table(out / "branching.json")
+    assert plan.source["success"] is False and not plan.certified
+    assert plan.source["status"] == raw["status"] and plan.source["gap"] == raw["gap"]
+    assert any(t.startswith("trunk (NOT certified)") for t in texts)
+    assert any(t.startswith("branching optimum") and "NOT certified" in t for t in texts)
+    assert any("branching plan NOT certified" in t for t in texts)
+    summary = json.loads((out / "summary.json").read_text())
+    assert min(summary["branching"]["regret"]) < 0  # what the warning is for
+    assert [b["converged"] for b in summary["branching"]["lower_bounds"]] == [False, False]
+    table = (out / "regret.md").read_text()
+    for text in (table, err):
+        assert "did not converge at T = 30 (Maximum_Iterations_Exceeded), T = 60" in text
+        assert "not trustworthy" in text
+
+
+def test_trunk_line_reports_the_first_rate_and_the_segment_medians():
+    """The trunk sentence starts with trunk[0] (not the highest rate of the first 1%) and
+    keeps the median of each segment between leave points."""
+    from types import SimpleNamespace
+
+    from optctl.studies.anytime import trunk_shape
+
+    trunk = np.concatenate([np.linspace(0.1, 0.2, 10), np.full(190, 0.2), np.full(200, 0.05)])
+    line = trunk_shape(SimpleNamespace(trunk=trunk, leave=(200, 400)))  # type: ignore[arg-type]
+    assert line.startswith("starts at 0.1 (early level 0.133,")  # max of trunk[:4]
+    assert "on [0, 200) median 0.2" in line and "on [200, 400) median 0.05" in line and "decays" in line
+
+
+def test_the_shipped_anytime_config_is_the_one_the_docs_show():
+    """configs/anytime_hard.yaml loads, is an anytime config (horizons, T the longest) and
+    equals the YAML block of docs/anytime.md that names it."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    from optctl.io.config import load_config
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_config(root / "configs" / "anytime_hard.yaml")
+    assert cfg.horizons == (1000, 10000, 100000) and cfg.problem.T == 100000 and cfg.leave is None
+    assert (cfg.problem.a, cfg.problem.b, cfg.problem.N) == (3.5, 5.0, 1000) and cfg.problem.phase == "hard"
+    text = (root / "docs" / "anytime.md").read_text()
+    assert "optctl solve configs/anytime_hard.yaml" in text
+    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", text, flags=re.S) if "horizons:" in b]
+    assert load_config_dict(yaml.safe_load(block)) == cfg

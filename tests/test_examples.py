@@ -59,3 +59,26 @@ def test_anytime_example_trains_every_branch_from_its_checkpoint(tmp_path: Path)
     rows = json.loads((tmp_path / "anytime_branches.json").read_text())["rows"]
     assert [r["T"] for r in rows] == [40, 120]
     assert all(np.isfinite(r["test_excess_loss"]) for r in rows)
+
+
+def test_anytime_example_refuses_an_uncertified_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """A plan whose table says ``success: false`` is refused (no training) unless
+    ``--allow-uncertified``, which trains from it with a warning."""
+    from types import SimpleNamespace
+
+    from optctl.table import BranchingTable
+
+    module = _example("anytime_branches")
+    table = BranchingTable(trunk=np.full(12, 0.3), branches=(np.linspace(0.3, 0.01, 6), np.linspace(0.3, 0.02, 8)),
+                           leave=(4, 12), horizons=(10, 20),
+                           source={"success": False, "status": "Dual_Stalled", "gap": 1e-3})
+    fake = SimpleNamespace(to_table=lambda: table, losses=np.array([0.1, 0.05]), regret=np.array([0.01, 0.02]))
+    monkeypatch.setattr(module, "solve_branching", lambda *a, **k: fake)
+    args = ["--horizons", "10", "20", "--out", str(tmp_path)]
+    with pytest.raises(SystemExit, match="not certified .*Dual_Stalled.*--allow-uncertified"):
+        module.main(args)
+    assert not (tmp_path / "anytime_branches.json").exists()
+    assert module.main([*args, "--allow-uncertified"]) == 0
+    assert "warning: the branching plan is not certified" in capsys.readouterr().err
+    assert (tmp_path / "anytime_branches.json").exists()

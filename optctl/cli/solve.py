@@ -124,6 +124,10 @@ def _anytime(cfg: RunConfig, out: Path, args: argparse.Namespace, source: str) -
                              baselines=not args.no_baselines and bool(cfg.baselines), progress=not args.quiet)
         report.write_run(out, cfg, overwrite=args.overwrite, source=source)
     print(report.markdown())
+    if report.branching.unconverged_bounds:
+        from optctl.studies.anytime import bounds_warning
+
+        print(f"optctl: warning: {bounds_warning(report.branching)}", file=sys.stderr)
     if not report.branching.success:
         print(f"optctl: the branching solve did not succeed ({report.branching.status}): "
               f"{report.branching.message}", file=sys.stderr)

@@ -74,7 +74,7 @@ from optctl.io.yamlfile import (
     section,
     suggest,
 )
-from optctl.spec import CONTROL_BOUNDS, ControlSpec, ProblemSpec, SolverOptions
+from optctl.spec import CONTROL_BOUNDS, MAX_T, ControlSpec, ProblemSpec, SolverOptions
 from optctl.theory import assumption_note
 from optctl.validate import check_horizons
 
@@ -228,7 +228,7 @@ class RunConfig:
                 raise ConfigError("leave", self.leave, LEAVE_WITHOUT_HORIZONS)
             lv = list(self.leave) if isinstance(self.leave, tuple) else self.leave
             if not isinstance(lv, list) or len(lv) != len(self.horizons):
-                raise ConfigError("leave", self.leave, f"give one leave point per horizon ({len(self.horizons)})")
+                raise ConfigError("leave", lv, f"give one leave point per horizon ({len(self.horizons)})")
             for i, (t, T) in enumerate(zip(lv, self.horizons, strict=True)):
                 if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < T:
                     raise ConfigError(f"leave[{i}]", t, f"a leave point is an integer 0 <= t < T = {T}")
@@ -378,6 +378,9 @@ def _build(d: Mapping[str, Any], source: str | None) -> RunConfig:
         raise ConfigError("leave", d["leave"], LEAVE_WITHOUT_HORIZONS)
     if horizons is not None:
         hs = check_horizons(horizons)
+        if hs[-1] > MAX_T:  # named here: T comes from the horizons
+            raise ConfigError(f"horizons[{len(hs) - 1}]", hs[-1], f"must be <= {MAX_T:.0e}: every horizon is "
+                              "replayed step by step and stores O(T) arrays")
         sections["training"].setdefault("T", hs[-1])
     for sec, required in _REQUIRED.items():
         for key in required:

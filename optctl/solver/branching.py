@@ -155,6 +155,14 @@ class BranchingResult:
     options: SolverOptions | None = None
     stages: dict[str, list[float]] = field(default_factory=dict)
     cpu_time: float = float("nan")
+    lower_bound_status: tuple[tuple[str, bool], ...] = ()
+
+    @property
+    def unconverged_bounds(self) -> list[tuple[int, str]]:
+        """``(T_i, IPOPT status)`` of every lower bound ``L*_{T_i}`` whose solve did not
+        converge: it may be above the true optimum, so regrets against it (which can then
+        be below zero) are not to be trusted."""
+        return [(T, st) for T, (st, ok) in zip(self.horizons, self.lower_bound_status, strict=True) if not ok]
 
     @property
     def regret(self) -> np.ndarray:
@@ -173,11 +181,15 @@ class BranchingResult:
         return np.concatenate([self.trunk[: self.leave[i]], self.branches[i]])
 
     def to_table(self) -> BranchingTable:
-        """The branching table (trunk, branches, leave points) that training code drives."""
+        """The branching table (trunk, branches, leave points) that training code drives;
+        its ``source`` records whether the plan was certified: ``success``, ``status`` and
+        the minimax ``gap`` (``None`` without a certificate, ``objective="weighted"``)."""
         return BranchingTable(trunk=self.trunk, branches=self.branches, leave=self.leave,
                               horizons=self.horizons, spec=self.spec.to_dict(),
                               source={"kind": "branching", "objective": self.objective,
-                                      "losses": self.losses.tolist(), "regret": self.regret.tolist()})
+                                      "losses": self.losses.tolist(), "regret": self.regret.tolist(),
+                                      "success": bool(self.success), "status": self.status,
+                                      "gap": float(self.gap) if np.isfinite(self.gap) else None})
 
     def summary(self) -> dict[str, Any]:
         """The scalars, for a run folder's ``summary.json``."""
@@ -186,6 +198,8 @@ class BranchingResult:
             "leave": list(self.leave), "objective": self.objective,
             "losses": self.losses.tolist(), "optima": self.optima.tolist(),
             "own_optima": self.own_optima.tolist(),
+            "lower_bounds": [{"T": T, "status": st, "converged": ok}
+                             for T, (st, ok) in zip(self.horizons, self.lower_bound_status, strict=True)],
             "regret": self.regret.tolist(), "worst_regret": self.worst_regret,
             "mean_regret": self.mean_regret, "nlp_losses": self.nlp_losses.tolist(),
             "replay_gap": self.replay_gap.tolist(),
@@ -251,6 +265,7 @@ def solve_branching(spec: ProblemSpec, horizons: Sequence[int], options: SolverO
     optima_time = time.perf_counter() - t0
     t0, c0 = time.perf_counter(), time.process_time()
     own = np.array([float(r.final_loss) for r in optima])
+    own_status = tuple((str(getattr(r, "status", "unknown")), bool(getattr(r, "success", True))) for r in optima)
     schedules = tuple(np.asarray(r.eta, dtype=float) for r in optima)
     tail = spectrum(spec).tail
 
@@ -258,7 +273,7 @@ def solve_branching(spec: ProblemSpec, horizons: Sequence[int], options: SolverO
         _log(f"anytime: leave points {list(points)}, K = {opts.K}", progress)
         t1 = time.perf_counter()
         out = _solve_fixed(spec, hs, points, opts, own, tail, schedules, objective, w, progress, warm,
-                           coarse=opts.K < options.K)
+                           coarse=opts.K < options.K, own_status=own_status)
         out.seconds, out.K = time.perf_counter() - t1, opts.K
         _log(f"anytime:   worst regret {out.worst:.4%}, {out.status}, {out.seconds:.1f} s", progress)
         return out
@@ -309,7 +324,8 @@ def solve_branching(spec: ProblemSpec, horizons: Sequence[int], options: SolverO
         gap=float("nan") if best.certificate is None else best.certificate.gap,
         scan=tuple((s.leave, s.worst, s.seconds, s.K) for s in tried),
         transcription=best.plan.describe(), versions=versions(), own_optima=own,
-        certificate=best.certificate, options=options, stages=stages, cpu_time=cpu)
+        certificate=best.certificate, options=options, stages=stages, cpu_time=cpu,
+        lower_bound_status=best.lb_status)
 
 
 @dataclass
@@ -330,6 +346,7 @@ class _Solved:
     multipliers: np.ndarray = field(default_factory=lambda: np.zeros(0))
     certificate: Certificate | None = None
     lb_schedules: tuple[np.ndarray, ...] = ()
+    lb_status: tuple[tuple[str, bool], ...] = ()
     seconds: float = 0.0
     K: int = 0
     stages: dict[str, list[float]] = field(default_factory=dict)
@@ -372,8 +389,12 @@ def _schedules_of(plan: BranchPlan, u: np.ndarray) -> tuple[np.ndarray, tuple[np
 
 def lower_bounds(spec: ProblemSpec, plan: BranchPlan, options: SolverOptions, own: np.ndarray,
                  schedules: tuple[np.ndarray, ...], *, starts: Sequence[np.ndarray] | None = None,
-                 with_own: bool = True, progress: bool = False) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-    """Each horizon's lower bound ``L*_{T_i}`` on the plan's grids, and its schedule.
+                 with_own: bool = True, progress: bool = False,
+                 own_status: Sequence[tuple[str, bool]] | None = None,
+                 ) -> tuple[np.ndarray, tuple[np.ndarray, ...], tuple[tuple[str, bool], ...]]:
+    """Each horizon's lower bound ``L*_{T_i}`` on the plan's grids, its schedule, and the
+    IPOPT status of the solve it came from with whether that solve converged (``own_status``:
+    those of the own optima, unknown when not given).
 
     Horizon ``i`` alone is solved on the union of the trunk's blocks up to ``t_i`` and
     branch ``i``'s (:func:`~optctl.solver.plan.lower_bound_plan`), from the horizon's own
@@ -383,8 +404,10 @@ def lower_bounds(spec: ProblemSpec, plan: BranchPlan, options: SolverOptions, ow
     ``T_i`` updates reaches, and the first is at least as low as any plan on these grids
     can make horizon ``i``'s (up to the replay gap and IPOPT's local optimality).
     ``with_own=False`` keeps the plan-grid bound alone (the coarse scan, whose grids are
-    coarser than the own optima's: its regrets then compare grids of one coarseness)."""
-    best, scheds = [], []
+    coarser than the own optima's: its regrets then compare grids of one coarseness). A bound
+    whose solve did not converge may sit above the true optimum, and regrets against it
+    below zero: :attr:`BranchingResult.unconverged_bounds` lists them."""
+    best, scheds, status = [], [], []
     for i, T in enumerate(plan.horizons):
         sub = lower_bound_plan(plan, i)
         cands = _candidates(spec, sub, (schedules[i],))
@@ -403,16 +426,19 @@ def lower_bounds(spec: ProblemSpec, plan: BranchPlan, options: SolverOptions, ow
         if loss < own[i] or not with_own:
             best.append(float(loss))
             scheds.append(sched)
+            status.append((str(run.stats.get("return_status", "unknown")), _converged(run)))
         else:
             best.append(float(own[i]))
             scheds.append(np.asarray(schedules[i], dtype=float))
-    return np.array(best), tuple(scheds)
+            status.append(("unknown", True) if own_status is None else
+                          (str(own_status[i][0]), bool(own_status[i][1])))
+    return np.array(best), tuple(scheds), tuple(status)
 
 
 def _solve_fixed(spec: ProblemSpec, hs: tuple[int, ...], leave: tuple[int, ...], options: SolverOptions,
                  own: np.ndarray, tail: float, schedules: tuple[np.ndarray, ...], objective: str,
                  w: np.ndarray, progress: bool = False, warm: _Solved | None = None,
-                 coarse: bool = False) -> _Solved:
+                 coarse: bool = False, own_status: Sequence[tuple[str, bool]] | None = None) -> _Solved:
     """One branching solve for fixed leave points: each horizon's lower bound on the
     plan's grids (:func:`lower_bounds`), the weighted sum (a smooth problem that the
     curvature scaling suits), then, for ``worst``, re-weighted from there and certified
@@ -424,8 +450,8 @@ def _solve_fixed(spec: ProblemSpec, hs: tuple[int, ...], leave: tuple[int, ...],
     grid_plan = make_branch_plan(spec, opts, hs, leave, tuple(float(s) for s in own), tail, "weighted",
                                  wt)
     warm_scheds = None if warm is None else [warm.schedule(i) for i in range(len(hs))]
-    star, lb_scheds = lower_bounds(spec, grid_plan, opts, own, schedules, starts=warm_scheds,
-                                   with_own=not coarse, progress=progress)
+    star, lb_scheds, lb_status = lower_bounds(spec, grid_plan, opts, own, schedules, starts=warm_scheds,
+                                              with_own=not coarse, progress=progress, own_status=own_status)
     clock.lap("lower_bounds")
     targets = tuple(float(s) for s in star)
     ws_plan = replace(grid_plan, targets=targets)
@@ -472,7 +498,8 @@ def _solve_fixed(spec: ProblemSpec, hs: tuple[int, ...], leave: tuple[int, ...],
     return _Solved(leave=leave, plan=plan, trunk=trunk, branches=branches, losses=losses,
                    nlp_losses=np.asarray(nlp_losses, dtype=float), optima=star, objective=objective, weights=w,
                    success=success, status=status, discarded=discarded, iterations=iterations,
-                   multipliers=w_final, certificate=cert, lb_schedules=lb_scheds, stages=clock.stages)
+                   multipliers=w_final, certificate=cert, lb_schedules=lb_scheds, stages=clock.stages,
+                   lb_status=lb_status)
 
 
 class _Clock:

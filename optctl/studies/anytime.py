@@ -88,11 +88,19 @@ class AnytimeReport:
         from optctl import plots  # matplotlib, only when drawing
 
         b = self.branching
+        title = f"{self.name}: a = {self.spec.a}, b = {self.spec.b} ({self.spec.phase} phase)"
+        warn = []  # an uncertified plan says so in its legend label and the title (a second line)
+        if not b.success:
+            warn.append(f"branching plan NOT certified ({b.status})")
+        if b.unconverged_bounds:
+            warn.append("lower bounds not converged at T = " + ", ".join(str(T) for T, _ in b.unconverged_bounds))
+        if warn:
+            title += "\n" + "; ".join(warn)
         fig = plots.plot_anytime(b.trunk, b.branches, b.leave, self.horizons,
-                                 {r.method: None if r.regret is None else list(r.regret) for r in self.rows},
-                                 wsd_s=self.schedules.get("WSD-S (tuned)"),
-                                 title=f"{self.name}: a = {self.spec.a}, b = {self.spec.b} "
-                                       f"({self.spec.phase} phase)")
+                                 {_label(r.method, b): None if r.regret is None else list(r.regret)
+                                  for r in self.rows},
+                                 wsd_s=self.schedules.get("WSD-S (tuned)"), title=title,
+                                 trunk_label="trunk" if b.success else "trunk (NOT certified)")
         plots.save(fig, path)
 
     def write(self, folder: Path) -> None:
@@ -129,6 +137,7 @@ class AnytimeReport:
                   f"per-horizon optima {self.times.get('optima', b.optima_time):.1f} s, baselines "
                   f"{self.times.get('baselines', 0.0):.1f} s (wall, see the machine's load).",
                   f"Certificate: {_certificate_line(b)}",
+                  *([f"**Lower bounds not converged**: {bounds_warning(b)}"] if b.unconverged_bounds else []),
                   "Leave points tried (common decay fraction; K = the solver's blocks of each solve): " + "; ".join(
                       f"{list(t)} at K = {k}: worst {100 * r:.3f}% in {sec:.1f} s" for t, r, sec, k in b.scan) + ".",
                   f"Trunk: {trunk_shape(b)}"]
@@ -136,6 +145,13 @@ class AnytimeReport:
         if notes:
             lines += ["", *notes]
         return "\n".join(lines) + "\n"
+
+
+def _label(method: str, b: BranchingResult) -> str:
+    """The figure's legend label of a method: the branching plan's says when it is not certified."""
+    if method.startswith("branching") and not b.success:
+        return f"{method}, NOT certified ({b.status})"
+    return method
 
 
 def _certificate_line(b: BranchingResult) -> str:
@@ -153,9 +169,22 @@ def _certificate_line(b: BranchingResult) -> str:
             f"{[round(float(x), 4) for x in c.weights]}.")
 
 
+def bounds_warning(b: BranchingResult) -> str:
+    """A sentence naming the horizons whose lower bound's solve did not converge (empty
+    when every one did)."""
+    bad = b.unconverged_bounds
+    if not bad:
+        return ""
+    return ("the lower-bound solve (the per-horizon optimum) did not converge at " + ", ".join(
+        f"T = {T} ({st})" for T, st in bad) + ": those bounds may be above the true optima, so the regrets "
+        "against them are not trustworthy (they can be below zero); raise solver.max_iter or check the "
+        "solver options.")
+
+
 def trunk_shape(b: BranchingResult) -> str:
-    """A sentence on the trunk: its median level between consecutive leave points (relative
-    to its start) and its lowest value in the last tenth before each leave point."""
+    """A sentence on the trunk: its first rate, its median level between consecutive leave
+    points (relative to its early level, the highest rate of its first 1%) and its lowest
+    value in the last tenth before each leave point."""
     t = b.trunk
     if t.size == 0:
         return "empty (every branch leaves at t = 0)."
@@ -171,9 +200,10 @@ def trunk_shape(b: BranchingResult) -> str:
         parts.append(f"on [{lo}, {p}) median {med:.3g}, lowest {dip:.3g} in the last tenth before {p}")
         lo = p
     flat = all(v >= 0.9 * ref for v in levels)
-    verdict = ("stays flat between leave points (every segment's median within 10% of the start)"
-               if flat else "decays (a segment's median is more than 10% below the start)")
-    return f"starts at {ref:.3g}; " + "; ".join(parts) + f"; it {verdict}."
+    verdict = ("stays flat between leave points (every segment's median within 10% of the early level)"
+               if flat else "decays (a segment's median is more than 10% below the early level)")
+    return (f"starts at {float(t[0]):.3g} (early level {ref:.3g}, the highest rate of its first 1%); "
+            + "; ".join(parts) + f"; it {verdict}.")
 
 
 def run_anytime(spec: ProblemSpec, horizons: Sequence[int], options: SolverOptions | None = None, *,
