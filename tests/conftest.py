@@ -87,6 +87,53 @@ RESCALE_RTOL = 1e-10
 
 
 @pytest.fixture(scope="session")
+def sgd_on_quadratic():
+    """Torch SGD driven by a :class:`~optctl.torch.TableScheduler` on ``½ λ w²`` from
+    ``w = 1`` (float64): ``run(table, lam, T, check=None, **scheduler_kwargs)`` returns the
+    ``T`` iterates; ``check(t, group)`` sees the parameter group before each step."""
+    import numpy as np
+    import torch
+
+    from optctl.torch import TableScheduler
+
+    def run(table, lam, T, check=None, **kwargs):
+        w = torch.nn.Parameter(torch.tensor([1.0], dtype=torch.float64))
+        sgd = torch.optim.SGD([w], lr=1.0, momentum=0.5)
+        sched = TableScheduler(sgd, table, **kwargs)
+        out = []
+        for t in range(T):
+            if check is not None:
+                check(t, sgd.param_groups[0])
+            sgd.zero_grad()
+            (0.5 * lam * w**2).sum().backward()
+            sgd.step()
+            sched.step()
+            out.append(float(w.detach()))
+        return np.array(out)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def ema_on_quadratic():
+    """MODEL.md §3's EMA momentum on the deterministic ``½ λ Δ²`` from ``Δ = 1``:
+    ``Δ_{t+1} = Δ_t − η_t v_t``, ``v_{t+1} = (1−β_t) v_t + β_t g_{t+1}``, ``v_0 = β_0 g_0``;
+    ``run(eta, beta, lam)`` returns the iterates."""
+    import numpy as np
+
+    def run(eta, beta, lam):
+        delta, v, out = 1.0, None, []
+        for t in range(len(eta)):
+            g = lam * delta
+            v = beta[0] * g if v is None else (1 - beta[t - 1]) * v + beta[t - 1] * g
+            delta -= eta[t] * v
+            out.append(delta)
+        return np.array(out)
+
+    return run
+
+
+@pytest.fixture(scope="session")
 def small_result():
     """A small solved problem shared by the table and adapter tests (about 3 s)."""
     from optctl import ProblemSpec, SolverOptions, solve

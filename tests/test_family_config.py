@@ -24,7 +24,7 @@ from optctl.table import family_table_from_dict
 torch = pytest.importorskip("torch")
 
 from optctl.io.tables import load_table  # noqa: E402
-from optctl.torch import TableScheduler, family_optimizer  # noqa: E402
+from optctl.torch import family_optimizer  # noqa: E402
 
 MODEL = {"a": 2.5, "b": 1.5, "N": 30, "sigma": 0.5}
 BASE = {"schema_version": 1, "name": "fam", "model": MODEL, "training": {"T": 60, "batch_size": 4},
@@ -89,7 +89,7 @@ def test_tuned_family_from_yaml_drives_torch_to_its_expected_loss(tmp_path: Path
 
 
 @pytest.mark.slow
-def test_momentum_controls_from_yaml_to_torch_sgd(tmp_path: Path) -> None:
+def test_momentum_controls_from_yaml_to_torch_sgd(tmp_path: Path, sgd_on_quadratic, ema_on_quadratic) -> None:  # type: ignore[no-untyped-def]
     """`controls: [lr, momentum]` → optctl solve → export → torch SGD runs MODEL.md §3's update."""
     d = {**BASE, "model": {"a": 1.3, "b": 2.75, "N": 40, "sigma": 0.7},
          "training": {"T": 40, "batch_size": 4, "beta_min": 0.05},
@@ -99,24 +99,14 @@ def test_momentum_controls_from_yaml_to_torch_sgd(tmp_path: Path) -> None:
     eta, beta = arrays["eta"], arrays["beta"]
     assert main(["export", str(out), "--out", str(tmp_path / "t.npz")]) == 0
     table = load_table(tmp_path / "t.npz")
-    lam, delta, v, expected = 0.9, 1.0, None, []
-    for t in range(40):  # MODEL.md §3 on ½ λ Δ²: v_0 = β_0 g_0, v_{t} = (1−β_{t−1}) v + β_{t−1} g_t
-        gr = lam * delta
-        v = beta[0] * gr if v is None else (1 - beta[t - 1]) * v + beta[t - 1] * gr
-        delta -= eta[t] * v
-        expected.append(delta)
-    w = torch.nn.Parameter(torch.tensor([1.0], dtype=F64))
-    sgd = torch.optim.SGD([w], lr=1.0, momentum=0.5)
-    sched = TableScheduler(sgd, table)
-    got = []
-    for t in range(40):
-        assert sgd.param_groups[0]["lr"] == table.lr[t]
-        assert sgd.param_groups[0]["momentum"] == sgd.param_groups[0]["dampening"] == (table.momentum[t] or 1e-300)
-        sgd.zero_grad()
-        (0.5 * lam * w**2).sum().backward()
-        sgd.step()
-        sched.step()
-        got.append(float(w.detach()))
+    lam = 0.9
+    expected = ema_on_quadratic(eta[:40], beta[:40], lam)
+
+    def check(t: int, group: dict) -> None:  # type: ignore[type-arg]
+        assert group["lr"] == table.lr[t]
+        assert group["momentum"] == group["dampening"] == (table.momentum[t] or 1e-300)
+
+    got = sgd_on_quadratic(table, lam, 40, check)
     np.testing.assert_allclose(got, expected, rtol=1e-10)
 
 

@@ -270,36 +270,17 @@ def test_adam_beta1_is_written_float_and_tensor() -> None:
             _step(opt, sched)
 
 
-def test_sgd_with_zero_buffer_is_the_ema_recursion_of_model_md() -> None:
+def test_sgd_with_zero_buffer_is_the_ema_recursion_of_model_md(sgd_on_quadratic, ema_on_quadratic) -> None:  # type: ignore[no-untyped-def]
     """MODEL.md §3 on a deterministic quadratic ``½ λ Δ²`` (gradient ``λ Δ``)."""
     T, lam = 40, 0.7
     rng = np.random.default_rng(1)
     eta, beta = rng.uniform(0.1, 1.0, T), rng.uniform(0.1, 1.0, T)
-    delta, v = 1.0, None
-    expected = []
-    for t in range(T):  # Δ_{t+1} = Δ_t − η_t v_t, v_{t+1} = (1−β_t) v_t + β_t g_{t+1}, v_0 = β_0 g_0
-        g = lam * delta
-        v = beta[0] * g if v is None else (1 - beta[t - 1]) * v + beta[t - 1] * g
-        delta -= eta[t] * v
-        expected.append(delta)
+    expected = ema_on_quadratic(eta, beta, lam)
     table = ScheduleTable(lr=eta, momentum=momentum_from_beta(beta))
-
-    def run(init: bool) -> np.ndarray:
-        w = torch.nn.Parameter(torch.tensor([1.0], dtype=F64))
-        opt = torch.optim.SGD([w], lr=1.0, momentum=0.5)
-        sched = TableScheduler(opt, table, init_momentum_buffers=init)
-        out = []
-        for _ in range(T):
-            opt.zero_grad()
-            (0.5 * lam * w**2).sum().backward()
-            opt.step()
-            sched.step()
-            out.append(float(w.detach()))
-        return np.array(out)
-
-    np.testing.assert_allclose(run(True), expected, rtol=MOMENTUM_EMA_RTOL)
+    np.testing.assert_allclose(sgd_on_quadratic(table, lam, T, init_momentum_buffers=True), expected,
+                               rtol=MOMENTUM_EMA_RTOL)
     # torch's own first step starts the buffer at g_0 instead of β_0 g_0 (documented)
-    default = run(False)
+    default = sgd_on_quadratic(table, lam, T, init_momentum_buffers=False)
     assert default[0] == pytest.approx(1.0 - eta[0] * lam, rel=MOMENTUM_EMA_RTOL)
     assert abs(default[-1] - expected[-1]) > MOMENTUM_EMA_RTOL
 

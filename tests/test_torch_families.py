@@ -188,7 +188,7 @@ def test_family_tables_that_sgd_cannot_run_say_so() -> None:
     np.testing.assert_allclose(st.lr, undamped.column("gamma3"))
 
 
-def test_undamped_log_time_through_sgd_is_the_papers_update() -> None:
+def test_undamped_log_time_through_sgd_is_the_papers_update(sgd_on_quadratic) -> None:  # type: ignore[no-untyped-def]
     T, lam = 30, 0.8
     opt = F.log_time(SPEC, T, 0.3, 1.0, gamma2=0.0)
     s = (np.ones((1, 1)), np.zeros((1, 1)))
@@ -196,17 +196,7 @@ def test_undamped_log_time_through_sgd_is_the_papers_update() -> None:
     for t in range(T):
         s = F.simulate_iterates(opt, t, s, lambda p: lam * p)
         expected.append(float(s[0][0, 0]))
-    w = torch.nn.Parameter(torch.tensor([1.0], dtype=F64))
-    sgd = torch.optim.SGD([w], lr=1.0, momentum=0.5)
-    sched = TableScheduler(sgd, F.to_table(opt))
-    got = []
-    for _ in range(T):
-        sgd.zero_grad()
-        (0.5 * lam * w**2).sum().backward()
-        sgd.step()
-        sched.step()
-        got.append(float(w.detach()))
-    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    np.testing.assert_allclose(sgd_on_quadratic(F.to_table(opt), lam, T), expected, rtol=1e-12)
 
 
 def test_family_table_round_trips_and_checks() -> None:
