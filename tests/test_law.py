@@ -140,6 +140,13 @@ def test_optctl_solve_law_writes_a_run_of_the_law_schedule(tmp_path, capsys) -> 
     said = capsys.readouterr()
     assert "law schedule L_T = " in said.err and "no IPOPT" in said.err
     assert "IPOPT Law" not in said.err and "iterations" not in said.err and "optimum L_T" not in said.err
+    # the config's solver settings are unused under --law: said on stderr and in summary.json
+    assert "note: --law: the config's solver: settings" in said.err
+    assert summary["notes"] == json.loads((tmp_path / "loud" / "summary.json").read_text())["notes"]
+    assert "not used" in summary["notes"][0]
+    for flag, value in (("--K", "50"), ("--grid", "uniform")):  # a flag that would do nothing is refused
+        assert main(["solve", str(cfg), "--law", flag, value, "--out", str(tmp_path / "k"), "--quiet"]) == 2
+        assert f"{flag} = " in capsys.readouterr().err and not (tmp_path / "k").exists()
     assert "vs law" in said.out and "vs optimal" not in said.out and "optimal" not in said.out
     # The run folder exports as any solve's does: its table is the law's rate at every update.
     assert main(["export", str(out), "--format", "csv"]) == 0

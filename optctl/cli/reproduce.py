@@ -6,11 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from optctl.errors import OptctlError
 from optctl.io.files import check_writable
 
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
+    if args.workers < 1:
+        raise OptctlError(f"--workers {args.workers}: give a positive number of processes (e.g. --workers 2)")
     check_writable(out)
     from optctl.studies.reproduce import reproduce  # the solver stack, once --out is good
 

@@ -17,6 +17,9 @@ from optctl.io.runs import default_out, write_run
 from optctl.solver.report import SolveReport
 from optctl.solver.resources import check_branching_fits, check_law_fits, check_solve_fits
 
+# What --law leaves unused, said on stderr and in summary.json.
+LAW_NOTE = ("--law: the config's solver: settings (grid, K, tolerances, IPOPT options) are not used; the law's "
+            "schedule is computed per step without IPOPT")
 # From this horizon on, the figures are drawn by two helper processes instead of one.
 TWO_HELPERS_MIN_T = 100_000
 
@@ -30,6 +33,11 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(path)
     if cfg.horizons is not None:
         _check_anytime_options(cfg, args)
+    if args.law:
+        for flag, value in (("--K", args.K), ("--grid", args.grid)):
+            if value is not None:
+                raise ConfigError(flag, value, "the law's schedule is per step and needs no solver grid; "
+                                  f"drop {flag} with --law, or drop --law to solve on that grid")
     overrides = {k: v for k, v in (("T", args.T), ("K", args.K), ("grid", args.grid)) if v is not None}
     cfg = with_overrides(cfg, progress=not args.quiet, **overrides)
     blocks = cfg.solver.K
@@ -57,8 +65,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         estimate = (check_law_fits(cfg.problem) if args.law else
                     check_solve_fits(cfg.problem, cfg.solver, cfg.controls))
+    notes = [LAW_NOTE] if args.law else []
     if not args.quiet:
         print(f"estimated peak memory: {estimate.describe()}", file=sys.stderr)
+        for n in notes:
+            print(f"note: {n}", file=sys.stderr)
     # The folder is claimed before any work: a second job writing the same --out stops at
     # once, and no two jobs ever both write it.
     if cfg.horizons is not None:
@@ -83,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
                    "job_s": time.time() - t1, "job_cpu_main_thread_s": time.thread_time(),
                    "job_cpu_process_s": time.process_time()}
         write_run(out, cfg, report, overwrite=args.overwrite, source=str(path), extra=extra,
-                  timings=timings, worker=worker)
+                  timings=timings, worker=worker, notes=notes)
     print(format_table(report))
     if not report.result.success:
         print(f"optctl: the solver did not succeed ({report.result.status}): "

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,13 +59,15 @@ def title(cfg: RunConfig) -> str:
 def write_run(out: Path, cfg: RunConfig, report: SolveReport, *, overwrite: bool = False,
               source: str | None = None, extra: Mapping[str, str] | None = None,
               timings: Mapping[str, float] | None = None,
+              notes: Sequence[str] | None = None,
               worker: FigureWorker | None = None) -> dict[str, Any]:
     """Write the run folder ``out`` atomically; return its summary.
 
     ``source`` is recorded as ``config_source``; ``extra`` maps file names to texts
     written alongside (a fit's ``calibration.json``). ``timings`` (the command line's
     stages, in seconds) are recorded under ``timings`` with the seconds spent writing the
-    arrays and drawing the figures; ``summary.json`` is written last. ``worker``: a
+    arrays and drawing the figures; ``notes`` (what the command line left unused) under
+    ``notes``; ``summary.json`` is written last. ``worker``: a
     :class:`~optctl.io.drawing.FigureWorker` started earlier draws the figures in its own
     process while this one writes the arrays (else they are drawn here, in a thread beside
     the compression).
@@ -74,6 +76,8 @@ def write_run(out: Path, cfg: RunConfig, report: SolveReport, *, overwrite: bool
     note = assumption_note(cfg.problem.b)
     if note is not None:  # the breach travels with the results, not only on stderr
         summary["assumptions"] = [f"model.b: {note}"]
+    if notes:  # what the command line left unused, e.g. the solver settings under --law
+        summary["notes"] = list(notes)
     with staged_dir(out, overwrite=overwrite) as tmp:
         write_text_atomic(tmp / CONFIG, dump_config(cfg))
         for name, text in (extra or {}).items():
