@@ -219,7 +219,9 @@ def _continuation_ok(s: dict[str, Any]) -> bool:
     first = next(iter(s["ladders"].values()))
     rungs_ok = all(r["success"] for r in s["ladders"].values())  # the answers; earlier rungs are starts
     gaps_ok = all(abs(r["replay_gap"]) <= GAP_MAX for r in s["ladders"].values())
-    return rungs_ok and gaps_ok and s["relative_difference"] <= AGREE_RTOL and first["total_s"] <= WALL_MAX_S
+    # with one ladder (--no-cold) there is no second start to compare: that claim is not checked
+    agree = len(s["ladders"]) < 2 or s["relative_difference"] <= AGREE_RTOL
+    return rungs_ok and gaps_ok and agree and first["total_s"] <= WALL_MAX_S
 
 
 def _state(r: dict[str, Any]) -> str:
@@ -244,6 +246,13 @@ def _continuation_report(s: dict[str, Any]) -> list[str]:
                           for g in r["rungs"])
         lines.append(f"| {name} | {rungs} | {_state(r)} | {r['loss']:.10g} | {r['replay_gap']:.1e} | "
                      f"{r['total_s']:.1f} |")
+    first = next(iter(s["ladders"].values()))
+    if len(s["ladders"]) < 2:
+        lines += ["", "One start only (`--no-cold`): the two-start claim is not checked here. "
+                  f"Replay gap ≤ {GAP_MAX:g}: {'holds' if abs(first['replay_gap']) <= GAP_MAX else 'fails'}; "
+                  f"the ladder's total under {WALL_MAX_S:.0f} s: "
+                  f"{'holds' if first['total_s'] <= WALL_MAX_S else 'fails'} (see the machine's load above).", ""]
+        return lines
     lines += ["", f"Two starts: relative difference {s['relative_difference']:.1e} (claim: ≤ {AGREE_RTOL:g}); "
               f"replay gaps ≤ {GAP_MAX:g}; the first ladder's total under {WALL_MAX_S:.0f} s: "
               f"{'all hold' if _continuation_ok(s) else '**a claim fails**'}.", ""]
