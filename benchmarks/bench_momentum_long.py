@@ -3,10 +3,11 @@
     python benchmarks/bench_momentum_long.py                        # both settings, every case
     python benchmarks/bench_momentum_long.py --setting project --case hard --max-T 31623
     python benchmarks/bench_momentum_long.py --report-only          # tables from what is solved
-    python benchmarks/bench_momentum_long.py --K 96                 # the same on 96 blocks (not run yet)
+    python benchmarks/bench_momentum_long.py --K 48                 # the same on 48 blocks (the earlier default)
 
 The (η, β) study of docs/controls.md (``optctl.studies.momentum``, the converged solver:
-refined grid K = 48, block propagator, grouped modes) on the models of the families study
+refined grid K = 96 (``--K``; the study file's 48 leaves local optima whose starts differ by
+up to 2e-3 at T ≥ 3162, docs/controls.md), block propagator, grouped modes) on the models of the families study
 (``optctl/data/study_families.yaml``: hard a = 1.3, b = 2.75; hard_b2 a = 1.5, b = 2; easy
 a = 2.3, b = 1.75) at the families' horizons 10^2 … 10^5, in two settings: ``project`` (raw initial loss, κ = 0, velocity
 start v_0 = β_0 g_0) and ``notebook`` (normalised initial loss, κ = 1e-2, the notebook's
@@ -14,9 +15,11 @@ velocity start). Each horizon starts from the previous one's optimum (horizon co
 up to ``--second-start-max-T`` it is also solved from the default candidates and the two are
 compared (the lower is kept; a difference above 1e-4 is flagged in the tables).
 
-Writes results/momentum_long/<setting>/ (points/*.json, summary.json, report.md, figures) and
-results/momentum_families/exponents.md: every method's L_T, local slopes, theory lines and the
-verdict, with the solver's flags. Resumable: solved points are kept.
+Writes results/momentum_long_K96/<setting>/ (points/*.json, summary.json, report.md, figures;
+results/momentum_long_K<K>/ for another ``--K``, results/momentum_long/ for K = 48) and
+results/momentum_families/exponents.md (exponents_K<K>.md for another K): every method's L_T,
+local slopes, theory lines and the verdict, with the solver's flags. Resumable: solved points
+are kept (one folder per K, so points of two grids never mix).
 """
 
 from __future__ import annotations
@@ -29,13 +32,14 @@ from typing import Any
 
 import numpy as np
 
-from optctl.io.files import write_text_atomic
+from optctl.io.files import write_json, write_text_atomic
 from optctl.io.studyconfig import load_control_study
 from optctl.studies.families import dana_exponent, load_study
-from optctl.studies.momentum import STARTS_RTOL, load_points, run_momentum_study
+from optctl.studies.momentum import STARTS_RTOL, add_start, load_points, run_momentum_study
 
 LONG = (100, 316, 1000, 3162, 10_000, 31_623, 100_000)
 FAMILIES = ("dana-decaying", "dana-constant", "log-time", "schedule-free")
+STARTS = ("continuation", "default", "from above")  # the (η, β) starts a point can record
 
 
 def horizons_of(case: str, max_T: int) -> tuple[int, ...]:
@@ -57,7 +61,15 @@ def _flag(rec: dict[str, Any]) -> str:
     return f" [{'; '.join(out)}]" if out else ""
 
 
-def exponent_report(long_out: Path, families_out: Path, K: int = 48) -> str:
+DEFAULT_K = 96
+
+
+def long_out_of(K: int) -> Path:
+    """The folder of the (η, β) points on ``K`` refined blocks."""
+    return Path("results/momentum_long" if K == 48 else f"results/momentum_long_K{K}")
+
+
+def exponent_report(long_out: Path, families_out: Path, K: int = DEFAULT_K) -> str:
     """Markdown: every method per case and horizon (project setting), slopes, theory, verdict."""
     fam_cfg = load_study()
     points = load_points(long_out / "project")
@@ -66,7 +78,7 @@ def exponent_report(long_out: Path, families_out: Path, K: int = 48) -> str:
              "of `optctl/data/study_families.yaml`, not normalised (the project setting). Optimal SGD "
              "and optimal (η, β): IPOPT, `η ≤ 1`, `β ∈ [0, 1]`; the families tuned per horizon "
              "(docs/momentum_families.md). Written by `python benchmarks/bench_momentum_long.py` "
-             "(the (η, β) column; results/momentum_long/project/) from "
+             f"(the (η, β) column; {long_out.as_posix()}/project/) from "
              "`python benchmarks/bench_momentum_families.py` (the other columns). Brackets: a solve "
              "that did not end in IPOPT success, or two starts that differ by more than 1e-4; [edge]: a "
              "family's tuned hyperparameters on the edge of their search box. "
@@ -128,12 +140,61 @@ def exponent_report(long_out: Path, families_out: Path, K: int = 48) -> str:
     return "\n".join(lines) + "\n"
 
 
+def starts_report(setting_out: Path, K: int) -> str:
+    """Markdown: every horizon's (η, β) solves, per start (loss, IPOPT status, iterations,
+    seconds) and the two starts' relative difference, per case."""
+    lines = [f"# Two starts per horizon: optimal (η, β) on {K} refined blocks", "",
+             "Each horizon is solved from the previous horizon's optimum rescaled in t/T "
+             "(\"continuation\"), and up to `--second-start-max-T` also from the default "
+             "candidates (\"default\"); where those disagree, also from the next longer horizon's "
+             "optimum rescaled in t/T (\"from above\"); the lowest is kept. Relative difference "
+             f"(max − min)/min; above {STARTS_RTOL:g} the starts disagree. Wall seconds on a shared "
+             "2-core machine, not idle (the load averages are in docs/controls.md).", ""]
+    for case, recs in load_points(setting_out).items():
+        lines += [f"## {case}", "", "| T | " + " | ".join(f"{k}: L_T, status, iterations, s" for k in STARTS)
+                  + " | relative difference (all starts) | continuation vs from above |", "|---" * (len(STARTS) + 3) + "|"]
+        for r in recs:
+            by = {st["start"]: st for st in r["momentum_starts"]}
+            cells = [f"{by[k]['loss']:.10g}, {by[k]['status']}, {by[k]['iterations']}, {by[k]['seconds']:.0f}"
+                     if k in by else "—" for k in STARTS]
+            sp = r.get("starts_spread")
+            diff = "one start" if sp is None else f"{sp:.1e}" + (" **disagree**" if sp > STARTS_RTOL else "")
+            pair = "—"
+            if "continuation" in by and "from above" in by:
+                lo, hi = sorted(float(by[k]["loss"]) for k in ("continuation", "from above"))
+                pair = f"{(hi - lo) / lo:.1e}"
+            lines.append(f"| {r['T']} | " + " | ".join(cells) + f" | {diff} | {pair} |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def check_starts(setting_out: Path, study: Any, cases: list[str], second_start_max_T: int) -> None:
+    """Complete the two-start check of solved points: a point up to ``second_start_max_T``
+    solved from one start only gets the default start; a point whose starts disagree (above
+    STARTS_RTOL) gets a third, the next longer horizon's optimum rescaled in t/T ("from
+    above"), which tells a local optimum of one start from an unconverged problem."""
+    for case in cases:
+        recs = load_points(setting_out).get(case, [])
+        for i, rec in enumerate(recs):
+            names = {st["start"] for st in rec["momentum_starts"]}
+            path = setting_out / "points" / f"{case}-T{rec['T']}.json"
+            if rec["T"] <= second_start_max_T and "default" not in names:
+                rec = add_start(study, rec, "default")
+                write_json(path, rec)
+                print(f"{case} T={rec['T']}: default start added, starts differ {rec['starts_spread']:.1e}", flush=True)
+            if rec.get("starts_disagree") and "from above" not in names and i + 1 < len(recs):
+                rec = add_start(study, rec, "from above", init=recs[i + 1])
+                write_json(path, rec)
+                print(f"{case} T={rec['T']}: start from T={recs[i + 1]['T']} added, starts differ "
+                      f"{rec['starts_spread']:.1e}", flush=True)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default=None, help="default results/momentum_long (K = 48) or results/momentum_long_K<K>")
-    p.add_argument("--K", type=int, default=48,
-                   help="refined blocks of the (η, β) solves (default 48, the study file's; 96 removes the "
-                        "local optima measured at T = 1e5, docs/controls.md)")
+    p.add_argument("--out", default=None, help="default results/momentum_long_K<K> (results/momentum_long for K = 48)")
+    p.add_argument("--K", type=int, default=DEFAULT_K,
+                   help=f"refined blocks of the (η, β) solves (default {DEFAULT_K}; the study file's 48 leaves "
+                        "local optima, docs/controls.md)")
     p.add_argument("--families", default="results/momentum_families")
     p.add_argument("--setting", choices=("project", "notebook", "both"), default="both")
     p.add_argument("--case", action="append", choices=("hard", "hard_b2", "easy"))
@@ -141,8 +202,10 @@ def main() -> int:
     p.add_argument("--second-start-max-T", type=int, default=10_000,
                    help="also solve from the default start up to this horizon (default 10^4)")
     p.add_argument("--report-only", action="store_true")
+    p.add_argument("--no-check-starts", action="store_true",
+                   help="skip completing the two-start check of solved points (check_starts)")
     args = p.parse_args()
-    out = Path(args.out or ("results/momentum_long" if args.K == 48 else f"results/momentum_long_K{args.K}"))
+    out = Path(args.out) if args.out else long_out_of(args.K)
     fam_out = Path(args.families)
     base = load_control_study()
     models = {k: dict(v) for k, v in load_study()["models"].items()}
@@ -154,14 +217,17 @@ def main() -> int:
             for case in cases:  # solved points are kept one file each: a stopped run resumes
                 run_momentum_study(out / setting, study=study, horizons={case: horizons_of(case, args.max_T)},
                                    setting=setting, second_start_max_T=args.second_start_max_T)
+            if not args.no_check_starts:
+                check_starts(out / setting, study, cases, args.second_start_max_T)
         done = {c: tuple(T for T in horizons_of(c, 100_000) if (out / setting / "points" / f"{c}-T{T}.json").exists())
                 for c in ("hard", "easy", "hard_b2")}
         done = {c: hs for c, hs in done.items() if hs}
         if done:  # the setting's summary, report and figures over every solved point
             run_momentum_study(out / setting, study=study, horizons=done, setting=setting, progress=False)
-    name = "exponents.md" if args.K == 48 else f"exponents_K{args.K}.md"
+            write_text_atomic(out / setting / "starts.md", starts_report(out / setting, args.K))
+    name = "exponents.md" if args.K == DEFAULT_K else f"exponents_K{args.K}.md"
     write_text_atomic(fam_out / name, exponent_report(out, fam_out, args.K))
-    print(f"wrote {fam_out / name} and {out}/<setting>/report.md")
+    print(f"wrote {fam_out / name} and {out}/<setting>/report.md, starts.md")
     return 0
 
 

@@ -45,8 +45,10 @@ def merge_equal(curves: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {" = ".join(names): curve for names, curve in groups}
 
 
-def plot_schedule(eta: np.ndarray, baselines: Mapping[str, np.ndarray], *, title: str = "") -> Figure:
-    """Learning rate against step: the optimum and every tuned baseline.
+def plot_schedule(eta: np.ndarray, baselines: Mapping[str, np.ndarray], *, title: str = "",
+                  label: str = "optimal") -> Figure:
+    """Learning rate against step: the optimum and every tuned baseline. ``label`` names the
+    solved schedule (``ScheduleResult.label``: not "optimal" when the solve did not converge).
 
     Left: linear axes. Right: the same against the steps left ``T − t`` on log axes,
     where an easy-phase decay ``(1 − t/T)^δ`` is a straight line and a hard-phase
@@ -60,8 +62,8 @@ def plot_schedule(eta: np.ndarray, baselines: Mapping[str, np.ndarray], *, title
     for name, e in merge_equal(baselines).items():
         ax0.plot(t[idx], e[idx], lw=1.2, label=name)
         ax1.loglog((T - t)[idx], np.maximum(e[idx], 1e-300), lw=1.2, label=name)
-    ax0.plot(t[idx], eta[idx], label="optimal", **_OPT_STYLE)
-    ax1.loglog((T - t)[idx], np.maximum(eta[idx], 1e-300), label="optimal", **_OPT_STYLE)
+    ax0.plot(t[idx], eta[idx], label=label, **_OPT_STYLE)
+    ax1.loglog((T - t)[idx], np.maximum(eta[idx], 1e-300), label=label, **_OPT_STYLE)
     ax0.set(xlabel="step t", ylabel="learning rate η(t)")
     ax1.set(xlabel="steps left T − t", ylabel="η(t)")
     ax1.invert_xaxis()
@@ -74,18 +76,19 @@ def plot_schedule(eta: np.ndarray, baselines: Mapping[str, np.ndarray], *, title
 
 
 def plot_loss(loss: np.ndarray, baselines: Mapping[str, np.ndarray], *, bias: np.ndarray | None = None,
-              variance: np.ndarray | None = None, title: str = "") -> Figure:
-    """Replayed loss ``L_t`` on log-log axes: the optimum (with its bias/variance split) and baselines."""
+              variance: np.ndarray | None = None, title: str = "", label: str = "optimal") -> Figure:
+    """Replayed loss ``L_t`` on log-log axes: the optimum (with its bias/variance split) and
+    baselines; ``label`` names the solved schedule (as in :func:`plot_schedule`)."""
     idx = _thin(loss.size)
     t = np.arange(loss.size) + 1.0
     fig = _figure((6.5, 4.5))
     ax = fig.subplots()
     for name, curve in merge_equal(baselines).items():
         ax.loglog(t[idx], curve[idx], lw=1.2, label=f"{name}  L_T={curve[-1]:.4g}")
-    ax.loglog(t[idx], loss[idx], label=f"optimal  L_T={loss[-1]:.4g}", **_OPT_STYLE)
+    ax.loglog(t[idx], loss[idx], label=f"{label}  L_T={loss[-1]:.4g}", **_OPT_STYLE)
     if bias is not None and variance is not None:
-        ax.loglog(t[idx], bias[idx], "k--", lw=1, label="optimal: bias")
-        ax.loglog(t[idx], variance[idx], "k:", lw=1, label="optimal: variance")
+        ax.loglog(t[idx], bias[idx], "k--", lw=1, label=f"{label}: bias")
+        ax.loglog(t[idx], variance[idx], "k:", lw=1, label=f"{label}: variance")
     ax.set(xlabel="step t + 1", ylabel="excess loss L_t (replayed)")
     ax.legend(fontsize=8)
     if title:
@@ -631,13 +634,14 @@ def plot_ramp_savings(summary: Mapping[str, Any]) -> Figure:
 
 
 def plot_controls(eta: np.ndarray, batch_size: np.ndarray, beta: np.ndarray | None, *,
-                  title: str = "") -> Figure:
-    """A joint schedule: ``η_t`` with the batch ``m_t`` or the momentum weight ``β_t``."""
+                  title: str = "", label: str = "optimal") -> Figure:
+    """A joint schedule: ``η_t`` with the batch ``m_t`` or the momentum weight ``β_t``;
+    ``label`` names it (as in :func:`plot_schedule`) above the panels."""
     t = np.arange(eta.size)
     fig = _figure((11, 4))
     ax0, ax1 = fig.subplots(1, 2)
     ax0.plot(t, eta, **_OPT_STYLE)
-    ax0.set(xlabel="step t", ylabel="learning rate η(t)")
+    ax0.set(xlabel="step t", ylabel="learning rate η(t)", title=label)
     if beta is not None:
         ax1.semilogy(t, beta, color="tab:purple")
         ax1.set(xlabel="step t", ylabel="momentum weight β(t) (1 = SGD)")

@@ -208,3 +208,25 @@ def test_the_program_exits_quickly_with_its_code_output_and_cleanup(tmp_path: Pa
     done = subprocess.run([sys.executable, "-m", "optctl.cli.main", "solve", str(bad), "--out",
                            str(tmp_path / "bad"), "--quiet"], capture_output=True, text=True, env=env)
     assert done.returncode == 2 and done.stderr.startswith("optctl: error: ") and "N" in done.stderr
+
+
+def test_a_solve_stopped_at_its_iteration_cap_is_not_printed_or_drawn_as_optimal(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from optctl.io.runs import read_run, run_figures
+
+    out = tmp_path / "run"
+    capped = SMALL.replace("solver: {grid: uniform, K: 30}", "solver: {grid: uniform, K: 30, max_iter: 2}")
+    assert main(["solve", str(_write(tmp_path, capped)), "--out", str(out), "--quiet"]) != 0
+    printed = capsys.readouterr().out
+    label = "optimum (not converged: Maximum_Iterations_Exceeded)"
+    assert label in printed
+    assert not any(line.startswith("optimal") for line in printed.splitlines())
+    report = read_run(out).report
+    assert report.result.label == label
+    figures = run_figures(report, "capped")
+    assert {f[2]["label"] for f in figures.values()} == {label}
+    from optctl import plots
+
+    fig = plots.plot_loss(report.result.loss, {}, title="capped", label=label)
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert any(t.startswith(label) for t in legend) and not any(t.startswith("optimal") for t in legend)

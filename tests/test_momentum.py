@@ -181,3 +181,34 @@ def test_figure5_marks_the_solves_that_stopped_at_the_iteration_cap() -> None:
     assert any("iteration cap" in t.get_text() for t in fig.legends[0].get_texts())
     plain = plots.plot_momentum_curves(Ts, curves, curves, [np.full(T, 0.5) for T in Ts], [np.full(T, 0.9) for T in Ts])
     assert not any("iteration cap" in t.get_text() for t in plain.legends[0].get_texts())
+
+
+def test_add_start_records_every_start_and_keeps_the_lowest() -> None:
+    """A third start (a longer horizon's optimum, or the default candidates) is solved and
+    recorded; the spread covers every start and the kept answer is the lowest, replayed."""
+    from dataclasses import replace as _replace
+
+    from optctl.io.studyconfig import load_control_study
+    from optctl.model.momentum import momentum_replay
+    from optctl.studies.momentum import STARTS_RTOL, add_start, solve_point
+
+    base = load_control_study()
+    study = _replace(base, solver=SolverOptions(grid="uniform", K=6, tol=1e-8, max_iter=400))
+    longer = solve_point(study, "hard", 32, eta_max=1.0, beta_min=0.0)
+    rec = solve_point(study, "hard", 16, eta_max=1.0, beta_min=0.0)
+    # a worse recorded answer, so that the new start must replace it
+    worse = {**rec, "momentum_loss": 2 * rec["momentum_loss"],
+             "momentum_starts": [{**rec["momentum_starts"][0], "loss": 2 * rec["momentum_loss"]}]}
+    out = add_start(study, worse, "from above", init=longer)
+    assert [st["start"] for st in out["momentum_starts"]] == ["default", "from above"]
+    losses = [st["loss"] for st in out["momentum_starts"]]
+    assert out["starts_spread"] == pytest.approx((max(losses) - min(losses)) / min(losses))
+    assert out["starts_disagree"] == (out["starts_spread"] > STARTS_RTOL)
+    assert out["momentum_loss"] == min(losses) < worse["momentum_loss"]
+    spec = ProblemSpec(**out["spec"])
+    L = momentum_replay(spec, np.asarray(out["eta"]), np.asarray(out["beta"])).loss[-1]
+    assert L == pytest.approx(out["momentum_loss"], rel=1e-10)
+    # the recorded answer is kept unless the new start is lower
+    again = add_start(study, out, "default")
+    assert again["momentum_loss"] == min(out["momentum_loss"], again["momentum_starts"][-1]["loss"])
+    assert len(again["momentum_starts"]) == 3

@@ -167,12 +167,16 @@ def _family(cfg: RunConfig, out: Path, args: argparse.Namespace, source: str) ->
 
 
 def format_table(report: SolveReport) -> str:
-    """A plain-text table of final losses, best first."""
-    ref = "law" if report.result.status == "Law" else "optimal"
-    rows = [(ref, report.result.final_loss)]
+    """A plain-text table of final losses, best first; the solved schedule is named by
+    :attr:`~optctl.solver.result.ScheduleResult.label`, so a solve that stopped at its
+    iteration cap is not printed as optimal."""
+    name = report.result.label
+    ref = "law" if name == "law" else "optimum"
+    rows = [(name, report.result.final_loss)]
     rows += [(n, b.final_loss) for n, b in report.baselines.items()]
     rows.sort(key=lambda r: r[1])
     opt = report.result.final_loss
-    lines = [f"{'schedule':<14}{'L_T (replayed)':>16}{'vs ' + ref:>12}"]
-    lines += [f"{n:<14}{v:>16.6e}{v / opt:>11.3f}x" for n, v in rows]
+    w = max(14, max(len(n) for n, _ in rows) + 2)
+    lines = [f"{'schedule':<{w}}{'L_T (replayed)':>16}{'vs ' + ref:>12}"]
+    lines += [f"{n:<{w}}{v:>16.6e}{v / opt:>11.3f}x" for n, v in rows]
     return "\n".join(lines)

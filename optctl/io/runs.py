@@ -140,11 +140,12 @@ def run_figures(report: SolveReport, heading: str) -> dict[str, Figure]:
     r = report.result
     etas = {n: b.eta for n, b in report.baselines.items()}
     figures: dict[str, Figure] = {
-        "schedule.png": ("plot_schedule", (r.eta, etas), {"title": heading}),
+        "schedule.png": ("plot_schedule", (r.eta, etas), {"title": heading, "label": r.label}),
         "loss.png": ("plot_loss", (r.loss, report.baseline_curves),
-                     {"bias": r.bias, "variance": r.variance, "title": heading})}
+                     {"bias": r.bias, "variance": r.variance, "title": heading, "label": r.label})}
     if r.controls.controls != ("lr",):
-        figures["controls.png"] = ("plot_controls", (r.eta, r.batch_size, r.beta), {"title": heading})
+        figures["controls.png"] = ("plot_controls", (r.eta, r.batch_size, r.beta),
+                                   {"title": heading, "label": r.label})
     return figures
 
 

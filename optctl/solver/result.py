@@ -77,6 +77,21 @@ class ScheduleResult:
 
     # --- views -----------------------------------------------------------------------
 
+    @property
+    def label(self) -> str:
+        """How the schedule is named wherever it is printed or drawn: ``optimal`` only after
+        IPOPT success, ``law`` for the finite-horizon law, else ``optimum (not converged:
+        STATUS)`` (a solve stopped at its iteration cap is a point on the way, not an optimum;
+        a success whose last round was discarded returns that round's start)."""
+        if self.status == "Law":
+            return "law"
+        if self.success:
+            return "optimal"
+        if self.status == "Solve_Succeeded":
+            return "optimum (not converged: last round discarded)"
+        return f"optimum (not converged: {self.status})"
+
+
     def schedule(self) -> BlockSchedule:
         """The learning rate as a block schedule on the control grid."""
         return BlockSchedule(np.asarray(self.grid), np.asarray(self.eta_blocks, dtype=float))

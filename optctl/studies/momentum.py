@@ -96,6 +96,33 @@ def solve_point(study: ControlStudy, phase: str, T: int, *, eta_max: float, beta
     }
 
 
+def add_start(study: ControlStudy, record: dict[str, Any], start: str,
+              init: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``record`` (a :func:`solve_point` record) with one more ``(η, β)`` start solved and
+    recorded: ``init`` another record whose optimum, rescaled in ``t/T``, is where IPOPT
+    starts (``start`` names it, e.g. ``"from above"`` for a longer horizon's optimum), or
+    ``None`` for the default candidates (``start="default"``). The spread is recomputed over
+    every start, and the lowest answer is kept."""
+    spec = ProblemSpec(**record["spec"])
+    setting = record["setting"]
+    controls = replace(study.momentum_controls(setting), beta_min=record["beta_min"])
+    warm = _warm(init)
+    t0 = time.perf_counter()
+    res = solve(spec, study.solver, controls=controls, init=warm, start_from="best" if warm is None else "init")
+    starts = [*record["momentum_starts"], {"start": start, "loss": res.final_loss, "status": res.status,
+                                            "iterations": res.iterations, "seconds": time.perf_counter() - t0}]
+    losses = [float(st["loss"]) for st in starts]
+    spread = (max(losses) - min(losses)) / min(losses)
+    out = {**record, "momentum_starts": starts, "starts_spread": spread, "starts_disagree": spread > STARTS_RTOL}
+    if res.final_loss < record["momentum_loss"]:
+        assert res.beta is not None
+        out.update(momentum_loss=res.final_loss, momentum_status=res.status, momentum_replay_gap=res.replay_gap,
+                   momentum_iterations=res.iterations, momentum_transcription=res.transcription,
+                   gain=(record["sgd_loss"] - res.final_loss) / record["sgd_loss"],
+                   eta=res.eta.tolist(), beta=res.beta.tolist())
+    return out
+
+
 def fit_exponent(T: Sequence[float], L: Sequence[float]) -> float:
     """``ζ`` of the least-squares fit ``log L = c − ζ log T``."""
     return float(-np.polyfit(np.log(np.asarray(T, float)), np.log(np.asarray(L, float)), 1)[0])
