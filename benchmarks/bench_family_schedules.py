@@ -32,6 +32,7 @@ def main() -> int:
     p.add_argument("--record", default=None, help="write here instead of <out>/<case>_scheduled.json")
     p.add_argument("--seed", default=None, help="a record whose shorter horizon seeds the first solve")
     p.add_argument("--redo", action="append", default=[], help="recompute this entry (e.g. dana_solved_bounded)")
+    p.add_argument("--bounds", choices=("unbounded", "bounded", "both"), default="both")
     p.add_argument("--two-starts", type=int, default=None, help="only: DANA at this T from two starts")
     args = p.parse_args()
     cfg = load_study()
@@ -48,7 +49,8 @@ def main() -> int:
     horizons = [T for T in cfg["horizons"] if args.min_T <= T <= args.max_T]
     run_schedules(out, cfg, args.case, horizons, K=args.K, max_iter=args.max_iter,
                   progress=lambda s: print(s, flush=True), seed=None if args.seed is None else Path(args.seed),
-                  record=None if args.record is None else Path(args.record), redo=tuple(args.redo))
+                  record=None if args.record is None else Path(args.record), redo=tuple(args.redo),
+                  bounds=("unbounded", "bounded") if args.bounds == "both" else (args.bounds,))
     return 0
 
 

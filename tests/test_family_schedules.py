@@ -70,3 +70,26 @@ def test_bad_family_arguments_are_named() -> None:
         DanaSchedule(4.0, eta_max=-1.0)
     with pytest.raises(SpecError, match="init"):
         solve_family(SPEC, ScheduleFreeLR(0.5), [], OPTIONS)
+
+
+@pytest.mark.parametrize("family", ["dana-decaying", "schedule-free"])
+def test_tuning_under_a_step_bound(family: str) -> None:
+    """``eta_max`` keeps the tuned family's effective step below the bound at every update."""
+    from optctl.baselines.momentum_tune import build, tune_family
+
+    free = tune_family(SPEC, family, SPEC.T)
+    bounded = tune_family(SPEC, family, SPEC.T, eta_max=0.3)
+    steps = F.effective_step(build(SPEC, family, SPEC.T, np.asarray(bounded.coords)))
+    assert np.max(steps) <= 0.3 * (1 + 1e-9)
+    assert np.max(F.effective_step(build(SPEC, family, SPEC.T, np.asarray(free.coords)))) > 0.3
+    assert bounded.loss >= free.loss
+
+
+def test_effective_step_of_each_family() -> None:
+    """The definitions of docs/momentum_families.md §7, on hand-computed coefficients."""
+    sf = F.schedule_free(5, np.array([0.1, 0.2, 0.3, 0.4, 0.5]), 0.9)
+    np.testing.assert_allclose(F.effective_step(sf), [0.1, 0.2, 0.3, 0.4, 0.5])
+    gm = F.generalized_momentum(3, 1.0, 0.2, 0.05, np.array([1.0, 0.5, 0.25]))
+    np.testing.assert_allclose(F.effective_step(gm), [0.25, 0.3, 0.4])
+    ema = F.generalized_momentum(3, 0.1, 0.0, 0.7, 0.1)   # MODEL.md §3 with β = 0.1, η = 0.7
+    np.testing.assert_allclose(F.effective_step(ema), [0.7, 0.7, 0.7])

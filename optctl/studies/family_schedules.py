@@ -79,10 +79,11 @@ def _seed(path: Path, below: int) -> dict[str, dict[str, np.ndarray]]:
 def run_schedules(out: Path, cfg: dict[str, Any], case: str, horizons: list[int], *, K: int = 48,
                   max_iter: int = 3000, progress: Callable[[str], None] = print,
                   seed: Path | None = None, record: Path | None = None,
-                  redo: tuple[str, ...] = ()) -> dict[str, Any]:
+                  redo: tuple[str, ...] = (), bounds: tuple[str, ...] = ("unbounded", "bounded")
+                  ) -> dict[str, Any]:
     """Solve and record every horizon of ``case`` into ``out/<case>_scheduled.json`` (or
     ``record``; resumable: finished entries are kept, those named in ``redo`` recomputed,
-    e.g. ``dana_solved_bounded``). Needs the tuned families of ``out/<case>.json``.
+    e.g. ``dana_solved_bounded``; ``bounds`` chooses the unbounded and/or bounded solves). Needs the tuned families of ``out/<case>.json``.
     ``seed``: a record whose longest shorter horizon's answers are stretched into starts of
     the first horizon (each later horizon starts from the one before it anyway)."""
     model = cfg["models"][case]
@@ -107,7 +108,7 @@ def run_schedules(out: Path, cfg: dict[str, Any], case: str, horizons: list[int]
             return key not in row or key in redo
 
         for fam in ("schedule-free", "dana-decaying"):
-            if not todo(f"{fam}_bounded_tuned"):
+            if "bounded" not in bounds or not todo(f"{fam}_bounded_tuned"):
                 continue
             t0 = time.perf_counter()
             p = tuned[T][fam]["params"]
@@ -122,6 +123,8 @@ def run_schedules(out: Path, cfg: dict[str, Any], case: str, horizons: list[int]
                      f"{tb.params} ({time.perf_counter() - t0:.0f} s)")
         for bound in (None, eta_max):
             tag = "unbounded" if bound is None else "bounded"
+            if tag not in bounds:
+                continue
             key = f"schedule-free_solved_{tag}"
             if todo(key):
                 src = tuned[T]["schedule-free"] if bound is None else row["schedule-free_bounded_tuned"]
