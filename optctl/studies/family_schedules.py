@@ -130,6 +130,8 @@ def run_schedules(out: Path, cfg: dict[str, Any], case: str, horizons: list[int]
                 src = tuned[T]["schedule-free"] if bound is None else row["schedule-free_bounded_tuned"]
                 beta, lr = float(src["params"]["beta"]), float(src["params"]["lr"])
                 starts: list[tuple[np.ndarray, ...]] = [(np.full(T, lr),)]
+                if key in row:  # a redo also starts from the answer it replaces
+                    starts.append((expand(np.asarray(row[key]["schedules"]["lr"]), np.asarray(row[key]["grid"])),))
                 if f"sf-{tag}" in prev:
                     starts.append((_stretch(prev[f"sf-{tag}"]["lr"], T),))
                 res = solve_family(spec, ScheduleFreeLR(beta, bound), starts, options)
@@ -148,6 +150,9 @@ def run_schedules(out: Path, cfg: dict[str, Any], case: str, horizons: list[int]
                     pb = row["dana-decaying_bounded_tuned"]["params"]
                     opts = [F.dana(spec, T, pb["gamma2"], pb["gamma3"])]
                 dstarts: list[tuple[np.ndarray, ...]] = [_dana_start(o, T, bound) for o in opts]
+                if key in row:  # a redo also starts from the answer it replaces
+                    dstarts.append(tuple(expand(np.asarray(row[key]["schedules"][k]), np.asarray(row[key]["grid"]))
+                                         for k in ("gamma2", "gamma3")))
                 if f"dana-{tag}" in prev:
                     dstarts.append(tuple(_stretch(prev[f"dana-{tag}"][k], T) for k in ("gamma2", "gamma3")))
                 res = solve_family(spec, DanaSchedule(delta, bound), dstarts, options)
