@@ -35,6 +35,7 @@ import numpy as np
 from optctl.io.files import write_json, write_text_atomic
 from optctl.io.studyconfig import load_control_study
 from optctl.studies.families import dana_exponent, load_study
+from optctl.studies.family_schedules import scheduled_section
 from optctl.studies.momentum import STARTS_RTOL, add_start, load_points, run_momentum_study
 
 LONG = (100, 316, 1000, 3162, 10_000, 31_623, 100_000)
@@ -137,6 +138,7 @@ def exponent_report(long_out: Path, families_out: Path, K: int = DEFAULT_K) -> s
         if missing:
             lines += ["", f"(η, β) not solved at T = {missing} (run the benchmark to extend it)."]
         lines.append("")
+        lines += scheduled_section(families_out, case)  # the optimally scheduled families, if solved
     return "\n".join(lines) + "\n"
 
 

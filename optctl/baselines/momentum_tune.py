@@ -110,13 +110,19 @@ def _grid(center: np.ndarray, step: float, n: int) -> np.ndarray:
 def tune_family(spec: ProblemSpec, family: str, T: int, *,
                 start: tuple[float, float] | None = None, coarse: bool | None = None,
                 max_recentre: int = 3, sp: Spectrum | None = None,
-                progress: Callable[[str], None] | None = None) -> FamilyTuning:
+                progress: Callable[[str], None] | None = None,
+                eta_max: float | None = None) -> FamilyTuning:
     """Minimise the exact ``L_T`` of ``family`` over its two coordinates (zooming grid).
 
     ``start`` (log10 coordinates; default :func:`default_start`) is the centre of the
     first grid; ``coarse`` (default: when no start is given) begins with a ``7 × 7``
-    grid ``0.5`` decades apart. ``progress`` receives one line per grid.
+    grid ``0.5`` decades apart. ``progress`` receives one line per grid. ``eta_max``
+    rules out every candidate whose effective step
+    (:func:`~optctl.model.families.effective_step`) exceeds it at any update, so the
+    family is tuned at the step bound of the optimal SGD it is compared with.
     """
+    if eta_max is not None and not (np.isfinite(eta_max) and eta_max > 0):
+        raise SpecError("eta_max", eta_max, "pass a finite bound > 0 on the effective step, or None")
     coordinate_names(family)
     if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 1:
         raise SpecError("T", T, "pass a positive integer number of updates")
@@ -130,8 +136,12 @@ def tune_family(spec: ProblemSpec, family: str, T: int, *,
     for step, n in schedule:
         for _ in range(max_recentre + 1):
             pts = _grid(best_x if np.isfinite(best_loss) else center, step, n)
-            losses = np.asarray(F.family_loss(spec, build(spec, family, T, pts), sp=sp), dtype=float)
+            opt = build(spec, family, T, pts)
+            losses = np.asarray(F.family_loss(spec, opt, sp=sp), dtype=float)
             losses = np.where(np.isfinite(losses), losses, np.inf)
+            if eta_max is not None:
+                steps = np.broadcast_to(F.effective_step(opt), (T, len(pts)))
+                losses = np.where(steps.max(axis=0) <= eta_max * (1 + 1e-12), losses, np.inf)
             evals += len(pts)
             history += [(float(a), float(b), float(v)) for (a, b), v in zip(pts, losses, strict=True)]
             i = int(np.argmin(losses))

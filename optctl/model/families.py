@@ -174,6 +174,16 @@ def dana(spec: ProblemSpec, T: int, gamma2: Any, gamma3: Any, *, delta: Any = No
     The paper's ``α`` (data complexity, ``λ_j ∼ j^(−2α)``) is ``b/2`` here and its
     ``β`` (target complexity) is ``(a − b)/2``, so ``κ = 1/b``; ``δ`` defaults to
     ``4 + (α + β)/α = 4 + a/b``, the value of the authors' experiments.
+
+    Sources (docs/momentum_families.md §2, "Where the equations come from"): the update is
+    the paper's Gen-Mom-SGD, ``y_t = (1 − Δ(t)) y_{t−1} + γ₁(t; d) ĝ_t``,
+    ``θ_{t+1} = θ_t − γ₂(t; d) ĝ_t − γ₃(t; d) y_t`` with ``ĝ_t`` the batch-mean gradient at
+    ``θ_t``; the paper's own text (its equation numbers) could not be read for this
+    project, only this display as a published summary of arXiv:2505.16098 reproduces it.
+    The DANA schedules are the authors' public optax code's: ``y ← (1 − Δ) y + g₁ g``,
+    update ``−(g₂ g + g₃ y)``, schedules ``init · (1 + count/time_scale)^power`` read at
+    the 0-based step count (``Δ``: ``1, −1, δ``; ``γ₃``: ``γ̃₃, −1/(2α), 1``).
+    ``tests/test_dana_paper.py`` runs that algorithm written independently in numpy.
     """
     _check_positive("gamma2", gamma2)
     _check_positive("gamma3", gamma3)
@@ -242,6 +252,23 @@ def schedule_free(T: int, lr: Any, beta: Any = 0.9) -> LinearOptimizer:
     u = np.stack([1.0 - bt, bt], axis=1)
     return LinearOptimizer(name="schedule-free", A=A, b=b, u=u, readout=1, start="copy",
                            params={"lr": lr, "beta": beta, "_lr_t": g, "_beta_t": bt})
+
+
+def effective_step(opt: LinearOptimizer) -> np.ndarray:
+    """The effective step of every update, shape ``(T, *K)`` (docs/momentum_families.md §7).
+
+    The total displacement of the iterate that one unit gradient causes when the
+    coefficients are held at their current values: ``η`` for SGD and for the EMA momentum
+    of MODEL.md §3 (``η Σ_k β (1 − β)^k = η``), ``γ₂ + γ₁ γ₃ / Δ`` for Gen-Mom-SGD (the
+    fresh-gradient step plus the velocity's geometric sum), and ``γ_t`` for Schedule-Free
+    SGD (the step of ``z``, which the average ``x`` and the gradient point ``y`` follow).
+    Bounding it by ``η_max`` compares a family with optimal SGD at equal step bounds.
+    """
+    p = opt.params
+    if opt.name == "schedule-free":
+        return np.asarray(p["_lr_t"], dtype=float)
+    g1, g2, g3, D = (np.asarray(p[k], dtype=float) for k in ("_g1", "_g2", "_g3", "_D"))
+    return np.asarray(g2 + g1 * g3 / D)
 
 
 def family_curve(spec: ProblemSpec, opt: LinearOptimizer, *, sp: Spectrum | None = None,

@@ -35,7 +35,7 @@ from optctl.errors import SpecError
 from optctl.model.blocks import bits_of
 from optctl.model.momentum import momentum_replay, momentum_start, start_weight
 from optctl.model.replay import Replay, replay
-from optctl.solver.dynamics import momentum_subblock, momentum_update, sgd_subblock
+from optctl.solver.dynamics import family_step, momentum_subblock, momentum_update, sgd_subblock
 from optctl.solver.piecewise import block_means, expand
 from optctl.solver.plan import BranchPlan, Plan
 from optctl.spec import ControlSpec, ProblemSpec
@@ -403,6 +403,174 @@ class Branching(LearningRate):
         if isinstance(plan, BranchPlan) and plan.objective == "worst":
             return {"lbg": -np.inf, "ubg": 0.0}
         return {}
+
+
+# Box of the "unbounded" family schedules (no η_max): far above every tuned value
+# (docs/momentum_families.md §7 reports when a solved schedule reaches it).
+FAMILY_BOX = 100.0
+
+
+class FamilySchedule(LearningRate):
+    """The step schedules of a linear momentum family (:mod:`optctl.model.families`).
+
+    The decision variables are block values of the family's schedules; the dynamics are
+    the family's exact per-mode second-moment recursion, one update at a time
+    (:func:`~optctl.solver.dynamics.family_step`, on a per-step chain: the coefficients
+    move with ``t`` inside a block, so there is no block propagator). ``eta_max`` bounds
+    the family's *effective step* (the total displacement that one unit gradient causes
+    with the coefficients held, docs/momentum_families.md §7); ``None`` leaves the
+    schedules in the box ``[0, FAMILY_BOX]``. Subclasses state the coefficients.
+    """
+
+    curvature_clip: ClassVar[float] = 1e-4
+    readout: ClassVar[int] = 0
+    copy_start: ClassVar[bool] = False
+
+    def __init__(self, eta_max: float | None = None) -> None:
+        if eta_max is not None and not (np.isfinite(eta_max) and eta_max > 0):
+            raise SpecError("eta_max", eta_max, "bound the effective step by a finite value > 0, or pass None")
+        self.eta_max = None if eta_max is None else float(eta_max)
+
+    def identity(self) -> tuple[object, ...]:
+        return (type(self).__name__, self.eta_max, *self.fixed())
+
+    @abstractmethod
+    def fixed(self) -> tuple[float, ...]:
+        """The family's fixed hyperparameters (part of the compiled problem)."""
+
+    @abstractmethod
+    def coefficients(self, T: int, u: Sequence[Any]) -> list[Any]:
+        """The eight per-step rows ``(A₀₀, A₀₁, A₁₀, A₁₁, b₀, b₁, u₀, u₁)`` (each ``1 × T``
+        or a scalar) from the per-step schedules ``u`` (``1 × T`` each)."""
+
+    def floor(self, spec: ProblemSpec, controls: ControlSpec, K: int) -> np.ndarray:
+        return np.full(self.size(K), 1e-6)
+
+    def dynamics(self, plan: Plan, u: Sequence[ca.MX], model: Model, kappa: float) -> tuple[ca.MX, ca.MX]:
+        T = int(plan.grid[-1])
+        n = plan.spectrum.n_modes
+        select = _select(plan)
+        rows = self.coefficients(T, [ca.mtimes(select, v).T for v in u])
+        coef = ca.vertcat(*[r if isinstance(r, ca.MX) else ca.MX(ca.DM(np.broadcast_to(r, (1, T))))
+                            for r in rows])
+        zero = ca.MX.zeros(n)
+        x0 = ca.vertcat(model.c0, model.c0, model.c0) if self.copy_start else ca.vertcat(model.c0, zero, zero)
+        chain = family_step(n).mapaccum("chain", T)
+        states = chain(x0, coef, model.m, model.lam, model.lam_w, model.sigma2)
+        last = states[:, -1]
+        S = last[:n] if self.readout == 0 else last[2 * n:]
+        return ca.dot(model.lam_w, S), self.step_constraints(plan, u)
+
+    def step_constraints(self, plan: Plan, u: Sequence[ca.MX]) -> ca.MX:
+        """Constraints that keep the effective step below ``eta_max`` (none by default)."""
+        return ca.MX(0, 1)
+
+    def feasible(self, plan: Plan, u: np.ndarray) -> np.ndarray:
+        """A start moved onto the constraints. Needed: the driver keeps a round only if it
+        ends below its start, and an infeasible start can be lower than every feasible point
+        (measured: the bounded DANA solve then returned its infeasible start)."""
+        return u
+
+    def starts(self, spec: ProblemSpec, plan: Plan, given_starts: Sequence[Sequence[np.ndarray]]
+               ) -> list[np.ndarray]:
+        """The per-step starts given (one tuple of per-step schedules per start, ordered as
+        the decision vector), as block means clipped to the bounds."""
+        lo, hi = self.bounds(spec, ControlSpec(), plan.n_controls)
+        out = []
+        for given in given_starts:
+            arrays = [np.asarray(a, dtype=float) for a in given]
+            if len(arrays) != self.size(1) or any(a.shape != (spec.T,) for a in arrays):
+                raise SpecError("init", [a.shape for a in arrays],
+                                f"give {self.size(1)} per-step arrays of length T = {spec.T} per start")
+            out.append(self.feasible(plan, np.clip(np.concatenate([block_means(a, plan.grid) for a in arrays]), lo, hi)))
+        if not out:
+            raise SpecError("init", None, "a family schedule solve needs at least one start")
+        return out
+
+    def bounds(self, spec: ProblemSpec, controls: ControlSpec, K: int) -> tuple[np.ndarray, np.ndarray]:
+        hi = FAMILY_BOX if self.eta_max is None else self.eta_max
+        return np.zeros(self.size(K)), np.full(self.size(K), hi)
+
+
+class DanaSchedule(FamilySchedule):
+    """DANA with solved step schedules: Gen-Mom-SGD (arXiv:2505.16098) with ``γ₁ = 1`` and
+    the paper's momentum rate ``Δ(t) = δ/(δ + t)`` fixed, ``γ₂(t)`` and ``γ₃(t)`` free per
+    block (``second = "gamma3"``: a two-block decision vector ``(γ₂, γ₃)``).
+
+    Effective step (docs/momentum_families.md §7): ``γ₂ + γ₁ γ₃ / Δ(t)``; with ``eta_max``
+    it is held below the bound at the last update of each block (where ``1/Δ`` is largest).
+    """
+
+    second: ClassVar[str | None] = "gamma3"
+
+    def __init__(self, delta: float, eta_max: float | None = None) -> None:
+        super().__init__(eta_max)
+        if not (np.isfinite(delta) and delta > 0):
+            raise SpecError("delta", delta, "pass a finite δ > 0")
+        self.delta = float(delta)
+
+    def fixed(self) -> tuple[float, ...]:
+        return (self.delta,)
+
+    def momentum_rate(self, T: int) -> np.ndarray:
+        """``Δ(t)`` for the 0-based updates ``t < T``."""
+        return self.delta / (self.delta + np.arange(T, dtype=float))
+
+    def coefficients(self, T: int, u: Sequence[Any]) -> list[Any]:
+        g2, g3 = u
+        keep = 1.0 - self.momentum_rate(T)[None, :]
+        return [1.0, -g3 * ca.DM(keep), 0.0, keep, -(g2 + g3), 1.0, 1.0, 0.0]
+
+    def step_constraints(self, plan: Plan, u: Sequence[ca.MX]) -> ca.MX:
+        if self.eta_max is None:
+            return ca.MX(0, 1)
+        g2, g3 = u
+        last = plan.grid[1:] - 1
+        return g2 + g3 * ca.DM(1.0 / self.momentum_rate(int(plan.grid[-1]))[last])
+
+    def constraint_bounds(self, spec: ProblemSpec, plan: Plan) -> dict[str, float]:
+        return {} if self.eta_max is None else {"lbg": -np.inf, "ubg": self.eta_max}
+
+    def feasible(self, plan: Plan, u: np.ndarray) -> np.ndarray:
+        """Shrink ``(γ₂, γ₃)`` of every block whose effective step exceeds ``eta_max``."""
+        if self.eta_max is None:
+            return u
+        K = plan.n_controls
+        step = u[:K] + u[K:] / self.momentum_rate(int(plan.grid[-1]))[plan.grid[1:] - 1]
+        shrink = np.minimum(1.0, (1.0 - 1e-9) * self.eta_max / np.maximum(step, 1e-300))
+        return np.concatenate([u[:K] * shrink, u[K:] * shrink])
+
+    def bounds(self, spec: ProblemSpec, controls: ControlSpec, K: int) -> tuple[np.ndarray, np.ndarray]:
+        lo, hi = super().bounds(spec, controls, K)
+        if self.eta_max is not None:  # γ₃ alone may not exceed η_max Δ(0) = η_max
+            hi[K:] = self.eta_max
+        return lo, hi
+
+
+class ScheduleFreeLR(FamilySchedule):
+    """Schedule-Free SGD (Defazio et al. 2024) with a solved ``γ(t)``: ``β`` fixed, the
+    uniform average ``c_{t+1} = 1/(t+1)``, loss read at the average ``x``.
+
+    Effective step (docs/momentum_families.md §7): ``γ_t``, the step of ``z`` (which ``x``
+    and ``y`` follow); with ``eta_max`` it is the upper bound of every block.
+    """
+
+    readout: ClassVar[int] = 1
+    copy_start: ClassVar[bool] = True
+
+    def __init__(self, beta: float, eta_max: float | None = None) -> None:
+        super().__init__(eta_max)
+        if not (np.isfinite(beta) and 0.0 <= beta <= 1.0):
+            raise SpecError("beta", beta, "β must lie in [0, 1]")
+        self.beta = float(beta)
+
+    def fixed(self) -> tuple[float, ...]:
+        return (self.beta,)
+
+    def coefficients(self, T: int, u: Sequence[Any]) -> list[Any]:
+        (g,) = u
+        c = 1.0 / (np.arange(T, dtype=float)[None, :] + 2.0)
+        return [1.0, 0.0, c, 1.0 - c, -g, -g * ca.DM(c), 1.0 - self.beta, self.beta]
 
 
 _SETS: dict[tuple[str, ...], type[LearningRate]] = {

@@ -1,7 +1,8 @@
 """The model's dynamics as CasADi functions, for the NLP.
 
 Built from the same arithmetic-only functions that the exact replays run on numpy
-(:mod:`optctl.model.spectrum`, :mod:`optctl.model.blocks`, :mod:`optctl.model.momentum`),
+(:mod:`optctl.model.spectrum`, :mod:`optctl.model.blocks`, :mod:`optctl.model.momentum`,
+:mod:`optctl.model.families`),
 so the transcription and the ground truth share one statement of the recursion. Each
 function maps a scalar per-mode kernel over the modes and keeps the dot products that
 couple the modes outside it, so the generated code is a few small loops whatever ``N``.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import casadi as ca
 
 from optctl.model.blocks import Ops, block_weights, momentum_block_kernel
+from optctl.model.families import moment_step, point_moment
 from optctl.model.momentum import momentum_position, momentum_velocity
 from optctl.model.spectrum import sgd_step
 
@@ -95,3 +97,24 @@ def momentum_subblock(n_modes: int, n_bits: int) -> ca.Function:
     nxt = freeM + wM * (u_end - u0M)
     x_next = ca.vertcat(nxt[0, :].T, nxt[1, :].T, nxt[2, :].T)
     return ca.Function("momentum_subblock", [x, eM, bM, mM, nM, bitsM, lamM, lwM, s2M], [x_next, u_end - s2M])
+
+
+def family_step(n_modes: int) -> ca.Function:
+    """One update of a linear momentum family (:mod:`optctl.model.families`) on the stacked
+    per-mode second moments ``(M₀₀, M₀₁, M₁₁)``.
+
+    Inputs ``(x, c, m, λ, wλ, σ²)`` with ``c`` the update's eight coefficients
+    ``(A₀₀, A₀₁, A₁₀, A₁₁, b₀, b₁, u₀, u₁)``; output ``x_next``. The arithmetic is
+    :func:`~optctl.model.families.moment_step`, the same function the exact replay runs;
+    the loss at the gradient's point couples the modes through ``wλ`` (grouped modes
+    carry their weight there, the per-mode noise only ``λ``).
+    """
+    n = n_modes
+    x, c = ca.SX.sym("x", 3 * n), ca.SX.sym("c", 8)
+    lam, lw = ca.SX.sym("lam", n), ca.SX.sym("lw", n)
+    m, s2 = ca.SX.sym("m"), ca.SX.sym("s2")
+    S00, S01, S11 = x[:n], x[n:2 * n], x[2 * n:]
+    A00, A01, A10, A11, b0, b1, u0, u1 = (c[i] for i in range(8))
+    P = ca.dot(lw, point_moment(S00, S01, S11, u0, u1))
+    N00, N01, N11 = moment_step(S00, S01, S11, P, A00, A01, A10, A11, b0, b1, u0, u1, lam, m, s2)
+    return ca.Function("family_step", [x, c, m, lam, lw, s2], [ca.vertcat(N00, N01, N11)])

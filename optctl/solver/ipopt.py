@@ -269,7 +269,7 @@ CACHE_ENV, CACHE_DIR_ENV = "OPTCTL_NLP_CACHE", "OPTCTL_CACHE_DIR"
 # The sources that define an NLP: a change to any of them invalidates every stored library.
 _NLP_SOURCES = ("solver/transcribe.py", "solver/dynamics.py", "solver/controls.py", "solver/plan.py",
                 "solver/piecewise.py", "solver/grid.py", "solver/ipopt.py", "model/spectrum.py",
-                "model/blocks.py", "model/momentum.py")
+                "model/blocks.py", "model/momentum.py", "model/families.py")
 
 
 @functools.cache

@@ -1,0 +1,58 @@
+"""Optimally scheduled families: solved DANA (γ₂, γ₃)(t) and Schedule-Free γ(t) per horizon.
+
+    python benchmarks/bench_family_schedules.py --case hard --max-T 10000
+    python benchmarks/bench_family_schedules.py --two-starts 316     # DANA from two starts
+
+Reads the tuned families of results/momentum_families/<case>.json (written by
+bench_momentum_families.py) and writes results/momentum_families/<case>_scheduled.json
+after every horizon (resumable); docs/momentum_families.md §7. bench_momentum_long.py
+reads it into the exponent table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from optctl.io.files import read_json, write_json
+from optctl.spec import ProblemSpec
+from optctl.studies.families import load_study
+from optctl.studies.family_schedules import run_schedules, two_starts
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default="results/momentum_families")
+    p.add_argument("--case", default="hard")
+    p.add_argument("--max-T", type=int, default=10_000)
+    p.add_argument("--K", type=int, default=48, help="refined control blocks")
+    p.add_argument("--min-T", type=int, default=0)
+    p.add_argument("--max-iter", type=int, default=3000, help="IPOPT iterations per solve")
+    p.add_argument("--record", default=None, help="write here instead of <out>/<case>_scheduled.json")
+    p.add_argument("--seed", default=None, help="a record whose shorter horizon seeds the first solve")
+    p.add_argument("--redo", action="append", default=[], help="recompute this entry (e.g. dana_solved_bounded)")
+    p.add_argument("--bounds", choices=("unbounded", "bounded", "both"), default="both")
+    p.add_argument("--two-starts", type=int, default=None, help="only: DANA at this T from two starts")
+    args = p.parse_args()
+    cfg = load_study()
+    out = Path(args.out)
+    if args.two_starts is not None:
+        model = cfg["models"][args.case]
+        row = {int(r["T"]): r for r in read_json(out / f"{args.case}.json")["rows"]}[args.two_starts]
+        spec = ProblemSpec(a=float(model["a"]), b=float(model["b"]), N=int(model["N"]),
+                           sigma=float(model["sigma"]), batch_size=int(model["batch_size"]), T=args.two_starts)
+        res = two_starts(spec, row, args.K)
+        write_json(out / f"{args.case}_scheduled_two_starts_T{args.two_starts}.json", res)
+        print(res, f"load {os.getloadavg()[0]:.1f}")
+        return 0
+    horizons = [T for T in cfg["horizons"] if args.min_T <= T <= args.max_T]
+    run_schedules(out, cfg, args.case, horizons, K=args.K, max_iter=args.max_iter,
+                  progress=lambda s: print(s, flush=True), seed=None if args.seed is None else Path(args.seed),
+                  record=None if args.record is None else Path(args.record), redo=tuple(args.redo),
+                  bounds=("unbounded", "bounded") if args.bounds == "both" else (args.bounds,))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,266 @@
+"""Optimally scheduled families: solved DANA schedules and Schedule-Free ``γ(t)`` per horizon.
+
+For each model and horizon of the families study (``optctl/data/study_families.yaml``) this
+solves, with :func:`optctl.solver.family.solve_family`, the optimal ``(γ₂(t), γ₃(t))`` of
+DANA (``γ₁ = 1``, ``Δ(t) = δ/(δ + t)``) and the optimal ``γ(t)`` of Schedule-Free SGD (its
+``β`` the tuned one), twice: unbounded (the box of
+:data:`~optctl.solver.controls.FAMILY_BOX`) and with the effective step bounded by optimal
+SGD's ``η_max`` (docs/momentum_families.md §7). Beside them, the families tuned under the
+same bound (:func:`~optctl.baselines.momentum_tune.tune_family` with ``eta_max``). Starts:
+the tuned families' schedules, and the previous horizon's answer stretched to the new
+horizon (in ``t/T``). Every answer is replayed by the family's exact recursion.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from optctl.baselines.momentum_tune import tune_family
+from optctl.io.files import read_json, write_json
+from optctl.model import families as F
+from optctl.solver.controls import DanaSchedule, ScheduleFreeLR
+from optctl.solver.family import FamilySolve, solve_family
+from optctl.solver.piecewise import expand
+from optctl.spec import ProblemSpec, SolverOptions
+
+
+def _stretch(values: np.ndarray, T: int) -> np.ndarray:
+    """A per-step schedule of another horizon, read at the same ``t/T``."""
+    u = (np.arange(T) + 0.5) / T
+    src = (np.arange(values.size) + 0.5) / values.size
+    return np.interp(u, src, values)
+
+
+def _load() -> float:
+    return float(os.getloadavg()[0]) if hasattr(os, "getloadavg") else float("nan")
+
+
+def _record(res: FamilySolve, **extra: Any) -> dict[str, Any]:
+    eff = F.effective_step(res.optimizer)
+    return {"loss": res.final_loss, "objective": res.objective, "replay_gap": res.replay_gap,
+            "start_loss": res.start_loss, "start": res.start, "success": res.success,
+            "status": res.status, "iterations": res.iterations, "seconds": res.wall_time,
+            "load_1min": _load(), "at_box": res.at_box, "max_effective_step": float(np.max(eff)),
+            "grid": res.grid.tolist(), "schedules": {k: v[res.grid[:-1]].tolist() for k, v in res.schedules.items()},
+            **extra}
+
+
+def _dana_start(opt: F.LinearOptimizer, T: int, eta_max: float | None) -> tuple[np.ndarray, np.ndarray]:
+    g2 = np.broadcast_to(np.asarray(opt.params["_g2"], dtype=float), (T,)).copy()
+    g3 = np.broadcast_to(np.asarray(opt.params["_g3"], dtype=float), (T,)).copy()
+    if eta_max is not None:  # shrink where the start's effective step exceeds the bound
+        shrink = np.minimum(1.0, 0.99 * eta_max / F.effective_step(opt))
+        g2, g3 = g2 * shrink, g3 * shrink
+    return g2, g3
+
+
+def _seed(path: Path, below: int) -> dict[str, dict[str, np.ndarray]]:
+    """The per-step schedules solved at the longest horizon below ``below`` in a record."""
+    rows = [r for r in read_json(path)["rows"] if int(r["T"]) < below] if path.exists() else []
+    if not rows:
+        return {}
+    r = max(rows, key=lambda r: int(r["T"]))
+    out = {}
+    for tag in ("unbounded", "bounded"):
+        for fam, key in (("sf", "schedule-free_solved_"), ("dana", "dana_solved_")):
+            if key + tag in r:
+                v = r[key + tag]
+                out[f"{fam}-{tag}"] = {k: expand(np.asarray(b, dtype=float), np.asarray(v["grid"]))
+                                       for k, b in v["schedules"].items()}
+    return out
+
+
+def run_schedules(out: Path, cfg: dict[str, Any], case: str, horizons: list[int], *, K: int = 48,
+                  max_iter: int = 3000, progress: Callable[[str], None] = print,
+                  seed: Path | None = None, record: Path | None = None,
+                  redo: tuple[str, ...] = (), bounds: tuple[str, ...] = ("unbounded", "bounded")
+                  ) -> dict[str, Any]:
+    """Solve and record every horizon of ``case`` into ``out/<case>_scheduled.json`` (or
+    ``record``; resumable: finished entries are kept, those named in ``redo`` recomputed,
+    e.g. ``dana_solved_bounded``; ``bounds`` chooses the unbounded and/or bounded solves). Needs the tuned families of ``out/<case>.json``.
+    ``seed``: a record whose longest shorter horizon's answers are stretched into starts of
+    the first horizon (each later horizon starts from the one before it anyway)."""
+    model = cfg["models"][case]
+    eta_max = float(cfg["sgd"]["eta_max"])
+    tuned = {int(r["T"]): r for r in read_json(out / f"{case}.json")["rows"]}
+    path = out / f"{case}_scheduled.json" if record is None else record
+    rec: dict[str, Any] = read_json(path) if path.exists() else {"model": model, "eta_max": eta_max, "K": K,
+                                                                   "rows": []}
+    old = {int(r["T"]): r for r in rec["rows"]}
+    prev: dict[str, dict[str, np.ndarray]] = {} if seed is None else _seed(seed, min(horizons))
+    options = SolverOptions(K=K, max_iter=max_iter)
+    delta = 4.0 + float(model["a"]) / float(model["b"])
+    for T in horizons:
+        if T not in tuned:
+            progress(f"{case} T={T}: no tuned families in {case}.json; skipped")
+            continue
+        spec = ProblemSpec(a=float(model["a"]), b=float(model["b"]), N=int(model["N"]), sigma=float(model["sigma"]),
+                           batch_size=int(model["batch_size"]), T=T)
+        row: dict[str, Any] = dict(old.get(T, {"T": T, "sgd_loss": float(tuned[T]["sgd"]["loss"])}))
+
+        def todo(key: str, row: dict[str, Any] = row) -> bool:
+            return key not in row or key in redo
+
+        for fam in ("schedule-free", "dana-decaying"):
+            if "bounded" not in bounds or not todo(f"{fam}_bounded_tuned"):
+                continue
+            t0 = time.perf_counter()
+            p = tuned[T][fam]["params"]
+            base = (np.log10(min(p["lr"], eta_max)), np.log10(1 - p["beta"])) if fam == "schedule-free" else \
+                (np.log10(min(p["gamma2"], 0.5 * eta_max)),
+                 np.log10(p["gamma3"] * min(1.0, eta_max / float(np.max(F.effective_step(
+                     F.dana(spec, T, p["gamma2"], p["gamma3"])))))))
+            tb = tune_family(spec, fam, T, start=(float(base[0]), float(base[1])), coarse=True, eta_max=eta_max)
+            row[f"{fam}_bounded_tuned"] = {"loss": tb.loss, "params": tb.params, "on_edge": tb.on_edge,
+                                           "seconds": time.perf_counter() - t0, "load_1min": _load()}
+            progress(f"{case} T={T}: {fam} tuned with effective step <= {eta_max:g}: L_T = {tb.loss:.6g} "
+                     f"{tb.params} ({time.perf_counter() - t0:.0f} s)")
+        for bound in (None, eta_max):
+            tag = "unbounded" if bound is None else "bounded"
+            if tag not in bounds:
+                continue
+            key = f"schedule-free_solved_{tag}"
+            if todo(key):
+                src = tuned[T]["schedule-free"] if bound is None else row["schedule-free_bounded_tuned"]
+                beta, lr = float(src["params"]["beta"]), float(src["params"]["lr"])
+                starts: list[tuple[np.ndarray, ...]] = [(np.full(T, lr),)]
+                if key in row:  # a redo also starts from the answer it replaces
+                    starts.append((expand(np.asarray(row[key]["schedules"]["lr"]), np.asarray(row[key]["grid"])),))
+                if f"sf-{tag}" in prev:
+                    starts.append((_stretch(prev[f"sf-{tag}"]["lr"], T),))
+                res = solve_family(spec, ScheduleFreeLR(beta, bound), starts, options)
+                row[key] = _record(res, beta=beta)
+                progress(f"{case} T={T}: Schedule-Free γ(t) {tag}: L_T = {res.final_loss:.6g} ({res.status}, "
+                         f"{res.iterations} it, {res.wall_time:.0f} s, gap {res.replay_gap:.1e}, load {_load():.1f})")
+            prev[f"sf-{tag}"] = {k: expand(np.asarray(v, dtype=float), np.asarray(row[key]["grid"]))
+                                 for k, v in row[key]["schedules"].items()}
+            key = f"dana_solved_{tag}"
+            if todo(key):
+                if bound is None:
+                    pd, pc = tuned[T]["dana-decaying"]["params"], tuned[T]["dana-constant"]["params"]
+                    opts = [F.dana(spec, T, pd["gamma2"], pd["gamma3"]),
+                            F.dana(spec, T, pc["gamma2"], pc["gamma3"], decaying=False)]
+                else:
+                    pb = row["dana-decaying_bounded_tuned"]["params"]
+                    opts = [F.dana(spec, T, pb["gamma2"], pb["gamma3"])]
+                dstarts: list[tuple[np.ndarray, ...]] = [_dana_start(o, T, bound) for o in opts]
+                if key in row:  # a redo also starts from the answer it replaces
+                    dstarts.append(tuple(expand(np.asarray(row[key]["schedules"][k]), np.asarray(row[key]["grid"]))
+                                         for k in ("gamma2", "gamma3")))
+                if f"dana-{tag}" in prev:
+                    dstarts.append(tuple(_stretch(prev[f"dana-{tag}"][k], T) for k in ("gamma2", "gamma3")))
+                res = solve_family(spec, DanaSchedule(delta, bound), dstarts, options)
+                row[key] = _record(res, delta=delta)
+                progress(f"{case} T={T}: DANA (γ₂, γ₃)(t) {tag}: L_T = {res.final_loss:.6g} ({res.status}, "
+                         f"{res.iterations} it, {res.wall_time:.0f} s, gap {res.replay_gap:.1e}, load {_load():.1f})")
+            prev[f"dana-{tag}"] = {k: expand(np.asarray(v, dtype=float), np.asarray(row[key]["grid"]))
+                                   for k, v in row[key]["schedules"].items()}
+            old[T] = row
+            rec["rows"] = [old[t] for t in sorted(old)]
+            write_json(path, rec)
+    return rec
+
+
+def two_starts(spec: ProblemSpec, tuned_row: dict[str, Any], K: int = 48) -> dict[str, Any]:
+    """DANA solved from the tuned decaying and from the tuned constant schedules separately:
+    their relative difference in the replayed ``L_T``."""
+    delta = 4.0 + spec.a / spec.b
+    pd, pc = tuned_row["dana-decaying"]["params"], tuned_row["dana-constant"]["params"]
+    T = spec.T
+    losses: list[dict[str, Any]] = []
+    for opt in (F.dana(spec, T, pd["gamma2"], pd["gamma3"]),
+                F.dana(spec, T, pc["gamma2"], pc["gamma3"], decaying=False)):
+        res = solve_family(spec, DanaSchedule(delta), [_dana_start(opt, T, None)], SolverOptions(K=K))
+        losses.append({"loss": res.final_loss, "status": res.status, "iterations": res.iterations,
+                       "seconds": res.wall_time, "load_1min": _load()})
+    a, b = float(losses[0]["loss"]), float(losses[1]["loss"])
+    return {"T": T, "starts": losses, "relative_difference": abs(a - b) / min(a, b)}
+
+
+def _slopes(T: list[int], L: list[float]) -> list[float]:
+    lt, ll = np.log(np.asarray(T, float)), np.log(np.asarray(L, float))
+    return (-np.diff(ll) / np.diff(lt)).tolist()
+
+
+COLUMNS = (  # (title, row key, tuned-family key in <case>.json or None)
+    ("DANA-decaying tuned", None, "dana-decaying"),
+    ("DANA solved (γ₂, γ₃)(t)", "dana_solved_unbounded", None),
+    ("Schedule-Free tuned", None, "schedule-free"),
+    ("Schedule-Free solved γ(t)", "schedule-free_solved_unbounded", None),
+    ("DANA-decaying tuned, eff ≤ η_max", "dana-decaying_bounded_tuned", None),
+    ("DANA solved, eff ≤ η_max", "dana_solved_bounded", None),
+    ("Schedule-Free tuned, γ ≤ η_max", "schedule-free_bounded_tuned", None),
+    ("Schedule-Free solved γ(t), γ ≤ η_max", "schedule-free_solved_bounded", None),
+)
+
+
+def scheduled_section(families_out: Path, case: str) -> list[str]:
+    """Markdown lines: the optimally scheduled families of ``case`` beside optimal SGD and the
+    tuned families, unbounded and at optimal SGD's ``η_max``, with local slopes (empty when
+    ``<case>_scheduled.json`` is absent)."""
+    path = families_out / f"{case}_scheduled.json"
+    if not path.exists():
+        return []
+    rec = read_json(path)
+    tuned = {int(r["T"]): r for r in read_json(families_out / f"{case}.json")["rows"]}
+    rows = [r for r in rec["rows"] if int(r["T"]) in tuned]
+    if not rows:
+        return []
+    eta = rec["eta_max"]
+    lines = [f"### {case}: optimally scheduled families (`python benchmarks/bench_family_schedules.py --case {case}`)", "",
+             f"IPOPT on {rec['K']} refined blocks, per-step chain on grouped modes; every loss is the family's "
+             "exact replay (all modes). Effective step (docs/momentum_families.md §7): `γ₂ + γ₃/Δ(t)` for DANA, "
+             f"`γ(t)` for Schedule-Free; \"≤ η_max\" columns hold it at optimal SGD's η_max = {eta:g}. "
+             "Brackets: IPOPT's status when not success; \"start kept\": IPOPT ended above its start, so the "
+             "(feasible) start is returned; a replay gap above 1e-3; a schedule at the box (100); \"—\": not solved.", "",
+             "| T | optimal SGD | " + " | ".join(c[0] for c in COLUMNS) + " |",
+             "|---" * (2 + len(COLUMNS)) + "|"]
+    Ts = [int(r["T"]) for r in rows]
+    cols: dict[str, list[float]] = {"sgd": [], **{c[0]: [] for c in COLUMNS}}
+    for r in rows:
+        T = int(r["T"])
+        sgd = float(tuned[T]["sgd"]["loss"])
+        cols["sgd"].append(sgd)
+        cells = [f"{sgd:.5g}"]
+        for title, key, fam in COLUMNS:
+            if fam is None and key not in r:
+                cols[title].append(float("nan"))
+                cells.append("—")
+                continue
+            v = tuned[T][fam] if fam is not None else r[key]
+            loss = float(v["loss"])
+            cols[title].append(loss)
+            flags = []
+            if "status" in v and v["status"] != "Solve_Succeeded":
+                flags.append(v["status"])
+            elif "success" in v and not v["success"]:
+                flags.append("start kept")  # IPOPT ended above its (feasible) start: the start is returned
+            if key is not None and "bounded" in key and "unbounded" not in key and \
+                    v.get("max_effective_step", 0.0) > eta * (1 + 1e-6):
+                flags.append(f"eff {v['max_effective_step']:.3g} > η_max")
+            if abs(v.get("replay_gap", 0.0)) > 1e-3:
+                flags.append(f"gap {v['replay_gap']:.1e}")
+            if v.get("at_box"):
+                flags.append("box")
+            if v.get("on_edge"):
+                flags.append("edge")
+            cells.append(f"{loss:.5g} ({100 * (loss / sgd - 1):+.1f}%)" + (f" [{'; '.join(flags)}]" if flags else ""))
+        lines.append(f"| {T} | " + " | ".join(cells) + " |")
+    if len(Ts) > 1:
+        lines += ["", "Local slopes −Δ log L_T / Δ log T:", "",
+                  "| T range | optimal SGD | " + " | ".join(c[0] for c in COLUMNS) + " |",
+                  "|---" * (2 + len(COLUMNS)) + "|"]
+        sl = {k: _slopes(Ts, v) for k, v in cols.items()}
+        for i in range(len(Ts) - 1):
+            lines.append(f"| {Ts[i]}→{Ts[i + 1]} | " + " | ".join(f"{sl[k][i]:.4f}" for k in cols) + " |")
+    worst = max(abs(float(r[k]["replay_gap"])) for r in rows for k in
+                ("dana_solved_unbounded", "schedule-free_solved_unbounded", "dana_solved_bounded",
+                 "schedule-free_solved_bounded") if k in r)
+    lines += ["", f"Largest replay gap of a solved schedule: {worst:.1e}.", ""]
+    return lines

@@ -1,0 +1,95 @@
+"""Solved family schedules (optctl.solver.family, docs/momentum_families.md §7).
+
+The solved schedules are checked by the family's own exact replay, not by the solver:
+the transcribed objective equals the replayed loss, the answer is no worse than its start,
+and no random perturbation of the solved block values lowers the replayed loss (a local
+optimum of the exact problem). With ``eta_max`` the effective step stays below the bound.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from optctl.errors import SpecError
+from optctl.model import families as F
+from optctl.solver.controls import DanaSchedule, ScheduleFreeLR
+from optctl.solver.family import optimizer_of, solve_family
+from optctl.solver.piecewise import expand
+from optctl.spec import ProblemSpec, SolverOptions
+
+SPEC = ProblemSpec(a=1.6, b=1.4, N=24, sigma=0.5, batch_size=4, T=80)
+OPTIONS = SolverOptions(K=10, modes="exact")
+
+
+def _perturbed_never_better(res, cs, rng: np.random.Generator) -> None:
+    grid = res.grid
+    blocks = {k: v[grid[:-1]] for k, v in res.schedules.items()}
+    for _ in range(12):
+        trial = {k: expand(np.maximum(v * (1 + 0.02 * rng.standard_normal(v.size)), 0.0), grid)
+                 for k, v in blocks.items()}
+        loss = float(F.family_loss(SPEC, optimizer_of(cs, SPEC.T, trial)))
+        assert loss >= res.final_loss * (1 - 1e-9)
+
+
+def test_schedule_free_gamma_solve_replays_and_is_locally_optimal() -> None:
+    cs = ScheduleFreeLR(0.8)
+    start = float(F.family_loss(SPEC, F.schedule_free(SPEC.T, 1.0, 0.8)))
+    res = solve_family(SPEC, cs, [(np.full(SPEC.T, 1.0),)], OPTIONS)
+    assert res.success, res.message
+    assert abs(res.replay_gap) < 1e-9          # all modes, per step: the transcription is exact
+    assert res.final_loss < start
+    _perturbed_never_better(res, cs, np.random.default_rng(0))
+
+
+def test_dana_schedule_solve_replays_and_is_locally_optimal() -> None:
+    cs = DanaSchedule(4 + SPEC.a / SPEC.b)
+    tuned = F.dana(SPEC, SPEC.T, 0.3, 0.1)
+    g2, g3 = (np.broadcast_to(tuned.params[k], (SPEC.T,)).copy() for k in ("_g2", "_g3"))
+    res = solve_family(SPEC, cs, [(g2, g3)], OPTIONS)
+    assert res.success, res.message
+    assert abs(res.replay_gap) < 1e-9
+    assert res.final_loss < float(F.family_loss(SPEC, tuned))
+    _perturbed_never_better(res, cs, np.random.default_rng(1))
+
+
+def test_bounded_dana_keeps_its_effective_step() -> None:
+    cs = DanaSchedule(4 + SPEC.a / SPEC.b, eta_max=0.5)
+    start = (np.full(SPEC.T, 0.2), np.full(SPEC.T, 0.01))
+    res = solve_family(SPEC, cs, [start], OPTIONS)
+    free = solve_family(SPEC, DanaSchedule(4 + SPEC.a / SPEC.b), [start], OPTIONS)
+    assert np.max(F.effective_step(res.optimizer)) <= 0.5 * (1 + 1e-6)
+    assert np.max(F.effective_step(free.optimizer)) > 0.5      # the bound binds
+    assert res.final_loss > free.final_loss
+
+
+def test_bad_family_arguments_are_named() -> None:
+    with pytest.raises(SpecError, match="beta"):
+        ScheduleFreeLR(1.5)
+    with pytest.raises(SpecError, match="eta_max"):
+        DanaSchedule(4.0, eta_max=-1.0)
+    with pytest.raises(SpecError, match="init"):
+        solve_family(SPEC, ScheduleFreeLR(0.5), [], OPTIONS)
+
+
+@pytest.mark.parametrize("family", ["dana-decaying", "schedule-free"])
+def test_tuning_under_a_step_bound(family: str) -> None:
+    """``eta_max`` keeps the tuned family's effective step below the bound at every update."""
+    from optctl.baselines.momentum_tune import build, tune_family
+
+    free = tune_family(SPEC, family, SPEC.T)
+    bounded = tune_family(SPEC, family, SPEC.T, eta_max=0.3)
+    steps = F.effective_step(build(SPEC, family, SPEC.T, np.asarray(bounded.coords)))
+    assert np.max(steps) <= 0.3 * (1 + 1e-9)
+    assert np.max(F.effective_step(build(SPEC, family, SPEC.T, np.asarray(free.coords)))) > 0.3
+    assert bounded.loss >= free.loss
+
+
+def test_effective_step_of_each_family() -> None:
+    """The definitions of docs/momentum_families.md §7, on hand-computed coefficients."""
+    sf = F.schedule_free(5, np.array([0.1, 0.2, 0.3, 0.4, 0.5]), 0.9)
+    np.testing.assert_allclose(F.effective_step(sf), [0.1, 0.2, 0.3, 0.4, 0.5])
+    gm = F.generalized_momentum(3, 1.0, 0.2, 0.05, np.array([1.0, 0.5, 0.25]))
+    np.testing.assert_allclose(F.effective_step(gm), [0.25, 0.3, 0.4])
+    ema = F.generalized_momentum(3, 0.1, 0.0, 0.7, 0.1)   # MODEL.md §3 with β = 0.1, η = 0.7
+    np.testing.assert_allclose(F.effective_step(ema), [0.7, 0.7, 0.7])
