@@ -18,9 +18,10 @@ Every re-solve records the refitted parameters and the final loss it predicts
 
 **How the refit weighs the run.** A run near its stability edge scatters by 30-50% from
 point to point while its rate is large and by 1-2% once the rate has decayed. Weighted
-equally, the scattered plateau outvoted the precise late points: on three real networks
-the refit put the held-out floor too low, attributed the plateau to noise a decay removes,
-and predicted the final loss 17-69% too low even when it had seen the loss level off.
+equally, the scattered plateau outvoted the precise late points: on two real networks
+(docs/real_training.md) the refit put the held-out floor too low, attributed the plateau
+to noise a decay removes, and predicted the final loss 11-21% too low even at 9/10 of the
+run, after the loss had levelled off.
 The refits therefore weigh each point by the inverse of its local noise variance
 (``fit.weights: noise``, :func:`~optctl.calibrate.fitmodel.local_noise`; every curve
 still counts equally), and the loop's prediction of the final loss is the latest refit's.
