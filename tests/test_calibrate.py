@@ -418,3 +418,30 @@ def test_local_noise_recovers_a_scatter_that_changes_along_the_run() -> None:
     assert np.median(w[outer]) > 50 * np.median(w[inner])
     with pytest.raises(SpecError, match="fit.weights"):
         C.FitOptions(weights="equal")  # type: ignore[arg-type]
+
+
+def test_noise_weights_predict_an_unseen_schedule_better_when_the_scatter_changes() -> None:
+    """Curves from the exact replay whose points at the peak rate scatter by 40% and those
+    after the decay by 1% (a run near its stability edge): fitted with noise weights, the
+    model predicts an unseen cosine's final loss within 2% on average against the truth's
+    replay, and better than with every point weighted equally."""
+    runs = {"c1": np.full(T, 0.02), "c3": np.full(T, 0.12),
+            "wsd": np.concatenate([np.full(3 * T // 4, 0.12), np.linspace(0.12, 0.0, T // 4)])}
+    cosine = 0.12 * 0.5 * (1 + np.cos(np.pi * np.arange(T) / T))
+    truth = C.predict(TRUTH, cosine, M, N)[-1]
+    st = np.unique(np.round(np.linspace(0, T, 41)).astype(int))
+    errors: dict[str, list[float]] = {"curve": [], "noise": []}
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        curves = []
+        for name, lr in runs.items():
+            rows = lr[np.minimum(st, T - 1)]
+            sd = np.where(rows >= 0.1, 0.4, 0.01)
+            y = C.predict(TRUTH, lr, M, N)[st] * np.exp(sd * rng.standard_normal(st.size))
+            c = curve_from_arrays(name, st, rows, y, M)
+            curves.append(LossCurve(c.name, c.steps, c.loss, lr, c.batch_size))
+        for weights in errors:
+            res = C.fit(curves, C.FitOptions(N=N, bootstrap=0, holdout=False, weights=weights))  # type: ignore[arg-type]
+            errors[weights].append(abs(C.predict(res.params, cosine, M, N)[-1] / truth - 1))
+    assert np.mean(errors["noise"]) < 0.02
+    assert np.mean(errors["noise"]) < np.mean(errors["curve"])
