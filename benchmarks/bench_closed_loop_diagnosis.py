@@ -2,7 +2,8 @@
 
 Reads the stored closed-loop runs of ``results/real_training/partial/closed_loop.json``
 (written by ``bench_real_training.py --part closed_loop``; nothing is trained again) and,
-at the last re-solve of each run (3/4 of the run), splits the prediction's error into
+at the last re-solve of each run (3/4 of the run up to version 2 of the loop, 9/10 from
+version 3), splits the prediction's error into
 
 * the *level*: the loss the model gives at the re-solve against the measured one (the
   geometric mean over the preceding tenth of the run, where a single point scatters), and
@@ -230,7 +231,7 @@ def write(records: list[dict[str, Any]], diags: list[dict[str, Any]], out: Path,
           f"`python benchmarks/bench_closed_loop_diagnosis.py`, {day}, on the stored closed-loop runs of "
           f"`closed_loop.json` (nothing trained again); refits on seeds {', '.join(map(str, seeds))}. "
           f"{seconds / 60:.0f} min, load average {load:.1f} on 2 shared cores.", "",
-          "At the last re-solve (3/4 of the run) the prediction's error is split into the *level* (model "
+          "At the last re-solve (3/4 of the run up to version 2 of the loop, 9/10 from version 3) the prediction's error is split into the *level* (model "
           "against measured loss at the re-solve, geometric mean over the preceding tenth of the run) and "
           "the *drop* (final / level). Sensitivity: d log(predicted drop) / d log(parameter), the offset by "
           "a step of 5% of the level; a negative value means a larger parameter predicts a larger drop.", ""]

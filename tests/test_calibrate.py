@@ -390,3 +390,58 @@ def test_runs_of_different_lengths_keep_their_batch_size() -> None:
     res = C.fit([*curves, short], C.FitOptions(N=N, bootstrap=0, starts=2, holdout=False))
     for k, v in TRUTH.items():
         assert res.params[k] == pytest.approx(v, rel=1e-6)
+
+
+def test_local_noise_recovers_a_scatter_that_changes_along_the_run() -> None:
+    """A smooth log-loss trend with independent noise of sd 0.3 over its first 100 points
+    and 0.02 over its last 100: the local estimate matches the generator's sd in each half
+    (median within 20%), and the noise weights put each curve's total weight at 1, spread
+    evenly (``curve``) or by inverse variance (``noise``)."""
+    rng = np.random.default_rng(3)
+    n = 200
+    sd = np.where(np.arange(n) < n // 2, 0.3, 0.02)
+    logy = -0.5 * np.log1p(np.arange(n)) + sd * rng.standard_normal(n)
+    est = fm.local_noise(logy)
+    inner = slice(fm.NOISE_HALF_WINDOW + 1, n // 2 - fm.NOISE_HALF_WINDOW - 1)
+    outer = slice(n // 2 + fm.NOISE_HALF_WINDOW + 1, n - fm.NOISE_HALF_WINDOW - 1)
+    assert np.median(est[inner]) == pytest.approx(0.3, rel=0.2)
+    assert np.median(est[outer]) == pytest.approx(0.02, rel=0.2)
+    assert est.min() >= fm.NOISE_FLOOR
+    steps = np.arange(n) * 5
+    c = curve_from_arrays("run", steps, np.full(n, 0.1), np.exp(logy), 4)
+    short = curve_from_arrays("short", np.arange(4), np.full(4, 0.1), np.array([1.0, 0.9, 0.8, 0.7]), 4)
+    for weights in ("curve", "noise"):
+        w = fm.fit_data([c, short], weights).weight
+        np.testing.assert_allclose(w.sum(axis=1), 1.0)
+        assert np.all(w[1, 4:] == 0)
+    w = fm.fit_data([c], "noise").weight[0]
+    assert np.median(w[outer]) > 50 * np.median(w[inner])
+    with pytest.raises(SpecError, match="fit.weights"):
+        C.FitOptions(weights="equal")  # type: ignore[arg-type]
+
+
+def test_noise_weights_predict_an_unseen_schedule_better_when_the_scatter_changes() -> None:
+    """Curves from the exact replay whose points at the peak rate scatter by 40% and those
+    after the decay by 1% (a run near its stability edge): fitted with noise weights, the
+    model predicts an unseen cosine's final loss within 2% on average against the truth's
+    replay, and better than with every point weighted equally."""
+    runs = {"c1": np.full(T, 0.02), "c3": np.full(T, 0.12),
+            "wsd": np.concatenate([np.full(3 * T // 4, 0.12), np.linspace(0.12, 0.0, T // 4)])}
+    cosine = 0.12 * 0.5 * (1 + np.cos(np.pi * np.arange(T) / T))
+    truth = C.predict(TRUTH, cosine, M, N)[-1]
+    st = np.unique(np.round(np.linspace(0, T, 41)).astype(int))
+    errors: dict[str, list[float]] = {"curve": [], "noise": []}
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        curves = []
+        for name, lr in runs.items():
+            rows = lr[np.minimum(st, T - 1)]
+            sd = np.where(rows >= 0.1, 0.4, 0.01)
+            y = C.predict(TRUTH, lr, M, N)[st] * np.exp(sd * rng.standard_normal(st.size))
+            c = curve_from_arrays(name, st, rows, y, M)
+            curves.append(LossCurve(c.name, c.steps, c.loss, lr, c.batch_size))
+        for weights in errors:
+            res = C.fit(curves, C.FitOptions(N=N, bootstrap=0, holdout=False, weights=weights))  # type: ignore[arg-type]
+            errors[weights].append(abs(C.predict(res.params, cosine, M, N)[-1] / truth - 1))
+    assert np.mean(errors["noise"]) < 0.02
+    assert np.mean(errors["noise"]) < np.mean(errors["curve"])

@@ -210,9 +210,10 @@ def write_part(records: list[dict[str, Any]], out: Path, seconds: float, quick: 
              "loop's own rule (the schedule does not depend on it), and a gate judged before it was net of "
              "noise is judged again from the stored errors.", ""]
             if any(r["prediction_version"] < PREDICTION_VERSION for r in records) else []),
-          "Final held-out loss predicted at the last re-solve (3/4 of the run), relative error per seed: "
-          "by the latest refit (the loop's prediction before) and by the accepted model (the pilots' fit "
-          "until a refit predicts the run's unseen points better; `ClosedLoop` now).", "",
+          f"Final held-out loss predicted at the last re-solve ({CHECKPOINTS[-1]:g} T), relative error per seed: "
+          "by the latest refit (the loop's prediction; from version 3 its refits weigh each point by the "
+          "inverse of its local noise variance) and, for comparison, by the accepted model (the pilots' fit "
+          "until a refit predicts the run's unseen points better; the loop's prediction in version 2).", "",
           "| task | closed loop final (mean) | latest refit, per seed | worst | within 10% "
           "| accepted model, per seed | worst | within 10% |", "|---|---:|---|---:|---:|---|---:|---:|"]
     for r in records:
@@ -223,6 +224,18 @@ def write_part(records: list[dict[str, Any]], out: Path, seconds: float, quick: 
             row += [", ".join(f"{100 * e:+.1f}%" for e in errs), f"{100 * max(abs(e) for e in errs):.1f}%",
                     f"{sum(abs(e) <= 0.1 for e in errs)}/{len(errs)}"]
         md.append("| " + " | ".join(row) + " |")
+    md += ["", "How far ahead the loop predicts: the final loss predicted at every re-solve (the loop's "
+           "prediction, the latest refit), relative error per seed, for the schedule the run went on with "
+           "from there (later re-solves changed it a little).", "",
+           "| task | re-solve at | per seed | worst | within 10% |", "|---|---:|---|---:|---:|"]
+    for r in records:
+        n = min(len(p["history"]) for p in r["runs"])
+        for i in range(n):
+            errs = [p["history"][i]["predicted_final_loss"] / p["final"] - 1 for p in r["runs"]]
+            step = r["runs"][0]["history"][i]["step"]
+            md.append(f"| {r['task']} | {step} ({step / r['T']:.2f} T) | "
+                      + ", ".join(f"{100 * e:+.1f}%" for e in errs)
+                      + f" | {100 * max(abs(e) for e in errs):.1f}% | {sum(abs(e) <= 0.1 for e in errs)}/{len(errs)} |")
     md += ["", "![the worst-predicted seed per task](closed_loop.png)", "",
            "Why the prediction misses (level against drop, parameter sensitivities, refit variants): "
            "`python benchmarks/bench_closed_loop_diagnosis.py` on these runs writes `diagnosis.md`.", "",

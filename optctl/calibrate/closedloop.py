@@ -16,21 +16,30 @@ from the state the updates already taken lead to (:func:`optctl.solver.solve.sol
 Every re-solve records the refitted parameters and the final loss it predicts
 (:attr:`ClosedLoop.history`), so how well the loop predicted the run can be checked.
 
-**Which model predicts.** A refit on one run's curve follows that run's noise: on a task
-that is the model itself, single runs near the stability edge scatter by 30-50% from
-point to point, and the refits' predictions of the final loss scattered by ±20% around a
-mean that the pilots' fit alone predicted within 8%. So the final loss is predicted by the
+**How the refit weighs the run.** A run near its stability edge scatters by 30-50% from
+point to point while its rate is large and by 1-2% once the rate has decayed. Weighted
+equally, the scattered plateau outvoted the precise late points: on two real networks
+(docs/real_training.md) the refit put the held-out floor too low, attributed the plateau
+to noise a decay removes, and predicted the final loss 11-21% too low even at 9/10 of the
+run, after the loss had levelled off.
+The refits therefore weigh each point by the inverse of its local noise variance
+(``fit.weights: noise``, :func:`~optctl.calibrate.fitmodel.local_noise`; every curve
+still counts equally), and the loop's prediction of the final loss is the latest refit's.
+
+**The accepted model.** Each re-solve also records the final loss predicted by the
 *accepted* model: at first the pilots' fit; at each checkpoint the previous refit replaces
 it only if it predicts the run's points measured since that refit (held out from it)
 better, by more than :data:`ACCEPT_Z` standard errors of the paired difference of squared
-log errors (:func:`refit_wins`). The re-solve itself still uses the latest refit.
+log errors (:func:`refit_wins`). Up to version 2 of the loop this was its prediction (a
+refit with equal weights followed one run's noise); it never sees the points after the
+previous checkpoint, so it cannot see a floor that the run reaches late.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -43,7 +52,7 @@ from optctl.spec import ProblemSpec, SolverOptions
 from optctl.table import ScheduleTable
 
 # Bumped whenever the loop's refit or prediction changes, so cached runs are not reused.
-PREDICTION_VERSION = 2
+PREDICTION_VERSION = 3
 # A refit replaces the model that predicts the run only when, on the run's points measured
 # since that refit (which it has not seen), its squared log errors are lower than the
 # current model's by more than this many standard errors of the paired difference.
@@ -57,7 +66,8 @@ class ClosedLoop:
     open-loop table the run starts on (real learning rates), ``eta_max`` the largest real
     learning rate any re-solve may use, ``batch_size`` the run's batch. Refits use
     ``fit_options`` (default: the first fit's, without bootstrap or hold-out, warm-started
-    from the previous parameters); re-solves use ``solver``. ``start``: the run's step at
+    from the previous parameters) with ``refit_weights`` (default ``"noise"``, see the
+    module's text); re-solves use ``solver``. ``start``: the run's step at
     which the model's time 0 lies, when the fit leaves out an initial transient
     (:func:`~optctl.calibrate.curves.main_phase_start`; the pilots are then curves from
     their own start, and the run must measure its loss at ``start``).
@@ -65,7 +75,8 @@ class ClosedLoop:
 
     def __init__(self, pilots: Sequence[LossCurve], result: FitResult, table: ScheduleTable, *,
                  eta_max: float, batch_size: float, solver: SolverOptions | None = None,
-                 fit_options: FitOptions | None = None, name: str = "run", start: int = 0) -> None:
+                 fit_options: FitOptions | None = None, name: str = "run", start: int = 0,
+                 refit_weights: Literal["curve", "noise"] = "noise") -> None:
         if not eta_max > 0:
             raise SpecError("eta_max", eta_max, "give the largest real learning rate a re-solve may use (> 0)")
         if not 0 <= start < table.T:
@@ -77,7 +88,7 @@ class ClosedLoop:
         self.batch_size = float(batch_size)
         self.solver = SolverOptions() if solver is None else solver
         self.options = dataclasses.replace(result.options if fit_options is None else fit_options,
-                                           bootstrap=0, holdout=False, progress=False)
+                                           bootstrap=0, holdout=False, progress=False, weights=refit_weights)
         self.params = dict(result.params)
         self.accepted = dict(result.params)  # the model that predicts the run
         self.since = self.start  # the last step the latest refit saw
@@ -112,13 +123,13 @@ class ClosedLoop:
                      init=np.minimum(self.table.lr[step:] / p["lr_scale"], spec.eta_max))
         lr = np.concatenate([self.table.lr[:step],
                              np.minimum(rest.eta[step - s0:] * p["lr_scale"], self.eta_max)])
-        refit_predicted = p["loss_offset"] + p["loss_scale"] * rest.final_loss
-        predicted = float(predict(self.accepted, lr[s0:], self.batch_size, self.options.N,
-                                  tail=self.options.tail)[-1])
+        predicted, accepted = (float(predict(q, lr[s0:], self.batch_size, self.options.N,
+                                             tail=self.options.tail)[-1]) for q in (p, self.accepted))
         self.history.append({"step": step, "params": p, "rms_log_error": res.rms_log_error,
-                             "predicted_final_loss": predicted, "refit_predicted_final_loss": refit_predicted,
+                             "predicted_final_loss": predicted, "refit_predicted_final_loss": predicted,
+                             "accepted_predicted_final_loss": accepted,
                              "accepted_params": dict(self.accepted), "validation": verdict,
-                             "status": rest.status})
+                             "weights": self.options.weights, "status": rest.status})
         self.since = step
         source = {**self.table.source, "closed_loop": self.history}
         # with a transient before the model's time 0 the model covers the rows from start on

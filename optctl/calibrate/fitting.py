@@ -94,7 +94,7 @@ class _Problem:
     """Optimiser coordinates ``z = (a, b, log σ, log s_η, log s_L, offset / min loss)``.
 
     :meth:`resid`, :meth:`jac` and :meth:`value` take ``(z, logy, w)``: the coordinates,
-    the (possibly resampled) log losses and the run weights.
+    the (possibly resampled) log losses and the point weights.
     """
 
     data: fm.FitData
@@ -110,7 +110,7 @@ class _Problem:
         return (d.lr, d.m, d.idx, d.mask, md.x, md.w, d.min_loss, md.N, self.tail)
 
     def resid(self, z: Any, logy: Any, w: Any) -> Any:
-        """Weighted residuals ``√w_r (log ŷ − log y)``: their squared sum is the misfit."""
+        """Weighted residuals ``√w_ri (log ŷ − log y)``: their squared sum is the misfit."""
         return _RESID(z, logy, w, *self._args())
 
     def jac(self, z: Any, logy: Any, w: Any) -> Any:
@@ -123,7 +123,7 @@ class _Problem:
 def _residuals(z: Any, logy: Any, w: Any, lr: Any, m: Any, idx: Any, mask: Any, x: Any,
                weights: Any, min_loss: Any, N: int, tail: bool) -> Any:
     pred = fm.log_prediction(_theta(z, min_loss), lr, m, idx, fm.Modes(x=x, w=weights, N=N), tail)
-    return (jnp.sqrt(w)[:, None] * jnp.where(mask, pred - logy, 0.0)).ravel()
+    return (jnp.sqrt(w) * jnp.where(mask, pred - logy, 0.0)).ravel()
 
 
 # Compiled once per shape (the data are arguments, not constants), so a second fit in the
@@ -181,7 +181,7 @@ def check_fit_fits(curves: list[LossCurve], options: FitOptions) -> Estimate:
 
 
 def _problem(curves: list[LossCurve], options: FitOptions) -> _Problem:
-    data = fm.fit_data(curves)
+    data = fm.fit_data(curves, options.weights)
     grouped = options.modes == "grouped" or (options.modes == "auto" and options.N > 256)
     modes = fm.mode_nodes(options.N, grouped)
     limit = stability_limit(data.min_batch)
@@ -458,7 +458,7 @@ def _bootstrap(problem: _Problem, options: FitOptions, z: np.ndarray, res: np.nd
         logy, w = data.logy.copy(), data.weight.copy()
         if method in ("runs", "both"):
             counts = np.bincount(rng.integers(0, data.n_runs, data.n_runs), minlength=data.n_runs)
-            w = w * counts
+            w = w * counts[:, None]
         if method in ("residual", "both"):
             for r in range(data.n_runs):
                 n = int(data.mask[r].sum())
@@ -534,18 +534,19 @@ def _block_resample(res: np.ndarray, block: int, rng: np.random.Generator) -> np
 def _sandwich_sd(problem: _Problem, z: np.ndarray, noise: np.ndarray) -> np.ndarray:
     """Linearised standard deviations of ``θ`` (:data:`PARAMS` order) for the fit's estimator.
 
-    The misfit weighs run ``r``'s points by ``w_r``; if its log losses carry independent
-    noise of standard deviation ``noise[r]``, the weighted least-squares estimate has the
+    The misfit weighs point ``i`` of run ``r`` by ``w_ri``; if the run's log losses carry
+    independent noise of standard deviation ``noise[r]`` (with ``fit.weights: noise`` the
+    noise varies along a run and this is an approximation), the weighted least-squares estimate has the
     sandwich covariance ``A⁻¹ B A⁻¹`` in the optimiser's coordinates, with
     ``A = Jᵀ W J`` and ``B = Jᵀ W Σ W J`` (``J`` the Jacobian of the log predictions,
     ``W`` the weights, ``Σ`` the noise variances), mapped to ``θ`` by the delta method.
     A parameter that the curves do not determine gets ``inf``.
     """
     data = problem.data
-    J = np.asarray(problem.jac(jnp.asarray(z), data.logy, np.ones(data.n_runs)), dtype=float)
+    J = np.asarray(problem.jac(jnp.asarray(z), data.logy, np.ones_like(data.weight)), dtype=float)
     keep = data.mask.ravel()
     P = data.mask.shape[1]
-    w = np.repeat(data.weight, P)[keep]
+    w = data.weight.ravel()[keep]
     s2 = np.repeat(np.asarray(noise, dtype=float) ** 2, P)[keep]
     J = J[keep]
     A = J.T @ (w[:, None] * J)

@@ -57,6 +57,10 @@ class FitOptions:
     residual block (1, the default: residuals resampled one by one, which matched the
     spread of estimates over independent noise draws in our checks; longer blocks keep
     serial correlation but came out too narrow there); ``level`` the interval's coverage; ``max_iter`` residual evaluations per refinement.
+    ``weights``: every curve counts equally in the misfit; within a curve ``"curve"``
+    (default) weighs every point equally, ``"noise"`` by the inverse of its local noise
+    variance (:func:`~optctl.calibrate.fitmodel.local_noise`; for curves whose scatter
+    changes along the run, e.g. a run whose rate decays).
     """
 
     N: int = 1000
@@ -71,6 +75,7 @@ class FitOptions:
     seed: int = 0
     holdout: bool = True
     progress: bool = False
+    weights: Literal["curve", "noise"] = "curve"
 
     def __post_init__(self) -> None:
         for name, lo in (("N", 1), ("starts", 1), ("bootstrap", 0), ("block", 1), ("max_iter", 1)):
@@ -83,6 +88,7 @@ class FitOptions:
         check_bool("fit.progress", self.progress)
         check_bool("fit.holdout", self.holdout)
         check_choice("fit.modes", self.modes, ("auto", "exact", "grouped"))
+        check_choice("fit.weights", self.weights, ("curve", "noise"))
         check_choice("fit.bootstrap_method", self.bootstrap_method,
                       ("auto", "residual", "runs", "both"))
         level = check_real("fit.level", self.level)
