@@ -102,11 +102,11 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *,
     prob.model = model_parameters(pl, spec, None if done is None else state_after(full, done, sp=pl.spectrum))
     K = pl.n_controls
 
-    given = init if options.warm_start else None
+    ranked: Init = init if options.warm_start else None
     law = cs.second is None and done is None and init is None and spec.T >= LAW_START_MIN_T
     if law:  # the law's schedule as the given start (the last candidate)
-        given = law_schedule(spec).eta
-    cands = cs.candidates(spec, controls, pl, given, start)
+        ranked = law_schedule(spec).eta
+    cands = cs.candidates(spec, controls, pl, ranked, start)
     scores = np.asarray(prob.score(cands), dtype=float)
     if not np.any(np.isfinite(scores)):
         raise _diverges(spec)
