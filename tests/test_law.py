@@ -247,7 +247,7 @@ def test_a_long_solve_without_init_ranks_the_law_and_reaches_the_same_optimum(mo
     opts = SolverOptions(grid="refined", K=40, polish=False)
     monkeypatch.setattr(solve_module, "LAW_START_MIN_T", 10**9)
     generic = solve(spec, opts)
-    monkeypatch.setattr(solve_module, "LAW_START_MIN_T", 1000)
+    monkeypatch.setattr(solve_module, "LAW_START_MIN_T", 1000)  # the default
     law = solve(spec, opts)
     assert "law_start" not in generic.transcription
     assert law.transcription["law_start"] == "chosen"
