@@ -243,3 +243,51 @@ def test_the_claim_table_judges_the_law_on_the_200_block_solves_by_the_size_of_t
     assert bench([0.011, 0.015], [1.0, 0.97])["verdict"] == "partly"
     assert bench([0.2, 0.3], [1.0, 0.97])["verdict"] == "disagree"
     assert bench([0.2, 0.3], [1.0, 1.001])["verdict"] == "partly"  # a staircase off the law, same loss
+
+
+def test_a_long_solve_without_init_ranks_the_law_and_reaches_the_same_optimum(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The law as a start (threshold lowered so that a short horizon takes it): the same
+    replayed optimum as the generic starts give, and the summary says the law was taken."""
+    import optctl.solver.solve as solve_module
+
+    spec = ProblemSpec(a=3.5, b=5.0, N=1000, sigma=0.5, batch_size=5, T=3000)
+    opts = SolverOptions(grid="refined", K=40, polish=False)
+    monkeypatch.setattr(solve_module, "LAW_START_MIN_T", 10**9)
+    generic = solve(spec, opts)
+    monkeypatch.setattr(solve_module, "LAW_START_MIN_T", 1000)  # the default
+    law = solve(spec, opts)
+    assert "law_start" not in generic.transcription
+    assert law.transcription["law_start"] == "chosen"
+    assert law.transcription["initial_objective"] < generic.transcription["initial_objective"]
+    assert law.success and generic.success
+    assert law.final_loss == pytest.approx(generic.final_loss, rel=1e-8)
+    assert law.final_loss == pytest.approx(final_loss(spec, law.eta), rel=1e-12)
+    # an init, or a prefix, keeps the generic starts
+    assert "law_start" not in solve(spec, opts, init=law.eta).transcription
+
+
+def test_when_the_law_start_does_not_converge_the_best_generic_start_runs_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The law's run is made to fail (its round marked discarded, as at hard T = 10^7): the
+    solve then returns the generic start's optimum, with both runs' iterations counted."""
+    import optctl.solver.solve as solve_module
+
+    spec = ProblemSpec(a=3.5, b=5.0, N=1000, sigma=0.5, batch_size=5, T=3000)
+    opts = SolverOptions(grid="refined", K=40, polish=False)
+    monkeypatch.setattr(solve_module, "LAW_START_MIN_T", 10**9)
+    generic = solve(spec, opts)
+    monkeypatch.setattr(solve_module, "LAW_START_MIN_T", 1000)
+    real, calls = solve_module.run_rounds, []
+
+    def first_fails(*args, **kwargs):  # type: ignore[no-untyped-def]
+        out = real(*args, **kwargs)
+        calls.append(out.iterations)
+        if len(calls) == 1:
+            out.u, out.discarded = args[1], True  # the law's start returned, as run_rounds does
+        return out
+
+    monkeypatch.setattr(solve_module, "run_rounds", first_fails)
+    r = solve(spec, opts)
+    assert len(calls) == 2
+    assert r.transcription["law_start"].startswith("chosen, then the best generic start")
+    assert r.final_loss == generic.final_loss and r.iterations == sum(calls)
+    assert r.success
