@@ -214,9 +214,9 @@ def markdown(p: dict[str, Any]) -> str:
     lines += ["", "## Stages (seconds, wall)", "",
               "The replay's kernels load in a background thread while IPOPT runs (CasADi releases "
               "the interpreter lock), so `replay` is the replay itself and the load is inside "
-              "`build` and `IPOPT` where no second core is free. The figures are drawn by a helper "
-              "process started with the command (it loads matplotlib while the solve runs; from "
-              "T = 10^5 on two helpers draw one figure each); `figures` is the wait for them after "
+              "`build` and `IPOPT` where no second core is free. The figures are drawn by two helper "
+              "processes started with the command (they load matplotlib at a lower priority while "
+              "the solve runs, and draw one figure each); `figures` is the wait for them after "
               "the job, while the arrays are written. The last "
               "column: CPU seconds of the command's main thread up to the end of the job (the "
               "critical path when a second core is free: a measure that waiting for a core on a "

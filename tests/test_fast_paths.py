@@ -1,7 +1,8 @@
 """The command line's fast paths give what the plain paths give, bit for bit.
 
-- the figures drawn by the helper process are the same PNG files as those drawn in the
-  command's own process, and a helper that is missing or dies leaves no figure out;
+- the figures drawn by the helper processes are the same PNG files as those drawn in the
+  command's own process, the helpers run at a lower priority, and a helper that is missing
+  or dies leaves no figure out;
 - the curvature probes evaluated in one threaded call equal one call per probe;
 - the vectorised approximate evaluator equals the block propagator run block by block;
 - arrays stored without compression (smooth curves) read back exactly.
@@ -67,6 +68,30 @@ def test_a_failed_helper_leaves_no_figure_out(tmp_path: Path, monkeypatch: pytes
             proc.wait()
     worker.submit(tmp_path, _figures())
     worker.wait()
+    assert (tmp_path / "schedule.png").stat().st_size > 1000
+    assert (tmp_path / "loss.png").stat().st_size > 1000
+
+
+def test_the_helpers_run_below_the_commands_priority(tmp_path: Path) -> None:
+    """Their matplotlib imports must not take a core from the solve: each helper lowers its
+    own priority by HELPER_NICE, and still draws its figures."""
+    import os
+    import time
+
+    from optctl.io.drawing import HELPER_NICE
+
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    with FigureWorker(2) as worker:
+        pids = [p.pid for p in worker._procs if p is not None]
+        assert len(pids) == 2
+        deadline = time.monotonic() + 20
+        seen = [mine] * 2
+        while time.monotonic() < deadline and seen != [min(19, mine + HELPER_NICE)] * 2:
+            seen = [os.getpriority(os.PRIO_PROCESS, pid) for pid in pids]
+            time.sleep(0.01)
+        assert seen == [min(19, mine + HELPER_NICE)] * 2
+        worker.submit(tmp_path, _figures())
+        worker.wait()
     assert (tmp_path / "schedule.png").stat().st_size > 1000
     assert (tmp_path / "loss.png").stat().st_size > 1000
 

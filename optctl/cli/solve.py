@@ -20,8 +20,6 @@ from optctl.solver.resources import check_branching_fits, check_law_fits, check_
 # What --law leaves unused, said on stderr and in summary.json.
 LAW_NOTE = ("--law: the config's solver: settings (grid, K, tolerances, IPOPT options) are not used; the law's "
             "schedule is computed per step without IPOPT")
-# From this horizon on, the figures are drawn by two helper processes instead of one.
-TWO_HELPERS_MIN_T = 100_000
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,12 +72,10 @@ def run(args: argparse.Namespace) -> int:
     # once, and no two jobs ever both write it.
     if cfg.horizons is not None:
         return _anytime(cfg, out, args, str(path))
-    # The figures are drawn by helper processes that load matplotlib while this one solves.
-    # A second helper (one figure each, side by side) pays only when the solve is long
-    # enough to hide its start (about 0.5 CPU seconds): on two cores a short solve already
-    # shares the second core with the kernels' loads and the threaded probes.
-    helpers = 2 if cfg.problem.T >= TWO_HELPERS_MIN_T else 1
-    with claim(out, overwrite=args.overwrite), FigureWorker(helpers) as worker:
+    # The figures are drawn by two helper processes (one figure each, side by side; one on a
+    # single core) that load matplotlib at a lower priority while this one solves, so that
+    # their imports take mostly core time the solve leaves idle (optctl.io.drawing).
+    with claim(out, overwrite=args.overwrite), FigureWorker() as worker:
         # CasADi and the solver are loaded once the config is known to be good, so that a
         # mistake in it is reported at once.
         t0 = time.time()

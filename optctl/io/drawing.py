@@ -1,8 +1,9 @@
 """A run folder's figures drawn in helper processes, off the command's critical path.
 
-``optctl solve`` starts :class:`FigureWorker` as soon as its config is validated: one
-more Python process (two for long horizons) that imports matplotlib and
-:mod:`optctl.plots` (about half a second) while the first one solves, then waits. When
+``optctl solve`` starts :class:`FigureWorker` as soon as its config is validated: two
+more Python processes (one on a single core) that lower their own priority (nice
+``HELPER_NICE``) and import matplotlib and :mod:`optctl.plots` (about half a CPU second
+each) on whatever core time the solve leaves idle, then wait. When
 the run folder is written, the figures' inputs (arrays and titles, no solver objects)
 are sent through pipes, shared out between the helpers; they draw and save them into the
 staged folder side by side while the first process writes the arrays, and the folder is
@@ -30,6 +31,11 @@ from typing import Any
 Figure = tuple[str, tuple[Any, ...], dict[str, Any]]
 # Helper processes of a FigureWorker (a run folder has two or three figures).
 HELPERS = 2
+# The helpers' niceness: their imports, made while the solve runs, take mostly the core time
+# that the solve, its kernels' loads and its threaded probes leave idle. When the figures
+# are drawn the command only waits for them, so on an idle machine the lower priority
+# costs nothing; on a machine whose cores are all busy the figures wait for a core longer.
+HELPER_NICE = 10
 
 
 def draw(folder: Path, figures: Mapping[str, Figure]) -> list[Path]:
@@ -50,8 +56,9 @@ class FigureWorker:
     ``helpers`` processes (default: two, one on a single core) share the job's figures,
     the first figure to the first helper and so on: a run's figures cost about 0.3 s each
     to lay out and render, and several helpers draw them side by side on the cores the
-    finished solve has left free (``optctl solve`` asks for a second one only at long
-    horizons, where the solve hides its start)."""
+    finished solve has left free. The helpers start at a lower priority (``HELPER_NICE``),
+    so that loading matplotlib takes little core time from the solve (a nice-10 process
+    gets about a tenth of a core that a normal one also wants)."""
 
     def __init__(self, helpers: int | None = None) -> None:
         self._job: tuple[Path, Mapping[str, Figure]] | None = None
@@ -129,6 +136,8 @@ class FigureWorker:
 
 
 def _serve() -> int:
+    with contextlib.suppress(OSError):  # a lower priority is a preference, not a need
+        os.nice(HELPER_NICE)
     from optctl import plots  # noqa: F401  (the import is the point: done before the job comes)
 
     try:
@@ -140,4 +149,8 @@ def _serve() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(_serve())
+    # The figures are saved (each file renamed into place): skip the interpreter's teardown
+    # of matplotlib, which the command would otherwise wait for.
+    code = _serve()
+    sys.stderr.flush()
+    os._exit(code)
