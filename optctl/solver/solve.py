@@ -31,11 +31,11 @@ from optctl.versions import versions
 
 # From this horizon on, a learning-rate solve without ``init`` (and without a prefix) also
 # ranks the finite-horizon law's schedule (optctl.solver.law) among its starts. It costs
-# milliseconds (once scipy.optimize is loaded, which baseline tuning loads anyway) and
-# reaches the same optimum in fewer IPOPT iterations: on the reference cases
-# (K = 100) easy T = 10^3 81 -> 66, hard T = 10^3 165 -> 68, hard T = 10^6 362 -> 164,
-# replayed losses equal to 9 digits or lower (docs/scaling.md). Per-step problems
-# (T <= 500 by default) keep the generic starts.
+# milliseconds and reaches the same optimum in fewer IPOPT iterations: on the reference
+# solves (benchmarks/reference_solves.py) easy T = 10^3 70 -> 56, hard T = 10^3 117 -> 95,
+# hard T = 10^6 362 -> 164, replayed losses within 7e-10 (relative) of before. Where the
+# run from it does not converge (hard T = 10^7) the best generic start runs too. Per-step
+# problems (T <= 500 by default) keep the generic starts.
 LAW_START_MIN_T = 1000
 
 
