@@ -264,7 +264,7 @@ def _continuation_report(s: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _stored(summary: dict[str, Any]) -> list[dict[str, Any]]:
+def stored_records(summary: dict[str, Any]) -> list[dict[str, Any]]:
     """Every record of ``summary`` that names a stored schedule."""
     found: list[dict[str, Any]] = []
 
@@ -283,7 +283,7 @@ def replay_stored(out: Path, summary: dict[str, Any]) -> dict[str, Any]:
     """Replay every stored schedule (module docstring); one row per schedule and the verdict."""
     arrays = read_arrays(out / SCHEDULES)
     rows = []
-    for rec in _stored(summary):
+    for rec in stored_records(summary):
         name = rec["schedule"]
         spec = ProblemSpec(**rec["spec"])
         eta, beta = arrays[f"{name}__eta"], arrays[f"{name}__beta"]
@@ -380,7 +380,7 @@ def main() -> int:
             write_text_atomic(path, json.dumps(summary, indent=1) + "\n")  # after every check
             write_text_atomic(out / "report.md", report(summary))
     if args.replay or todo:
-        if (out / SCHEDULES).exists() and _stored(summary):
+        if (out / SCHEDULES).exists() and stored_records(summary):
             summary["replay"] = replay_stored(out, summary)
             for row in summary["replay"]["rows"]:
                 print(f"replay {row['schedule']}: recorded {row['recorded']:.10g}, replayed {row['replayed']:.10g} "

@@ -6,6 +6,7 @@ replay to the losses recorded next to them, through a per-step recursion written
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,9 @@ import pytest
 
 from optctl.model.spectrum import spectrum
 from optctl.spec import ProblemSpec
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from bench_momentum_solver import stored_records  # noqa: E402  (which records name a stored schedule)
 
 STORED = Path(__file__).resolve().parents[1] / "results" / "momentum_solver" / "stored"
 REPLAY_RTOL = 1e-9  # the recorded L_T is itself an exact replay: only rounding may differ
@@ -44,18 +48,7 @@ def ema_final_loss(spec: ProblemSpec, eta: np.ndarray, beta: np.ndarray, init: s
 
 
 def _records() -> list[dict[str, Any]]:
-    summary = json.loads((STORED / "summary.json").read_text())
-    found: list[dict[str, Any]] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if "schedule" in node and "spec" in node:
-                found.append(node)
-            for v in node.values():
-                walk(v)
-
-    walk(summary)
-    return found
+    return stored_records(json.loads((STORED / "summary.json").read_text()))
 
 
 def _params() -> list[Any]:
