@@ -25,6 +25,7 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -120,17 +121,25 @@ def _fused() -> tuple[Callable[..., None], Callable[..., None]] | None:
         return _load_fused()
 
 
-@functools.cache
-def _load_fused() -> tuple[Callable[..., None], Callable[..., None]] | None:
+def numba_jit(**options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]] | None:
+    """``numba.njit(cache=True, nogil=True, **options)``, or None without numba or with
+    ``OPTCTL_REPLAY=reference`` (then the caller runs its numpy reference)."""
     if os.environ.get("OPTCTL_REPLAY", "fused") == "reference":
         return None
     try:
         import numba
     except ImportError:
         return None
+    return numba.njit(cache=True, nogil=True, **options)  # type: ignore[no-any-return]
+
+
+@functools.cache
+def _load_fused() -> tuple[Callable[..., None], Callable[..., None]] | None:
     # reassoc: the loss may be summed in any order (vectorised), like a BLAS dot product;
     # contract: multiply-adds may be fused. Neither changes how inf and NaN propagate.
-    jit = numba.njit(cache=True, fastmath={"reassoc", "contract"}, nogil=True)
+    jit = numba_jit(fastmath={"reassoc", "contract"})
+    if jit is None:
+        return None
 
     def single(lam_w: np.ndarray, lam: np.ndarray, c0: np.ndarray, sigma2: float,
                eta: np.ndarray, m: np.ndarray, out: np.ndarray) -> None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import functools
-import os
 import threading
 from collections.abc import Callable
 
 import numpy as np
 
 from optctl.model.blocks import NUMPY, block_weights
+from optctl.model.replay import numba_jit
 from optctl.solver.piecewise import block_means
 from optctl.solver.plan import make_plan
 from optctl.spec import ProblemSpec, SolverOptions
@@ -78,11 +78,8 @@ def _loop() -> Callable[..., float]:
 
 @functools.cache
 def _load_loop() -> Callable[..., float]:
-    if os.environ.get("OPTCTL_REPLAY", "fused") == "reference":
-        return propagate_blocks
-    try:
-        import numba
-    except ImportError:
+    jit = numba_jit()
+    if jit is None:
         return propagate_blocks
 
     def compiled(P: np.ndarray, qS: np.ndarray, qW: np.ndarray, lw: np.ndarray,
@@ -110,4 +107,4 @@ def _load_loop() -> Callable[..., float]:
             loss = u_end - s2
         return loss
 
-    return numba.njit(cache=True, nogil=True)(compiled)  # type: ignore[no-any-return]
+    return jit(compiled)  # type: ignore[no-any-return]
