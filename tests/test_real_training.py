@@ -186,3 +186,31 @@ def test_the_fit_takes_only_the_stable_rungs_below_the_chosen_rate() -> None:
     assert M.rungs_to_fit(ladder, 1) == [2, 3, 4]
     ladder[4]["stable"] = False
     assert M.rungs_to_fit(ladder, 3) == []
+
+
+def test_the_truth_split_simulates_the_task_and_separates_luck_from_misfit() -> None:
+    """rf_hard's simulation (the task's SGD, sample by sample) averages to the per-step
+    replay of its true parameters within a few standard errors, and a single run's final
+    loss scatters around it; the split of a stored run puts the measured final's distance
+    from the expectation in the fluctuation and the prediction's in the misfit."""
+    from bench_closed_loop_truth import simulate, split_truth, true_params
+
+    from optctl.calibrate.params import predict
+
+    p, N = true_params()
+    assert (p["a"], p["b"], N) == (TASKS["rf_hard"].options["a"], TASKS["rf_hard"].options["b"],
+                                   TASKS["rf_hard"].options["N"])
+    lr = np.concatenate([np.full(60, 0.8), np.linspace(0.8, 0.0, 40)])
+    L = simulate(lr, 4, 300, seed=1)
+    E = predict(p, lr, 4, N)
+    se = L.std(axis=0, ddof=1) / np.sqrt(L.shape[0])
+    z = (L.mean(axis=0) - E) / np.maximum(se, 1e-12)
+    assert L.shape == (300, 101) and L[0, 0] == pytest.approx(E[0])
+    assert np.abs(z[[20, 60, 100]]).max() < 4
+    assert L[:, -1].std() > 0
+    run = {"seed": 3, "final": 1.1 * E[-1], "lr": lr.tolist(),
+           "history": [{"step": 60, "predicted_final_loss": 1.21 * E[-1]}]}
+    row = split_truth({"batch_size": 4, "runs": [run]})[0]
+    assert row["fluctuation"] == pytest.approx(0.1)
+    assert row["checkpoints"][0]["misfit"] == pytest.approx(0.21)
+    assert row["checkpoints"][0]["error"] == pytest.approx(0.1)

@@ -238,7 +238,10 @@ def write_part(records: list[dict[str, Any]], out: Path, seconds: float, quick: 
                       + f" | {100 * max(abs(e) for e in errs):.1f}% | {sum(abs(e) <= 0.1 for e in errs)}/{len(errs)} |")
     md += ["", "![the worst-predicted seed per task](closed_loop.png)", "",
            "Why the prediction misses (level against drop, parameter sensitivities, refit variants): "
-           "`python benchmarks/bench_closed_loop_diagnosis.py` on these runs writes `diagnosis.md`.", "",
+           "`python benchmarks/bench_closed_loop_diagnosis.py` on these runs writes `diagnosis.md`; "
+           "rf_hard's error split into the run's luck and misfit with the true parameters, and the prediction "
+           "conditioned on the run's observed level on every task: `python benchmarks/bench_closed_loop_truth.py` "
+           "writes `truth.md`.", "",
            "The fit-quality gate on the pilots (net of each curve's own noise):", "",
            "| task | gate | curve: noise, rms log error, held-out rms log error |", "|---|---|---|"]
     for r in records:
