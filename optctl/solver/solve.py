@@ -31,12 +31,19 @@ from optctl.versions import versions
 
 # From this horizon on, a learning-rate solve without ``init`` (and without a prefix) also
 # ranks the finite-horizon law's schedule (optctl.solver.law) among its starts. It costs
-# milliseconds and reaches the same optimum in fewer IPOPT iterations: on the reference
-# solves (benchmarks/reference_solves.py) easy T = 10^3 70 -> 56, hard T = 10^3 117 -> 95,
-# hard T = 10^6 362 -> 164, replayed losses within 7e-10 (relative) of before. Where the
-# run from it does not converge (hard T = 10^7) the best generic start runs too. Per-step
-# problems (T <= 500 by default) keep the generic starts.
+# milliseconds and lies close to the optimum. Where the run from it does not converge the
+# best generic start runs too. Per-step problems (T <= 500 by default) keep the generic starts.
 LAW_START_MIN_T = 1000
+# IPOPT's options for the run from the law's start and its polish, over the solver's own (a
+# key the config's solver.ipopt sets is left as given). IPOPT's default adaptive barrier
+# opens far above what a start this close needs and steps away from it: hard T = 10^7 spent
+# a whole 200-iteration round coming back, ended above its start, and fell back to a generic
+# start (591 iterations). A monotone barrier from 1e-6 (as the momentum problem uses,
+# optctl.solver.controls) stays near the start. Reference solves (benchmarks/reference_solves.py),
+# IPOPT iterations, polish included: easy T = 10^3 56 -> 18, 3162 70 -> 18, 10^6 90 -> 16;
+# hard 95 -> 41, 95 -> 31, 164 -> 18; hard T = 10^7 591 -> 21. Replayed L_T lower (hard
+# T = 10^3 by 8e-9, 10^6 by 6e-8, 10^7 by 5e-7, relative), easy T = 3162 within 5e-13.
+LAW_START_IPOPT = {"mu_strategy": "monotone", "mu_init": 1e-6}
 
 
 def solve(spec: ProblemSpec, options: SolverOptions | None = None, *,
@@ -130,9 +137,11 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *,
     build_time = time.perf_counter() - t_start - inner_time  # the start's own solve apart
 
     t0 = time.perf_counter()
+    near = ({k: v for k, v in LAW_START_IPOPT.items() if k not in options.ipopt}
+            if law and best == len(cands) - 1 else None)
     with stop_on_sigint(prob.monitor):
         run = run_rounds(prob, cands[best], scale, np.zeros(prob.size), bounds, floor, options,
-                         cs.constraint_bounds(spec, pl), cs.curvature_clip)
+                         cs.constraint_bounds(spec, pl), cs.curvature_clip, ipopt=near)
         if (law and best == len(cands) - 1 and not prob.monitor.interrupted
                 and (run.discarded or not run.stats.get("success", False))):
             # The law's start did not lead IPOPT to an optimum (hard case, T = 10^7: its
@@ -146,12 +155,12 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *,
             again.rounds += run.rounds
             extra["law_start"] = "chosen, then the best generic start (the law's run did not converge)"
             if prob.objective(again.u, again.scale) <= prob.objective(run.u, run.scale):
-                run = again
+                run, near = again, None
             else:
                 run.iterations, run.rounds = again.iterations, again.rounds
         polished = 0
         if cs.second is None and options.polish and not pl.exact and spec.T <= POLISH_MAX_T:
-            run, polished = polish(prob, pl, spec, run, bounds, floor, options, c0=start_state)
+            run, polished = polish(prob, pl, spec, run, bounds, floor, options, c0=start_state, ipopt=near)
     objective = prob.objective(run.u, run.scale)
     solve_time = time.perf_counter() - t0
 
