@@ -52,8 +52,8 @@ from optctl.versions import versions
 # is not computed and approximate transcriptions are not polished.
 POLISH_MAX_T = 20_000
 # Polish rounds at most (each kept only while the replayed loss falls). Warm-started, a second
-# round costs a few iterations (reference cases, T = 1000: 2-5) and takes easy T = 3162 from
-# 3.7e-11 above the earlier answer to within 5e-13 of it.
+# round costs a few iterations (reference cases, T = 1000: 2-5); with one, easy T = 3162
+# ended 3.7e-11 above the answer of the version before the warm start.
 POLISH_ROUNDS = 2
 # Controls whose curvature is measured when rescaling; the rest are interpolated.
 CURVATURE_PROBES = 64
@@ -432,12 +432,12 @@ def compile_problem(plan: Plan, controls: LearningRate, kappa: float, options: S
 
 
 def fresh_scale(prob: Compiled, u: np.ndarray, floor: np.ndarray, precondition: bool,
-                clip: float = CURVATURE_CLIP) -> np.ndarray:
+                clip: float = CURVATURE_CLIP, probes: int = CURVATURE_PROBES) -> np.ndarray:
     """Each variable's scale at the start of a round: its value (not below ``floor``),
-    rescaled to unit curvature when ``precondition`` (:func:`curvature_scale`, curvatures
-    clipped to ``clip`` of their median)."""
+    rescaled to unit curvature when ``precondition`` (:func:`curvature_scale` with up to
+    ``probes`` probes, curvatures clipped to ``clip`` of their median)."""
     scale = np.maximum(u, floor)
-    return curvature_scale(prob, u / scale, scale, clip) if precondition else scale
+    return curvature_scale(prob, u / scale, scale, clip, probes) if precondition else scale
 
 
 @dataclass
@@ -559,21 +559,21 @@ def polish(prob: Compiled, plan: Plan, spec: ProblemSpec, run: Rounds,
 
 
 def curvature_scale(prob: Compiled, y: np.ndarray, scale: np.ndarray,
-                    clip: float = CURVATURE_CLIP) -> np.ndarray:
+                    clip: float = CURVATURE_CLIP, n_probes: int = CURVATURE_PROBES) -> np.ndarray:
     """Rescale the controls so that every one has unit curvature at the start.
 
     A limited-memory Hessian starts from a multiple of the identity; the learning
     rates of a schedule differ in their effect on ``L_T`` by many orders of magnitude
     (early blocks are forgotten, the last updates set the noise floor), so without
     this a quasi-Newton run crawls. The diagonal of the Hessian is estimated by
-    forward differences of the compiled gradient at up to ``CURVATURE_PROBES``
-    controls, and interpolated (in log scale) between them. Curvatures are clipped to
+    forward differences of the compiled gradient at up to ``n_probes`` (default
+    ``CURVATURE_PROBES``) controls, and interpolated (in log scale) between them. Curvatures are clipped to
     ``[clip, 1/clip]`` times their median (below only for the default clip), so that no
     variable's scale moves by more than ``1/sqrt(clip)``.
     """
     K = y.size
     p = prob.p(scale)
-    probes = np.rint(np.linspace(0, K - 1, min(K, CURVATURE_PROBES))).astype(int)
+    probes = np.rint(np.linspace(0, K - 1, min(K, n_probes))).astype(int)
     # the distinct probes, in order (np.unique would load numpy.ma, 0.1 s, for nothing)
     probes = probes[np.concatenate(([True], np.diff(probes) > 0))]
     h = 1e-4 * np.maximum(np.abs(y), 1e-2)
