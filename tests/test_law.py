@@ -266,6 +266,34 @@ def test_a_long_solve_without_init_ranks_the_law_and_reaches_the_same_optimum(mo
     assert "law_start" not in solve(spec, opts, init=law.eta).transcription
 
 
+def test_the_law_start_runs_with_a_monotone_barrier(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From the law's start IPOPT runs with LAW_START_IPOPT (a small monotone barrier): fewer
+    iterations than with IPOPT's default barrier from the same start, and a replayed loss no
+    higher; a key the solver's own ipopt options set is left as given."""
+    import optctl.solver.solve as solve_module
+
+    spec = ProblemSpec(a=3.5, b=5.0, N=1000, sigma=0.5, batch_size=5, T=3000)
+    opts = SolverOptions(grid="refined", K=40, polish=False)
+    near = solve(spec, opts)
+    monkeypatch.setattr(solve_module, "LAW_START_IPOPT", {})
+    default = solve(spec, opts)
+    assert near.transcription["law_start"] == default.transcription["law_start"] == "chosen"
+    assert near.success and default.success
+    assert near.iterations < default.iterations
+    assert near.final_loss <= default.final_loss * (1 + 1e-12)
+    monkeypatch.undo()
+    seen = []
+    real = solve_module.run_rounds
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(kwargs.get("ipopt"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(solve_module, "run_rounds", spy)
+    solve(spec, SolverOptions(grid="refined", K=40, polish=False, ipopt={"mu_init": 1e-3}))
+    assert seen == [{"mu_strategy": "monotone"}]
+
+
 def test_when_the_law_start_does_not_converge_the_best_generic_start_runs_too(monkeypatch: pytest.MonkeyPatch) -> None:
     """The law's run is made to fail (its round marked discarded, as at hard T = 10^7): the
     solve then returns the generic start's optimum, with both runs' iterations counted."""

@@ -12,6 +12,7 @@ from optctl.model.replay import preload, state_after
 from optctl.model.spectrum import spectrum, stable_rate
 from optctl.solver.controls import Init, control_set, per_step_start
 from optctl.solver.ipopt import (
+    CURVATURE_PROBES,
     POLISH_MAX_T,
     compile_problem,
     fresh_scale,
@@ -31,12 +32,25 @@ from optctl.versions import versions
 
 # From this horizon on, a learning-rate solve without ``init`` (and without a prefix) also
 # ranks the finite-horizon law's schedule (optctl.solver.law) among its starts. It costs
-# milliseconds and reaches the same optimum in fewer IPOPT iterations: on the reference
-# solves (benchmarks/reference_solves.py) easy T = 10^3 70 -> 56, hard T = 10^3 117 -> 95,
-# hard T = 10^6 362 -> 164, replayed losses within 7e-10 (relative) of before. Where the
-# run from it does not converge (hard T = 10^7) the best generic start runs too. Per-step
-# problems (T <= 500 by default) keep the generic starts.
+# milliseconds and lies close to the optimum. Where the run from it does not converge the
+# best generic start runs too. Per-step problems (T <= 500 by default) keep the generic starts.
 LAW_START_MIN_T = 1000
+# IPOPT's options for the run from the law's start and its polish, over the solver's own (a
+# key the config's solver.ipopt sets is left as given). IPOPT's default adaptive barrier
+# opens far above what a start this close needs and steps away from it: hard T = 10^7 spent
+# a whole 200-iteration round coming back, ended above its start, and fell back to a generic
+# start (591 iterations). A monotone barrier from 1e-6 (as the momentum problem uses,
+# optctl.solver.controls) stays near the start. Reference solves (benchmarks/reference_solves.py,
+# with LAW_START_PROBES), IPOPT iterations, polish included: easy T = 10^3 56 -> 18, 3162
+# 70 -> 17, 10^6 90 -> 15; hard 95 -> 34, 95 -> 31, 164 -> 21; every replayed L_T lower (hard
+# T = 10^3 by 8e-9, 10^6 by 6e-8, easy 10^6 by 2e-7, relative). Hard T = 10^7: 591 -> 23.
+LAW_START_IPOPT = {"mu_strategy": "monotone", "mu_init": 1e-6}
+# Curvature probes of the scaling at the law's start (optctl.solver.ipopt.curvature_scale;
+# 64 elsewhere). Each costs one gradient, about one IPOPT iteration. On the six reference lr
+# solves at T >= 1000 (K = 100), against 64: IPOPT iterations within 3 (hard T = 1000
+# 41 -> 34, hard T = 10^6 18 -> 21) and every replayed L_T below the version before the
+# monotone barrier; with 16, hard T = 10^6 took 25 iterations.
+LAW_START_PROBES = 32
 
 
 def solve(spec: ProblemSpec, options: SolverOptions | None = None, *,
@@ -126,14 +140,17 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *,
         extra["law_start"] = "chosen" if best == len(cands) - 1 else "ranked"
     bounds = cs.bounds(spec, controls, K)
     floor = cs.floor(spec, controls, K)
-    scale = fresh_scale(prob, cands[best], floor, options.precondition, cs.curvature_clip)
+    taken = law and best == len(cands) - 1  # the run starts from the law's schedule
+    scale = fresh_scale(prob, cands[best], floor, options.precondition, cs.curvature_clip,
+                        LAW_START_PROBES if taken else CURVATURE_PROBES)
     build_time = time.perf_counter() - t_start - inner_time  # the start's own solve apart
 
     t0 = time.perf_counter()
+    near = {k: v for k, v in LAW_START_IPOPT.items() if k not in options.ipopt} if taken else None
     with stop_on_sigint(prob.monitor):
         run = run_rounds(prob, cands[best], scale, np.zeros(prob.size), bounds, floor, options,
-                         cs.constraint_bounds(spec, pl), cs.curvature_clip)
-        if (law and best == len(cands) - 1 and not prob.monitor.interrupted
+                         cs.constraint_bounds(spec, pl), cs.curvature_clip, ipopt=near)
+        if (taken and not prob.monitor.interrupted
                 and (run.discarded or not run.stats.get("success", False))):
             # The law's start did not lead IPOPT to an optimum (hard case, T = 10^7: its
             # round was discarded): run from the best generic start too, keep the lower.
@@ -146,12 +163,12 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *,
             again.rounds += run.rounds
             extra["law_start"] = "chosen, then the best generic start (the law's run did not converge)"
             if prob.objective(again.u, again.scale) <= prob.objective(run.u, run.scale):
-                run = again
+                run, near = again, None
             else:
                 run.iterations, run.rounds = again.iterations, again.rounds
         polished = 0
         if cs.second is None and options.polish and not pl.exact and spec.T <= POLISH_MAX_T:
-            run, polished = polish(prob, pl, spec, run, bounds, floor, options, c0=start_state)
+            run, polished = polish(prob, pl, spec, run, bounds, floor, options, c0=start_state, ipopt=near)
     objective = prob.objective(run.u, run.scale)
     solve_time = time.perf_counter() - t0
 
