@@ -81,6 +81,20 @@ def optimizer_of(cs: FamilySchedule, T: int, schedules: dict[str, np.ndarray]) -
     raise TypeError(type(cs).__name__)
 
 
+def start_of(opt: F.LinearOptimizer, eta_max: float | None = None) -> tuple[np.ndarray, ...]:
+    """A family optimizer's per-step schedules as a start of its schedule solve (ordered as
+    :func:`schedule_names`): Schedule-Free's ``γ_t``, or DANA's ``(γ₂, γ₃)``; with ``eta_max``
+    they are shrunk where the effective step exceeds ``0.99 · eta_max``."""
+    T = opt.T
+    eff = F.effective_step(opt)
+    shrink = np.ones(T) if eta_max is None else np.minimum(1.0, 0.99 * eta_max / np.maximum(eff, 1e-300))
+    if opt.name == "schedule-free":
+        return (np.broadcast_to(np.asarray(opt.params["_lr_t"], dtype=float), (T,)) * shrink,)
+    g2 = np.broadcast_to(np.asarray(opt.params["_g2"], dtype=float), (T,)) * shrink
+    g3 = np.broadcast_to(np.asarray(opt.params["_g3"], dtype=float), (T,)) * shrink
+    return g2.copy(), g3.copy()
+
+
 def schedule_names(cs: FamilySchedule) -> tuple[str, ...]:
     return ("gamma2", "gamma3") if isinstance(cs, DanaSchedule) else ("lr",)
 
