@@ -232,12 +232,18 @@ def scheduled_section(families_out: Path, case: str) -> list[str]:
     if not rows:
         return []
     eta = rec["eta_max"]
+    check = families_out / f"{case}_sf_bound_check.json"
+    kkt = {int(r["T"]): bool(r["kkt"] and r["solved_at_bound_everywhere"])
+           for r in (read_json(check)["rows"] if check.exists() else [])}
     lines = [f"### {case}: optimally scheduled families (`python benchmarks/bench_family_schedules.py --case {case}`)", "",
              f"IPOPT on {rec['K']} refined blocks, per-step chain on grouped modes; every loss is the family's "
              "exact replay (all modes). Effective step (docs/momentum_families.md §7): `γ₂ + γ₃/Δ(t)` for DANA, "
              f"`γ(t)` for Schedule-Free; \"≤ η_max\" columns hold it at optimal SGD's η_max = {eta:g}. "
-             "Brackets: IPOPT's status when not success; \"start kept\": IPOPT ended above its start, so the "
-             "(feasible) start is returned; a replay gap above 1e-3; a schedule at the box (100); \"—\": not solved.", "",
+             "Brackets: IPOPT's status when not success (the loss is then an upper bound on the scheduled "
+             "optimum); \"start kept\": IPOPT ended above its start, so the (feasible) start is returned; "
+             "\"γ = η_max in every block: KKT\": the solved schedule is the bound and every one-sided derivative "
+             f"of the exact L_T there is negative (`--bound-check`, {case}_sf_bound_check.json); a replay gap "
+             "above 1e-3; a schedule at the box (100); \"—\": not solved.", "",
              "| T | optimal SGD | " + " | ".join(c[0] for c in COLUMNS) + " |",
              "|---" * (2 + len(COLUMNS)) + "|"]
     Ts = [int(r["T"]) for r in rows]
@@ -257,7 +263,9 @@ def scheduled_section(families_out: Path, case: str) -> list[str]:
             cols[title].append(loss)
             flags = []
             if "status" in v and v["status"] != "Solve_Succeeded":
-                flags.append(v["status"])
+                flags.append(f"{v['status']}: upper bound")
+            elif key == "schedule-free_solved_bounded" and kkt.get(T):
+                flags.append("γ = η_max in every block: KKT")  # the bound check: a strict local optimum
             elif "success" in v and not v["success"]:
                 flags.append("start kept")  # IPOPT ended above its (feasible) start: the start is returned
             if key is not None and "bounded" in key and "unbounded" not in key and \
