@@ -2,6 +2,7 @@
 
     python benchmarks/bench_family_schedules.py --case hard --max-T 10000
     python benchmarks/bench_family_schedules.py --two-starts 316     # DANA from two starts
+    python benchmarks/bench_family_schedules.py --case hard --bound-check  # bounded Schedule-Free at the bound: KKT?
 
 Reads the tuned families of results/momentum_families/<case>.json (written by
 bench_momentum_families.py) and writes results/momentum_families/<case>_scheduled.json
@@ -13,12 +14,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 from pathlib import Path
+
+import numpy as np
 
 from optctl.io.files import read_json, write_json
 from optctl.spec import ProblemSpec
 from optctl.studies.families import load_study
-from optctl.studies.family_schedules import run_schedules, two_starts
+from optctl.studies.family_schedules import bound_check, run_schedules, two_starts
 
 
 def main() -> int:
@@ -34,6 +38,8 @@ def main() -> int:
     p.add_argument("--redo", action="append", default=[], help="recompute this entry (e.g. dana_solved_bounded)")
     p.add_argument("--bounds", choices=("unbounded", "bounded", "both"), default="both")
     p.add_argument("--two-starts", type=int, default=None, help="only: DANA at this T from two starts")
+    p.add_argument("--bound-check", action="store_true",
+                   help="only: the one-sided derivatives of L_T at Schedule-Free's gamma = eta_max, every solved T")
     args = p.parse_args()
     cfg = load_study()
     out = Path(args.out)
@@ -46,11 +52,40 @@ def main() -> int:
         write_json(out / f"{args.case}_scheduled_two_starts_T{args.two_starts}.json", res)
         print(res, f"load {os.getloadavg()[0]:.1f}")
         return 0
+    if args.bound_check:
+        return _bound_check(out, cfg, args.case)
     horizons = [T for T in cfg["horizons"] if args.min_T <= T <= args.max_T]
     run_schedules(out, cfg, args.case, horizons, K=args.K, max_iter=args.max_iter,
                   progress=lambda s: print(s, flush=True), seed=None if args.seed is None else Path(args.seed),
                   record=None if args.record is None else Path(args.record), redo=tuple(args.redo),
                   bounds=("unbounded", "bounded") if args.bounds == "both" else (args.bounds,))
+    return 0
+
+
+def _bound_check(out: Path, cfg: dict, case: str) -> int:  # type: ignore[type-arg]
+    """Writes <out>/<case>_sf_bound_check.json: per solved T, the one-sided derivatives of the
+    exact L_T in each block at gamma = eta_max (h = 1e-3 and 1e-5), seconds and load."""
+    model = cfg["models"][case]
+    rec = read_json(out / f"{case}_scheduled.json")
+    rows = []
+    for r in rec["rows"]:
+        v = r.get("schedule-free_solved_bounded")
+        if v is None:
+            continue
+        T = int(r["T"])
+        spec = ProblemSpec(a=float(model["a"]), b=float(model["b"]), N=int(model["N"]), sigma=float(model["sigma"]),
+                           batch_size=int(model["batch_size"]), T=T)
+        t0 = time.perf_counter()
+        checks = [bound_check(spec, float(v["beta"]), float(rec["eta_max"]), np.asarray(v["grid"]), h)
+                  for h in (1e-3, 1e-5)]
+        at_bound = bool(np.all(np.asarray(v["schedules"]["lr"]) >= 0.999 * float(rec["eta_max"])))
+        rows.append({"T": T, "solved_at_bound_everywhere": at_bound, "solved_loss": v["loss"],
+                     "checks": checks, "kkt": all(c["kkt"] for c in checks),
+                     "seconds": time.perf_counter() - t0, "load_1min": os.getloadavg()[0]})
+        print(f"{case} T={T}: at the bound in every block {at_bound}; max one-sided dL/dγ "
+              f"{checks[0]['max_derivative']:.2e} (h=1e-3), {checks[1]['max_derivative']:.2e} (h=1e-5); "
+              f"KKT {rows[-1]['kkt']}", flush=True)
+    write_json(out / f"{case}_sf_bound_check.json", {"model": model, "eta_max": rec["eta_max"], "rows": rows})
     return 0
 
 

@@ -548,7 +548,8 @@ FAMILY_COLUMNS: dict[str, tuple[str, ...]] = {
     "schedule-free": ("lr", "beta"),
 }
 FAMILY_KINDS: dict[str, str] = {"dana-decaying": "gen-mom", "dana-constant": "gen-mom",
-                                "log-time": "gen-mom", "schedule-free": "schedule-free"}
+                                "dana-scheduled": "gen-mom", "log-time": "gen-mom",
+                                "schedule-free": "schedule-free"}
 # A coefficient that must vanish or match for a family to fit torch's SGD, to this tolerance.
 _EXPRESS_RTOL = 1e-12
 
@@ -557,8 +558,9 @@ _EXPRESS_RTOL = 1e-12
 class FamilyTable:
     """The per-step coefficients of a momentum family (docs/momentum_families.md §2).
 
-    ``family`` is one of ``dana-decaying``, ``dana-constant``, ``log-time``,
-    ``schedule-free``; ``columns`` holds one value per update ``t = 0..T−1`` of
+    ``family`` is one of ``dana-decaying``, ``dana-constant``, ``dana-scheduled`` (DANA with
+    solved per-step ``γ₂, γ₃``), ``log-time``, ``schedule-free`` (its ``lr`` column constant or
+    solved); ``columns`` holds one value per update ``t = 0..T−1`` of
 
     - Gen-Mom-SGD families (DANA, log-time): ``gamma1, gamma2, gamma3, Delta`` of
       ``y_t = (1 − Δ_t) y_{t−1} + γ₁(t) g_t``, ``θ_{t+1} = θ_t − γ₂(t) g_t − γ₃(t) y_t``,

@@ -93,3 +93,67 @@ def test_effective_step_of_each_family() -> None:
     np.testing.assert_allclose(F.effective_step(gm), [0.25, 0.3, 0.4])
     ema = F.generalized_momentum(3, 0.1, 0.0, 0.7, 0.1)   # MODEL.md §3 with β = 0.1, η = 0.7
     np.testing.assert_allclose(F.effective_step(ema), [0.7, 0.7, 0.7])
+
+
+def test_dana_first_update_depends_on_the_sum_and_is_pinned() -> None:
+    """At t = 0 the velocity is the fresh gradient, so only γ₂ + γ₃ of block 0 matters: moving
+    γ₃ into γ₂ there leaves the exact L_T unchanged (moving it in block 1 does not), and the
+    solve's bounds hold block 0's γ₃ at 0 with γ₂'s box doubled."""
+    from optctl.solver.controls import FAMILY_BOX
+    from optctl.solver.family import family_plan
+
+    cs = DanaSchedule(4 + SPEC.a / SPEC.b)
+    plan = family_plan(SPEC, OPTIONS)
+    K = plan.n_controls
+    rng = np.random.default_rng(5)
+    u = np.concatenate([rng.uniform(0.1, 0.4, K), rng.uniform(0.01, 0.1, K)])
+
+    def loss(v: np.ndarray) -> float:
+        sched = {"gamma2": expand(v[:K], plan.grid), "gamma3": expand(v[K:], plan.grid)}
+        return float(F.family_loss(SPEC, optimizer_of(cs, SPEC.T, sched)))
+
+    can = cs.canonical(plan, u)
+    assert can[K] == 0.0 and can[0] == pytest.approx(u[0] + u[K])
+    assert loss(can) == pytest.approx(loss(u), rel=1e-13)
+    moved = u.copy()
+    moved[1] += moved[K + 1]
+    moved[K + 1] = 0.0
+    assert abs(loss(moved) / loss(u) - 1) > 1e-6  # block 1 is not degenerate: the check has power
+    lo, hi = cs.plan_bounds(SPEC, plan)
+    assert hi[K] == 0.0 and hi[0] == 2 * FAMILY_BOX and np.all(hi[K + 1:] == FAMILY_BOX)
+
+
+def test_dana_two_starts_agree_on_a_small_model() -> None:
+    """The tuned-constant and tuned-decaying starts end at the same replayed L_T."""
+    cs = DanaSchedule(4 + SPEC.a / SPEC.b)
+    starts = [tuple(np.broadcast_to(o.params[k], (SPEC.T,)).copy() for k in ("_g2", "_g3"))
+              for o in (F.dana(SPEC, SPEC.T, 0.3, 0.1), F.dana(SPEC, SPEC.T, 0.3, 0.02, decaying=False))]
+    a, b = (solve_family(SPEC, cs, [s], OPTIONS) for s in starts)
+    assert a.success and b.success
+    assert a.final_loss == pytest.approx(b.final_loss, rel=1e-6)
+
+
+def test_failed_attempts_try_the_next_start_and_keep_the_lowest() -> None:
+    cs = ScheduleFreeLR(0.8)
+    starts = [(np.full(SPEC.T, 1.0),), (np.full(SPEC.T, 0.5),)]
+    res = solve_family(SPEC, cs, starts, SolverOptions(K=10, modes="exact", max_iter=2), attempts=2)
+    tried = res.info["attempts"]
+    assert len(tried) == 2 and not any(t["success"] for t in tried)
+    assert res.final_loss == min(t["loss"] for t in tried) and not res.success
+    ok = solve_family(SPEC, cs, starts, OPTIONS, attempts=2)
+    assert ok.success and len(ok.info["attempts"]) == 1  # the first start succeeded: no second attempt
+
+
+def test_schedule_free_bound_check_tells_an_active_bound_from_an_inactive_one() -> None:
+    """γ ≡ eta_max is a KKT point when the optimum's steps exceed the bound (every one-sided
+    derivative ≤ 0); with a bound far above the unbounded optimum's steps it is not."""
+    from optctl.solver.family import family_plan
+    from optctl.studies.family_schedules import bound_check
+
+    grid = family_plan(SPEC, OPTIONS).grid
+    free = solve_family(SPEC, ScheduleFreeLR(0.8), [(np.full(SPEC.T, 1.0),)], OPTIONS)
+    top = float(np.max(free.schedules["lr"]))
+    low = bound_check(SPEC, 0.8, 0.2 * float(np.min(free.schedules["lr"][:-1])), grid)
+    high = bound_check(SPEC, 0.8, 3.0 * top, grid)
+    assert low["kkt"] and low["max_derivative"] < 0
+    assert not high["kkt"] and high["max_derivative"] > 0

@@ -11,7 +11,15 @@ from optctl.errors import OptctlError
 from optctl.io.files import check_writable
 from optctl.io.fits import read_calibration
 from optctl.io.runs import read_run
-from optctl.io.tables import as_table, export_table, export_target
+from optctl.io.tables import (
+    as_table,
+    check_family_target,
+    export_family_table,
+    export_table,
+    export_target,
+    family_table_from_run,
+    is_family_run,
+)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -19,6 +27,8 @@ def run(args: argparse.Namespace) -> int:
     scale, calibration = _lr_scale(args)
     if args.format == "recipe":
         return _recipe(args, source, scale)
+    if is_family_run(source):
+        return _family(args, source, scale)
     out, fmt = export_target(source, args.out, args.format)
     table = as_table(source)
     if calibration is not None:
@@ -72,4 +82,20 @@ def _recipe(args: argparse.Namespace, source: Path, scale: float) -> int:
           f"{best.decay_steps} decay updates; predicted L_T {best.final_loss:.6e} vs the optimum's "
           f"{result.final_loss:.6e} (+{100 * (best.final_loss / result.final_loss - 1):.2f}%)")
     print(f"written to {out}")
+    return 0
+
+
+def _family(args: argparse.Namespace, source: Path, scale: float) -> int:
+    """A momentum family's run: its :class:`~optctl.table.FamilyTable` as json or csv, for
+    :func:`optctl.torch.family_optimizer` (via :func:`optctl.io.tables.load_family_table`)."""
+    if scale != 1.0:
+        raise OptctlError(f"{source} is a momentum family's run: its coefficients (gamma, Delta, beta) are not "
+                          "one learning rate, so --lr-scale/--calibration do not apply; export it without them")
+    out = check_family_target(source, args.out, args.format)
+    table = family_table_from_run(source)
+    export_family_table(table, out, overwrite=args.overwrite)
+    solved = table.source.get("solved", False)
+    print(f"exported {table.family} ({'solved' if solved else 'tuned' if table.source.get('tuned') else 'given'}), "
+          f"T = {table.T} updates ({', '.join(table.columns)}), expected L_T = {table.expected_loss:.6e} to {out}; "
+          f"drive it with optctl.torch.family_optimizer(params, optctl.io.tables.load_family_table(PATH))")
     return 0

@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("run", help="run folder written by `optctl solve`, or a table file to convert")
     e.add_argument("--format", choices=(*TABLE_FORMATS, "recipe"),
                    help="npz/safetensors for training jobs, csv/json for people (default: the "
-                        "suffix of --out, else npz); recipe: the closest closed-form schedule as "
+                        "suffix of --out, else npz; a momentum family's run: json or csv, default json); "
+                        "recipe: the closest closed-form schedule as "
                         "Hugging Face, torch and optax code with its predicted loss (RUN/recipe.md)")
     e.add_argument("--out", help="table file (default: RUN/table.<format> for a run folder, the "
                                  "input with the new suffix for a table file)")

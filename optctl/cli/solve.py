@@ -153,12 +153,23 @@ def _family(cfg: RunConfig, out: Path, args: argparse.Namespace, source: str) ->
     with claim(out, overwrite=args.overwrite):
         from optctl.studies.families import run_family, write_family_run
 
-        table, info, curve = run_family(cfg.problem, fam, progress=None if args.quiet else
+        table, info, curve = run_family(cfg.problem, fam, options=cfg.solver, progress=None if args.quiet else
                                         (lambda line: print(line, file=sys.stderr, flush=True)))
         write_family_run(out, cfg, table, info, curve, overwrite=args.overwrite, source=source)
     edge = " (tuning ended on its grid edge)" if info.get("on_edge") else ""
-    print(f"{fam.name} at T = {cfg.problem.T}: expected L_T = {info['loss']:.6e} with {info['params']}{edge}")
-    print(f"results written to {out} (family_table.json drives optctl.torch.family_optimizer)")
+    if fam.solve:
+        print(f"{table.family} at T = {cfg.problem.T}: solved {', '.join(info['schedules'])} on {info['K']} blocks "
+              f"({info['status']}, {info['iterations']} iterations): expected L_T = {info['loss']:.6e} "
+              f"(start {info['start_loss']:.6e}, replay gap {info['replay_gap']:.1e}){edge}")
+    else:
+        print(f"{fam.name} at T = {cfg.problem.T}: expected L_T = {info['loss']:.6e} with {info['params']}{edge}")
+    if fam.solve and not info["success"]:
+        print(f"optctl: the {fam.name} schedule solve did not succeed ({info['status']}): {info['message']}",
+              file=sys.stderr)
+        print(f"results written to {out} (solver did not succeed)")
+        return SOLVER_FAILED
+    print(f"results written to {out} (family_table.json drives optctl.torch.family_optimizer; "
+          f"`optctl export {out}` writes it as a table file)")
     return 0
 
 

@@ -10,6 +10,7 @@ A config file (schema version 1) looks like::
     baselines: [constant, power_law, linear_decay, cosine, wsd]  # optional
     controls: [lr]                # optional; [lr, batch_size] or [lr, momentum]
     family: {name: schedule-free, tune: true}   # optional; a momentum family instead of a solve
+                                  # (solve: true solves its step schedules; eta_max bounds its step)
 
 ``controls`` (optional, default ``[lr]``) picks the control problem of MODEL.md §4:
 with ``batch_size`` the keys ``training.m_min`` and ``training.m_max`` are required
@@ -25,7 +26,13 @@ docs/momentum_families.md (``dana-decaying``, ``dana-constant``, ``log-time``,
 (``gamma2, gamma3`` for DANA, ``lr, gamma3`` for log-time, ``lr, beta`` for
 Schedule-Free; DANA and log-time also accept their fixed ``delta``, ``kappa``,
 log-time ``gamma2``) or ``tune: true`` tunes them for ``training.T`` under the exact
-model. A family runs with ``controls: [lr]`` only and without ``horizons``.
+model. With ``solve: true`` (DANA and Schedule-Free) the family's step schedules are then
+solved per update block (docs/momentum_families.md §7; the start is the given or tuned
+hyperparameters): DANA's ``(γ₂(t), γ₃(t))`` with ``γ₁ = 1`` and ``Δ(t) = δ/(δ + t)``,
+Schedule-Free's ``γ(t)`` with its ``β`` fixed, on ``solver.K`` refined blocks. ``eta_max``
+(optional, with ``tune`` or ``solve``) bounds the family's effective step (DANA
+``γ₂ + γ₃/Δ(t)``, Schedule-Free ``γ(t)``). A family runs with ``controls: [lr]`` only and
+without ``horizons``.
 
 ``model`` and ``training`` together are the fields of :class:`~optctl.spec.ProblemSpec`
 (Bordelon & Mori, arXiv:2602.04774, section 2: ``a``, ``b``, ``N``, ``σ`` → ``sigma``,
@@ -98,6 +105,8 @@ FAMILY_KEYS: dict[str, tuple[tuple[str, str], tuple[str, ...]]] = {
     "log-time": (("lr", "gamma3"), ("gamma2", "delta", "kappa")),
     "schedule-free": (("lr", "beta"), ()),
 }
+# The families whose step schedules `solve: true` solves (optctl.solver.family).
+SOLVABLE_FAMILIES: tuple[str, ...] = ("dana-decaying", "dana-constant", "schedule-free")
 # Examples shown in "required key" messages: the hard-phase reference case.
 _EXAMPLES: dict[str, str] = {"model.a": "a: 3.5", "model.b": "b: 5.0", "training.T": "T: 1000"}
 
@@ -120,6 +129,8 @@ class FamilySpec:
     name: str
     params: Mapping[str, float] = field(default_factory=dict)
     tune: bool = False
+    solve: bool = False
+    eta_max: float | None = None
 
     def __post_init__(self) -> None:
         name = self.name.replace("_", "-") if isinstance(self.name, str) else self.name
@@ -129,12 +140,27 @@ class FamilySpec:
         object.__setattr__(self, "name", name)
         if not isinstance(self.tune, bool):
             raise SpecTypeError("family.tune", self.tune, "true or false")
+        if not isinstance(self.solve, bool):
+            raise SpecTypeError("family.solve", self.solve, "true or false")
+        if self.solve and name not in SOLVABLE_FAMILIES:
+            raise ConfigError("family.solve", True, f"{name} has no solved schedule (its step law is fixed); "
+                              f"solve: true takes {', '.join(SOLVABLE_FAMILIES)}, or drop solve")
+        if self.eta_max is not None:
+            if isinstance(self.eta_max, bool) or not isinstance(self.eta_max, (int, float)) \
+                    or not math.isfinite(self.eta_max):
+                raise SpecTypeError("family.eta_max", self.eta_max, "a finite number > 0")
+            if self.eta_max <= 0:
+                raise ConfigError("family.eta_max", self.eta_max, "bound the effective step by a value > 0")
+            if not (self.tune or self.solve):
+                raise ConfigError("family.eta_max", self.eta_max, "bounds the step of a tuned or solved family; "
+                                  "add tune: true or solve: true, or drop eta_max")
+            object.__setattr__(self, "eta_max", float(self.eta_max))
         coords, fixed = FAMILY_KEYS[name]
         params = dict(self.params)
         for key, value in params.items():
             if key not in coords + fixed:
                 raise ConfigError(f"family.{key}", value, f"is not a hyperparameter of {name}; "
-                                  f"{suggest(key, coords + fixed)}allowed: {', '.join(coords + fixed)}")
+                                  f"{suggest(key, coords + fixed)}allowed: {', '.join(coords + fixed)} (and tune, solve, eta_max)")
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise SpecTypeError(f"family.{key}", value, "a finite number")
             params[key] = float(value)
@@ -151,7 +177,9 @@ class FamilySpec:
         object.__setattr__(self, "params", params)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, **({"tune": True} if self.tune else {}), **self.params}
+        return {"name": self.name, **({"tune": True} if self.tune else {}),
+                **({"solve": True} if self.solve else {}),
+                **({"eta_max": self.eta_max} if self.eta_max is not None else {}), **self.params}
 
 
 def _check_family_value(name: str, key: str, value: float, coords: tuple[str, str]) -> None:
@@ -177,8 +205,9 @@ def family_spec(value: object) -> FamilySpec | None:
         raise SpecTypeError("family", value, "a mapping such as {name: schedule-free, tune: true}")
     if "name" not in value:
         raise ConfigError("family.name", MISSING, f"is required; one of {', '.join(FAMILY_KEYS)}")
-    rest = {k: v for k, v in value.items() if k not in ("name", "tune")}
-    return FamilySpec(name=value["name"], params=rest, tune=value.get("tune", False))
+    rest = {k: v for k, v in value.items() if k not in ("name", "tune", "solve", "eta_max")}
+    return FamilySpec(name=value["name"], params=rest, tune=value.get("tune", False),
+                      solve=value.get("solve", False), eta_max=value.get("eta_max"))
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,12 @@ Formats (chosen by ``format`` or the file's suffix):
   ``step,lr[,momentum][,batch_size]`` rows with floats written to round-trip exactly.
 - ``json``: ``{"header": {...}, "columns": {"step": [...], "lr": [...], ...}}``.
 
+A momentum family's run (``optctl solve`` with ``family:``) exports a
+:class:`~optctl.table.FamilyTable` instead (:func:`export_family_table`: ``json``, the
+dictionary of :meth:`FamilyTable.to_dict`, or ``csv`` with that header on its second line and
+one row per update); :func:`load_family_table` reads both back for
+:func:`optctl.torch.family_optimizer`.
+
 The header is :meth:`ScheduleTable.header`: schema name and version, ``T``, units, the
 column names, the model parameters and solver options with their hashes, how the horizon
 was obtained, the source run, and the content hash. :func:`load_table` checks all of it
@@ -40,8 +46,10 @@ from optctl.table import (
     SCHEMA,
     SUPPORTED_SCHEMA_VERSIONS,
     BranchingTable,
+    FamilyTable,
     ScheduleTable,
     branching_from_dict,
+    family_table_from_dict,
 )
 
 Format = Literal["npz", "safetensors", "csv", "json"]
@@ -430,3 +438,92 @@ def load_branching_table(path: str | os.PathLike[str]) -> BranchingTable:
     except (OSError, ValueError) as err:
         raise ExportError(f"{p}: not a readable JSON branching table ({err})") from None
     return branching_from_dict(data)
+
+
+# --- momentum-family tables -------------------------------------------------------------------
+
+FAMILY_FORMATS: tuple[str, ...] = ("json", "csv")
+_FAMILY_BANNER = "# optctl.family_table; the next line is its header JSON, do not edit"
+
+
+def is_family_run(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is the run folder of a momentum family (``family_table.json``, no arrays)."""
+    folder = Path(path)
+    return folder.is_dir() and (folder / "family_table.json").is_file() and not (folder / "arrays.npz").exists()
+
+
+def family_table_from_run(run: str | os.PathLike[str]) -> FamilyTable:
+    """The family table of a run folder written by ``optctl solve`` with ``family:``."""
+    return load_family_table(Path(run) / "family_table.json")
+
+
+def check_family_target(source: Path, out: str | None, format: str | None) -> Path:
+    """The file ``optctl export`` writes a family run's table to: ``out``, or ``RUN/table.<format>``
+    (``json`` by default); the format must be json or csv and agree with ``out``'s suffix."""
+    fmt = format or (suffix_format(Path(out)) if out is not None else None) or "json"
+    if fmt not in FAMILY_FORMATS:
+        raise ExportError(f"--format {fmt}: {source} is a momentum family's run, whose table is written as "
+                          f"{' or '.join(FAMILY_FORMATS)} (its columns are the optimizer's coefficients, not a "
+                          "learning-rate schedule); pass --format json or csv")
+    path = source / f"table{SUFFIXES[fmt]}" if out is None else Path(out)
+    if suffix_format(path) != fmt:
+        raise ExportError(f"--out {path}: a {fmt} family table needs the suffix {SUFFIXES[fmt]}")
+    check_writable(path, folder=False)
+    return path
+
+
+def export_family_table(table: FamilyTable, path: str | os.PathLike[str], format: str | None = None, *,
+                        overwrite: bool = False) -> None:
+    """Write a family table atomically as ``json`` or ``csv`` (by ``format`` or the suffix)."""
+    out = Path(path)
+    fmt = format or suffix_format(out) or "json"
+    if fmt not in FAMILY_FORMATS:
+        raise ExportError(f"--format {fmt}: a momentum family's table ({table.family}) is written as "
+                          f"{' or '.join(FAMILY_FORMATS)} (its columns are the optimizer's coefficients, "
+                          "not a learning-rate schedule); give --out with a .json or .csv suffix")
+    if out.exists() and not overwrite:
+        raise ExportError(f"{out} already exists; choose another path or pass overwrite "
+                          "(--overwrite on the command line)")
+    d = table.to_dict()
+    if fmt == "json":
+        data = json.dumps(d, allow_nan=False).encode()
+    else:
+        cols = d.pop("columns")
+        buf = io.StringIO()
+        buf.write(_FAMILY_BANNER + "\n" + "# " + json.dumps(d, allow_nan=False) + "\n")
+        buf.write("step," + ",".join(cols) + "\n")
+        for t in range(table.T):
+            buf.write(f"{t}," + ",".join(repr(float(cols[k][t])) for k in cols) + "\n")
+        data = buf.getvalue().encode()
+    write_bytes_atomic(out, data)
+
+
+def load_family_table(path: str | os.PathLike[str]) -> FamilyTable:
+    """Read a family table written by ``optctl solve`` (``family_table.json``) or
+    :func:`export_family_table` (json or csv), checked by :class:`FamilyTable`."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise ExportError(f"{p}: no such family table; write one with `optctl solve CONFIG` (family:) "
+                          "and `optctl export RUN`") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ExportError(f"{p}: not a readable family table ({err})") from None
+    try:
+        if p.suffix == ".csv":
+            lines = text.splitlines()
+            if len(lines) < 3 or lines[0] != _FAMILY_BANNER or not lines[1].startswith("# "):
+                raise ExportError(f"{p}: not a family table csv (its first line must be {_FAMILY_BANNER!r})")
+            d = json.loads(lines[1][2:])
+            rows = list(csv.reader(lines[2:]))
+            names = rows[0][1:]
+            values = np.array([[float(x) for x in r[1:]] for r in rows[1:]], dtype=float).reshape(-1, len(names))
+            d["columns"] = {k: values[:, i] for i, k in enumerate(names)}
+        else:
+            d = json.loads(text)
+    except (ValueError, IndexError) as err:
+        raise ExportError(f"{p}: the family table is corrupt ({err}); re-export it with `optctl export RUN`") from None
+    try:
+        return family_table_from_dict(d)
+    except ExportError as err:
+        raise ExportError(f"{p}: {err}") from None

@@ -471,18 +471,27 @@ class FamilySchedule(LearningRate):
         (measured: the bounded DANA solve then returned its infeasible start)."""
         return u
 
+    def plan_bounds(self, spec: ProblemSpec, plan: Plan) -> tuple[np.ndarray, np.ndarray]:
+        """The decision vector's bounds on this plan's blocks (:meth:`bounds` by default)."""
+        return self.bounds(spec, ControlSpec(), plan.n_controls)
+
+    def canonical(self, plan: Plan, u: np.ndarray) -> np.ndarray:
+        """The same schedules written in the decision vector's canonical form (unchanged by default)."""
+        return u
+
     def starts(self, spec: ProblemSpec, plan: Plan, given_starts: Sequence[Sequence[np.ndarray]]
                ) -> list[np.ndarray]:
         """The per-step starts given (one tuple of per-step schedules per start, ordered as
-        the decision vector), as block means clipped to the bounds."""
-        lo, hi = self.bounds(spec, ControlSpec(), plan.n_controls)
+        the decision vector), as block means in canonical form clipped to the bounds."""
+        lo, hi = self.plan_bounds(spec, plan)
         out = []
         for given in given_starts:
             arrays = [np.asarray(a, dtype=float) for a in given]
             if len(arrays) != self.size(1) or any(a.shape != (spec.T,) for a in arrays):
                 raise SpecError("init", [a.shape for a in arrays],
                                 f"give {self.size(1)} per-step arrays of length T = {spec.T} per start")
-            out.append(self.feasible(plan, np.clip(np.concatenate([block_means(a, plan.grid) for a in arrays]), lo, hi)))
+            u = self.canonical(plan, np.concatenate([block_means(a, plan.grid) for a in arrays]))
+            out.append(self.feasible(plan, np.clip(u, lo, hi)))
         if not out:
             raise SpecError("init", None, "a family schedule solve needs at least one start")
         return out
@@ -545,6 +554,31 @@ class DanaSchedule(FamilySchedule):
         if self.eta_max is not None:  # γ₃ alone may not exceed η_max Δ(0) = η_max
             hi[K:] = self.eta_max
         return lo, hi
+
+    def plan_bounds(self, spec: ProblemSpec, plan: Plan) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`bounds`, with ``γ₃`` of a first block that is the single update ``t = 0``
+        held at 0 and its ``γ₂`` box doubled. At ``t = 0`` the velocity is the fresh gradient
+        (``y₀ = γ₁ g₀``, ``Δ(0) = 1``), so that update depends on ``γ₂ + γ₃`` alone: the
+        difference is a direction in which ``L_T`` is exactly flat, which IPOPT's Newton steps
+        cannot resolve (docs/momentum_families.md §7). The feasible set of schedules is the same."""
+        K = plan.n_controls
+        lo, hi = self.bounds(spec, ControlSpec(), K)
+        if int(plan.grid[1]) == 1:
+            hi[K] = 0.0
+            if self.eta_max is None:
+                hi[0] = 2.0 * FAMILY_BOX
+        return lo, hi
+
+    def canonical(self, plan: Plan, u: np.ndarray) -> np.ndarray:
+        """Block 0's ``γ₃`` moved into its ``γ₂`` when block 0 is the update ``t = 0`` alone
+        (the same update, :meth:`plan_bounds`)."""
+        K = plan.n_controls
+        if int(plan.grid[1]) != 1:
+            return u
+        out = np.array(u, dtype=float)
+        out[0] += out[K]
+        out[K] = 0.0
+        return out
 
 
 class ScheduleFreeLR(FamilySchedule):

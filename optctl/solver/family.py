@@ -81,18 +81,35 @@ def optimizer_of(cs: FamilySchedule, T: int, schedules: dict[str, np.ndarray]) -
     raise TypeError(type(cs).__name__)
 
 
+def start_of(opt: F.LinearOptimizer, eta_max: float | None = None) -> tuple[np.ndarray, ...]:
+    """A family optimizer's per-step schedules as a start of its schedule solve (ordered as
+    :func:`schedule_names`): Schedule-Free's ``γ_t``, or DANA's ``(γ₂, γ₃)``; with ``eta_max``
+    they are shrunk where the effective step exceeds ``0.99 · eta_max``."""
+    T = opt.T
+    eff = F.effective_step(opt)
+    shrink = np.ones(T) if eta_max is None else np.minimum(1.0, 0.99 * eta_max / np.maximum(eff, 1e-300))
+    if opt.name == "schedule-free":
+        return (np.broadcast_to(np.asarray(opt.params["_lr_t"], dtype=float), (T,)) * shrink,)
+    g2 = np.broadcast_to(np.asarray(opt.params["_g2"], dtype=float), (T,)) * shrink
+    g3 = np.broadcast_to(np.asarray(opt.params["_g3"], dtype=float), (T,)) * shrink
+    return g2.copy(), g3.copy()
+
+
 def schedule_names(cs: FamilySchedule) -> tuple[str, ...]:
     return ("gamma2", "gamma3") if isinstance(cs, DanaSchedule) else ("lr",)
 
 
 def solve_family(spec: ProblemSpec, cs: FamilySchedule, starts: list[tuple[np.ndarray, ...]],
-                 options: SolverOptions | None = None) -> FamilySolve:
+                 options: SolverOptions | None = None, *, attempts: int = 1) -> FamilySolve:
     """Minimise the exact expected ``L_T`` over the block schedules of ``cs``.
 
     ``starts``: per-step schedules to start from (a tuple per start, ordered as
     :func:`schedule_names`; a tuned family's constant or decaying schedules, another
-    horizon's answer); IPOPT starts from the best-ranked one. The result's loss is the
-    family's exact replay (all modes).
+    horizon's answer); IPOPT starts from the best-ranked one. When that solve does not
+    succeed, up to ``attempts`` starts are solved in rank order until one does, and the
+    attempt with the lowest replayed ``L_T`` is returned (its own status); every attempt is
+    listed in ``info["attempts"]``. The result's loss is the family's exact
+    replay (all modes).
     """
     options = SolverOptions() if options is None else options
     # One round: rescaling every ``round_iter`` iterations made the second round of the
@@ -109,28 +126,40 @@ def solve_family(spec: ProblemSpec, cs: FamilySchedule, starts: list[tuple[np.nd
     scores = np.asarray(prob.score(cands), dtype=float)
     if not np.any(np.isfinite(scores)):
         raise FloatingPointError("every start of the family solve diverges; give smaller steps")
-    best = int(np.nanargmin(np.where(np.isfinite(scores), scores, np.nan)))
-    bounds = cs.bounds(spec, controls, K)
+    ranked = [int(i) for i in np.argsort(np.where(np.isfinite(scores), scores, np.inf)) if np.isfinite(scores[i])]
+    bounds = cs.plan_bounds(spec, plan)
     floor = cs.floor(spec, controls, K)
-    scale = fresh_scale(prob, cands[best], floor, options.precondition, cs.curvature_clip)
-    with stop_on_sigint(prob.monitor):
-        run = run_rounds(prob, cands[best], scale, np.zeros(prob.size), bounds, floor, options,
-                         cs.constraint_bounds(spec, plan), cs.curvature_clip)
     sp = spectrum(spec)
-    objective = prob.objective(run.u, run.scale) + sp.tail
     names = schedule_names(cs)
-    schedules = {name: expand(run.u[i * K:(i + 1) * K], plan.grid) for i, name in enumerate(names)}
-    opt = optimizer_of(cs, spec.T, schedules)
-    final = float(F.family_loss(spec, opt, sp=sp))
-    status = str(run.stats.get("return_status", "unknown"))
-    hi = bounds[1]
-    return FamilySolve(
-        family=type(cs).__name__, T=spec.T, grid=plan.grid, schedules=schedules, optimizer=opt,
-        final_loss=final, objective=objective, replay_gap=(objective - final) / final,
-        start_loss=float(scores[best]) + sp.tail, start=best,
-        success=bool(run.stats.get("success", False)) and not run.discarded, status=status,
-        message=message(status, run.discarded, run.capped), iterations=run.iterations,
-        wall_time=time.perf_counter() - t0,
-        at_box=cs.eta_max is None and bool(np.any(run.u >= 0.999 * hi)),
-        info={**plan.describe(), "compile_cache": prob.cache, "compile_time_s": prob.build_time,
-              "ipopt_rounds": run.rounds, "start_scores": [float(s) + sp.tail for s in scores]})
+    tried: list[dict[str, Any]] = []
+    best: FamilySolve | None = None
+    for best_start in ranked[:max(1, attempts)]:
+        scale = fresh_scale(prob, cands[best_start], floor, options.precondition, cs.curvature_clip)
+        with stop_on_sigint(prob.monitor):
+            run = run_rounds(prob, cands[best_start], scale, np.zeros(prob.size), bounds, floor, options,
+                             cs.constraint_bounds(spec, plan), cs.curvature_clip)
+        objective = prob.objective(run.u, run.scale) + sp.tail
+        schedules = {name: expand(run.u[i * K:(i + 1) * K], plan.grid) for i, name in enumerate(names)}
+        opt = optimizer_of(cs, spec.T, schedules)
+        final = float(F.family_loss(spec, opt, sp=sp))
+        status = str(run.stats.get("return_status", "unknown"))
+        hi = bounds[1]
+        res = FamilySolve(
+            family=type(cs).__name__, T=spec.T, grid=plan.grid, schedules=schedules, optimizer=opt,
+            final_loss=final, objective=objective, replay_gap=(objective - final) / final,
+            start_loss=float(scores[best_start]) + sp.tail, start=best_start,
+            success=bool(run.stats.get("success", False)) and not run.discarded, status=status,
+            message=message(status, run.discarded, run.capped), iterations=run.iterations,
+            wall_time=time.perf_counter() - t0,
+            at_box=cs.eta_max is None and bool(np.any((hi > 0) & (run.u >= 0.999 * hi))),
+            info={**plan.describe(), "compile_cache": prob.cache, "compile_time_s": prob.build_time,
+                  "ipopt_rounds": run.rounds, "start_scores": [float(s) + sp.tail for s in scores]})
+        tried.append({"start": best_start, "loss": final, "status": status, "success": res.success,
+                      "iterations": run.iterations})
+        if best is None or res.final_loss < best.final_loss:
+            best = res
+        if res.success:
+            break
+    assert best is not None
+    best.info["attempts"] = tried
+    return replace(best, wall_time=time.perf_counter() - t0)

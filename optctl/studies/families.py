@@ -27,6 +27,8 @@ from optctl.io.yamlfile import check_keys, check_schema_version, read_config
 from optctl.model import families as F
 from optctl.model.families import FAMILIES
 from optctl.model.spectrum import spectrum
+from optctl.solver.controls import DanaSchedule, FamilySchedule, ScheduleFreeLR
+from optctl.solver.family import solve_family, start_of
 from optctl.solver.solve import solve
 from optctl.spec import ProblemSpec, SolverOptions
 from optctl.table import FamilyTable
@@ -188,23 +190,30 @@ def family_optimizer_of(spec: ProblemSpec, fam: FamilySpec) -> F.LinearOptimizer
     return F.schedule_free(T, p["lr"], p["beta"])
 
 
-def run_family(spec: ProblemSpec, fam: FamilySpec, *, progress: Callable[[str], None] | None = None
-               ) -> tuple[FamilyTable, dict[str, Any], np.ndarray]:
-    """A config's family at ``spec.T``: tuned (``fam.tune``) or as given.
+def run_family(spec: ProblemSpec, fam: FamilySpec, *, progress: Callable[[str], None] | None = None,
+               options: SolverOptions | None = None) -> tuple[FamilyTable, dict[str, Any], np.ndarray]:
+    """A config's family at ``spec.T``: tuned (``fam.tune``) or as given, then, with
+    ``fam.solve``, its step schedules solved from there (:func:`optctl.solver.family.solve_family`
+    on ``options.K`` refined blocks; ``fam.eta_max`` bounds the effective step of both).
 
     Returns its table (per-step coefficients, :meth:`FamilyTable` with the exact expected
     ``L_T``), a summary and the exact expected loss curve ``L_t``, ``t = 0..T`` (tail included).
+    A solve's summary holds IPOPT's status (``success`` false when it did not converge: the
+    schedule is then the best point IPOPT reached, or its start).
     """
     t0 = time.perf_counter()
-    info: dict[str, Any] = {"family": fam.name, "T": spec.T, "tuned": fam.tune}
+    info: dict[str, Any] = {"family": fam.name, "T": spec.T, "tuned": fam.tune, "solved": fam.solve,
+                            "eta_max": fam.eta_max}
     if fam.tune:
-        tun = tune_family(spec, fam.name, spec.T, progress=progress)
+        tun = tune_family(spec, fam.name, spec.T, progress=progress, eta_max=fam.eta_max)
         params = dict(tun.params)
         opt = family_optimizer_of(spec, FamilySpec(name=fam.name, params=params))
         info.update(evaluations=tun.evaluations, on_edge=tun.on_edge)
     else:
         opt = family_optimizer_of(spec, fam)
     sp = spectrum(spec)
+    if fam.solve:
+        opt = _solve_schedule(spec, fam, opt, info, options, progress)
     curve = np.asarray(F.family_curve(spec, opt, sp=sp), dtype=float) + sp.tail
     if not np.all(np.isfinite(curve)) or curve[-1] > curve[0]:
         where = (f"not finite from t = {int(np.argmax(~np.isfinite(curve)))}" if not np.all(np.isfinite(curve))
@@ -212,10 +221,33 @@ def run_family(spec: ProblemSpec, fam: FamilySpec, *, progress: Callable[[str], 
         raise ConfigError("family", fam.to_dict(), f"{fam.name} diverges with these hyperparameters "
                           f"(expected loss {where}); lower its step sizes, or write tune: true")
     table = F.to_table(opt, spec, expected_loss=float(curve[-1]),
-                       source={"family": fam.to_dict(), "tuned": fam.tune})
+                       source={"family": fam.to_dict(), "tuned": fam.tune, "solved": fam.solve,
+                               **({"status": info["status"]} if fam.solve else {})})
     info.update(params=table.to_dict()["params"], loss=float(curve[-1]), initial_loss=float(curve[0]),
-                seconds=time.perf_counter() - t0)
+                max_effective_step=float(np.max(F.effective_step(opt))), seconds=time.perf_counter() - t0)
     return table, info, curve
+
+
+def _solve_schedule(spec: ProblemSpec, fam: FamilySpec, start: F.LinearOptimizer, info: dict[str, Any],
+                    options: SolverOptions | None, progress: Callable[[str], None] | None) -> F.LinearOptimizer:
+    """The family's step schedules solved from ``start``; IPOPT's account goes into ``info``."""
+    cs: FamilySchedule
+    if fam.name == "schedule-free":
+        cs = ScheduleFreeLR(float(start.params["beta"]), fam.eta_max)
+    else:
+        cs = DanaSchedule(float(start.params["delta"]), fam.eta_max)
+    sp = spectrum(spec)
+    start_loss = float(F.family_loss(spec, start, sp=sp))
+    if not np.isfinite(start_loss):
+        raise ConfigError("family", fam.to_dict(), f"the start of the {fam.name} schedule solve diverges; "
+                          "lower its step sizes, or write tune: true")
+    if progress is not None:
+        progress(f"{fam.name}: solving the step schedule from L_T = {start_loss:.6g}")
+    res = solve_family(spec, cs, [start_of(start, fam.eta_max)], options)
+    info.update(start_loss=start_loss, success=res.success, status=res.status, message=res.message,
+                iterations=res.iterations, replay_gap=res.replay_gap, K=int(res.grid.size - 1),
+                solve_seconds=res.wall_time, schedules=list(res.schedules))
+    return res.optimizer
 
 
 def write_family_run(out: Path, cfg: RunConfig, table: FamilyTable, info: dict[str, Any],

@@ -44,6 +44,7 @@ def _load() -> float:
 def _record(res: FamilySolve, **extra: Any) -> dict[str, Any]:
     eff = F.effective_step(res.optimizer)
     return {"loss": res.final_loss, "objective": res.objective, "replay_gap": res.replay_gap,
+            "attempts": res.info.get("attempts", []),
             "start_loss": res.start_loss, "start": res.start, "success": res.success,
             "status": res.status, "iterations": res.iterations, "seconds": res.wall_time,
             "load_1min": _load(), "at_box": res.at_box, "max_effective_step": float(np.max(eff)),
@@ -134,7 +135,7 @@ def run_schedules(out: Path, cfg: dict[str, Any], case: str, horizons: list[int]
                     starts.append((expand(np.asarray(row[key]["schedules"]["lr"]), np.asarray(row[key]["grid"])),))
                 if f"sf-{tag}" in prev:
                     starts.append((_stretch(prev[f"sf-{tag}"]["lr"], T),))
-                res = solve_family(spec, ScheduleFreeLR(beta, bound), starts, options)
+                res = solve_family(spec, ScheduleFreeLR(beta, bound), starts, options, attempts=len(starts))
                 row[key] = _record(res, beta=beta)
                 progress(f"{case} T={T}: Schedule-Free γ(t) {tag}: L_T = {res.final_loss:.6g} ({res.status}, "
                          f"{res.iterations} it, {res.wall_time:.0f} s, gap {res.replay_gap:.1e}, load {_load():.1f})")
@@ -155,7 +156,7 @@ def run_schedules(out: Path, cfg: dict[str, Any], case: str, horizons: list[int]
                                          for k in ("gamma2", "gamma3")))
                 if f"dana-{tag}" in prev:
                     dstarts.append(tuple(_stretch(prev[f"dana-{tag}"][k], T) for k in ("gamma2", "gamma3")))
-                res = solve_family(spec, DanaSchedule(delta, bound), dstarts, options)
+                res = solve_family(spec, DanaSchedule(delta, bound), dstarts, options, attempts=len(dstarts))
                 row[key] = _record(res, delta=delta)
                 progress(f"{case} T={T}: DANA (γ₂, γ₃)(t) {tag}: L_T = {res.final_loss:.6g} ({res.status}, "
                          f"{res.iterations} it, {res.wall_time:.0f} s, gap {res.replay_gap:.1e}, load {_load():.1f})")
@@ -181,6 +182,24 @@ def two_starts(spec: ProblemSpec, tuned_row: dict[str, Any], K: int = 48) -> dic
                        "seconds": res.wall_time, "load_1min": _load()})
     a, b = float(losses[0]["loss"]), float(losses[1]["loss"])
     return {"T": T, "starts": losses, "relative_difference": abs(a - b) / min(a, b)}
+
+
+def bound_check(spec: ProblemSpec, beta: float, eta_max: float, grid: np.ndarray, h: float = 1e-3) -> dict[str, Any]:
+    """Is Schedule-Free's ``γ ≡ eta_max`` a KKT point of the bounded ``γ(t)`` problem?
+
+    Lowers ``γ`` by ``h · eta_max`` in one block at a time (the only feasible direction at the
+    bound) and replays each schedule exactly (:func:`~optctl.model.families.family_loss`, all
+    modes): the one-sided derivative ``∂L_T/∂γ_k ≈ (L(γ) − L(γ − h e_k)) / h`` must be ``≤ 0``
+    in every block for the bound to hold with a non-negative multiplier. Returns the
+    derivatives and the largest one."""
+    K = grid.size - 1
+    lr = np.full((spec.T, K + 1), eta_max)
+    for k in range(K):
+        lr[grid[k]:grid[k + 1], k + 1] -= h * eta_max
+    L = np.asarray(F.family_loss(spec, F.schedule_free(spec.T, lr, beta)), dtype=float)
+    d = (L[0] - L[1:]) / (h * eta_max)
+    return {"loss_at_bound": float(L[0]), "h": h, "derivatives": d.tolist(), "max_derivative": float(d.max()),
+            "kkt": bool(np.all(d <= 0.0))}
 
 
 def _slopes(T: list[int], L: list[float]) -> list[float]:
@@ -213,12 +232,18 @@ def scheduled_section(families_out: Path, case: str) -> list[str]:
     if not rows:
         return []
     eta = rec["eta_max"]
+    check = families_out / f"{case}_sf_bound_check.json"
+    kkt = {int(r["T"]): bool(r["kkt"] and r["solved_at_bound_everywhere"])
+           for r in (read_json(check)["rows"] if check.exists() else [])}
     lines = [f"### {case}: optimally scheduled families (`python benchmarks/bench_family_schedules.py --case {case}`)", "",
              f"IPOPT on {rec['K']} refined blocks, per-step chain on grouped modes; every loss is the family's "
              "exact replay (all modes). Effective step (docs/momentum_families.md §7): `γ₂ + γ₃/Δ(t)` for DANA, "
              f"`γ(t)` for Schedule-Free; \"≤ η_max\" columns hold it at optimal SGD's η_max = {eta:g}. "
-             "Brackets: IPOPT's status when not success; \"start kept\": IPOPT ended above its start, so the "
-             "(feasible) start is returned; a replay gap above 1e-3; a schedule at the box (100); \"—\": not solved.", "",
+             "Brackets: IPOPT's status when not success (the loss is then an upper bound on the scheduled "
+             "optimum); \"start kept\": IPOPT ended above its start, so the (feasible) start is returned; "
+             "\"γ = η_max in every block: KKT\": the solved schedule is the bound and every one-sided derivative "
+             f"of the exact L_T there is negative (`--bound-check`, {case}_sf_bound_check.json); a replay gap "
+             "above 1e-3; a schedule at the box (100); \"—\": not solved.", "",
              "| T | optimal SGD | " + " | ".join(c[0] for c in COLUMNS) + " |",
              "|---" * (2 + len(COLUMNS)) + "|"]
     Ts = [int(r["T"]) for r in rows]
@@ -238,7 +263,9 @@ def scheduled_section(families_out: Path, case: str) -> list[str]:
             cols[title].append(loss)
             flags = []
             if "status" in v and v["status"] != "Solve_Succeeded":
-                flags.append(v["status"])
+                flags.append(f"{v['status']}: upper bound")
+            elif key == "schedule-free_solved_bounded" and kkt.get(T):
+                flags.append("γ = η_max in every block: KKT")  # the bound check: a strict local optimum
             elif "success" in v and not v["success"]:
                 flags.append("start kept")  # IPOPT ended above its (feasible) start: the start is returned
             if key is not None and "bounded" in key and "unbounded" not in key and \
