@@ -429,12 +429,12 @@ def compile_problem(plan: Plan, controls: LearningRate, kappa: float, options: S
 
 
 def fresh_scale(prob: Compiled, u: np.ndarray, floor: np.ndarray, precondition: bool,
-                clip: float = CURVATURE_CLIP) -> np.ndarray:
+                clip: float = CURVATURE_CLIP, probes: int = CURVATURE_PROBES) -> np.ndarray:
     """Each variable's scale at the start of a round: its value (not below ``floor``),
-    rescaled to unit curvature when ``precondition`` (:func:`curvature_scale`, curvatures
-    clipped to ``clip`` of their median)."""
+    rescaled to unit curvature when ``precondition`` (:func:`curvature_scale` at ``probes``
+    controls, curvatures clipped to ``clip`` of their median)."""
     scale = np.maximum(u, floor)
-    return curvature_scale(prob, u / scale, scale, clip) if precondition else scale
+    return curvature_scale(prob, u / scale, scale, clip, probes) if precondition else scale
 
 
 @dataclass
@@ -465,7 +465,7 @@ WARM_START = {"warm_start_init_point": "yes", "mu_init": 1e-6, "warm_start_bound
 def run_rounds(prob: Compiled, start: np.ndarray, scale: np.ndarray, corr: np.ndarray,
                bounds: tuple[np.ndarray, np.ndarray], floor: np.ndarray, options: SolverOptions,
                constraints: dict[str, float], clip: float = CURVATURE_CLIP,
-               lam_x: np.ndarray | None = None) -> Rounds:
+               lam_x: np.ndarray | None = None, warm_options: dict[str, Any] | None = None) -> Rounds:
     """IPOPT in rounds of ``options.round_iter`` iterations, re-scaling between rounds.
 
     The curvature scaling is estimated where a round starts; far from there it goes
@@ -477,8 +477,8 @@ def run_rounds(prob: Compiled, start: np.ndarray, scale: np.ndarray, corr: np.nd
     correction per variable, in the units of the controls (rescaled with them); ``clip``
     the curvature clip of :func:`fresh_scale`. ``lam_x``: the bound multipliers (in the
     units of the controls) of an earlier solve that ended at ``start``; every round then
-    starts warm (:data:`WARM_START`) from the multipliers where it starts. The result's
-    ``lam_x`` are those of its last kept round.
+    starts warm (:data:`WARM_START`, with ``warm_options`` on top) from the multipliers
+    where it starts. The result's ``lam_x`` are those of its last kept round.
     """
     lo, hi = bounds
     out = Rounds(u=start, scale=scale, stats={}, lam_x=lam_x)
@@ -488,7 +488,8 @@ def run_rounds(prob: Compiled, start: np.ndarray, scale: np.ndarray, corr: np.nd
         f_start = float(prob.f(out.u / out.scale, p)[0])
         solver, warm = prob.solver, {}
         if lam_x is not None and out.lam_x is not None:
-            solver, warm = prob.variant(WARM_START), {"lam_x0": out.lam_x * out.scale}
+            solver = prob.variant({**WARM_START, **(warm_options or {})})
+            warm = {"lam_x0": out.lam_x * out.scale}
         try:
             sol = solver(x0=out.u / out.scale, p=p, lbx=lo / out.scale, ubx=hi / out.scale,
                          **constraints, **warm)
@@ -547,21 +548,21 @@ def polish(prob: Compiled, plan: Plan, spec: ProblemSpec, run: Rounds,
 
 
 def curvature_scale(prob: Compiled, y: np.ndarray, scale: np.ndarray,
-                    clip: float = CURVATURE_CLIP) -> np.ndarray:
+                    clip: float = CURVATURE_CLIP, n_probes: int = CURVATURE_PROBES) -> np.ndarray:
     """Rescale the controls so that every one has unit curvature at the start.
 
     A limited-memory Hessian starts from a multiple of the identity; the learning
     rates of a schedule differ in their effect on ``L_T`` by many orders of magnitude
     (early blocks are forgotten, the last updates set the noise floor), so without
     this a quasi-Newton run crawls. The diagonal of the Hessian is estimated by
-    forward differences of the compiled gradient at up to ``CURVATURE_PROBES``
+    forward differences of the compiled gradient at up to ``n_probes``
     controls, and interpolated (in log scale) between them. Curvatures are clipped to
     ``[clip, 1/clip]`` times their median (below only for the default clip), so that no
     variable's scale moves by more than ``1/sqrt(clip)``.
     """
     K = y.size
     p = prob.p(scale)
-    probes = np.rint(np.linspace(0, K - 1, min(K, CURVATURE_PROBES))).astype(int)
+    probes = np.rint(np.linspace(0, K - 1, min(K, n_probes))).astype(int)
     # the distinct probes, in order (np.unique would load numpy.ma, 0.1 s, for nothing)
     probes = probes[np.concatenate(([True], np.diff(probes) > 0))]
     h = 1e-4 * np.maximum(np.abs(y), 1e-2)
