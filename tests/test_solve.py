@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from conftest import APPROX_GAP, EXACT_GAP, PREFIX_TAIL_ATOL, REGRESSION_RTOL, REPLAY_BACKEND_RTOL
@@ -82,6 +84,50 @@ def test_warm_start_from_another_horizon() -> None:
                    SolverOptions(grid="uniform", K=40), init=init)
     assert second.success
     assert second.final_loss < first.final_loss
+
+
+def _warm_case() -> tuple[ProblemSpec, SolverOptions, Any]:
+    """A sweep's second horizon: T = 3000 started from the T = 1000 optimum in t/T."""
+    options = SolverOptions(grid="refined", K=40, polish=False, tol=1e-8)
+    first = solve(ProblemSpec(a=3.5, b=2.0, N=200, sigma=0.5, batch_size=5, T=1000), options)
+    u = np.arange(first.spec.T) / first.spec.T
+
+    def init(v: np.ndarray) -> np.ndarray:
+        return np.interp(v, u, first.eta)
+
+    return ProblemSpec(a=3.5, b=2.0, N=200, sigma=0.5, batch_size=5, T=3000), options, init
+
+
+def test_a_warm_solve_reaches_the_cold_optimum_in_fewer_iterations() -> None:
+    spec, options, init = _warm_case()
+    cold = solve(spec, options, init=init)
+    warm = solve(spec, options, init=init, warm=True)
+    assert warm.success and warm.transcription["warm"] == "warm"
+    assert "warm" not in cold.transcription
+    assert warm.iterations < cold.iterations
+    # both are exact replays of their schedules; the warm one is no worse than the cold one
+    assert warm.final_loss <= cold.final_loss * (1 + 1e-7)
+    assert warm.final_loss == pytest.approx(final_loss(spec, warm.eta), rel=REPLAY_BACKEND_RTOL)
+
+
+def test_a_warm_solve_that_does_not_converge_is_followed_by_the_cold_solve(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import optctl.solver.solve as solve_module
+
+    spec, options, init = _warm_case()
+    cold = solve(spec, options, init=init)
+    real = solve_module._warm_rounds
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        run = real(*args, **kwargs)
+        run.stats = {**run.stats, "success": False, "return_status": "Maximum_Iterations_Exceeded"}
+        return run
+
+    monkeypatch.setattr(solve_module, "_warm_rounds", failing)
+    guarded = solve(spec, options, init=init, warm=True)
+    assert guarded.transcription["warm"].startswith("warm, then cold")
+    assert guarded.iterations > cold.iterations  # the warm run's and the cold run's
+    assert guarded.final_loss <= cold.final_loss * (1 + 1e-7)
 
 
 def test_ill_conditioned_solve_is_no_worse_than_the_best_constant() -> None:

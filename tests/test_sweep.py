@@ -158,16 +158,20 @@ def test_each_horizon_is_warm_started_from_the_previous_one(tmp_path: Path,
 
     real = optctl.solver.job.solve
     seen: list[tuple[int, Any]] = []
+    warm: list[bool] = []
 
-    def spy(spec: Any, options: Any = None, *, controls: Any = None, init: Any = None) -> Any:
+    def spy(spec: Any, options: Any = None, *, controls: Any = None, init: Any = None,
+            **kw: Any) -> Any:
         seen.append((spec.T, init))
-        return real(spec, options, controls=controls, init=init)
+        warm.append(kw.get("warm", False))
+        return real(spec, options, controls=controls, init=init, **kw)
 
     monkeypatch.setattr(optctl.solver.job, "solve", spy)
     sweep = load_sweep_config(_cfg(tmp_path, TINY.replace("b: [1.5, 3.5]", "b: [3.5]")))
     run_sweep(sweep, tmp_path / "out", progress=False)
     assert [T for T, _ in seen] == [100, 300, 1000]
     assert seen[0][1] is None
+    assert warm == [True, True, True]  # a warm-started sweep asks for the warm solve's short start
     rec = load_sweep(tmp_path / "out").records["b3.5"][100]
     init = seen[1][1]
     # The warm start is the previous horizon's schedule, read at the same t/T.

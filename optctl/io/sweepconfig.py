@@ -24,7 +24,10 @@ the run config of :mod:`optctl.io.config` with a ``kind`` and a ``sweep:`` secti
       scheduler: null                   # a Dask scheduler address runs it there
 
 Every point of the product of ``axes`` solves its horizons in increasing order, each
-warm-started from the previous one (with every control of ``controls``). An axis
+warm-started from the previous one (with every control of ``controls``); with
+``warm_start`` a learning-rate solve also starts IPOPT warm from the better of that
+schedule and the finite-horizon law's (the first horizon from ``T = 1000`` on: the law's),
+instead of ranking the generic candidate starts (``optctl.solver.solve.solve(warm=True)``). An axis
 is a list of numbers or one of ``{linspace: [lo, hi, n]}``, ``{geomspace: [lo, hi, n]}``,
 ``{logspace: [lo_exp, hi_exp, n]}``. ``N`` and the horizons are rounded to integers.
 

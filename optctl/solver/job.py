@@ -32,10 +32,12 @@ from optctl.spec import ControlSpec, ProblemSpec, SolverOptions
 
 def run_job(spec: ProblemSpec, options: SolverOptions, baselines: Sequence[str] = (), *,
             controls: ControlSpec | None = None, init: Init = None, progress: bool = False,
-            exact_tuning_max_T: int = EXACT_TUNING_MAX_T, law: bool = False) -> SolveReport:
+            exact_tuning_max_T: int = EXACT_TUNING_MAX_T, law: bool = False, warm: bool = False) -> SolveReport:
     """Solve for the optimal schedule, then tune every requested baseline (module docstring).
     ``law``: take the finite-horizon law's schedule instead of solving (learning rate only;
-    :func:`optctl.solver.law.law_result`)."""
+    :func:`optctl.solver.law.law_result`). ``warm``: start from ``init`` (the optimum of a nearby
+    problem, a sweep's previous horizon) or the law's schedule, warm
+    (:func:`optctl.solver.solve.solve`)."""
     chosen = ("lr",) if controls is None else controls.controls
     _log(f"{'the law' if law else 'solving'}: T={spec.T}, N={spec.N}, a={spec.a}, b={spec.b} "
          f"({spec.phase} phase), controls {', '.join(chosen)}", progress)
@@ -48,7 +50,7 @@ def run_job(spec: ProblemSpec, options: SolverOptions, baselines: Sequence[str] 
                             "alone; solve without the law, or leave batch size and momentum fixed")
         result = law_result(spec, options)
     else:
-        result = solve(spec, options, controls=controls, init=init)
+        result = solve(spec, options, controls=controls, init=init, warm=warm)
     if law:
         _log(f"  law schedule L_T = {result.final_loss:.6e} (replayed), no IPOPT, {result.wall_time:.2f} s, "
              f"continuous-time estimate off by {result.replay_gap:.1e}", progress)

@@ -10,10 +10,12 @@ import numpy as np
 from optctl.errors import SpecError
 from optctl.model.replay import preload, state_after
 from optctl.model.spectrum import spectrum, stable_rate
-from optctl.solver.controls import Init, control_set, per_step_start
+from optctl.solver.controls import Init, LearningRate, control_set, per_step_start
 from optctl.solver.ipopt import (
     CURVATURE_PROBES,
     POLISH_MAX_T,
+    Compiled,
+    Rounds,
     compile_problem,
     fresh_scale,
     message,
@@ -22,7 +24,8 @@ from optctl.solver.ipopt import (
     stop_on_sigint,
 )
 from optctl.solver.law import law_schedule
-from optctl.solver.plan import make_plan, resolve_options
+from optctl.solver.piecewise import block_means
+from optctl.solver.plan import Plan, make_plan, resolve_options
 from optctl.solver.resources import check_solve_fits
 from optctl.solver.result import ScheduleResult
 from optctl.solver.transcribe import model_parameters
@@ -51,11 +54,16 @@ LAW_START_IPOPT = {"mu_strategy": "monotone", "mu_init": 1e-6}
 # 41 -> 34, hard T = 10^6 18 -> 21) and every replayed L_T below the version before the
 # monotone barrier; with 16, hard T = 10^6 took 25 iterations.
 LAW_START_PROBES = 32
+# A warm solve (``warm=True``: ``init`` is the optimum of a nearby problem, a sweep's previous
+# horizon say) measures the curvature at this many controls instead of CURVATURE_PROBES
+# (the warm IPOPT run needs a rough scaling only; the 64 probes cost more than its ~15
+# iterations at T = 10^5).
+WARM_PROBES = 16
 
 
 def solve(spec: ProblemSpec, options: SolverOptions | None = None, *,
           controls: ControlSpec | None = None, init: Init = None,
-          prefix: np.ndarray | None = None, start_from: str = "best") -> ScheduleResult:
+          prefix: np.ndarray | None = None, start_from: str = "best", warm: bool = False) -> ScheduleResult:
     """Minimise the final loss ``L_T`` over the schedule of ``controls`` with IPOPT.
 
     ``controls`` (default: the learning rate alone, MODEL.md §4.1) may add the batch size
@@ -79,6 +87,18 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *,
 
     ``start_from="init"`` makes IPOPT start from ``init`` itself instead of the best-ranked
     candidate (to test that two different starts reach the same optimum).
+
+    ``warm=True`` (learning rate alone, no prefix) says that ``init`` is the optimum of a
+    nearby problem (a sweep's previous horizon in ``u = t/T``), or, without ``init`` from
+    ``T = LAW_START_MIN_T`` on, that the law's schedule is close enough to the optimum to
+    start from: the start is then the better of ``init`` and the law's schedule (not the
+    generic candidates; ``transcription["warm_start"]`` says which), the curvature is
+    measured at :data:`WARM_PROBES` controls, and IPOPT starts warm from the bound
+    multipliers of the gradient there, with the objective scaled to order one so that
+    ``options.tol`` is relative to ``L_T`` (:func:`_warm_rounds`). A warm run that does not
+    converge is followed by the usual cold solve from the best-ranked generic candidate,
+    and the lower of the two kept (``transcription["warm"]`` says so). Sweeps solve this
+    way (:mod:`optctl.studies.sweep`); a plain solve does not.
 
     Ctrl-C stops IPOPT and raises ``KeyboardInterrupt``; an IPOPT that cannot run at all
     (an invalid option, say) raises :class:`~optctl.errors.SolverError`; a run that does
@@ -122,8 +142,16 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *,
     law = cs.second is None and done is None and init is None and spec.T >= LAW_START_MIN_T
     if law:  # the law's schedule as the given start (the last candidate)
         ranked = law_schedule(spec).eta
-    cands = cs.candidates(spec, controls, pl, ranked, start)
+    given_init = init if options.warm_start else None
+    quick = (warm and cs.second is None and done is None and start_from == "best"
+             and (given_init is not None or spec.T >= LAW_START_MIN_T))
+    cands = _warm_candidates(spec, pl, given_init) if quick else cs.candidates(spec, controls, pl, ranked, start)
     scores = np.asarray(prob.score(cands), dtype=float)
+    law = law and not quick  # a warm solve ranks the law's schedule itself
+    if quick and not np.any(np.isfinite(scores)):  # no warm start is usable: the generic ones
+        quick = False
+        cands = cs.candidates(spec, controls, pl, ranked, start)
+        scores = np.asarray(prob.score(cands), dtype=float)
     if not np.any(np.isfinite(scores)):
         raise _diverges(spec)
     best = int(np.nanargmin(np.where(np.isfinite(scores), scores, np.nan)))
@@ -141,15 +169,36 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *,
     bounds = cs.bounds(spec, controls, K)
     floor = cs.floor(spec, controls, K)
     taken = law and best == len(cands) - 1  # the run starts from the law's schedule
-    scale = fresh_scale(prob, cands[best], floor, options.precondition, cs.curvature_clip,
-                        LAW_START_PROBES if taken else CURVATURE_PROBES)
+    probes = WARM_PROBES if quick else LAW_START_PROBES if taken else CURVATURE_PROBES
+    scale = fresh_scale(prob, cands[best], floor, options.precondition, cs.curvature_clip, probes)
     build_time = time.perf_counter() - t_start - inner_time  # the start's own solve apart
 
     t0 = time.perf_counter()
     near = {k: v for k, v in LAW_START_IPOPT.items() if k not in options.ipopt} if taken else None
     with stop_on_sigint(prob.monitor):
-        run = run_rounds(prob, cands[best], scale, np.zeros(prob.size), bounds, floor, options,
-                         cs.constraint_bounds(spec, pl), cs.curvature_clip, ipopt=near)
+        if quick:
+            run = _warm_rounds(prob, cands[best], float(scores[best]), scale, bounds, floor, options)
+            extra["warm"] = "warm"
+            extra["warm_start"] = "init" if given_init is not None and best == len(cands) - 1 else "law"
+            if not prob.monitor.interrupted and (run.discarded or not run.stats.get("success", False)):
+                # The safeguard: the usual cold solve from the best generic candidate.
+                generic = cs.candidates(spec, controls, pl, ranked, start)
+                g_scores = np.asarray(prob.score(generic), dtype=float)
+                g_best = int(np.nanargmin(np.where(np.isfinite(g_scores), g_scores, np.nan)))
+                cold = run_rounds(prob, generic[g_best], fresh_scale(prob, generic[g_best], floor,
+                                                                     options.precondition, cs.curvature_clip),
+                                  np.zeros(prob.size), bounds, floor, options, cs.constraint_bounds(spec, pl),
+                                  cs.curvature_clip)
+                cold.iterations += run.iterations
+                cold.rounds += run.rounds
+                extra["warm"] = "warm, then cold (the warm run did not converge)"
+                if prob.objective(cold.u, cold.scale) <= prob.objective(run.u, run.scale):
+                    run = cold
+                else:
+                    run.iterations, run.rounds = cold.iterations, cold.rounds
+        else:
+            run = run_rounds(prob, cands[best], scale, np.zeros(prob.size), bounds, floor, options,
+                             cs.constraint_bounds(spec, pl), cs.curvature_clip, ipopt=near)
         if (taken and not prob.monitor.interrupted
                 and (run.discarded or not run.stats.get("success", False))):
             # The law's start did not lead IPOPT to an optimum (hard case, T = 10^7: its
@@ -196,6 +245,36 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *,
                        **extra, "initial_objective": float(np.nanmin(scores)) + ans.replay.tail},
         versions=versions(),
     )
+
+
+def _warm_candidates(spec: ProblemSpec, plan: Plan, init: Init) -> list[np.ndarray]:
+    """A warm solve's starts: the law's schedule (from ``LAW_START_MIN_T`` on) and ``init``
+    (last, when given), as block means clipped to the bounds."""
+    given = per_step_start(init, spec, 1) or []
+    starts = [law_schedule(spec).eta] if spec.T >= LAW_START_MIN_T else []
+    return [np.clip(block_means(eta, plan.grid), 0.0, spec.eta_max) for eta in [*starts, *given]]
+
+
+def _warm_rounds(prob: Compiled, u: np.ndarray, f0: float, scale: np.ndarray,
+                 bounds: tuple[np.ndarray, np.ndarray], floor: np.ndarray, options: SolverOptions) -> Rounds:
+    """IPOPT from ``u`` (transcribed objective ``f0``), started warm.
+
+    The bound multipliers at ``u`` are estimated from the gradient there (``−∂L/∂η`` on the
+    controls at a bound, zero elsewhere), so IPOPT starts with a small barrier parameter
+    (:data:`optctl.solver.ipopt.WARM_START`) instead of pushing a plateau at ``η_max`` off
+    its bound and re-converging from barrier 0.1. The objective is scaled by a power of ten
+    to order one: IPOPT's tolerance is absolute, and ``L_T`` can be 1e-5, where a run that
+    starts close to the optimum would stop at once about 1e-4 (relative) above it.
+    """
+    lo, hi = bounds
+    g = np.asarray(prob.grad(u / scale, prob.p(scale))[1]).ravel() / scale
+    # IPOPT leaves a bound-active control a few 1e-7 (relative) inside its bound.
+    at_hi = u >= hi * (1.0 - 1e-6)
+    at_lo = u <= lo + 1e-6 * hi
+    lam = np.where(at_hi, np.maximum(-g, 0.0), np.where(at_lo, np.minimum(-g, 0.0), 0.0))
+    factor = 10.0 ** -np.floor(np.log10(f0)) if np.isfinite(f0) and f0 > 0 else 1.0
+    return run_rounds(prob, u, scale, np.zeros(prob.size), bounds, floor, options, {},
+                      LearningRate.curvature_clip, lam_x=lam, ipopt={"obj_scaling_factor": float(factor)})
 
 
 def _diverges(spec: ProblemSpec) -> SpecError:

@@ -3,7 +3,11 @@
 A *point* is one model (one combination of the swept axes); it runs the solve job of
 :mod:`optctl.solver.job` at each of its horizons in increasing order, each warm-started
 from the previous one in ``u = t/T`` (every control of the sweep's ``controls``), with
-the requested baselines at the baseline horizons. Every finished horizon is written at
+the requested baselines at the baseline horizons. With ``warm_start`` on, learning-rate
+solves take the short start of ``solve(..., warm=True)``: the previous horizon's schedule
+or the finite-horizon law's (the first horizon from ``T = 1000`` on: the law's alone),
+whichever scores lower, and IPOPT started warm from there (its safeguard: the usual cold
+solve when that run does not converge). Every finished horizon is written at
 once, atomically, as ``<out>/points/<key>/T<T>.json`` (the job's compact record:
 :meth:`optctl.solver.job.SolveReport.to_record`), so a sweep killed at any moment loses
 no finished work, and running it again skips what is on disk: a point resumes at its
@@ -89,7 +93,7 @@ def solve_record(spec: ProblemSpec, task: PointTask, prev: dict[str, Any] | None
     init = record_start(prev) if (prev is not None and sw.warm_start) else None
     baselines = sw.baselines if spec.T in sw.baseline_horizons else ()
     report = run_job(spec, sw.solver, baselines, controls=sw.controls, init=init,
-                     exact_tuning_max_T=sw.exact_tuning_max_T)
+                     exact_tuning_max_T=sw.exact_tuning_max_T, warm=sw.warm_start)
     return {"record_version": RECORD_VERSION, "sweep_digest": sw.digest(), "key": task.key,
             "values": task.values, **report.to_record(),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
