@@ -181,6 +181,10 @@ def starts_report(setting_out: Path, K: int) -> str:
             lines.append(f"| {r['T']} | " + " | ".join(cells) + f" | {diff} | {pair} |")
         lines.append("")
         for r in recs:  # points re-solved with the search keep their plain solves
+            for st in r["momentum_starts"]:
+                if st["start"] not in STARTS:  # e.g. a restart of a capped solve
+                    lines.append(f"T = {r['T']}, {st['start']} ({st.get('from', '')}): {_start_cell(st)}; kept "
+                                 f"L_T {r['momentum_loss']:.10g}, {r['momentum_status']}.")
             if r.get("plain_starts"):
                 ls = [float(st["loss"]) for st in r["plain_starts"]]
                 lines.append(f"T = {r['T']} before the search (plain solves, the study's earlier run): "
