@@ -149,7 +149,8 @@ def test_study_start_with_the_anneal_search_records_every_solve_and_keeps_the_lo
     (start,) = rec["momentum_starts"]
     solves = start["escape"]
     assert len(solves) >= 2 and start["first_loss"] == solves[0]["loss"]
-    assert start["loss"] == min(s["loss"] for s in solves) == rec["momentum_loss"] <= start["first_loss"]
+    assert start["loss"] == rec["momentum_loss"] <= start["first_loss"]
+    assert start["loss"] <= min(s["loss"] for s in solves) * (1 + 1e-7)  # a move lower by less than rtol is not taken
     spec = ProblemSpec(**rec["spec"])
     exact = momentum_curve(spec, np.asarray(rec["eta"]), np.asarray(rec["beta"]))[-1]
     assert rec["momentum_loss"] == pytest.approx(exact, rel=1e-9)
