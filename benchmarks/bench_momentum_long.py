@@ -5,7 +5,8 @@
     python benchmarks/bench_momentum_long.py --report-only          # tables from what is solved
     python benchmarks/bench_momentum_long.py --K 48                 # the same on 48 blocks (the earlier default)
 
-The (η, β) study of docs/controls.md (``optctl.studies.momentum``, the converged solver:
+The (η, β) study of docs/controls.md (``optctl.studies.momentum``, the converged solver, each start
+followed by the search over the anneal's block (``optctl.solver.continuation.solve_escape``):
 refined grid K = 96 (``--K``; the study file's 48 leaves local optima whose starts differ by
 up to 2e-3 at T ≥ 3162, docs/controls.md), block propagator, grouped modes) on the models of the families study
 (``optctl/data/study_families.yaml``: hard a = 1.3, b = 2.75; hard_b2 a = 1.5, b = 2; easy
@@ -142,6 +143,16 @@ def exponent_report(long_out: Path, families_out: Path, K: int = DEFAULT_K) -> s
     return "\n".join(lines) + "\n"
 
 
+def _start_cell(st: dict[str, Any]) -> str:
+    """One start's cell: L_T, status, iterations, seconds; after the anneal search
+    (``escape``) the first solve's L_T → the kept one and the anneal's first update."""
+    if "escape" not in st:
+        return f"{st['loss']:.10g}, {st['status']}, {st['iterations']}, {st['seconds']:.0f}"
+    kept = min(st["escape"], key=lambda s: s["loss"])
+    return (f"{st['first_loss']:.10g} → {st['loss']:.10g} (anneal from t = {kept['anneal_start']}, "
+            f"{len(st['escape'])} solves), {st['status']}, {st['iterations']}, {st['seconds']:.0f}")
+
+
 def starts_report(setting_out: Path, K: int) -> str:
     """Markdown: every horizon's (η, β) solves, per start (loss, IPOPT status, iterations,
     seconds) and the two starts' relative difference, per case."""
@@ -149,7 +160,10 @@ def starts_report(setting_out: Path, K: int) -> str:
              "Each horizon is solved from the previous horizon's optimum rescaled in t/T "
              "(\"continuation\"), and up to `--second-start-max-T` also from the default "
              "candidates (\"default\"); where those disagree, also from the next longer horizon's "
-             "optimum rescaled in t/T (\"from above\"); the lowest is kept. Relative difference "
+             "optimum rescaled in t/T (\"from above\"); the lowest is kept. Each start is followed by the "
+             "search over the block where the anneal begins (`optctl.solver.continuation.solve_escape`, "
+             "points solved since it exists: \"first L_T → kept L_T\"; the anneal moved one block later "
+             "or earlier and re-solved while that lowers L_T). Relative difference "
              f"(max − min)/min; above {STARTS_RTOL:g} the starts disagree. Wall seconds on a shared "
              "2-core machine, not idle (the load averages are in docs/controls.md).", ""]
     for case, recs in load_points(setting_out).items():
@@ -157,8 +171,7 @@ def starts_report(setting_out: Path, K: int) -> str:
                   + " | relative difference (all starts) | continuation vs from above |", "|---" * (len(STARTS) + 3) + "|"]
         for r in recs:
             by = {st["start"]: st for st in r["momentum_starts"]}
-            cells = [f"{by[k]['loss']:.10g}, {by[k]['status']}, {by[k]['iterations']}, {by[k]['seconds']:.0f}"
-                     if k in by else "—" for k in STARTS]
+            cells = [_start_cell(by[k]) if k in by else "—" for k in STARTS]
             sp = r.get("starts_spread")
             diff = "one start" if sp is None else f"{sp:.1e}" + (" **disagree**" if sp > STARTS_RTOL else "")
             pair = "—"
@@ -166,6 +179,17 @@ def starts_report(setting_out: Path, K: int) -> str:
                 lo, hi = sorted(float(by[k]["loss"]) for k in ("continuation", "from above"))
                 pair = f"{(hi - lo) / lo:.1e}"
             lines.append(f"| {r['T']} | " + " | ".join(cells) + f" | {diff} | {pair} |")
+        lines.append("")
+        for r in recs:  # points re-solved with the search keep their plain solves
+            for st in r["momentum_starts"]:
+                if st["start"] not in STARTS:  # e.g. a restart of a capped solve
+                    lines.append(f"T = {r['T']}, {st['start']} ({st.get('from', '')}): {_start_cell(st)}; kept "
+                                 f"L_T {r['momentum_loss']:.10g}, {r['momentum_status']}.")
+            if r.get("plain_starts"):
+                ls = [float(st["loss"]) for st in r["plain_starts"]]
+                lines.append(f"T = {r['T']} before the search (plain solves, the study's earlier run): "
+                             + ", ".join(f"{st['start']} {st['loss']:.10g}" for st in r["plain_starts"])
+                             + f" (spread {(max(ls) - min(ls)) / min(ls):.1e}).")
         lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -181,11 +205,11 @@ def check_starts(setting_out: Path, study: Any, cases: list[str], second_start_m
             names = {st["start"] for st in rec["momentum_starts"]}
             path = setting_out / "points" / f"{case}-T{rec['T']}.json"
             if rec["T"] <= second_start_max_T and "default" not in names:
-                rec = add_start(study, rec, "default")
+                rec = add_start(study, rec, "default", escape=True)
                 write_json(path, rec)
                 print(f"{case} T={rec['T']}: default start added, starts differ {rec['starts_spread']:.1e}", flush=True)
             if rec.get("starts_disagree") and "from above" not in names and i + 1 < len(recs):
-                rec = add_start(study, rec, "from above", init=recs[i + 1])
+                rec = add_start(study, rec, "from above", init=recs[i + 1], escape=True)
                 write_json(path, rec)
                 print(f"{case} T={rec['T']}: start from T={recs[i + 1]['T']} added, starts differ "
                       f"{rec['starts_spread']:.1e}", flush=True)
@@ -218,7 +242,7 @@ def main() -> int:
         if not args.report_only:
             for case in cases:  # solved points are kept one file each: a stopped run resumes
                 run_momentum_study(out / setting, study=study, horizons={case: horizons_of(case, args.max_T)},
-                                   setting=setting, second_start_max_T=args.second_start_max_T)
+                                   setting=setting, second_start_max_T=args.second_start_max_T, escape=True)
             if not args.no_check_starts:
                 check_starts(out / setting, study, cases, args.second_start_max_T)
         done = {c: tuple(T for T in horizons_of(c, 100_000) if (out / setting / "points" / f"{c}-T{T}.json").exists())

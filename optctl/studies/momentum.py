@@ -28,6 +28,8 @@ from optctl.io.studyconfig import ControlStudy, load_control_study
 from optctl.model.momentum import momentum_curve
 from optctl.model.montecarlo import simulate_sgd
 from optctl.model.replay import loss_curve
+from optctl.solver.continuation import solve_escape
+from optctl.solver.result import ScheduleResult
 from optctl.solver.solve import solve
 from optctl.spec import ProblemSpec
 
@@ -49,9 +51,27 @@ def _warm(prev: dict[str, Any] | None) -> Callable[[np.ndarray], tuple[np.ndarra
 STARTS_RTOL = 1e-4
 
 
+def _solve_momentum(study: ControlStudy, spec: ProblemSpec, controls: Any, warm: Any, name: str,
+                    escape: bool) -> tuple[ScheduleResult, dict[str, Any]]:
+    """One ``(η, β)`` start: the plain solve, or with ``escape`` the search over the block
+    where the anneal begins (:func:`optctl.solver.continuation.solve_escape`); the start's
+    record (loss, status, iterations, seconds; with ``escape`` every solve of the search)."""
+    t0 = time.perf_counter()
+    if escape:
+        esc = solve_escape(spec, study.solver, controls=controls, init=warm)
+        res = esc.result
+        extra: dict[str, Any] = {"escape": esc.solves, "first_loss": esc.solves[0]["loss"],
+                                 "iterations": sum(int(str(s["iterations"])) for s in esc.solves)}
+    else:
+        res = solve(spec, study.solver, controls=controls, init=warm, start_from="best" if warm is None else "init")
+        extra = {"iterations": res.iterations}
+    return res, {"start": name, "loss": res.final_loss, "status": res.status,
+                 "seconds": time.perf_counter() - t0, **extra}
+
+
 def solve_point(study: ControlStudy, phase: str, T: int, *, eta_max: float, beta_min: float,
                 prev: dict[str, Any] | None = None, setting: str = "project",
-                second_start: bool = False) -> dict[str, Any]:
+                second_start: bool = False, escape: bool = False) -> dict[str, Any]:
     """Optimal SGD and optimal ``(η, β)`` at one horizon; per-step schedules and losses.
 
     SGD is solved with the default options; ``(η, β)`` with the study's ``solver``, in the
@@ -59,7 +79,10 @@ def solve_point(study: ControlStudy, phase: str, T: int, *, eta_max: float, beta
     started from the previous horizon's optimum rescaled in ``t/T`` (horizon continuation,
     :mod:`optctl.solver.continuation`). With ``second_start`` (and a previous horizon) it is
     also solved from the default candidates; the lower of the two is kept and both are
-    recorded (``momentum_starts``, ``starts_disagree`` above :data:`STARTS_RTOL`)."""
+    recorded (``momentum_starts``, ``starts_disagree`` above :data:`STARTS_RTOL`). With
+    ``escape`` each start is followed by the search over the block where the
+    anneal begins (:func:`optctl.solver.continuation.solve_escape`), which on the hard case
+    brings starts that end at neighbouring local optima to the same answer."""
     spec = study.spec(phase, T, eta_max=eta_max, setting=setting)
     t0 = time.perf_counter()
     sgd = solve(spec)
@@ -67,16 +90,12 @@ def solve_point(study: ControlStudy, phase: str, T: int, *, eta_max: float, beta
     t0 = time.perf_counter()
     controls = replace(study.momentum_controls(setting), beta_min=beta_min)
     warm = _warm(prev)
-    mom = solve(spec, study.solver, controls=controls, init=warm,
-                start_from="best" if warm is None else "init")
+    mom, first = _solve_momentum(study, spec, controls, warm, "default" if warm is None else "continuation", escape)
     t_mom = time.perf_counter() - t0
-    starts: list[dict[str, Any]] = [{"start": "default" if warm is None else "continuation", "loss": mom.final_loss,
-               "status": mom.status, "iterations": mom.iterations, "seconds": t_mom}]
+    starts: list[dict[str, Any]] = [first]
     if second_start and warm is not None:
-        t1 = time.perf_counter()
-        cold = solve(spec, study.solver, controls=controls)
-        starts.append({"start": "default", "loss": cold.final_loss, "status": cold.status,
-                       "iterations": cold.iterations, "seconds": time.perf_counter() - t1})
+        cold, entry = _solve_momentum(study, spec, controls, None, "default", escape)
+        starts.append(entry)
         if cold.final_loss < mom.final_loss:
             mom = cold
     losses = [float(st["loss"]) for st in starts]
@@ -97,20 +116,23 @@ def solve_point(study: ControlStudy, phase: str, T: int, *, eta_max: float, beta
 
 
 def add_start(study: ControlStudy, record: dict[str, Any], start: str,
-              init: dict[str, Any] | None = None) -> dict[str, Any]:
+              init: dict[str, Any] | None = None, escape: bool = False) -> dict[str, Any]:
     """``record`` (a :func:`solve_point` record) with one more ``(η, β)`` start solved and
     recorded: ``init`` another record whose optimum, rescaled in ``t/T``, is where IPOPT
     starts (``start`` names it, e.g. ``"from above"`` for a longer horizon's optimum), or
     ``None`` for the default candidates (``start="default"``). The spread is recomputed over
-    every start, and the lowest answer is kept."""
+    every start, and the lowest answer is kept. ``escape`` as in :func:`solve_point`."""
     spec = ProblemSpec(**record["spec"])
     setting = record["setting"]
     controls = replace(study.momentum_controls(setting), beta_min=record["beta_min"])
-    warm = _warm(init)
-    t0 = time.perf_counter()
-    res = solve(spec, study.solver, controls=controls, init=warm, start_from="best" if warm is None else "init")
-    starts = [*record["momentum_starts"], {"start": start, "loss": res.final_loss, "status": res.status,
-                                            "iterations": res.iterations, "seconds": time.perf_counter() - t0}]
+    res, entry = _solve_momentum(study, spec, controls, _warm(init), start, escape)
+    return merge_start(record, res, entry)
+
+
+def merge_start(record: dict[str, Any], res: ScheduleResult, entry: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with one more solved start (``entry`` its record, ``res`` its answer): the
+    spread is recomputed over every start, and the lowest answer is kept."""
+    starts = [*record["momentum_starts"], entry]
     losses = [float(st["loss"]) for st in starts]
     spread = (max(losses) - min(losses)) / min(losses)
     out = {**record, "momentum_starts": starts, "starts_spread": spread, "starts_disagree": spread > STARTS_RTOL}
@@ -158,7 +180,8 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def run_momentum_study(out: Path, *, study: ControlStudy | None = None,
                        horizons: Mapping[str, Sequence[int]] | None = None,
                        eta_max: float | None = None, progress: bool = True,
-                       setting: str = "project", second_start_max_T: int = 0) -> dict[str, Any]:
+                       setting: str = "project", second_start_max_T: int = 0,
+                       escape: bool = False) -> dict[str, Any]:
     """Solve every (phase, T) of ``study`` (default: the packaged ``study_controls.yaml``),
     resuming from ``out/points``; write ``summary.json``, ``report.md`` and the figures
     into ``out``. Returns the summary. ``horizons`` and ``eta_max`` override the study's;
@@ -166,7 +189,8 @@ def run_momentum_study(out: Path, *, study: ControlStudy | None = None,
 
     At the study's Monte-Carlo horizon, the solved schedule is also run as real minibatch
     SGD with momentum (:func:`monte_carlo_check`). Points with ``T <= second_start_max_T``
-    are also solved from the default start (:func:`solve_point`).
+    are also solved from the default start, and with ``escape`` every start is followed by
+    the search over the anneal's block (:func:`solve_point`).
     """
     study = load_control_study() if study is None else study
     horizons = dict(study.horizons if horizons is None else horizons)
@@ -189,7 +213,7 @@ def run_momentum_study(out: Path, *, study: ControlStudy | None = None,
             else:
                 t0 = time.perf_counter()
                 rec = solve_point(study, phase, T, eta_max=eta_max, beta_min=beta_min, prev=prev,
-                                  setting=setting, second_start=T <= second_start_max_T)
+                                  setting=setting, second_start=T <= second_start_max_T, escape=escape)
                 write_json(path, rec)
                 if progress:
                     print(f"{phase} T={T}: SGD {rec['sgd_loss']:.6g}, momentum {rec['momentum_loss']:.6g} "
