@@ -36,6 +36,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -168,6 +169,20 @@ def run_replay(folder: Path, T: int, env: dict[str, str]) -> dict[str, Any]:
     return rec
 
 
+def _repeat(first: dict[str, Any], n: int, folder: Path, tag: str, cfg: Path, env: dict[str, str],
+            extra: list[str]) -> dict[str, Any]:
+    """``n`` runs of a warm command in all (``first`` and ``n − 1`` more): min / median / max
+    of wall and CPU seconds and of peak memory, and every run's replayed L_T (equal runs)."""
+    runs = [first] + [run_command(folder, f"{tag}{i}", cfg, env, extra) for i in range(1, n)]
+
+    def mmm(key: str) -> list[float]:
+        v = sorted(r[key] for r in runs)
+        return [v[0], float(statistics.median(v)), v[-1]]
+
+    return {"n": n, "wall_s": mmm("wall_s"), "cpu_s": mmm("cpu_s"), "peak_rss_mib": mmm("peak_rss_mib"),
+            "final_losses": [r["final_loss"] for r in runs]}
+
+
 def _load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -197,12 +212,25 @@ def markdown(p: dict[str, Any]) -> str:
         lines.append(f"| authors' formulation (build + IPOPT, no imports) | {a['case']} | "
                      f"{a['T']:,} | – | {a['script_s']:.2f} | {a['cpu_s']:.2f} (process) | "
                      f"{a['peak_rss_mib']:.0f} | {a['final_loss']:.6e} |")
+    reps = [r for r in p["commands"] if r.get("repeats")]
+    if reps:
+        lines += ["", "Warm commands (compiled NLP on disk) repeated in this run, each a fresh process: "
+                  "min / median / max; the speed-ups below use the median.", "",
+                  "| job | case | T | runs | wall s | CPU s | peak MiB | L_T of every run |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in reps:
+            q = r["repeats"]
+            same = "equal" if len(set(q["final_losses"])) == 1 else "differ: " + ", ".join(
+                f"{x:.6e}" for x in q["final_losses"])
+            lines.append(f"| {r['job']} | {r['case']} | {r['T']:,} | {q['n']} | "
+                         + " | ".join(" / ".join(f"{x:.2f}" for x in q[k]) for k in ("wall_s", "cpu_s"))
+                         + f" | {q['peak_rss_mib'][1]:.0f} | {same} |")
     if p["speedups"]:
         lines += ["", "Speed-up of the whole command over the authors' formulation, paired in this run. "
                   "Wall: the authors' build + IPOPT against optctl's whole command (imports, build, "
                   "IPOPT, replay, baselines, figures, writing). CPU: each process's CPU seconds "
                   "(the authors' process includes its imports and the replay of its answer).", "",
-                  "| case | authors wall s | optctl wall s (cold / warm) | speed-up, wall (cold / warm) "
+                  "| case | authors wall s | optctl wall s (cold / warm median) | speed-up, wall (cold / warm) "
                   "| authors CPU s | optctl CPU s (cold / warm) | speed-up, CPU (cold / warm) "
                   "| L_T optctl / authors − 1 |", "|---|---|---|---|---|---|---|---|"]
         for s in p["speedups"]:
@@ -255,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="no authors, no T = 10^7 (unless --long)")
     ap.add_argument("--long", action="store_true", help="with --quick: also T = 10^7")
     ap.add_argument("--no-authors", action="store_true", help="skip the authors' formulation")
+    ap.add_argument("--repeat", type=int, default=7,
+                    help="runs of each warm command at T = 1000 and 10^6 (min / median / max; default 7)")
     ap.add_argument("--out", default=str(_ROOT / "results" / "benchmarks"), help="output folder")
     args = ap.parse_args(argv)
     out = Path(args.out)
@@ -286,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
             for when in ("cold", "warm"):
                 print(f"[bench_cli] {case} T=1000 with baselines ({when})", flush=True)
                 rec = run_command(folder, f"{case}-1000-{when}", cfg, env, [])
+                if when == "warm":
+                    rec["repeats"] = _repeat(rec, args.repeat, folder, f"{case}-1000-warm", cfg, env, [])
                 payload["commands"].append({"job": "T = 1000, K = 100, constant + power law",
                                             "case": case, "T": 1000, "when": when, **rec})
                 save()
@@ -295,14 +327,15 @@ def main(argv: list[str] | None = None) -> int:
                 payload["authors"].append({"case": case, "T": 1000, **a})
                 cold, warm = (next(r for r in payload["commands"] if r["case"] == case and r["T"] == 1000
                                    and r["when"] == w) for w in ("cold", "warm"))
+                w_wall, w_cpu = warm["repeats"]["wall_s"][1], warm["repeats"]["cpu_s"][1]  # medians
                 payload["speedups"].append({
                     "case": case, "authors_s": a["script_s"], "optctl_cold_s": cold["wall_s"],
-                    "optctl_warm_s": warm["wall_s"], "speedup_cold": a["script_s"] / cold["wall_s"],
-                    "speedup_warm": a["script_s"] / warm["wall_s"],
+                    "optctl_warm_s": w_wall, "speedup_cold": a["script_s"] / cold["wall_s"],
+                    "speedup_warm": a["script_s"] / w_wall,
                     "authors_cpu_s": a["cpu_s"], "optctl_cold_cpu_s": cold["cpu_s"],
-                    "optctl_warm_cpu_s": warm["cpu_s"],
+                    "optctl_warm_cpu_s": w_cpu,
                     "speedup_cpu_cold": a["cpu_s"] / cold["cpu_s"],
-                    "speedup_cpu_warm": a["cpu_s"] / warm["cpu_s"],
+                    "speedup_cpu_warm": a["cpu_s"] / w_cpu,
                     "rel_loss": cold["final_loss"] / a["final_loss"] - 1})
                 save()
         for T in ([10**6] if args.quick and not args.long else [10**6, 10**7]):
@@ -311,6 +344,9 @@ def main(argv: list[str] | None = None) -> int:
             for when in ("cold", "warm"):
                 print(f"[bench_cli] hard T={T:,} no baselines ({when})", flush=True)
                 rec = run_command(folder, f"hard-{T}-{when}", cfg, env, ["--no-baselines"])
+                if when == "warm" and T == 10**6:
+                    rec["repeats"] = _repeat(rec, args.repeat, folder, f"hard-{T}-warm", cfg, env,
+                                             ["--no-baselines"])
                 payload["commands"].append({"job": "long horizon, no baselines", "case": "hard",
                                             "T": T, "when": when, **rec})
                 save()
