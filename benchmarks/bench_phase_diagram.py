@@ -7,7 +7,7 @@ constant and WSD tuned at T = 10^5, on local processes (default 2). Writes to
 - ``phase_diagram.png``: the maps (label with confidence, ζ, ξ, gain; theory boundary
   and contours);
 - ``phase_diagram_timing.png``: points finished against wall time;
-- ``phase_diagram.json`` / ``phase_diagram.md``: wall time, per-point times, the
+- ``phase_diagram.json`` / ``phase_diagram.md``: wall time, per-point times and labels, the
   classification's agreement with the theory, machine info.
 
 Usage (repository root, idle machine)::
@@ -103,6 +103,11 @@ def main() -> int:
         "per_point_baseline_s": {"mean": float(np.mean(base_s)), "max": float(np.max(base_s))},
         "ipopt_statuses": statuses, "agreement": ag, "machine": machine(),
         "load_average_start": load_start, "per_point": per_point,
+        # every point's label, so that two runs can be compared point by point
+        "labels": [{"a": float(a), "b": float(b), "label": str(pd.label[i, j]),
+                    "confidence": float(pd.confidence[i, j]), "theory": str(pd.theory[i, j]),
+                    "gain": float(pd.gain[i, j])}
+                   for i, a in enumerate(pd.a) for j, b in enumerate(pd.b)],
     }
     write_json(out / "phase_diagram.json", result)
     md = [
