@@ -185,17 +185,9 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *,
                 generic = cs.candidates(spec, controls, pl, ranked, start)
                 g_scores = np.asarray(prob.score(generic), dtype=float)
                 g_best = int(np.nanargmin(np.where(np.isfinite(g_scores), g_scores, np.nan)))
-                cold = run_rounds(prob, generic[g_best], fresh_scale(prob, generic[g_best], floor,
-                                                                     options.precondition, cs.curvature_clip),
-                                  np.zeros(prob.size), bounds, floor, options, cs.constraint_bounds(spec, pl),
-                                  cs.curvature_clip)
-                cold.iterations += run.iterations
-                cold.rounds += run.rounds
+                run, _ = _then_cold(prob, run, generic[g_best], bounds, floor, options,
+                                    cs.constraint_bounds(spec, pl), cs.curvature_clip)
                 extra["warm"] = "warm, then cold (the warm run did not converge)"
-                if prob.objective(cold.u, cold.scale) <= prob.objective(run.u, run.scale):
-                    run = cold
-                else:
-                    run.iterations, run.rounds = cold.iterations, cold.rounds
         else:
             run = run_rounds(prob, cands[best], scale, np.zeros(prob.size), bounds, floor, options,
                              cs.constraint_bounds(spec, pl), cs.curvature_clip, ipopt=near)
@@ -204,17 +196,11 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *,
             # The law's start did not lead IPOPT to an optimum (hard case, T = 10^7: its
             # round was discarded): run from the best generic start too, keep the lower.
             other = int(np.nanargmin(np.where(np.isfinite(scores[:-1]), scores[:-1], np.nan)))
-            again = run_rounds(prob, cands[other], fresh_scale(prob, cands[other], floor, options.precondition,
-                                                               cs.curvature_clip),
-                               np.zeros(prob.size), bounds, floor, options, cs.constraint_bounds(spec, pl),
-                               cs.curvature_clip)
-            again.iterations += run.iterations
-            again.rounds += run.rounds
+            run, generic_kept = _then_cold(prob, run, cands[other], bounds, floor, options,
+                                           cs.constraint_bounds(spec, pl), cs.curvature_clip)
             extra["law_start"] = "chosen, then the best generic start (the law's run did not converge)"
-            if prob.objective(again.u, again.scale) <= prob.objective(run.u, run.scale):
-                run, near = again, None
-            else:
-                run.iterations, run.rounds = again.iterations, again.rounds
+            if generic_kept:
+                near = None
         polished = 0
         if cs.second is None and options.polish and not pl.exact and spec.T <= POLISH_MAX_T:
             run, polished = polish(prob, pl, spec, run, bounds, floor, options, c0=start_state, ipopt=near)
@@ -245,6 +231,21 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *,
                        **extra, "initial_objective": float(np.nanmin(scores)) + ans.replay.tail},
         versions=versions(),
     )
+
+
+def _then_cold(prob: Compiled, run: Rounds, u: np.ndarray, bounds: tuple[np.ndarray, np.ndarray],
+               floor: np.ndarray, options: SolverOptions, constraints: dict[str, float],
+               clip: float) -> tuple[Rounds, bool]:
+    """A cold solve from ``u`` after ``run`` did not converge: the lower of the two, counting
+    both runs' iterations and rounds, and whether the cold one was kept."""
+    cold = run_rounds(prob, u, fresh_scale(prob, u, floor, options.precondition, clip),
+                      np.zeros(prob.size), bounds, floor, options, constraints, clip)
+    cold.iterations += run.iterations
+    cold.rounds += run.rounds
+    if prob.objective(cold.u, cold.scale) <= prob.objective(run.u, run.scale):
+        return cold, True
+    run.iterations, run.rounds = cold.iterations, cold.rounds
+    return run, False
 
 
 def _warm_candidates(spec: ProblemSpec, plan: Plan, init: Init) -> list[np.ndarray]:
