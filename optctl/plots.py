@@ -382,9 +382,10 @@ def plot_phase_diagram(pd: Any, *, title: str = "") -> Figure:
             fth = np.minimum((FA - 1) / FA, (FA - 1) / FB)
         else:
             fth = np.maximum(0.0, 1 - FB / FA)
-        cs = ax.contour(FA, FB, fth, levels=np.linspace(vmin, vmax, 7)[1:-1], colors="white",
-                        linewidths=1, linestyles="--")
-        ax.clabel(cs, fontsize=7, fmt="%.2f")
+        if vmax > vmin:  # one point (or a constant theory value) has no contours to draw
+            cs = ax.contour(FA, FB, fth, levels=np.linspace(vmin, vmax, 7)[1:-1], colors="white",
+                            linewidths=1, linestyles="--")
+            ax.clabel(cs, fontsize=7, fmt="%.2f")
         fi, fj = np.nonzero(pd.finite_n)
         ax.plot(pd.a[fi], pd.b[fj], "w.", ms=4)
         ax.set_title(f"{name}\n(dashed: theory contours; dots: finite N at the largest T)", fontsize=9)

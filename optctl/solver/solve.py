@@ -184,6 +184,8 @@ def solve(spec: ProblemSpec, options: SolverOptions | None = None, *,
                 # The safeguard: the usual cold solve from the best generic candidate.
                 generic = cs.candidates(spec, controls, pl, ranked, start)
                 g_scores = np.asarray(prob.score(generic), dtype=float)
+                if not np.any(np.isfinite(g_scores)):
+                    raise _diverges(spec)
                 g_best = int(np.nanargmin(np.where(np.isfinite(g_scores), g_scores, np.nan)))
                 run, _ = _then_cold(prob, run, generic[g_best], bounds, floor, options,
                                     cs.constraint_bounds(spec, pl), cs.curvature_clip)
