@@ -46,6 +46,9 @@ class Family:
     the coarse grid (one axis per coordinate) that tuning searches; ``seed`` names the
     nested family whose optimum, at coordinate value ``seed[1]`` for the extra
     coordinate, starts this one's search (a larger family then never loses to it).
+    ``sampled(params, T)``, where given, is ``schedules.sample(build(params, T), T)``
+    computed piece by piece (the same floats, without the per-step piece masks of
+    :func:`optctl.schedules.join`); tuning builds one schedule per candidate.
     """
 
     name: str
@@ -54,6 +57,7 @@ class Family:
     bounds: Callable[[int], list[tuple[float, float]]]
     grid: Callable[[int], list[np.ndarray]]
     seed: tuple[str, float] | None = None
+    sampled: Callable[[Params, int], np.ndarray] | None = None
 
 
 def _rate(u: float, eta_max: float) -> float:
@@ -67,6 +71,18 @@ def _wsd_decay_steps(v: float, T: int) -> int:
 def _wsd(params: Params, T: int) -> schedules.Schedule:
     d = int(round(params["decay_steps"]))
     return schedules.warmup_stable_decay(params["peak_value"], 0, T - d, d, 0.0, "linear")
+
+
+def _wsd_sampled(params: Params, T: int) -> np.ndarray:
+    # _wsd's pieces: the plateau (a constant) on t < T − D, then a linear decay to 0
+    # over D steps seen from its own step 0, which is linear_decay(peak, D).
+    d = int(round(params["decay_steps"]))
+    peak = params["peak_value"]
+    schedules.warmup_stable_decay(peak, 0, T - d, d, 0.0, "linear")  # the same argument checks
+    eta = np.empty(T)
+    eta[:T - d] = peak  # what constant(peak) gives at every step
+    eta[T - d:] = schedules.sample(schedules.linear_decay(peak, d), d)
+    return eta
 
 
 def _wsd_coords(x: np.ndarray, T: int, eta_max: float) -> Params:
@@ -96,7 +112,7 @@ FAMILIES: dict[str, Family] = {
     "linear_decay": _full_decay(schedules.linear_decay),
     "cosine": _full_decay(schedules.cosine),
     "wsd": Family(
-        name="wsd", build=_wsd, coords=_wsd_coords,
+        name="wsd", build=_wsd, coords=_wsd_coords, sampled=_wsd_sampled,
         bounds=lambda T: [(U_FLOOR, 0.0), (float(np.log10(1.0 / T)), 0.0)],
         grid=lambda T: [_U_GRID_2D, np.linspace(float(np.log10(1.0 / T)), 0.0, _WSD_FRACTIONS)],
         seed=("linear_decay", 0.0)),
@@ -134,4 +150,6 @@ def family(name: str) -> Family:
 
 def rates(name: str, params: Params, T: int, eta_max: float) -> np.ndarray:
     """The per-update rates ``η_0..η_{T−1}`` of a baseline from its saved parameters."""
-    return np.asarray(np.clip(schedules.sample(family(name).build(params, T), T), 0.0, eta_max))
+    fam = family(name)
+    eta = fam.sampled(params, T) if fam.sampled is not None else schedules.sample(fam.build(params, T), T)
+    return np.clip(eta, 0.0, eta_max, out=eta)

@@ -58,6 +58,36 @@ def block_weights(x: Any, n: Any, ops: Ops) -> tuple[Any, Any, Any]:
     return P, S, nW / n
 
 
+def block_weights_numpy(x: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`block_weights` on numpy arrays, bit for bit, with fewer passes over memory.
+
+    ``x`` has one row per block and ``n`` (one column) broadcasts against it. The Taylor
+    series are evaluated only on the entries that need them (the same expressions, in the
+    same order, so every entry is the same float), and the closed forms reuse buffers.
+    """
+    ell = np.log1p(x)
+    z = n * ell
+    P = np.exp(z)
+    small = np.abs(z) < _SERIES
+    any_small = bool(small.any())
+    x_safe = np.where(small, 1.0, x) if any_small else x
+    em = np.expm1(z)
+    S = em / x_safe
+    nW = n * x_safe
+    np.subtract(em, nW, out=nW)
+    np.divide(nW, np.multiply(x_safe, x_safe, out=em), out=nW)
+    if any_small:
+        nb = np.broadcast_to(n, z.shape)[small]
+        el = ell[small]
+        s1 = nb * (nb - 1) / 2
+        s2 = (nb - 1) * nb * (2 * nb - 1) / 6
+        s3 = s1 * s1
+        S[small] = nb + el * s1 + el * el * s2 / 2
+        nW[small] = (nb - 1) * nb - s1 + el * ((nb - 1) * s1 - s2) + el * el / 2 * ((nb - 1) * s2 - s3)
+    np.divide(nW, n, out=nW)
+    return P, S, nW
+
+
 def propagate_block(c: Any, eta: Any, m: Any, n: Any, lam: np.ndarray, lam_w: np.ndarray,
                     sigma2: float, ops: Ops) -> tuple[Any, Any]:
     """State after ``n`` updates at constant ``(η, m)``, and the end loss ``L_n``.

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from optctl.model.blocks import NUMPY, block_weights
+from optctl.model.blocks import block_weights_numpy
 from optctl.model.replay import numba_jit
 from optctl.solver.piecewise import block_means
 from optctl.solver.plan import make_plan
@@ -47,7 +47,7 @@ def approximate_evaluator(spec: ProblemSpec, K: int = EVALUATOR_K) -> Callable[[
         # (the block weights, one row per sub-block) computed for all sub-blocks at once;
         # only the scalar couplings through the loss run block by block.
         e = block_means(np.asarray(eta, dtype=float), edges)[:, None]
-        P, S, W = block_weights(e * lam * (-2 + (1 + 1 / m) * e * lam), n, NUMPY)
+        P, S, W = block_weights_numpy(e * lam * (-2 + (1 + 1 / m) * e * lam), n)
         q = e * e / m * lam
         return float(loop(P, q * S, q * W, lwc, c0, float(s2))) + sp.tail
 
