@@ -130,17 +130,12 @@ def run_schedules(out: Path, cfg: dict[str, Any], case: str, horizons: list[int]
             if todo(key):
                 src = tuned[T]["schedule-free"] if bound is None else row["schedule-free_bounded_tuned"]
                 beta, lr = float(src["params"]["beta"]), float(src["params"]["lr"])
-                starts: list[tuple[np.ndarray, ...]] = [(np.full(T, lr),)]
-                if key in row:  # a redo also starts from the answer it replaces
-                    starts.append((expand(np.asarray(row[key]["schedules"]["lr"]), np.asarray(row[key]["grid"])),))
-                if f"sf-{tag}" in prev:
-                    starts.append((_stretch(prev[f"sf-{tag}"]["lr"], T),))
+                starts = [(np.full(T, lr),), *_more_starts(row.get(key), prev.get(f"sf-{tag}"), T, ("lr",))]
                 res = solve_family(spec, ScheduleFreeLR(beta, bound), starts, options, attempts=len(starts))
                 row[key] = _record(res, beta=beta)
                 progress(f"{case} T={T}: Schedule-Free γ(t) {tag}: L_T = {res.final_loss:.6g} ({res.status}, "
                          f"{res.iterations} it, {res.wall_time:.0f} s, gap {res.replay_gap:.1e}, load {_load():.1f})")
-            prev[f"sf-{tag}"] = {k: expand(np.asarray(v, dtype=float), np.asarray(row[key]["grid"]))
-                                 for k, v in row[key]["schedules"].items()}
+            prev[f"sf-{tag}"] = _per_step(row[key])
             key = f"dana_solved_{tag}"
             if todo(key):
                 if bound is None:
@@ -150,22 +145,36 @@ def run_schedules(out: Path, cfg: dict[str, Any], case: str, horizons: list[int]
                 else:
                     pb = row["dana-decaying_bounded_tuned"]["params"]
                     opts = [F.dana(spec, T, pb["gamma2"], pb["gamma3"])]
-                dstarts: list[tuple[np.ndarray, ...]] = [_dana_start(o, T, bound) for o in opts]
-                if key in row:  # a redo also starts from the answer it replaces
-                    dstarts.append(tuple(expand(np.asarray(row[key]["schedules"][k]), np.asarray(row[key]["grid"]))
-                                         for k in ("gamma2", "gamma3")))
-                if f"dana-{tag}" in prev:
-                    dstarts.append(tuple(_stretch(prev[f"dana-{tag}"][k], T) for k in ("gamma2", "gamma3")))
+                dstarts = [*(_dana_start(o, T, bound) for o in opts),
+                           *_more_starts(row.get(key), prev.get(f"dana-{tag}"), T, ("gamma2", "gamma3"))]
                 res = solve_family(spec, DanaSchedule(delta, bound), dstarts, options, attempts=len(dstarts))
                 row[key] = _record(res, delta=delta)
                 progress(f"{case} T={T}: DANA (γ₂, γ₃)(t) {tag}: L_T = {res.final_loss:.6g} ({res.status}, "
                          f"{res.iterations} it, {res.wall_time:.0f} s, gap {res.replay_gap:.1e}, load {_load():.1f})")
-            prev[f"dana-{tag}"] = {k: expand(np.asarray(v, dtype=float), np.asarray(row[key]["grid"]))
-                                   for k, v in row[key]["schedules"].items()}
+            prev[f"dana-{tag}"] = _per_step(row[key])
             old[T] = row
             rec["rows"] = [old[t] for t in sorted(old)]
             write_json(path, rec)
     return rec
+
+
+def _per_step(record: dict[str, Any]) -> dict[str, np.ndarray]:
+    """A stored solve's schedules, per update (expanded from its block grid)."""
+    grid = np.asarray(record["grid"])
+    return {k: expand(np.asarray(v, dtype=float), grid) for k, v in record["schedules"].items()}
+
+
+def _more_starts(redo: dict[str, Any] | None, previous: dict[str, np.ndarray] | None, T: int,
+                 names: tuple[str, ...]) -> list[tuple[np.ndarray, ...]]:
+    """Further starts of a scheduled-family solve: the stored answer a redo replaces, and the
+    previous horizon's answer stretched to ``T`` in ``t/T`` (``names``: the schedules, in order)."""
+    out = []
+    if redo is not None:
+        steps = _per_step(redo)
+        out.append(tuple(steps[k] for k in names))
+    if previous is not None:
+        out.append(tuple(_stretch(previous[k], T) for k in names))
+    return out
 
 
 def two_starts(spec: ProblemSpec, tuned_row: dict[str, Any], K: int = 48) -> dict[str, Any]:
