@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import APPROX_GAP, CLOSED_FORM_RTOL
 
-from optctl.model.blocks import NUMPY, block_weights, propagate_block
+from optctl.model.blocks import NUMPY, Z_FLUSH, block_weights, block_weights_numpy, propagate_block
 from optctl.model.replay import loss_curve
 from optctl.model.spectrum import sgd_step, spectrum
 from optctl.solver.grid import per_step_grid, refined_grid, subdivide, uniform_grid
@@ -20,7 +20,11 @@ def test_block_weights_are_the_geometric_sums(x: float, n: int) -> None:
     d = 1.0 + x
     i = np.arange(n, dtype=float)
     P, S, W = block_weights(np.array([x]), float(n), NUMPY)
-    assert P[0] == pytest.approx(d**n, rel=1e-9, abs=1e-300)
+    # a factor below exp(Z_FLUSH) = 2e-22 is taken as 0 (x = -0.9, n = 100: 1e-100)
+    assert P[0] == pytest.approx(d**n, rel=1e-9, abs=np.exp(Z_FLUSH))
+    assert (P[0] == 0.0) == (n * np.log1p(x) < Z_FLUSH)
+    P2, S2, W2 = block_weights_numpy(np.array([[x]]), np.array([[float(n)]]))
+    assert (P2[0, 0], S2[0, 0], W2[0, 0]) == (P[0], S[0], W[0])
     assert S[0] == pytest.approx(np.sum(d**i), rel=1e-9)
     assert W[0] == pytest.approx(np.sum(i / n * d ** (n - 1 - i)), rel=1e-8, abs=1e-300)
 

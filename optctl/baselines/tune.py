@@ -53,7 +53,7 @@ class _Objective:
         self.family, self.spec, self.evaluate = fam, spec, evaluate
         self.bounds = fam.bounds(spec.T)
         self.grid = fam.grid(spec.T)
-        self.cache: dict[bytes, float] = {}
+        self.cache: dict[tuple[tuple[str, float], ...], float] = {}
         self.n_evals = 0
         self.best_x: np.ndarray | None = None
         self.best_f = np.inf
@@ -67,11 +67,15 @@ class _Objective:
     def __call__(self, x: np.ndarray | float) -> float:
         lo, hi = np.array(self.bounds).T
         xx = np.clip(np.atleast_1d(np.asarray(x, dtype=float)), lo, hi)
-        _, eta = self.make(xx)
-        key = eta.tobytes()
+        T, eta_max = self.spec.T, self.spec.eta_max
+        params = self.family.coords(xx, T, eta_max)
+        # The parameters fix the schedule (coordinates that round to the same step counts
+        # give the same parameters), so they key the cache: the per-update rates are built
+        # only for a schedule not scored yet.
+        key = tuple(sorted(params.items()))
         if key not in self.cache:
             self.n_evals += 1
-            f = float(self.evaluate(eta))
+            f = float(self.evaluate(rates(self.family.name, params, T, eta_max)))
             self.cache[key] = f if np.isfinite(f) else _PENALTY
         f = self.cache[key]
         if f < self.best_f:
