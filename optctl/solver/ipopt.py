@@ -315,7 +315,7 @@ def _disk_key(key: tuple[object, ...]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-_COMPILE_FLAGS = ("-O2", "-shared", "-fPIC")
+_COMPILE_FLAGS = ("-O1", "-shared", "-fPIC")
 
 
 def _compiler() -> str | None:

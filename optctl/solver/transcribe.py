@@ -81,4 +81,4 @@ def jit_options() -> dict[str, Any]:
     # CasADi would delete its files when the solver is destroyed, at interpreter exit;
     # optctl removes its scratch folder itself instead.
     return {"jit": True, "compiler": "shell", "jit_cleanup": False,
-            "jit_options": {"flags": ["-O2"], "verbose": False, "cleanup": False}}
+            "jit_options": {"flags": ["-O1"], "verbose": False, "cleanup": False}}
