@@ -52,12 +52,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--part", choices=("all", "closed_loop"), default="all",
                    help="closed_loop: only the pilots, the fit and its gate, and the closed loop "
                         "(a partial re-run, written to OUT/partial/)")
+    p.add_argument("--seeds", type=int, default=None, help="evaluation seeds 0..N-1 (default 8; --quick 2)")
+    p.add_argument("--trunk-decay", type=float, default=0.0,
+                   help="share of the trunk pilot that decays to 0 at its end (--part closed_loop only)")
     args = p.parse_args(argv)
     if args.part == "closed_loop":
         return _closed_loop_part(args)
     t0 = time.perf_counter()
     out = args.out / "quick" if args.quick else args.out
-    seeds = (0, 1) if args.quick else tuple(range(8))
+    seeds = tuple(range(args.seeds or (2 if args.quick else 8)))
     records = []
     with Runner(args.cache or out / "cache", workers=args.workers) as runner:
         for name in args.tasks:
@@ -92,14 +95,14 @@ def _closed_loop_part(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     out = (args.out / "quick" if args.quick else args.out) / "partial"
-    seeds = (0, 1) if args.quick else tuple(range(8))
+    seeds = tuple(range(args.seeds or (2 if args.quick else 8)))
     records = []
     with Runner(args.cache or out.parent / "cache", workers=args.workers) as runner:
         for name in args.tasks:
             task = TASKS[name]
             if args.quick:
                 task = dataclasses.replace(task, T=QUICK_T[name])
-            records.append(closed_loop_part(task, runner, seeds=seeds))
+            records.append(closed_loop_part(task, runner, seeds=seeds, trunk_decay=args.trunk_decay))
             write_part(records, out, time.perf_counter() - t0, args.quick)
     print(f"report written to {out / 'closed_loop.md'} [{time.perf_counter() - t0:.0f} s]")
     return 0
