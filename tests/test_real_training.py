@@ -250,3 +250,20 @@ def test_the_truth_split_simulates_the_task_and_separates_luck_from_misfit() -> 
     assert row["fluctuation"] == pytest.approx(0.1)
     assert row["checkpoints"][0]["misfit"] == pytest.approx(0.21)
     assert row["checkpoints"][0]["error"] == pytest.approx(0.1)
+
+
+def test_the_part_reports_each_seeds_interval_and_the_coverage() -> None:
+    """Two seeds, one measured inside its interval and one outside: 1/2 per task and
+    over all seeds; the last re-solve's trigger and the anneal's start are shown."""
+    from real_training.partial import interval_markdown
+
+    def run(seed: int, final: float, trigger: str) -> dict:
+        iv = {"prediction": 1.0, "low": 0.9, "high": 1.1, "level": 0.9}
+        return {"seed": seed, "final": final, "history": [
+            {"step": 900, "predicted_final_loss": 1.0, "interval": iv, "trigger": "checkpoint", "anneal_step": 950},
+            {"step": 960, "predicted_final_loss": 1.0, "interval": iv, "trigger": trigger, "anneal_step": 950}]}
+
+    md = "\n".join(interval_markdown([{"task": "t", "T": 1000, "runs": [run(0, 1.05, "anneal"),
+                                                                         run(1, 1.2, "checkpoint")]}]))
+    assert "| t | 0.960 T a (anneal 0.950), -4.8% ± 9.5% ✓; 0.960 T c (anneal 0.950), -16.7% ± 9.5% ✗ | 1/2 |" in md
+    assert "Coverage over all 2 seeds: 1/2 (50%; nominal 90%)" in md

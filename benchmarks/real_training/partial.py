@@ -196,7 +196,8 @@ def interval_markdown(records: list[dict[str, Any]]) -> list[str]:
         return []
     level = rows[0]["runs"][0]["history"][-1]["interval"]["level"]
     md = ["", f"The last re-solve per seed — its step (`a`: the extra re-solve at the anneal's start; `c`: the "
-          f"last fixed checkpoint) — and the {100 * level:.0f}% interval of the final loss predicted there "
+          "last fixed checkpoint; in brackets where the anneal of the table it left begins) — and the "
+          f"{100 * level:.0f}% interval of the final loss predicted there "
           "(`optctl.calibrate.fitting.final_loss_interval`: the refit's autocorrelation-robust parameter "
           "covariance, linearised, and the noise of a loss measured after an anneal), as half-widths in log "
           "(±, ≈ relative), and whether the measured final loss lies inside (✓) or not (✗):", "",
@@ -212,8 +213,9 @@ def interval_markdown(records: list[dict[str, Any]]) -> list[str]:
             half = float(np.log(iv["high"] / iv["prediction"]))
             widths.append(half)
             tag = "a" if h.get("trigger") == "anneal" else "c"
-            cells.append(f"{h['step'] / r['T']:.3f} T {tag}, {100 * (h['predicted_final_loss'] / p['final'] - 1):+.1f}%"
-                         f" ± {100 * half:.1f}% {'✓' if ok else '✗'}")
+            cells.append(f"{h['step'] / r['T']:.3f} T {tag} (anneal {h['anneal_step'] / r['T']:.3f}), "
+                         f"{100 * (h['predicted_final_loss'] / p['final'] - 1):+.1f}% ± {100 * half:.1f}% "
+                         f"{'✓' if ok else '✗'}")
         inside_all, n_all = inside_all + inside, n_all + len(r["runs"])
         md.append(f"| {r['task']} | {'; '.join(cells)} | {inside}/{len(r['runs'])} | "
                   f"{100 * float(np.median(widths)):.1f}% |")
