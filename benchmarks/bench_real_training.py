@@ -116,7 +116,10 @@ def _closed_loop_part(args: argparse.Namespace) -> int:
                 task = dataclasses.replace(task, T=QUICK_T[name])
             seeds = tuple(range(counts.get(name, counts[""])))
             records.append(closed_loop_part(task, runner, seeds=seeds, trunk_decay=args.trunk_decay))
-            write_part(records, out, time.perf_counter() - t0, args.quick)
+            given = (f" --tasks {' '.join(args.tasks)}" if args.tasks != list(TASKS) else "") + (
+                f" --seeds {' '.join(args.seeds)}" if args.seeds else "") + (
+                f" --trunk-decay {args.trunk_decay:g}" if args.trunk_decay else "")
+            write_part(records, out, time.perf_counter() - t0, args.quick, given)
     print(f"report written to {out / 'closed_loop.md'} [{time.perf_counter() - t0:.0f} s]")
     return 0
 

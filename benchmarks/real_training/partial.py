@@ -224,7 +224,8 @@ def interval_markdown(records: list[dict[str, Any]]) -> list[str]:
     return md
 
 
-def write_part(records: list[dict[str, Any]], out: Path, seconds: float, quick: bool) -> None:
+def write_part(records: list[dict[str, Any]], out: Path, seconds: float, quick: bool,
+               options: str = "") -> None:
     """``closed_loop.json``, ``closed_loop.md`` and ``closed_loop.png`` under ``out``."""
     import datetime
     import os
@@ -239,7 +240,8 @@ def write_part(records: list[dict[str, Any]], out: Path, seconds: float, quick: 
     figure(records, out / "closed_loop.png")
     day = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
     md = ["# Closed loop and fit-quality gate (a partial re-run)", "",
-          f"`python benchmarks/bench_real_training.py --part closed_loop{' --quick' if quick else ''}`, {day}: "
+          f"`python benchmarks/bench_real_training.py --part closed_loop{' --quick' if quick else ''}{options}`, "
+          f"{day}: "
           f"the pilots, their fit and its gate, and the closed loop on every task; the baselines are not "
           f"re-run (results/real_training/report.md). {seconds / 60:.0f} min, with a load average of "
           f"{load:.1f} on 2 cores at the end (a shared machine).", "",
