@@ -52,12 +52,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--part", choices=("all", "closed_loop"), default="all",
                    help="closed_loop: only the pilots, the fit and its gate, and the closed loop "
                         "(a partial re-run, written to OUT/partial/)")
+    p.add_argument("--seeds", nargs="+", default=None, metavar="N or TASK=N",
+                   help="evaluation seeds 0..N-1 (default 8; --quick 2), for every task or for one (TASK=N)")
+    p.add_argument("--trunk-decay", type=float, default=0.0,
+                   help="share of the trunk pilot that decays to 0 at its end (--part closed_loop only)")
     args = p.parse_args(argv)
     if args.part == "closed_loop":
         return _closed_loop_part(args)
     t0 = time.perf_counter()
     out = args.out / "quick" if args.quick else args.out
-    seeds = (0, 1) if args.quick else tuple(range(8))
+    seeds = tuple(range(_seed_counts(args.seeds, 2 if args.quick else 8)[""]))
     records = []
     with Runner(args.cache or out / "cache", workers=args.workers) as runner:
         for name in args.tasks:
@@ -87,20 +91,35 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _seed_counts(given: list[str] | None, default: int) -> dict[str, int]:
+    """``--seeds``: ``N`` for every task, ``TASK=N`` for one; ``""`` holds the default."""
+    counts = {"": default}
+    for item in given or []:
+        task, _, n = item.rpartition("=")
+        if task and task not in TASKS or not n.isdigit() or int(n) < 1:
+            raise SystemExit(f"--seeds: {item!r} is not N or TASK=N (N >= 1, TASK one of {sorted(TASKS)})")
+        counts[task] = int(n)
+    return counts
+
+
 def _closed_loop_part(args: argparse.Namespace) -> int:
     from real_training.partial import closed_loop_part, write_part
 
     t0 = time.perf_counter()
     out = (args.out / "quick" if args.quick else args.out) / "partial"
-    seeds = (0, 1) if args.quick else tuple(range(8))
+    counts = _seed_counts(args.seeds, 2 if args.quick else 8)
     records = []
     with Runner(args.cache or out.parent / "cache", workers=args.workers) as runner:
         for name in args.tasks:
             task = TASKS[name]
             if args.quick:
                 task = dataclasses.replace(task, T=QUICK_T[name])
-            records.append(closed_loop_part(task, runner, seeds=seeds))
-            write_part(records, out, time.perf_counter() - t0, args.quick)
+            seeds = tuple(range(counts.get(name, counts[""])))
+            records.append(closed_loop_part(task, runner, seeds=seeds, trunk_decay=args.trunk_decay))
+            given = (f" --tasks {' '.join(args.tasks)}" if args.tasks != list(TASKS) else "") + (
+                f" --seeds {' '.join(args.seeds)}" if args.seeds else "") + (
+                f" --trunk-decay {args.trunk_decay:g}" if args.trunk_decay else "")
+            write_part(records, out, time.perf_counter() - t0, args.quick, given)
     print(f"report written to {out / 'closed_loop.md'} [{time.perf_counter() - t0:.0f} s]")
     return 0
 

@@ -51,19 +51,34 @@ def test_a_ladder_rung_is_stable_only_when_it_neither_explodes_nor_ends_worse(
     assert M.is_stable(np.asarray(loss), diverged) is stable
 
 
+@pytest.mark.parametrize("trunk_decay", [0.0, 0.25])
 @pytest.mark.parametrize("rungs", [1, 3, 5])
-def test_the_pilots_spend_a_quarter_of_a_run_and_share_their_prefixes(rungs: int) -> None:
+def test_the_pilots_spend_a_quarter_of_a_run_and_share_their_prefixes(rungs: int, trunk_decay: float) -> None:
     task = TASKS["mlp_teacher"]
     S = M.ladder_length(task)
     P = M.probe_rates(task).size
-    trunk, branch = M.pilot_design(task, 0.2, rungs * S, seed=7, rung=S)
+    trunk, branch = M.pilot_design(task, 0.2, rungs * S, seed=7, rung=S, trunk_decay=trunk_decay)
     assert P + rungs * S + trunk.cost + branch.cost == round(M.PILOT_FRACTION * task.T)
+    if trunk_decay:  # the trunk's own anneal: after the branch leaves, to 0, measured densely
+        d = round(trunk_decay * trunk.lr.size)
+        assert trunk.lr[-1] == 0.0 and np.all(np.diff(trunk.lr[-d:]) < 0) and np.all(trunk.lr[:-d] == 0.2)
+        assert trunk.lr.size - d >= branch.prefix and np.sum(trunk.steps >= trunk.lr.size - d) >= min(d, 20)
+        trunk = replace(trunk, lr=np.full(trunk.lr.size, 0.2))
     assert trunk.prefix == S and np.all(trunk.lr == 0.2)
     mid = branch.prefix
     np.testing.assert_array_equal(branch.lr[:mid], trunk.lr[:mid])  # it leaves the trunk there
     assert branch.lr[-1] == 0.0 and np.all(np.diff(branch.lr[mid:]) < 0)
     assert {S, mid} <= set(trunk.steps) and mid in branch.steps
     assert np.all(np.diff(branch.steps[1:]) == 1)  # the decay is measured at every step
+
+
+def test_the_closed_loop_run_is_measured_densely_over_its_last_fifth() -> None:
+    """Every hundredth of the run over its last fifth, besides the usual steps and the
+    model's time 0: a re-solve at the anneal's start has points in the decay."""
+    st = np.asarray(M.closed_loop_record(3000, 67))
+    assert set(M.record_steps(3000)) | {67} <= set(st.tolist())
+    late = st[st >= 2400]
+    assert late[0] == 2400 and late[-1] == 3000 and np.all(np.diff(late) <= 30)
 
 
 def test_record_steps_weigh_the_late_run() -> None:
@@ -78,6 +93,27 @@ def test_a_continued_run_repeats_its_prefix_bit_for_bit() -> None:
     short = train(task, 3, np.full(30, 0.5), [10, 30])
     longer = train(task, 3, np.concatenate([np.full(30, 0.5), np.full(30, 0.1)]), [10, 30, 60])
     assert short.loss.tolist() == longer.loss[:3].tolist()
+
+
+def test_a_controller_asked_at_every_measured_step_splices_where_it_says() -> None:
+    """``checkpoints`` as a function: asked after every measured step before T (not at
+    the others), and the table it returns there is what the run follows from then on."""
+    from optctl.table import ScheduleTable
+
+    task = replace(TASKS["rf_hard"], T=60)
+    asked: list[int] = []
+
+    def due(step: int) -> bool:
+        asked.append(step)
+        return step == 40
+
+    def controller(step: int, steps: np.ndarray, losses: np.ndarray) -> ScheduleTable:
+        assert steps[-1] == step == 40 and losses.size == steps.size
+        return ScheduleTable(lr=np.concatenate([np.full(40, 0.5), np.full(20, 0.05)]))
+
+    log = train(task, 3, np.full(60, 0.5), [10, 20, 40, 45, 60], controller=controller, checkpoints=due)
+    assert asked == [10, 20, 40, 45] and log.tables == 2
+    assert np.all(log.lr[:40] == 0.5) and np.all(log.lr[40:] == 0.05)
 
 
 @pytest.mark.slow
@@ -214,3 +250,20 @@ def test_the_truth_split_simulates_the_task_and_separates_luck_from_misfit() -> 
     assert row["fluctuation"] == pytest.approx(0.1)
     assert row["checkpoints"][0]["misfit"] == pytest.approx(0.21)
     assert row["checkpoints"][0]["error"] == pytest.approx(0.1)
+
+
+def test_the_part_reports_each_seeds_interval_and_the_coverage() -> None:
+    """Two seeds, one measured inside its interval and one outside: 1/2 per task and
+    over all seeds; the last re-solve's trigger and the anneal's start are shown."""
+    from real_training.partial import interval_markdown
+
+    def run(seed: int, final: float, trigger: str) -> dict:
+        iv = {"prediction": 1.0, "low": 0.9, "high": 1.1, "level": 0.9}
+        return {"seed": seed, "final": final, "history": [
+            {"step": 900, "predicted_final_loss": 1.0, "interval": iv, "trigger": "checkpoint", "anneal_step": 950},
+            {"step": 960, "predicted_final_loss": 1.0, "interval": iv, "trigger": trigger, "anneal_step": 950}]}
+
+    md = "\n".join(interval_markdown([{"task": "t", "T": 1000, "runs": [run(0, 1.05, "anneal"),
+                                                                         run(1, 1.2, "checkpoint")]}]))
+    assert "| t | 0.960 T a (anneal 0.950), -4.8% ± 9.5% ✓; 0.960 T c (anneal 0.950), -16.7% ± 9.5% ✗ | 1/2 |" in md
+    assert "Coverage over all 2 seeds: 1/2 (50%; nominal 90%)" in md

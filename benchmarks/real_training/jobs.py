@@ -71,7 +71,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
                           batch_size=task.batch_size, name="run", start=spec.get("start", 0))
         checkpoints = [round(f * spec["table"].T) for f in spec["checkpoints"]]
         log = train(task, job["seed"], spec["table"], job["record"], controller=loop.update,
-                    checkpoints=checkpoints)
+                    checkpoints=lambda step: loop.due(step, checkpoints))
         return {**log.to_dict(), "history": loop.history}
     log = train(task, job["seed"], job["lr"], job["record"], grad_norm_p=job.get("grad_norm_p"))
     return log.to_dict()

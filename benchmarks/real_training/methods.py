@@ -14,7 +14,8 @@ run itself. Tuning runs use a seed of their own (:data:`TUNE_SEED`), pilots anot
   run config of the fitted model takes the best rung's rate as ``lr_max``
   (``optctl.io.fits.run_config``, what ``optctl fit`` writes), then ``solve`` and the
   table in real units. Closed loop: the same start, re-solved at a quarter, half, three
-  quarters and nine tenths of the run from a refit on the run's own held-out loss
+  quarters and nine tenths of the run from a refit on the run's own held-out loss, and
+  once more when the table's anneal begins after nine tenths (``ClosedLoop.due``)
   (``optctl.calibrate.closedloop.ClosedLoop``).
 - ``cosine``, ``linear``, ``wsd``: the peak (and WSD's decay fraction) tuned by grid search,
   (i) with full-length runs (the probe's divergent rate times 2^-k, extended by an octave
@@ -78,6 +79,7 @@ WSD_DEFAULT_FRACTION = 0.2
 # The closed loop re-solves at these fractions of the run. The last at 9/10: on the
 # networks the held-out loss levels off during the decay, and the refit that predicts the
 # final loss within 10% needs to have seen it (the error at every checkpoint is reported).
+# A table whose anneal begins later gets one more re-solve there (ClosedLoop.due).
 CHECKPOINTS = (0.25, 0.5, 0.75, 0.9)
 # The fit: the model size and the bootstrap for the intervals behind the phase verdict.
 FIT_OPTIONS = FitOptions(N=1000, bootstrap=20, starts=4)
@@ -90,6 +92,19 @@ def record_steps(T: int, n: int = 40, early: int = 8) -> np.ndarray:
     of the points on the first few percent."""
     return np.unique(np.concatenate([[0], np.round(np.geomspace(1, T, early)).astype(int),
                                      np.round(np.linspace(0, T, n + 1)).astype(int)]))
+
+
+# The closed loop's run is measured every LATE_EVERY · T over its last LATE_FROM of the
+# run besides :func:`record_steps`: the anneal of a solved schedule often falls in the last
+# few percent, and the re-solve once it has begun (ClosedLoop.due) needs points in it.
+LATE_FROM, LATE_EVERY = 0.2, 0.01
+
+
+def closed_loop_record(T: int, start: int = 0) -> list[int]:
+    """Where the closed loop's run measures its held-out loss: :func:`record_steps`, the
+    model's time 0 ``start``, and every ``LATE_EVERY · T`` over the last ``LATE_FROM``."""
+    late = np.round(np.linspace((1 - LATE_FROM) * T, T, round(LATE_FROM / LATE_EVERY) + 1)).astype(int)
+    return [int(x) for x in np.union1d(np.union1d(record_steps(T), [start]), late)]
 
 
 def family(name: str, peak: float, T: int, fraction: float = WSD_DEFAULT_FRACTION) -> np.ndarray:
@@ -176,16 +191,28 @@ class Pilot:
         return int(self.lr.size - self.prefix)
 
 
-def pilot_design(task: Task, top: float, spent: int, seed: int, rung: int) -> list[Pilot]:
+def pilot_design(task: Task, top: float, spent: int, seed: int, rung: int,
+                 trunk_decay: float = 0.0) -> list[Pilot]:
     """The trunk and the branch, in what is left of a quarter of one run after the probe
     and the ladder's ``spent`` updates: the trunk continues the best rung (``rung``
     updates at ``top`` on ``seed``) at the same rate; the branch leaves the trunk at its
-    middle and decays linearly to 0 (its loss measured at every step of the decay)."""
+    middle and decays linearly to 0 (its loss measured at every step of the decay).
+    ``trunk_decay`` > 0: the trunk's last ``trunk_decay`` of its updates decay linearly to
+    0 too (measured at 20 points or more): a second response to an anneal, from a later
+    state, at no extra cost in updates."""
+    if not 0.0 <= trunk_decay < 0.5:
+        raise ValueError(f"trunk_decay must lie in [0, 0.5), not {trunk_decay!r}")
     left = max(2 * rung, round(PILOT_FRACTION * task.T) - probe_rates(task).size - spent)
     Lt = rung + round(TRUNK_SHARE * left)
     Lb = max(rung, left - (Lt - rung))
     mid = Lt // 2
-    trunk = Pilot("trunk", np.full(Lt, top), np.union1d(record_steps(Lt), [rung, mid]), seed, prefix=rung)
+    d = min(round(trunk_decay * Lt), Lt - max(rung, mid))
+    trunk_lr = np.full(Lt, top)
+    trunk_steps = np.union1d(record_steps(Lt), [rung, mid])
+    if d > 0:
+        trunk_lr[Lt - d:] = top * (1 - (np.arange(d) + 1) / d)
+        trunk_steps = np.union1d(trunk_steps, np.round(np.linspace(Lt - d, Lt, min(d, 20) + 1)).astype(int))
+    trunk = Pilot("trunk", trunk_lr, trunk_steps, seed, prefix=rung)
     decay = top * (1 - (np.arange(Lb) + 1) / Lb)
     branch = Pilot("branch", np.concatenate([np.full(mid, top), decay]),
                    np.concatenate([[0], np.arange(mid, mid + Lb + 1)]), seed, prefix=mid)

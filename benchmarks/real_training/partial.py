@@ -26,7 +26,7 @@ from optctl.calibrate.fitting import fit
 from optctl.calibrate.params import FitResult, predict
 
 from .jobs import Runner
-from .methods import CHECKPOINTS, EVAL_SEEDS, FIT_OPTIONS, record_steps
+from .methods import CHECKPOINTS, EVAL_SEEDS, FIT_OPTIONS, closed_loop_record
 from .pipeline import _log, _solve_for, pilot_phase
 from .tasks import Task
 
@@ -51,14 +51,14 @@ def _cached_fit(cache: Path, task: Task, pilots: list[Any]) -> tuple[FitResult, 
     return res, seconds
 
 
-def closed_loop_part(task: Task, runner: Runner, *, seeds: tuple[int, ...] = EVAL_SEEDS) -> dict[str, Any]:
+def closed_loop_part(task: Task, runner: Runner, *, seeds: tuple[int, ...] = EVAL_SEEDS,
+                     trunk_decay: float = 0.0) -> dict[str, Any]:
     """The closed loop of ``task`` on ``seeds``: per seed the measured final loss and the
     final loss predicted at every re-solve; the pilots' fit and its gate."""
     t_start = time.perf_counter()
     T, m = task.T, task.batch_size
-    rec = record_steps(T)
     _log(f"{task.name}: T = {T}, batch {m}, {task.optimizer} (closed loop and gate only)")
-    ph = pilot_phase(task, runner)
+    ph = pilot_phase(task, runner, trunk_decay)
     top, s0, pilots = ph["top"], ph["s0"], ph["pilots"]
     res, fit_seconds = _cached_fit(runner.cache, task, pilots)
     _, _, table = _solve_for(task.name, T, m, top, s0, res, pilots)
@@ -66,7 +66,7 @@ def closed_loop_part(task: Task, runner: Runner, *, seeds: tuple[int, ...] = EVA
     _log(f"  fit a = {res.params['a']:.3f}, b = {res.params['b']:.3f}; gate "
          f"{'silent' if q is not None and q.ok else 'FIRES'} [{fit_seconds:.0f} s]")
     jobs = [{"kind": "closed_loop", "task": task.name, "T": T, "seed": s,
-             "record": [int(x) for x in np.union1d(rec, [s0])],
+             "record": closed_loop_record(T, s0),
              "loop": {"pilots": pilots, "result": res, "table": table, "eta_max": top,
                       "checkpoints": CHECKPOINTS, "start": s0, "version": PREDICTION_VERSION}}
             for s in seeds]
@@ -84,6 +84,7 @@ def closed_loop_part(task: Task, runner: Runner, *, seeds: tuple[int, ...] = EVA
          f"re-solve off by at most {100 * max(errs):.1f}% [{time.perf_counter() - t_start:.0f} s]")
     return {"task": task.name, "T": T, "batch_size": m, "optimizer": task.optimizer, "main_phase_start": s0,
             "lr_max": float(top), "seeds": list(seeds), "prediction_version": PREDICTION_VERSION,
+            "trunk_decay": trunk_decay, "pre_cost": int(ph["pre_cost"]),
             "fit": {"params": res.params, "rms_log_error": res.rms_log_error, "phase": res.phase,
                     "confidence": res.confidence, "seconds": fit_seconds,
                     "quality": None if q is None else q.to_dict()},
@@ -186,7 +187,45 @@ def figure(records: list[dict[str, Any]], path: Path) -> None:
     tmp.replace(path)
 
 
-def write_part(records: list[dict[str, Any]], out: Path, seconds: float, quick: bool) -> None:
+def interval_markdown(records: list[dict[str, Any]]) -> list[str]:
+    """Per task and seed: where the last re-solve fell (and why), the final loss predicted
+    there with its interval, and whether the measured final loss lies inside; the
+    coverage per task and over every seed."""
+    rows = [r for r in records if all(p["history"] and "interval" in p["history"][-1] for p in r["runs"])]
+    if not rows:
+        return []
+    level = rows[0]["runs"][0]["history"][-1]["interval"]["level"]
+    md = ["", f"The last re-solve per seed — its step (`a`: the extra re-solve at the anneal's start; `c`: the "
+          "last fixed checkpoint; in brackets where the anneal of the table it left begins) — and the "
+          f"{100 * level:.0f}% interval of the final loss predicted there "
+          "(`optctl.calibrate.fitting.final_loss_interval`: the refit's autocorrelation-robust parameter "
+          "covariance, linearised, and the noise of a loss measured after an anneal), as half-widths in log "
+          "(±, ≈ relative), and whether the measured final loss lies inside (✓) or not (✗):", "",
+          "| task | per seed: step, error, ± half-width | inside | median ± |", "|---|---|---:|---:|"]
+    inside_all, n_all = 0, 0
+    for r in rows:
+        cells, inside, widths = [], 0, []
+        for p in r["runs"]:
+            h = p["history"][-1]
+            iv = h["interval"]
+            ok = iv["low"] <= p["final"] <= iv["high"]
+            inside += ok
+            half = float(np.log(iv["high"] / iv["prediction"]))
+            widths.append(half)
+            tag = "a" if h.get("trigger") == "anneal" else "c"
+            cells.append(f"{h['step'] / r['T']:.3f} T {tag} (anneal {h['anneal_step'] / r['T']:.3f}), "
+                         f"{100 * (h['predicted_final_loss'] / p['final'] - 1):+.1f}% ± {100 * half:.1f}% "
+                         f"{'✓' if ok else '✗'}")
+        inside_all, n_all = inside_all + inside, n_all + len(r["runs"])
+        md.append(f"| {r['task']} | {'; '.join(cells)} | {inside}/{len(r['runs'])} | "
+                  f"{100 * float(np.median(widths)):.1f}% |")
+    md += ["", f"Coverage over all {n_all} seeds: {inside_all}/{n_all} ({100 * inside_all / n_all:.0f}%; "
+           f"nominal {100 * level:.0f}%)."]
+    return md
+
+
+def write_part(records: list[dict[str, Any]], out: Path, seconds: float, quick: bool,
+               options: str = "") -> None:
     """``closed_loop.json``, ``closed_loop.md`` and ``closed_loop.png`` under ``out``."""
     import datetime
     import os
@@ -201,16 +240,22 @@ def write_part(records: list[dict[str, Any]], out: Path, seconds: float, quick: 
     figure(records, out / "closed_loop.png")
     day = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
     md = ["# Closed loop and fit-quality gate (a partial re-run)", "",
-          f"`python benchmarks/bench_real_training.py --part closed_loop{' --quick' if quick else ''}`, {day}: "
+          f"`python benchmarks/bench_real_training.py --part closed_loop{' --quick' if quick else ''}{options}`, "
+          f"{day}: "
           f"the pilots, their fit and its gate, and the closed loop on every task; the baselines are not "
           f"re-run (results/real_training/report.md). {seconds / 60:.0f} min, with a load average of "
           f"{load:.1f} on 2 cores at the end (a shared machine).", "",
+          *([f"The trunk pilot's last {100 * records[0]['trunk_decay']:.0f}% decays linearly to 0 "
+             f"(`--trunk-decay {records[0]['trunk_decay']:g}`), a second decaying pilot at no extra updates.", ""]
+            if records[0].get("trunk_decay") else []),
           *([f"The runs were made with version {min(r['prediction_version'] for r in records)} of the loop "
              f"(current: {PREDICTION_VERSION}); the accepted model's predictions are replayed on them with the "
              "loop's own rule (the schedule does not depend on it), and a gate judged before it was net of "
              "noise is judged again from the stored errors.", ""]
             if any(r["prediction_version"] < PREDICTION_VERSION for r in records) else []),
-          f"Final held-out loss predicted at the last re-solve ({CHECKPOINTS[-1]:g} T), relative error per seed: "
+          f"Final held-out loss predicted at the last re-solve ({CHECKPOINTS[-1]:g} T, or from version 4 the "
+          "first measured step after the solved table's anneal has begun when it begins later: where the rate "
+          "has fallen for good to half the table's largest; table below), relative error per seed: "
           "by the latest refit (the loop's prediction; from version 3 its refits weigh each point by the "
           "inverse of its local noise variance) and, for comparison, by the accepted model (the pilots' fit "
           "until a refit predicts the run's unseen points better; the loop's prediction in version 2).", "",
@@ -224,9 +269,11 @@ def write_part(records: list[dict[str, Any]], out: Path, seconds: float, quick: 
             row += [", ".join(f"{100 * e:+.1f}%" for e in errs), f"{100 * max(abs(e) for e in errs):.1f}%",
                     f"{sum(abs(e) <= 0.1 for e in errs)}/{len(errs)}"]
         md.append("| " + " | ".join(row) + " |")
+    md += interval_markdown(records)
     md += ["", "How far ahead the loop predicts: the final loss predicted at every re-solve (the loop's "
            "prediction, the latest refit), relative error per seed, for the schedule the run went on with "
-           "from there (later re-solves changed it a little).", "",
+           "from there (later re-solves changed it a little); `anneal`: the extra re-solve once the table's "
+           "anneal has begun, on the seeds that had one (their step in the interval table).", "",
            "| task | re-solve at | per seed | worst | within 10% |", "|---|---:|---|---:|---:|"]
     for r in records:
         n = min(len(p["history"]) for p in r["runs"])
@@ -235,6 +282,12 @@ def write_part(records: list[dict[str, Any]], out: Path, seconds: float, quick: 
             step = r["runs"][0]["history"][i]["step"]
             md.append(f"| {r['task']} | {step} ({step / r['T']:.2f} T) | "
                       + ", ".join(f"{100 * e:+.1f}%" for e in errs)
+                      + f" | {100 * max(abs(e) for e in errs):.1f}% | {sum(abs(e) <= 0.1 for e in errs)}/{len(errs)} |")
+        extra = [p for p in r["runs"] if len(p["history"]) > n]
+        if extra:
+            errs = [p["history"][-1]["predicted_final_loss"] / p["final"] - 1 for p in extra]
+            md.append(f"| {r['task']} | anneal ({len(extra)} seeds) | "
+                      + ", ".join(f"{100 * e:+.1f}% (seed {p['seed']})" for e, p in zip(errs, extra, strict=True))
                       + f" | {100 * max(abs(e) for e in errs):.1f}% | {sum(abs(e) <= 0.1 for e in errs)}/{len(errs)} |")
     md += ["", "![the worst-predicted seed per task](closed_loop.png)", "",
            "Why the prediction misses (level against drop, parameter sensitivities, refit variants): "

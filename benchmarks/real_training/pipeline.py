@@ -37,6 +37,7 @@ from .methods import (
     Method,
     as_curve,
     best,
+    closed_loop_record,
     divergent_rate,
     family,
     is_stable,
@@ -62,7 +63,7 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def pilot_phase(task: Task, runner: Runner) -> dict[str, Any]:
+def pilot_phase(task: Task, runner: Runner, trunk_decay: float = 0.0) -> dict[str, Any]:
     """The probe, the stability ladder and the pilots (shared by optctl, its closed loop and
     the Multi-Power Law): every curve measured, the curves the fit takes, the model's time 0
     ``s0``, the largest rate ``top`` and the updates spent."""
@@ -95,7 +96,7 @@ def pilot_phase(task: Task, runner: Runner) -> dict[str, Any]:
     steps_txt = [f"{r['rate']:.3g} -> {r['last']:.3g}" if r["stable"] else f"{r['rate']:.3g} unstable"
                  for r in ladder]
     _log(f"  probe: divergent at {eta_div:.4g}; ladder {', '.join(steps_txt)}; largest rate {top:.4g}")
-    design = pilot_design(task, top, spent, ladder[best_rung]["seed"], S)
+    design = pilot_design(task, top, spent, ladder[best_rung]["seed"], S, trunk_decay)
     pilot_logs = runner.run([_train(task, pl.seed, pl.lr, pl.steps) for pl in design], "pilots")
     _check_prefixes(design, pilot_logs, rungs[best_rung], S)
     # the rungs past the short-run optimum (rates above the chosen one) are left out of the
@@ -214,7 +215,7 @@ def run_task(task: Task, runner: Runner, *, seeds: tuple[int, ...] = EVAL_SEEDS,
         for s in seeds:
             if meth.name.startswith("optctl (closed"):
                 job = {"kind": "closed_loop", "task": task.name, "T": T, "seed": s,
-                       "record": [int(x) for x in np.union1d(rec, [s0])],
+                       "record": closed_loop_record(T, s0),
                        "loop": {"pilots": pilots, "result": res, "table": table, "eta_max": top,
                                 "checkpoints": CHECKPOINTS, "start": s0}}
             elif meth.schedule_free_lr is not None:

@@ -62,12 +62,14 @@ class RunLog:
 
 def train(task: Task, seed: int, lr: np.ndarray | ScheduleTable, record: Sequence[int], *,
           grad_norm_p: float | None = None, controller: Controller | None = None,
-          checkpoints: Sequence[int] = ()) -> RunLog:
+          checkpoints: Sequence[int] | Callable[[int], bool] = ()) -> RunLog:
     """Train ``task`` on ``seed`` for ``len(lr)`` updates with the per-update rates ``lr``.
 
     The held-out loss is measured before the first update and after the updates listed in
     ``record``. At each step of ``checkpoints`` the ``controller`` sees the measurements so
     far and may return a new table (same horizon, same past rows) to continue on.
+    ``checkpoints`` may instead be a function of the step, asked after every measured
+    step before ``T`` (:meth:`optctl.calibrate.closedloop.ClosedLoop.due`).
     """
     table = lr if isinstance(lr, ScheduleTable) else ScheduleTable(lr=np.asarray(lr, dtype=float))
     T = table.T
@@ -75,7 +77,7 @@ def train(task: Task, seed: int, lr: np.ndarray | ScheduleTable, record: Sequenc
     opt = optimizer(task, setup.model.parameters(), float(table.lr[0]))
     sched = TableScheduler(opt, table, mode="absolute", past_end="hold")
     marks = sorted({int(s) for s in record if 0 < s <= T} | {T})
-    checks = {int(c) for c in checkpoints if 0 < c < T}
+    checks = set() if callable(checkpoints) else {int(c) for c in checkpoints if 0 < c < T}
     steps, losses = [0], [setup.heldout(setup.model)]
     norms = np.zeros(T) if grad_norm_p is not None else None
     used = np.zeros(T)
@@ -95,7 +97,9 @@ def train(task: Task, seed: int, lr: np.ndarray | ScheduleTable, record: Sequenc
             if not math.isfinite(losses[-1]) or losses[-1] > limit:
                 diverged = True
                 break
-        if controller is not None and t + 1 in checks:
+        ask = (t + 1 in checks) if not callable(checkpoints) else (t + 1 < T and steps[-1] == t + 1
+                                                                   and checkpoints(t + 1))
+        if controller is not None and ask:
             new = controller(t + 1, np.array(steps), np.array(losses))
             if new is not None:
                 sched.splice(new)

@@ -26,6 +26,20 @@ The refits therefore weigh each point by the inverse of its local noise variance
 (``fit.weights: noise``, :func:`~optctl.calibrate.fitmodel.local_noise`; every curve
 still counts equally), and the loop's prediction of the final loss is the latest refit's.
 
+**The last re-solve sees the anneal.** In the hard phase the solved schedule holds its
+largest rate until the last few percent of the run; at 9/10 of the run nothing in the
+run's curve says how its loss responds to the decay, which is what the final loss depends
+on (docs/real_training.md). :meth:`ClosedLoop.due` therefore asks for one more re-solve
+after the last fixed checkpoint when the table's anneal begins after it: at the first
+measured step at which the rate has fallen to :data:`ANNEAL_FRACTION` of the table's
+largest rate for good (:meth:`ClosedLoop.anneal_step`). A schedule that anneals earlier
+gets none.
+
+**How far to trust the prediction.** Every re-solve records an interval of the final
+loss (:func:`~optctl.calibrate.fitting.final_loss_interval`: the refit's
+autocorrelation-robust parameter covariance, linearised, and the noise of a loss
+measured after an anneal) at :data:`INTERVAL_LEVEL`.
+
 **The accepted model.** Each re-solve also records the final loss predicted by the
 *accepted* model: at first the pilots' fit; at each checkpoint the previous refit replaces
 it only if it predicts the run's points measured since that refit (held out from it)
@@ -44,7 +58,7 @@ from typing import Any, Literal
 import numpy as np
 
 from optctl.calibrate.curves import LossCurve, curve_from_arrays
-from optctl.calibrate.fitting import fit
+from optctl.calibrate.fitting import final_loss_interval, fit
 from optctl.calibrate.params import FitOptions, FitResult, model_eta_bound, model_spec, predict
 from optctl.errors import SpecError
 from optctl.solver.solve import solve
@@ -52,7 +66,12 @@ from optctl.spec import ProblemSpec, SolverOptions
 from optctl.table import ScheduleTable
 
 # Bumped whenever the loop's refit or prediction changes, so cached runs are not reused.
-PREDICTION_VERSION = 3
+PREDICTION_VERSION = 4
+# The anneal has begun when the table's rate has fallen to this fraction of its largest
+# rate for good (:meth:`ClosedLoop.anneal_step`).
+ANNEAL_FRACTION = 0.5
+# The coverage of the interval of the final loss recorded at every re-solve.
+INTERVAL_LEVEL = 0.9
 # A refit replaces the model that predicts the run only when, on the run's points measured
 # since that refit (which it has not seen), its squared log errors are lower than the
 # current model's by more than this many standard errors of the paired difference.
@@ -67,7 +86,9 @@ class ClosedLoop:
     learning rate any re-solve may use, ``batch_size`` the run's batch. Refits use
     ``fit_options`` (default: the first fit's, without bootstrap or hold-out, warm-started
     from the previous parameters) with ``refit_weights`` (default ``"noise"``, see the
-    module's text); re-solves use ``solver``. ``start``: the run's step at
+    module's text); re-solves use ``solver``. ``anneal_fraction`` (``None``: off) defines
+where the table's anneal begins (:meth:`anneal_step`, :meth:`due`); ``level`` the
+interval of the predicted final loss. ``start``: the run's step at
     which the model's time 0 lies, when the fit leaves out an initial transient
     (:func:`~optctl.calibrate.curves.main_phase_start`; the pilots are then curves from
     their own start, and the run must measure its loss at ``start``).
@@ -76,11 +97,21 @@ class ClosedLoop:
     def __init__(self, pilots: Sequence[LossCurve], result: FitResult, table: ScheduleTable, *,
                  eta_max: float, batch_size: float, solver: SolverOptions | None = None,
                  fit_options: FitOptions | None = None, name: str = "run", start: int = 0,
-                 refit_weights: Literal["curve", "noise"] = "noise") -> None:
+                 refit_weights: Literal["curve", "noise"] = "noise",
+                 anneal_fraction: float | None = ANNEAL_FRACTION, level: float = INTERVAL_LEVEL) -> None:
         if not eta_max > 0:
             raise SpecError("eta_max", eta_max, "give the largest real learning rate a re-solve may use (> 0)")
         if not 0 <= start < table.T:
             raise SpecError("start", start, f"give the run's step where the model's time 0 is, in [0, {table.T})")
+        if anneal_fraction is not None and not 0 < anneal_fraction < 1:
+            raise SpecError("anneal_fraction", anneal_fraction,
+                            "give the fraction of the largest rate at which the anneal has begun, in (0, 1), or None")
+        if not 0.5 <= level < 1:
+            raise SpecError("level", level, "give the interval's coverage in [0.5, 1), e.g. 0.9")
+        self.anneal_fraction = anneal_fraction
+        self.level = float(level)
+        self.annealed = False  # the extra re-solve at the anneal has been asked for
+        self._trigger = "checkpoint"  # why the next re-solve happens
         self.start = int(start)
         self.pilots = list(pilots)
         self.table = table
@@ -100,6 +131,31 @@ class ClosedLoop:
         m = self.batch_size
         return model_spec(params, self.options, self.table.T - self.start, m,
                           model_eta_bound(params, self.options, m, self.eta_max))
+
+    def anneal_step(self) -> int:
+        """Where the current table's anneal begins: the first step after which its rate
+        stays at or below ``anneal_fraction`` of its largest rate (over the model's part
+        of the run, from ``start``); ``T`` if it never falls that far."""
+        f = ANNEAL_FRACTION if self.anneal_fraction is None else self.anneal_fraction
+        return self.start + anneal_begins(self.table.lr[self.start:], f)
+
+    def due(self, step: int, checkpoints: Sequence[int]) -> bool:
+        """Whether to re-solve after update ``step`` (call it at every measured step):
+        at each of ``checkpoints``, and once more after the last of them at the first
+        step at which the table's anneal has begun (:meth:`anneal_step`) if it begins
+        after that checkpoint, so that the last refit sees part of the decay."""
+        if step in checkpoints:
+            return True
+        if self.anneal_fraction is None or self.annealed or not checkpoints:
+            return False
+        last = max(checkpoints)
+        if step <= last or step >= self.table.T:
+            return False
+        begins = self.anneal_step()
+        if last < begins <= step:
+            self.annealed, self._trigger = True, "anneal"
+            return True
+        return False
 
     def update(self, step: int, steps: np.ndarray, losses: np.ndarray) -> ScheduleTable:
         """Refit on the pilots and the run's losses at ``steps`` (``≤ step``, starting at 0),
@@ -125,11 +181,17 @@ class ClosedLoop:
                              np.minimum(rest.eta[step - s0:] * p["lr_scale"], self.eta_max)])
         predicted, accepted = (float(predict(q, lr[s0:], self.batch_size, self.options.N,
                                              tail=self.options.tail)[-1]) for q in (p, self.accepted))
+        interval = final_loss_interval([*self.pilots, run], self.options, p, lr[s0:], self.batch_size,
+                                       self.level)
         self.history.append({"step": step, "params": p, "rms_log_error": res.rms_log_error,
                              "predicted_final_loss": predicted, "refit_predicted_final_loss": predicted,
                              "accepted_predicted_final_loss": accepted,
                              "accepted_params": dict(self.accepted), "validation": verdict,
-                             "weights": self.options.weights, "status": rest.status})
+                             "weights": self.options.weights, "status": rest.status,
+                             "interval": interval,
+                             "anneal_step": s0 + anneal_begins(lr[s0:], self.anneal_fraction or ANNEAL_FRACTION),
+                             "trigger": self._trigger})
+        self._trigger = "checkpoint"
         self.since = step
         source = {**self.table.source, "closed_loop": self.history}
         # with a transient before the model's time 0 the model covers the rows from start on
@@ -155,6 +217,14 @@ class ClosedLoop:
         used = self.table.lr[self.start:int(steps[-1])].copy()
         used.setflags(write=False)
         return dataclasses.replace(curve, lr=used)
+
+
+def anneal_begins(lr: np.ndarray, fraction: float) -> int:
+    """The first step after which ``lr`` stays at or below ``fraction`` of its largest value
+    (``len(lr)`` if it ends above it)."""
+    lr = np.asarray(lr, dtype=float)
+    above = np.flatnonzero(lr > fraction * lr.max())
+    return int(above[-1]) + 1 if above.size else 0
 
 
 def refit_wins(current: dict[str, float], refit: dict[str, float], run: LossCurve, since: int,

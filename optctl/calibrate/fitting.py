@@ -561,6 +561,85 @@ def _sandwich_sd(problem: _Problem, z: np.ndarray, noise: np.ndarray) -> np.ndar
     return np.sqrt(np.where(np.isfinite(var) & (var >= 0), var, np.inf))
 
 
+# Bartlett window (in measured points) of the autocorrelation-robust covariance of
+# :func:`final_loss_interval`.
+HAC_LAGS = LONG_RUN_LAGS
+
+
+@fm.float64
+def final_loss_interval(curves: list[LossCurve], options: FitOptions, params: Mapping[str, float],
+                        lr: np.ndarray, batch_size: float, level: float = 0.9) -> dict[str, float]:
+    """How far to trust a fit's prediction of the final loss of the schedule ``lr``.
+
+    ``params`` fitted to ``curves`` with ``options`` (its weights, N, tail). The log of the
+    predicted final loss is linearised in the fit's coordinates (delta method). Their
+    covariance is the sandwich ``A⁻¹ B A⁻¹`` of the weighted least-squares estimate
+    (``A = Jᵀ W J``), with ``B`` built from the fit's own leverage-corrected residuals,
+    not from an assumed noise: per curve a Newey–West sum over lags up to
+    :data:`HAC_LAGS` points with Bartlett weights, so a curve whose residuals vary in
+    size along it (a rate that decays) or drift together (serial correlation, model error
+    the fit cannot absorb) widens the interval as much as it should. The measured final
+    loss also scatters about its expectation: that noise is the smallest local noise at
+    any curve's last point (:func:`~optctl.calibrate.fitmodel.local_noise`; the curves
+    that end annealed), added in quadrature. A parameter at an edge of its search box is
+    held fixed there; one the curves do not determine (a singular direction) adds
+    nothing, so such a fit's interval is too narrow. Returns ``sd_log`` (the total sd of the log
+    final loss), ``sd_params`` (its part from the parameters), ``sd_end`` (the end noise),
+    and ``low``/``high`` the interval of the final loss at ``level``
+    (``prediction · exp(± z sd_log)``). A linearisation: the spread of refits over noise
+    draws can be wider than it says (:func:`pilot_sd`).
+    """
+    level = float(level)
+    if not 0.5 <= level < 1.0:
+        raise SpecError("level", level, "must lie in [0.5, 1), e.g. 0.9")
+    lr = np.asarray(lr, dtype=float)
+    if lr.ndim != 1 or lr.size < 1 or not np.all(np.isfinite(lr)) or np.any(lr < 0):
+        raise SpecError("lr", f"{lr.size} rates", "give the schedule's real learning rate per update (>= 0, finite)")
+    problem = _problem(curves, options)
+    data = problem.data
+    theta = np.array([params[k] for k in PARAMS], dtype=float)
+    z = _z(theta, data.min_loss)
+    ones = np.ones_like(data.weight)
+    J = np.asarray(problem.jac(jnp.asarray(z), data.logy, ones), dtype=float)
+    pred = np.asarray(fm.predict_log(jnp.asarray(theta), data, problem.modes, problem.tail))
+    res = _leverage_corrected(problem, z, np.where(data.mask, pred - data.logy, 0.0))
+    R, P = data.mask.shape
+    J3 = J.reshape(R, P, -1)
+    A = np.einsum("rp,rpi,rpj->ij", data.weight, J3, J3)
+    B = np.zeros_like(A)
+    for r in range(R):
+        n = int(data.mask[r].sum())
+        g = (data.weight[r, :n] * res[r, :n])[:, None] * J3[r, :n]
+        B += g.T @ g
+        L = min(HAC_LAGS, n // 3)
+        for lag in range(1, L):
+            c = g[lag:].T @ g[:-lag]
+            B += (1 - lag / L) * (c + c.T)
+    # the final loss's gradient in the same coordinates, through the fit's own model
+    T = lr.size
+    one = fm.fit_data([LossCurve(name="final", steps=np.array([0, T]), lr=lr, loss=np.ones(2),
+                                 batch_size=np.full(T, float(batch_size)))])
+    md = problem.modes
+    g_final = np.asarray(_JAC(jnp.asarray(z), jnp.zeros((1, 2)), jnp.ones((1, 2)), one.lr, one.m, one.idx,
+                              one.mask, md.x, md.w, data.min_loss, md.N, problem.tail), dtype=float)[-1]
+    # a parameter held at an edge of its search box is not free to move: it is fixed there
+    lo, hi = (np.array([bd[k] for bd in problem.bounds]) for k in (0, 1))
+    free = (z - lo > 1e-6 * np.maximum(1.0, np.abs(lo))) & (hi - z > 1e-6 * np.maximum(1.0, np.abs(hi)))
+    Af, Bf, gf = A[np.ix_(free, free)], B[np.ix_(free, free)], g_final[free]
+    try:
+        Ainv = np.linalg.pinv(Af, rcond=1e-12, hermitian=True)
+        var = float(gf @ Ainv @ Bf @ Ainv @ gf)
+    except np.linalg.LinAlgError:
+        var = math.inf
+    sd_params = math.sqrt(var) if math.isfinite(var) and var >= 0 else math.inf
+    sd_end = min(float(fm.local_noise(data.logy[r, : int(data.mask[r].sum())])[-1]) for r in range(R))
+    sd = math.hypot(sd_params, sd_end)
+    centre = float(predict(dict(params), lr, batch_size, options.N, tail=options.tail)[-1])
+    zq = float(ndtri(0.5 + level / 2))
+    return {"prediction": centre, "sd_log": sd, "sd_params": sd_params, "sd_end": sd_end, "level": level,
+            "low": centre * math.exp(-zq * sd), "high": centre * math.exp(zq * sd)}
+
+
 @fm.float64
 def pilot_sd(params: dict[str, float], runs: dict[str, np.ndarray], *, N: int,
              noise: float = 0.02, steps: dict[str, np.ndarray] | None = None,
