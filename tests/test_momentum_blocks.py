@@ -9,7 +9,7 @@ import pytest
 from optctl.errors import SpecError
 from optctl.model.blocks import (
     bits_of,
-    momentum_block_sums,
+    block_sums,
     momentum_matrix,
     propagate_momentum_block,
 )
@@ -39,7 +39,7 @@ def test_block_sums_match_direct_powers() -> None:
     A = [[float(v) for v in row] for row in rng.uniform(-0.6, 0.6, (3, 3))]
     M = np.array(A)
     for n in (1, 2, 3, 7, 16, 37):
-        P, S0, S1 = momentum_block_sums(A, bits_of(n, 6))
+        P, S0, S1 = block_sums(A, bits_of(n, 6))
         powers = [np.linalg.matrix_power(M, i) for i in range(n)]
         np.testing.assert_allclose(np.array(P), np.linalg.matrix_power(M, n), rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(np.array(S0), sum(powers), rtol=1e-12, atol=1e-14)

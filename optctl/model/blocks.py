@@ -12,7 +12,7 @@ layer builds the CasADi table).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,10 +146,11 @@ def bits_of(n: int, n_bits: int) -> list[float]:
     return [float((n >> (n_bits - 1 - i)) & 1) for i in range(n_bits)]
 
 
-def momentum_block_sums(A: Mat3, bits: Any) -> tuple[Mat3, Mat3, Mat3]:
-    """``(Aⁿ, Σ_{i<n} Aⁱ, Σ_{i<n} i Aⁱ)`` for ``n`` given by its ``bits`` (most significant
-    first), by doubling: ``S₀(2k) = S₀ + Aᵏ S₀``, ``S₁(2k) = S₁ + Aᵏ (S₁ + k S₀)``, and one
-    more update adds ``Aᵏ`` to ``S₀`` and ``k Aᵏ`` to ``S₁``."""
+def block_sums(A: Mat3, bits: Any) -> tuple[Mat3, Mat3, Mat3]:
+    """``(Aⁿ, Σ_{i<n} Aⁱ, Σ_{i<n} i Aⁱ)`` of any 3×3 matrix ``A``, for ``n`` given by its
+    ``bits`` (most significant first), by doubling: ``S₀(2k) = S₀ + Aᵏ S₀``,
+    ``S₁(2k) = S₁ + Aᵏ (S₁ + k S₀)``, and one more update adds ``Aᵏ`` to ``S₀`` and ``k Aᵏ``
+    to ``S₁``."""
     one, zero = 1.0 + 0 * A[0][0], 0 * A[0][0]
     P = [[one if i == j else zero for j in range(3)] for i in range(3)]
     S0 = [[zero] * 3 for _ in range(3)]
@@ -167,16 +168,48 @@ def momentum_block_sums(A: Mat3, bits: Any) -> tuple[Mat3, Mat3, Mat3]:
     return P, S0, S1
 
 
+def _times(X: Mat3, v: Sequence[Any]) -> list[Any]:
+    """``X v``, skipping the terms of ``v``'s structural zeros (Python numbers equal to 0), so a
+    unit vector picks a column without any arithmetic on the others."""
+    out = []
+    for row in X:
+        terms = [row[j] * v[j] for j in range(3) if not (isinstance(v[j], (int, float)) and v[j] == 0)]
+        acc = terms[0] if terms else 0 * row[0]
+        for term in terms[1:]:
+            acc = acc + term
+        out.append(acc)
+    return out
+
+
+def linear_block_kernel(A: Mat3, e: Sequence[Any], x: Sequence[Any], u0: Any, q: Any, n: Any, bits: Any,
+                        *, after: bool) -> tuple[list[Any], list[Any]]:
+    """``n`` updates of one mode's linear map ``x' = A x + q e u`` with the scalar forcing ``u``
+    taken linear in the update index between its values ``u₀`` and ``u_n`` at the block's ends.
+
+    ``after=True``: update ``j = 1..n`` is forced by ``u_j``, the value after it (EMA momentum:
+    the loss after the position step), ``Σ_j A^(n−j) e u_j = S₀ e u₀ + (S₀ − S₁/n) e (u_n − u₀)``;
+    ``after=False``: update ``j = 0..n−1`` by ``u_j``, the value before it (the momentum
+    families: the loss at the gradient's point), ``Σ_j A^(n−1−j) e u_j = S₀ e u₀ +
+    ((n − 1) S₀ − S₁)/n e (u_n − u₀)``. Returns ``free = Aⁿ x + q S₀ e u₀`` and ``w``, so that
+    the state after the block is ``free + w (u_n − u₀)``; exact for ``n = 1``.
+    """
+    P, S0, S1 = block_sums(A, bits)
+    S0e, S1e = _times(S0, e), _times(S1, e)
+    Px = _times(P, x)
+    free = [Px[i] + q * S0e[i] * u0 for i in range(3)]
+    if after:
+        w = [q * (S0e[i] - S1e[i] / n) for i in range(3)]
+    else:
+        w = [q * ((n - 1) * S0e[i] - S1e[i]) / n for i in range(3)]
+    return free, w
+
+
 def momentum_block_kernel(C: Any, R: Any, V: Any, u0: Any, eta: Any, beta: Any, m: Any, n: Any,
                           bits: Any, lam: Any) -> tuple[list[Any], list[Any]]:
     """Per mode: ``free = Aⁿ x₀ + q S₀ e₃ u₀`` and ``w = q (S₀ − S₁/n) e₃``, so that the
     state after the block is ``free + w (u_n − u₀)`` (see the section comment above)."""
-    P, S0, S1 = momentum_block_sums(momentum_matrix(eta, beta, m, lam), bits)
-    q = beta * beta * lam / m
-    x = (C, R, V)
-    free = [P[i][0] * x[0] + P[i][1] * x[1] + P[i][2] * x[2] + q * S0[i][2] * u0 for i in range(3)]
-    w = [q * (S0[i][2] - S1[i][2] / n) for i in range(3)]
-    return free, w
+    return linear_block_kernel(momentum_matrix(eta, beta, m, lam), (0, 0, 1), (C, R, V), u0,
+                               beta * beta * lam / m, n, bits, after=True)
 
 
 def propagate_momentum_block(C: np.ndarray, R: np.ndarray, V: np.ndarray, eta: float, beta: float,
