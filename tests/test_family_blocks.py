@@ -21,7 +21,7 @@ from optctl.model import families as F
 from optctl.model.blocks import bits_of, linear_block_kernel
 from optctl.model.spectrum import spectrum
 from optctl.solver.controls import DanaSchedule, FamilySchedule, ScheduleFreeLR
-from optctl.solver.family import FAMILY_SUBBLOCK_REL, family_plan
+from optctl.solver.family import FAMILY_SUBBLOCK_REL, family_plan, solve_family, start_of
 from optctl.solver.grid import make_grid, subdivide
 from optctl.solver.transcribe import model_parameters, transcribe
 from optctl.spec import ProblemSpec, SolverOptions
@@ -153,3 +153,28 @@ def test_held_keep_rejects_bad_lengths() -> None:
         F.held_keep(np.full(10, 0.5), np.array([4, 4]))
     with pytest.raises(SpecError, match="keep"):
         F.held_keep(np.full(2, 1.5), np.array([1, 1]))
+
+
+SMALL = ProblemSpec(a=1.6, b=1.4, N=16, sigma=0.5, batch_size=4, T=1500)
+
+
+@pytest.mark.slow  # ~17 s, most of it compiling the sub-block kernels
+def test_sub_blocked_schedule_free_solve_replays_within_the_gap() -> None:
+    cs = ScheduleFreeLR(0.9)
+    start = np.full(SMALL.T, 0.5)
+    res = solve_family(SMALL, cs, [(start,)], SolverOptions(K=6, modes="exact", propagator="block"))
+    assert res.info["propagator"] == "block" and res.info["n_subblocks"] < SMALL.T / 5
+    assert res.success
+    assert abs(res.replay_gap) <= APPROX_GAP
+    assert res.final_loss < float(F.family_loss(SMALL, F.schedule_free(SMALL.T, start, 0.9)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cs", [DanaSchedule(4.0 + SMALL.a / SMALL.b), ScheduleFreeLR(0.9)], ids=["dana", "sf"])
+def test_sub_blocked_and_per_step_solves_agree(cs: FamilySchedule) -> None:
+    opt = F.dana(SMALL, SMALL.T, 0.2, 0.05) if isinstance(cs, DanaSchedule) else F.schedule_free(SMALL.T, 0.5, 0.9)
+    res = {p: solve_family(SMALL, cs, [start_of(opt)], SolverOptions(K=12, modes="exact", propagator=p))
+           for p in ("block", "step")}
+    assert res["step"].replay_gap == pytest.approx(0.0, abs=1e-12)
+    assert abs(res["block"].replay_gap) <= APPROX_GAP
+    assert res["block"].final_loss == pytest.approx(res["step"].final_loss, rel=APPROX_GAP / 10)

@@ -146,28 +146,6 @@ def bits_of(n: int, n_bits: int) -> list[float]:
     return [float((n >> (n_bits - 1 - i)) & 1) for i in range(n_bits)]
 
 
-def block_sums(A: Mat3, bits: Any) -> tuple[Mat3, Mat3, Mat3]:
-    """``(Aⁿ, Σ_{i<n} Aⁱ, Σ_{i<n} i Aⁱ)`` of any 3×3 matrix ``A``, for ``n`` given by its
-    ``bits`` (most significant first), by doubling: ``S₀(2k) = S₀ + Aᵏ S₀``,
-    ``S₁(2k) = S₁ + Aᵏ (S₁ + k S₀)``, and one more update adds ``Aᵏ`` to ``S₀`` and ``k Aᵏ``
-    to ``S₁``."""
-    one, zero = 1.0 + 0 * A[0][0], 0 * A[0][0]
-    P = [[one if i == j else zero for j in range(3)] for i in range(3)]
-    S0 = [[zero] * 3 for _ in range(3)]
-    S1 = [[zero] * 3 for _ in range(3)]
-    k: Any = 0.0
-    for b in bits:
-        S1 = _axpy(S1, 1.0, _mm(P, _axpy(S1, k, S0)))
-        S0 = _axpy(S0, 1.0, _mm(P, S0))
-        P = _mm(P, P)
-        k = 2 * k
-        S0 = _axpy(S0, b, P)
-        S1 = _axpy(S1, b * k, P)
-        P = _axpy(P, b, _axpy(_mm(A, P), -1.0, P))
-        k = k + b
-    return P, S0, S1
-
-
 def _times(X: Mat3, v: Sequence[Any]) -> list[Any]:
     """``X v``, skipping the terms of ``v``'s structural zeros (Python numbers equal to 0), so a
     unit vector picks a column without any arithmetic on the others."""
@@ -179,6 +157,33 @@ def _times(X: Mat3, v: Sequence[Any]) -> list[Any]:
             acc = acc + term
         out.append(acc)
     return out
+
+
+def block_sums_times(A: Mat3, bits: Any, x: Sequence[Any], e: Sequence[Any]) -> tuple[list[Any], list[Any], list[Any]]:
+    """``(Aⁿ x, S₀ e, S₁ e)`` with ``S₀ = Σ_{i<n} Aⁱ``, ``S₁ = Σ_{i<n} i Aⁱ``, for any 3×3 matrix
+    ``A`` and ``n`` given by its ``bits`` (most significant first), by doubling:
+    ``S₀(2k) = S₀ + Aᵏ S₀``, ``S₁(2k) = S₁ + Aᵏ (S₁ + k S₀)``, and one more update adds ``Aᵏ``
+    to ``S₀`` and ``k Aᵏ`` to ``S₁``. Only the power ``Aᵏ`` is kept as a matrix (two 3×3
+    products a bit); the sums are carried as the vectors ``S e``. For a unit ``e`` (structural
+    zeros) every entry is the same float as the matching column of the full matrix sums."""
+    one, zero = 1.0 + 0 * A[0][0], 0 * A[0][0]
+    P = [[one if i == j else zero for j in range(3)] for i in range(3)]
+    s0 = [zero] * 3
+    s1 = [zero] * 3
+    k: Any = 0.0
+    for b in bits:
+        Pv = _times(P, [s1[i] + k * s0[i] for i in range(3)])
+        s1 = [s1[i] + 1.0 * Pv[i] for i in range(3)]
+        Pv = _times(P, s0)
+        s0 = [s0[i] + 1.0 * Pv[i] for i in range(3)]
+        P = _mm(P, P)
+        k = 2 * k
+        Pe = _times(P, e)
+        s0 = [s0[i] + b * Pe[i] for i in range(3)]
+        s1 = [s1[i] + b * k * Pe[i] for i in range(3)]
+        P = _axpy(P, b, _axpy(_mm(A, P), -1.0, P))
+        k = k + b
+    return _times(P, x), s0, s1
 
 
 def linear_block_kernel(A: Mat3, e: Sequence[Any], x: Sequence[Any], u0: Any, q: Any, n: Any, bits: Any,
@@ -193,9 +198,7 @@ def linear_block_kernel(A: Mat3, e: Sequence[Any], x: Sequence[Any], u0: Any, q:
     ((n − 1) S₀ − S₁)/n e (u_n − u₀)``. Returns ``free = Aⁿ x + q S₀ e u₀`` and ``w``, so that
     the state after the block is ``free + w (u_n − u₀)``; exact for ``n = 1``.
     """
-    P, S0, S1 = block_sums(A, bits)
-    S0e, S1e = _times(S0, e), _times(S1, e)
-    Px = _times(P, x)
+    Px, S0e, S1e = block_sums_times(A, bits, x, e)
     free = [Px[i] + q * S0e[i] * u0 for i in range(3)]
     if after:
         w = [q * (S0e[i] - S1e[i] / n) for i in range(3)]
