@@ -1,7 +1,7 @@
 """Optimally scheduled families: solved DANA (γ₂, γ₃)(t) and Schedule-Free γ(t) per horizon.
 
     python benchmarks/bench_family_schedules.py --case hard --max-T 10000
-    python benchmarks/bench_family_schedules.py --case easy --max-T 100000 --second-start-min-T 10000
+    python benchmarks/bench_family_schedules.py --case easy --min-T 31623 --second-start-T 31623
     python benchmarks/bench_family_schedules.py --two-starts 316     # DANA from two starts
     python benchmarks/bench_family_schedules.py --case hard --bound-check  # bounded Schedule-Free at the bound: KKT?
 
@@ -38,8 +38,8 @@ def main() -> int:
     p.add_argument("--seed", default=None, help="a record whose shorter horizon seeds the first solve")
     p.add_argument("--redo", action="append", default=[], help="recompute this entry (e.g. dana_solved_bounded)")
     p.add_argument("--bounds", choices=("unbounded", "bounded", "both"), default="both")
-    p.add_argument("--second-start-min-T", type=int, default=None,
-                   help="from this horizon on, also solve each problem from its best-ranked other start")
+    p.add_argument("--second-start-T", type=int, action="append", default=[],
+                   help="at this horizon (repeatable) also solve each problem from its best-ranked other start")
     p.add_argument("--two-starts", type=int, default=None, help="only: DANA at this T from two starts")
     p.add_argument("--bound-check", action="store_true",
                    help="only: the one-sided derivatives of L_T at Schedule-Free's gamma = eta_max, every solved T")
@@ -62,7 +62,7 @@ def main() -> int:
                   progress=lambda s: print(s, flush=True), seed=None if args.seed is None else Path(args.seed),
                   record=None if args.record is None else Path(args.record), redo=tuple(args.redo),
                   bounds=("unbounded", "bounded") if args.bounds == "both" else (args.bounds,),
-                  second_start_min_T=args.second_start_min_T)
+                  second_start_T=tuple(args.second_start_T))
     return 0
 
 

@@ -174,7 +174,7 @@ def test_scheduled_study_records_a_second_start_and_keeps_the_lower(tmp_path) ->
                                   np.ndim(v) == 0}}
     write_json(tmp_path / "tiny.json", {"rows": [{"T": SPEC.T, "sgd": {"loss": 1.0}, **losses}]})
     rec = run_schedules(tmp_path, cfg, "tiny", [SPEC.T], K=10, progress=lambda s: None,
-                        bounds=("unbounded",), second_start_min_T=SPEC.T)
+                        bounds=("unbounded",), second_start_T=(SPEC.T,))
     # DANA starts from the tuned decaying and constant schedules: two starts; Schedule-Free has one
     assert rec["rows"][0]["schedule-free_solved_unbounded"]["second_start"] is None
     for key in ("dana_solved_unbounded",):

@@ -82,14 +82,14 @@ def run_schedules(out: Path, cfg: dict[str, Any], case: str, horizons: list[int]
                   max_iter: int = 3000, progress: Callable[[str], None] = print,
                   seed: Path | None = None, record: Path | None = None,
                   redo: tuple[str, ...] = (), bounds: tuple[str, ...] = ("unbounded", "bounded"),
-                  second_start_min_T: int | None = None) -> dict[str, Any]:
+                  second_start_T: tuple[int, ...] = ()) -> dict[str, Any]:
     """Solve and record every horizon of ``case`` into ``out/<case>_scheduled.json`` (or
     ``record``; resumable: finished entries are kept, those named in ``redo`` recomputed,
     e.g. ``dana_solved_bounded``; ``bounds`` chooses the unbounded and/or bounded solves). Needs the tuned families of ``out/<case>.json``.
     ``seed``: a record whose longest shorter horizon's answers are stretched into starts of
     the first horizon (each later horizon starts from the one before it anyway).
-    ``second_start_min_T``: from this horizon on, every solve is repeated from its best-ranked
-    other start (:func:`_two_starts`); the lower answer is kept and both are recorded."""
+    ``second_start_T``: at these horizons every solve is repeated from its best-ranked other
+    start (:func:`_two_starts`); the lower answer is kept and both are recorded."""
     model = cfg["models"][case]
     eta_max = float(cfg["sgd"]["eta_max"])
     tuned = {int(r["T"]): r for r in read_json(out / f"{case}.json")["rows"]}
@@ -136,7 +136,7 @@ def run_schedules(out: Path, cfg: dict[str, Any], case: str, horizons: list[int]
                 starts = [(np.full(T, lr),), *_more_starts(row.get(key), prev.get(f"sf-{tag}"), T, ("lr",))]
                 res = solve_family(spec, ScheduleFreeLR(beta, bound), starts, options, attempts=len(starts))
                 row[key] = _record(res, beta=beta)
-                if second_start_min_T is not None and T >= second_start_min_T:
+                if T in second_start_T:
                     row[key] = _two_starts(spec, ScheduleFreeLR(beta, bound), starts, options, res, row[key],
                                            progress, beta=beta)
                 progress(f"{case} T={T}: Schedule-Free γ(t) {tag}: L_T = {res.final_loss:.6g} ({res.status}, "
@@ -155,7 +155,7 @@ def run_schedules(out: Path, cfg: dict[str, Any], case: str, horizons: list[int]
                            *_more_starts(row.get(key), prev.get(f"dana-{tag}"), T, ("gamma2", "gamma3"))]
                 res = solve_family(spec, DanaSchedule(delta, bound), dstarts, options, attempts=len(dstarts))
                 row[key] = _record(res, delta=delta)
-                if second_start_min_T is not None and T >= second_start_min_T:
+                if T in second_start_T:
                     row[key] = _two_starts(spec, DanaSchedule(delta, bound), dstarts, options, res, row[key],
                                            progress, delta=delta)
                 progress(f"{case} T={T}: DANA (γ₂, γ₃)(t) {tag}: L_T = {res.final_loss:.6g} ({res.status}, "
