@@ -8,6 +8,10 @@ linear in ``j`` between ``u_0`` and ``u_Δ`` leaves one scalar linear equation f
 curvature of ``L_t`` inside the block. Written with a small ops table (:class:`Ops`)
 so the same code runs on numpy arrays (:data:`NUMPY`) and on CasADi symbols (the solve
 layer builds the CasADi table).
+
+The second half propagates any per-mode 3×3 linear map with a scalar forcing over a block
+(:func:`linear_block_kernel`, binary doubling): EMA momentum's (MODEL.md §3) and the momentum
+families' second moments (:func:`optctl.model.families.moment_block_kernel`).
 """
 
 from __future__ import annotations

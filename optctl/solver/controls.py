@@ -422,8 +422,9 @@ class FamilySchedule(LearningRate):
 
     The decision variables are block values of the family's schedules; the dynamics are
     the family's exact per-mode second-moment recursion, one update at a time
-    (:func:`~optctl.solver.dynamics.family_step`, on a per-step chain: the coefficients
-    move with ``t`` inside a block, so there is no block propagator). ``eta_max`` bounds
+    (:func:`~optctl.solver.dynamics.family_step`, a per-step chain) or, on a plan with
+    ``propagator == "block"``, in closed-form sub-blocks on which the one step-dependent
+    factor (:meth:`keep`) is held (:func:`~optctl.solver.dynamics.family_subblock`). ``eta_max`` bounds
     the family's *effective step* (the total displacement that one unit gradient causes
     with the coefficients held, docs/momentum_families.md §7); ``None`` leaves the
     schedules in the box ``[0, FAMILY_BOX]``. Subclasses state the coefficients.
