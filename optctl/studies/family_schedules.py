@@ -82,14 +82,16 @@ def run_schedules(out: Path, cfg: dict[str, Any], case: str, horizons: list[int]
                   max_iter: int = 3000, progress: Callable[[str], None] = print,
                   seed: Path | None = None, record: Path | None = None,
                   redo: tuple[str, ...] = (), bounds: tuple[str, ...] = ("unbounded", "bounded"),
-                  second_start_T: tuple[int, ...] = ()) -> dict[str, Any]:
+                  second_start_T: tuple[int, ...] = (),
+                  families: tuple[str, ...] = ("schedule-free", "dana")) -> dict[str, Any]:
     """Solve and record every horizon of ``case`` into ``out/<case>_scheduled.json`` (or
     ``record``; resumable: finished entries are kept, those named in ``redo`` recomputed,
     e.g. ``dana_solved_bounded``; ``bounds`` chooses the unbounded and/or bounded solves). Needs the tuned families of ``out/<case>.json``.
     ``seed``: a record whose longest shorter horizon's answers are stretched into starts of
     the first horizon (each later horizon starts from the one before it anyway).
     ``second_start_T``: at these horizons every solve is repeated from its best-ranked other
-    start (:func:`_two_starts`); the lower answer is kept and both are recorded."""
+    start (:func:`_two_starts`); the lower answer is kept and both are recorded. ``families``:
+    the scheduled families to solve (``"schedule-free"``, ``"dana"``)."""
     model = cfg["models"][case]
     eta_max = float(cfg["sgd"]["eta_max"])
     tuned = {int(r["T"]): r for r in read_json(out / f"{case}.json")["rows"]}
@@ -130,7 +132,7 @@ def run_schedules(out: Path, cfg: dict[str, Any], case: str, horizons: list[int]
             if tag not in bounds:
                 continue
             key = f"schedule-free_solved_{tag}"
-            if todo(key):
+            if "schedule-free" in families and todo(key):
                 src = tuned[T]["schedule-free"] if bound is None else row["schedule-free_bounded_tuned"]
                 beta, lr = float(src["params"]["beta"]), float(src["params"]["lr"])
                 starts = [(np.full(T, lr),), *_more_starts(row.get(key), prev.get(f"sf-{tag}"), T, ("lr",))]
@@ -141,9 +143,10 @@ def run_schedules(out: Path, cfg: dict[str, Any], case: str, horizons: list[int]
                                            progress, beta=beta)
                 progress(f"{case} T={T}: Schedule-Free γ(t) {tag}: L_T = {res.final_loss:.6g} ({res.status}, "
                          f"{res.iterations} it, {res.wall_time:.0f} s, gap {res.replay_gap:.1e}, load {_load():.1f})")
-            prev[f"sf-{tag}"] = _per_step(row[key])
+            if key in row:
+                prev[f"sf-{tag}"] = _per_step(row[key])
             key = f"dana_solved_{tag}"
-            if todo(key):
+            if "dana" in families and todo(key):
                 if bound is None:
                     pd, pc = tuned[T]["dana-decaying"]["params"], tuned[T]["dana-constant"]["params"]
                     opts = [F.dana(spec, T, pd["gamma2"], pd["gamma3"]),
@@ -160,7 +163,8 @@ def run_schedules(out: Path, cfg: dict[str, Any], case: str, horizons: list[int]
                                            progress, delta=delta)
                 progress(f"{case} T={T}: DANA (γ₂, γ₃)(t) {tag}: L_T = {res.final_loss:.6g} ({res.status}, "
                          f"{res.iterations} it, {res.wall_time:.0f} s, gap {res.replay_gap:.1e}, load {_load():.1f})")
-            prev[f"dana-{tag}"] = _per_step(row[key])
+            if key in row:
+                prev[f"dana-{tag}"] = _per_step(row[key])
             old[T] = row
             rec["rows"] = [old[t] for t in sorted(old)]
             write_json(path, rec)
@@ -331,7 +335,8 @@ def scheduled_section(families_out: Path, case: str) -> list[str]:
                   "|---" * (2 + len(COLUMNS)) + "|"]
         sl = {k: _slopes(Ts, v) for k, v in cols.items()}
         for i in range(len(Ts) - 1):
-            lines.append(f"| {Ts[i]}→{Ts[i + 1]} | " + " | ".join(f"{sl[k][i]:.4f}" for k in cols) + " |")
+            lines.append(f"| {Ts[i]}→{Ts[i + 1]} | " + " | ".join(
+                f"{sl[k][i]:.4f}" if np.isfinite(sl[k][i]) else "—" for k in cols) + " |")
     solved = ("dana_solved_unbounded", "schedule-free_solved_unbounded", "dana_solved_bounded",
               "schedule-free_solved_bounded")
     worst = max(abs(float(r[k]["replay_gap"])) for r in rows for k in solved if k in r)
