@@ -1,6 +1,7 @@
 """Optimally scheduled families: solved DANA (γ₂, γ₃)(t) and Schedule-Free γ(t) per horizon.
 
     python benchmarks/bench_family_schedules.py --case hard --max-T 10000
+    python benchmarks/bench_family_schedules.py --case easy --min-T 31623 --second-start-T 31623
     python benchmarks/bench_family_schedules.py --two-starts 316     # DANA from two starts
     python benchmarks/bench_family_schedules.py --case hard --bound-check  # bounded Schedule-Free at the bound: KKT?
 
@@ -29,14 +30,19 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="results/momentum_families")
     p.add_argument("--case", default="hard")
-    p.add_argument("--max-T", type=int, default=10_000)
+    p.add_argument("--max-T", type=int, default=100_000)
     p.add_argument("--K", type=int, default=48, help="refined control blocks")
     p.add_argument("--min-T", type=int, default=0)
+    p.add_argument("--skip-T", type=int, action="append", default=[],
+                   help="leave this horizon out (repeatable); the next one starts from the one before it")
     p.add_argument("--max-iter", type=int, default=3000, help="IPOPT iterations per solve")
     p.add_argument("--record", default=None, help="write here instead of <out>/<case>_scheduled.json")
     p.add_argument("--seed", default=None, help="a record whose shorter horizon seeds the first solve")
     p.add_argument("--redo", action="append", default=[], help="recompute this entry (e.g. dana_solved_bounded)")
     p.add_argument("--bounds", choices=("unbounded", "bounded", "both"), default="both")
+    p.add_argument("--family", choices=("schedule-free", "dana", "both"), default="both")
+    p.add_argument("--second-start-T", type=int, action="append", default=[],
+                   help="at this horizon (repeatable) also solve each problem from its best-ranked other start")
     p.add_argument("--two-starts", type=int, default=None, help="only: DANA at this T from two starts")
     p.add_argument("--bound-check", action="store_true",
                    help="only: the one-sided derivatives of L_T at Schedule-Free's gamma = eta_max, every solved T")
@@ -54,11 +60,13 @@ def main() -> int:
         return 0
     if args.bound_check:
         return _bound_check(out, cfg, args.case)
-    horizons = [T for T in cfg["horizons"] if args.min_T <= T <= args.max_T]
+    horizons = [T for T in cfg["horizons"] if args.min_T <= T <= args.max_T and T not in args.skip_T]
     run_schedules(out, cfg, args.case, horizons, K=args.K, max_iter=args.max_iter,
                   progress=lambda s: print(s, flush=True), seed=None if args.seed is None else Path(args.seed),
                   record=None if args.record is None else Path(args.record), redo=tuple(args.redo),
-                  bounds=("unbounded", "bounded") if args.bounds == "both" else (args.bounds,))
+                  bounds=("unbounded", "bounded") if args.bounds == "both" else (args.bounds,),
+                  second_start_T=tuple(args.second_start_T),
+                  families=("schedule-free", "dana") if args.family == "both" else (args.family,))
     return 0
 
 

@@ -157,3 +157,32 @@ def test_schedule_free_bound_check_tells_an_active_bound_from_an_inactive_one() 
     high = bound_check(SPEC, 0.8, 3.0 * top, grid)
     assert low["kkt"] and low["max_derivative"] < 0
     assert not high["kkt"] and high["max_derivative"] > 0
+
+
+def test_scheduled_study_records_a_second_start_and_keeps_the_lower(tmp_path) -> None:
+    from optctl.io.files import read_json, write_json
+    from optctl.studies.family_schedules import run_schedules, scheduled_section
+
+    model = {"a": SPEC.a, "b": SPEC.b, "N": SPEC.N, "sigma": SPEC.sigma, "batch_size": SPEC.batch_size}
+    cfg = {"models": {"tiny": model}, "sgd": {"eta_max": 1.0}}
+    losses = {}
+    for fam, opt in (("dana-decaying", F.dana(SPEC, SPEC.T, 0.2, 0.1)),
+                     ("dana-constant", F.dana(SPEC, SPEC.T, 0.1, 0.02, decaying=False)),
+                     ("schedule-free", F.schedule_free(SPEC.T, 0.5, 0.9))):
+        losses[fam] = {"loss": float(F.family_loss(SPEC, opt)),
+                       "params": {k: float(v) for k, v in opt.params.items() if not k.startswith("_") and
+                                  np.ndim(v) == 0}}
+    write_json(tmp_path / "tiny.json", {"rows": [{"T": SPEC.T, "sgd": {"loss": 1.0}, **losses}]})
+    rec = run_schedules(tmp_path, cfg, "tiny", [SPEC.T], K=10, progress=lambda s: None,
+                        bounds=("unbounded",), second_start_T=(SPEC.T,))
+    # DANA starts from the tuned decaying and constant schedules: two starts; Schedule-Free has one
+    assert rec["rows"][0]["schedule-free_solved_unbounded"]["second_start"] is None
+    for key in ("dana_solved_unbounded",):
+        v = rec["rows"][0][key]
+        other = v["second_start"]
+        assert other["start"] != v["start"]
+        assert v["loss"] <= other["loss"]
+        assert v["starts_relative_difference"] == pytest.approx((other["loss"] - v["loss"]) / v["loss"])
+    assert read_json(tmp_path / "tiny_scheduled.json")["rows"][0]["T"] == SPEC.T
+    text = "\n".join(scheduled_section(tmp_path, "tiny"))
+    assert "| 80 | dana_solved_unbounded | step (80) |" in text

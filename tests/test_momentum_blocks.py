@@ -9,7 +9,7 @@ import pytest
 from optctl.errors import SpecError
 from optctl.model.blocks import (
     bits_of,
-    momentum_block_sums,
+    block_sums_times,
     momentum_matrix,
     propagate_momentum_block,
 )
@@ -38,12 +38,13 @@ def test_block_sums_match_direct_powers() -> None:
     rng = np.random.default_rng(3)
     A = [[float(v) for v in row] for row in rng.uniform(-0.6, 0.6, (3, 3))]
     M = np.array(A)
+    x, e = rng.uniform(-1, 1, 3), rng.uniform(-1, 1, 3)
     for n in (1, 2, 3, 7, 16, 37):
-        P, S0, S1 = momentum_block_sums(A, bits_of(n, 6))
+        Px, S0e, S1e = block_sums_times(A, bits_of(n, 6), list(x), list(e))
         powers = [np.linalg.matrix_power(M, i) for i in range(n)]
-        np.testing.assert_allclose(np.array(P), np.linalg.matrix_power(M, n), rtol=1e-12, atol=1e-14)
-        np.testing.assert_allclose(np.array(S0), sum(powers), rtol=1e-12, atol=1e-14)
-        np.testing.assert_allclose(np.array(S1), sum(i * p for i, p in enumerate(powers)), rtol=1e-12,
+        np.testing.assert_allclose(np.array(Px), np.linalg.matrix_power(M, n) @ x, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(np.array(S0e), sum(powers) @ e, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(np.array(S1e), sum(i * p for i, p in enumerate(powers)) @ e, rtol=1e-12,
                                    atol=1e-14)
 
 

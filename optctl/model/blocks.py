@@ -8,11 +8,15 @@ linear in ``j`` between ``u_0`` and ``u_Δ`` leaves one scalar linear equation f
 curvature of ``L_t`` inside the block. Written with a small ops table (:class:`Ops`)
 so the same code runs on numpy arrays (:data:`NUMPY`) and on CasADi symbols (the solve
 layer builds the CasADi table).
+
+The second half propagates any per-mode 3×3 linear map with a scalar forcing over a block
+(:func:`linear_block_kernel`, binary doubling): EMA momentum's (MODEL.md §3) and the momentum
+families' second moments (:func:`optctl.model.families.moment_block_kernel`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,37 +158,73 @@ def bits_of(n: int, n_bits: int) -> list[float]:
     return [float((n >> (n_bits - 1 - i)) & 1) for i in range(n_bits)]
 
 
-def momentum_block_sums(A: Mat3, bits: Any) -> tuple[Mat3, Mat3, Mat3]:
-    """``(Aⁿ, Σ_{i<n} Aⁱ, Σ_{i<n} i Aⁱ)`` for ``n`` given by its ``bits`` (most significant
-    first), by doubling: ``S₀(2k) = S₀ + Aᵏ S₀``, ``S₁(2k) = S₁ + Aᵏ (S₁ + k S₀)``, and one
-    more update adds ``Aᵏ`` to ``S₀`` and ``k Aᵏ`` to ``S₁``."""
+def _times(X: Mat3, v: Sequence[Any]) -> list[Any]:
+    """``X v``, skipping the terms of ``v``'s structural zeros (Python numbers equal to 0), so a
+    unit vector picks a column without any arithmetic on the others."""
+    out = []
+    for row in X:
+        terms = [row[j] * v[j] for j in range(3) if not (isinstance(v[j], (int, float)) and v[j] == 0)]
+        acc = terms[0] if terms else 0 * row[0]
+        for term in terms[1:]:
+            acc = acc + term
+        out.append(acc)
+    return out
+
+
+def block_sums_times(A: Mat3, bits: Any, x: Sequence[Any], e: Sequence[Any]) -> tuple[list[Any], list[Any], list[Any]]:
+    """``(Aⁿ x, S₀ e, S₁ e)`` with ``S₀ = Σ_{i<n} Aⁱ``, ``S₁ = Σ_{i<n} i Aⁱ``, for any 3×3 matrix
+    ``A`` and ``n`` given by its ``bits`` (most significant first), by doubling:
+    ``S₀(2k) = S₀ + Aᵏ S₀``, ``S₁(2k) = S₁ + Aᵏ (S₁ + k S₀)``, and one more update adds ``Aᵏ``
+    to ``S₀`` and ``k Aᵏ`` to ``S₁``. Only the power ``Aᵏ`` is kept as a matrix (two 3×3
+    products a bit); the sums are carried as the vectors ``S e``. For a unit ``e`` (structural
+    zeros) every entry is the same float as the matching column of the full matrix sums."""
     one, zero = 1.0 + 0 * A[0][0], 0 * A[0][0]
     P = [[one if i == j else zero for j in range(3)] for i in range(3)]
-    S0 = [[zero] * 3 for _ in range(3)]
-    S1 = [[zero] * 3 for _ in range(3)]
+    s0 = [zero] * 3
+    s1 = [zero] * 3
     k: Any = 0.0
     for b in bits:
-        S1 = _axpy(S1, 1.0, _mm(P, _axpy(S1, k, S0)))
-        S0 = _axpy(S0, 1.0, _mm(P, S0))
+        Pv = _times(P, [s1[i] + k * s0[i] for i in range(3)])
+        s1 = [s1[i] + 1.0 * Pv[i] for i in range(3)]
+        Pv = _times(P, s0)
+        s0 = [s0[i] + 1.0 * Pv[i] for i in range(3)]
         P = _mm(P, P)
         k = 2 * k
-        S0 = _axpy(S0, b, P)
-        S1 = _axpy(S1, b * k, P)
+        Pe = _times(P, e)
+        s0 = [s0[i] + b * Pe[i] for i in range(3)]
+        s1 = [s1[i] + b * k * Pe[i] for i in range(3)]
         P = _axpy(P, b, _axpy(_mm(A, P), -1.0, P))
         k = k + b
-    return P, S0, S1
+    return _times(P, x), s0, s1
+
+
+def linear_block_kernel(A: Mat3, e: Sequence[Any], x: Sequence[Any], u0: Any, q: Any, n: Any, bits: Any,
+                        *, after: bool) -> tuple[list[Any], list[Any]]:
+    """``n`` updates of one mode's linear map ``x' = A x + q e u`` with the scalar forcing ``u``
+    taken linear in the update index between its values ``u₀`` and ``u_n`` at the block's ends.
+
+    ``after=True``: update ``j = 1..n`` is forced by ``u_j``, the value after it (EMA momentum:
+    the loss after the position step), ``Σ_j A^(n−j) e u_j = S₀ e u₀ + (S₀ − S₁/n) e (u_n − u₀)``;
+    ``after=False``: update ``j = 0..n−1`` by ``u_j``, the value before it (the momentum
+    families: the loss at the gradient's point), ``Σ_j A^(n−1−j) e u_j = S₀ e u₀ +
+    ((n − 1) S₀ − S₁)/n e (u_n − u₀)``. Returns ``free = Aⁿ x + q S₀ e u₀`` and ``w``, so that
+    the state after the block is ``free + w (u_n − u₀)``; exact for ``n = 1``.
+    """
+    Px, S0e, S1e = block_sums_times(A, bits, x, e)
+    free = [Px[i] + q * S0e[i] * u0 for i in range(3)]
+    if after:
+        w = [q * (S0e[i] - S1e[i] / n) for i in range(3)]
+    else:
+        w = [q * ((n - 1) * S0e[i] - S1e[i]) / n for i in range(3)]
+    return free, w
 
 
 def momentum_block_kernel(C: Any, R: Any, V: Any, u0: Any, eta: Any, beta: Any, m: Any, n: Any,
                           bits: Any, lam: Any) -> tuple[list[Any], list[Any]]:
     """Per mode: ``free = Aⁿ x₀ + q S₀ e₃ u₀`` and ``w = q (S₀ − S₁/n) e₃``, so that the
     state after the block is ``free + w (u_n − u₀)`` (see the section comment above)."""
-    P, S0, S1 = momentum_block_sums(momentum_matrix(eta, beta, m, lam), bits)
-    q = beta * beta * lam / m
-    x = (C, R, V)
-    free = [P[i][0] * x[0] + P[i][1] * x[1] + P[i][2] * x[2] + q * S0[i][2] * u0 for i in range(3)]
-    w = [q * (S0[i][2] - S1[i][2] / n) for i in range(3)]
-    return free, w
+    return linear_block_kernel(momentum_matrix(eta, beta, m, lam), (0, 0, 1), (C, R, V), u0,
+                               beta * beta * lam / m, n, bits, after=True)
 
 
 def propagate_momentum_block(C: np.ndarray, R: np.ndarray, V: np.ndarray, eta: float, beta: float,

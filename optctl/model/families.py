@@ -43,13 +43,14 @@ settings at once (the tuning in :mod:`optctl.baselines.momentum_tune` uses this)
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
 
 from optctl.errors import SpecError
+from optctl.model.blocks import Mat3, bits_of, linear_block_kernel
 from optctl.model.replay import bucket_length
 from optctl.model.spectrum import Spectrum, spectrum
 from optctl.spec import ProblemSpec
@@ -109,6 +110,89 @@ def moment_step(S00: X, S01: X, S11: X, P: Any, A00: Any, A01: Any, A10: Any, A1
 def point_moment(S00: X, S01: X, S11: X, u0: Any, u1: Any) -> X:
     """``E[p²]`` per mode for ``p = u₀ s₀ + u₁ s₁``."""
     return u0 * u0 * S00 + 2 * u0 * u1 * S01 + u1 * u1 * S11  # type: ignore[operator,no-any-return]
+
+
+def moment_matrix(A00: Any, A01: Any, A10: Any, A11: Any, b0: Any, b1: Any, u0: Any, u1: Any, lam: Any,
+                  m: Any) -> tuple[Mat3, list[Any], list[Any]]:
+    """:func:`moment_step` as a linear map of ``x = (S₀₀, S₀₁, S₁₁)``: ``x' = G x + (λ/m) e (P + σ²)``.
+
+    Returns ``(G, e, h)``: ``G`` the 3×3 map of ``M ← F M Fᵀ`` plus the mode's own noise
+    ``(λ²/m) e hᵀ``, ``e = (b₀², b₀ b₁, b₁²)`` where the noise enters, ``h = (u₀², 2 u₀ u₁, u₁²)``
+    so that ``E[p²] = h · x``. The cross-mode loss ``P`` is the only coupling between modes.
+    """
+    F00 = A00 + lam * b0 * u0
+    F01 = A01 + lam * b0 * u1
+    F10 = A10 + lam * b1 * u0
+    F11 = A11 + lam * b1 * u1
+    e = [b0 * b0, b0 * b1, b1 * b1]
+    h = [u0 * u0, 2 * u0 * u1, u1 * u1]
+    own = lam * lam / m
+    G = [[F00 * F00, 2 * F00 * F01, F01 * F01],
+         [F00 * F10, F00 * F11 + F01 * F10, F01 * F11],
+         [F10 * F10, 2 * F10 * F11, F11 * F11]]
+    G = [[G[i][j] + own * e[i] * h[j] for j in range(3)] for i in range(3)]
+    return G, e, h
+
+
+def moment_block_kernel(S00: Any, S01: Any, S11: Any, u0: Any, coef: Sequence[Any], n: Any, bits: Any,
+                        lam: Any, m: Any) -> tuple[list[Any], list[Any]]:
+    """Per mode, ``n`` updates of :func:`moment_step` with its eight coefficients ``coef =
+    (A₀₀, A₀₁, A₁₀, A₁₁, b₀, b₁, u₀, u₁)`` held, the forcing ``P + σ²`` (the loss at the
+    gradient's point before each update) linear in the update index from ``u0``: ``free`` and
+    ``w`` of :func:`~optctl.model.blocks.linear_block_kernel`, the state after the block being
+    ``free + w (u_n − u0)``. Exact for ``n = 1``."""
+    A00, A01, A10, A11, b0, b1, u0_, u1_ = coef
+    G, e, _ = moment_matrix(A00, A01, A10, A11, b0, b1, u0_, u1_, lam, m)
+    return linear_block_kernel(G, e, (S00, S01, S11), u0, lam / m, n, bits, after=False)
+
+
+def held_keep(keep: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """One value per sub-block of a per-step factor ``keep_t ∈ [0, 1]`` (DANA's ``1 − Δ(t)``,
+    Schedule-Free's ``1 − c_t``): the geometric mean over the sub-block, so that the held
+    value's ``n``-th power is the exact product (a velocity, or the average's weight on its
+    past, decays over the sub-block exactly as step by step)."""
+    keep = np.asarray(keep, dtype=float)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if keep.ndim != 1 or int(lengths.sum()) != keep.size or np.any(lengths < 1):
+        raise SpecError("lengths", lengths.tolist()[:8], f"positive sub-block lengths summing to {keep.size}")
+    if np.any((keep < 0) | (keep > 1)):
+        raise SpecError("keep", float(keep[(keep < 0) | (keep > 1)][0]), "a per-step factor in [0, 1]")
+    with np.errstate(divide="ignore"):
+        logs = np.log(keep)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    sums = np.add.reduceat(logs, starts)
+    return np.exp(sums / lengths)
+
+
+def blocked_loss(spec: ProblemSpec, opt: LinearOptimizer, lengths: np.ndarray, *,
+                 sp: Spectrum | None = None, after: bool = False) -> float:
+    """``L_T`` (tail included) of an optimizer whose ``i``-th coefficients are held for
+    ``lengths[i]`` updates, propagated sub-block by sub-block in closed form
+    (:func:`moment_block_kernel`; numpy, one candidate). With every length 1 it is the exact
+    recursion; otherwise the forcing is taken linear inside each sub-block.
+    ``after=True`` forces each update by the value after it, a deliberately wrong convention
+    for the tests' power check.
+    """
+    sp = spectrum(spec) if sp is None else sp
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if opt.A.ndim != 3 or lengths.shape != (opt.T,):
+        raise SpecError("lengths", lengths.shape, f"one length per coefficient row ({opt.T}), one candidate")
+    lam, lam_w, m, s2 = sp.lam, sp.weight * sp.lam, float(spec.batch_size), sp.sigma2
+    S00 = sp.c0.copy()
+    S01, S11 = (S00.copy(), S00.copy()) if opt.start == "copy" else (np.zeros_like(S00), np.zeros_like(S00))
+    n_bits = max(int(lengths.max()).bit_length(), 1)
+    for i, n in enumerate(lengths):
+        (A00, A01), (A10, A11) = opt.A[i]
+        (b0, b1), (p0, p1) = opt.b[i], opt.u[i]
+        G, e, h = moment_matrix(A00, A01, A10, A11, b0, b1, p0, p1, lam, m)
+        u_start = float(lam_w @ (h[0] * S00 + h[1] * S01 + h[2] * S11)) + s2
+        free, w = linear_block_kernel(G, e, (S00, S01, S11), u_start, lam / m, float(n),
+                                      bits_of(int(n), n_bits), after=after)
+        alpha = float(lam_w @ (h[0] * w[0] + h[1] * w[1] + h[2] * w[2]))
+        u_end = (float(lam_w @ (h[0] * free[0] + h[1] * free[1] + h[2] * free[2])) - alpha * u_start + s2) \
+            / (1 - alpha)
+        S00, S01, S11 = (free[k] + w[k] * (u_end - u_start) for k in range(3))
+    return float((S00 if opt.readout == 0 else S11) @ lam_w) + sp.tail
 
 
 def _per_step(name: str, value: Any, T: int) -> np.ndarray:

@@ -33,9 +33,16 @@ import numpy as np
 
 from optctl.errors import SpecError
 from optctl.model.blocks import bits_of
+from optctl.model.families import held_keep
 from optctl.model.momentum import momentum_replay, momentum_start, start_weight
 from optctl.model.replay import Replay, replay
-from optctl.solver.dynamics import family_step, momentum_subblock, momentum_update, sgd_subblock
+from optctl.solver.dynamics import (
+    family_step,
+    family_subblock,
+    momentum_subblock,
+    momentum_update,
+    sgd_subblock,
+)
 from optctl.solver.piecewise import block_means, expand
 from optctl.solver.plan import BranchPlan, Plan
 from optctl.spec import ControlSpec, ProblemSpec
@@ -415,8 +422,9 @@ class FamilySchedule(LearningRate):
 
     The decision variables are block values of the family's schedules; the dynamics are
     the family's exact per-mode second-moment recursion, one update at a time
-    (:func:`~optctl.solver.dynamics.family_step`, on a per-step chain: the coefficients
-    move with ``t`` inside a block, so there is no block propagator). ``eta_max`` bounds
+    (:func:`~optctl.solver.dynamics.family_step`, a per-step chain) or, on a plan with
+    ``propagator == "block"``, in closed-form sub-blocks on which the one step-dependent
+    factor (:meth:`keep`) is held (:func:`~optctl.solver.dynamics.family_subblock`). ``eta_max`` bounds
     the family's *effective step* (the total displacement that one unit gradient causes
     with the coefficients held, docs/momentum_families.md §7); ``None`` leaves the
     schedules in the box ``[0, FAMILY_BOX]``. Subclasses state the coefficients.
@@ -439,25 +447,46 @@ class FamilySchedule(LearningRate):
         """The family's fixed hyperparameters (part of the compiled problem)."""
 
     @abstractmethod
-    def coefficients(self, T: int, u: Sequence[Any]) -> list[Any]:
-        """The eight per-step rows ``(A₀₀, A₀₁, A₁₀, A₁₁, b₀, b₁, u₀, u₁)`` (each ``1 × T``
-        or a scalar) from the per-step schedules ``u`` (``1 × T`` each)."""
+    def keep(self, T: int) -> np.ndarray:
+        """The step-dependent factor of the updates ``t < T``, in ``[0, 1]``: DANA's ``1 − Δ(t)``,
+        Schedule-Free's ``1 − c_t`` (every other coefficient is constant inside a block)."""
+
+    @abstractmethod
+    def coefficients(self, keep: np.ndarray, u: Sequence[Any]) -> list[Any]:
+        """The eight rows ``(A₀₀, A₀₁, A₁₀, A₁₁, b₀, b₁, u₀, u₁)`` of the chain (each ``1 × n``
+        or a scalar) from :meth:`keep` (``1 × n``: per update, or held per sub-block) and the
+        schedules ``u`` (``1 × n`` each)."""
 
     def floor(self, spec: ProblemSpec, controls: ControlSpec, K: int) -> np.ndarray:
         return np.full(self.size(K), 1e-6)
 
     def dynamics(self, plan: Plan, u: Sequence[ca.MX], model: Model, kappa: float) -> tuple[ca.MX, ca.MX]:
+        """``L_T`` by the per-step chain (``plan.propagator == "step"``, exact) or by closed-form
+        sub-blocks (``"block"``): :meth:`keep` held at its geometric mean over each sub-block
+        (:func:`~optctl.model.families.held_keep`), the other coefficients constant there."""
         T = int(plan.grid[-1])
-        n = plan.spectrum.n_modes
-        select = _select(plan)
-        rows = self.coefficients(T, [ca.mtimes(select, v).T for v in u])
-        coef = ca.vertcat(*[r if isinstance(r, ca.MX) else ca.MX(ca.DM(np.broadcast_to(r, (1, T))))
+        n, n_sub = plan.spectrum.n_modes, int(plan.lengths.size)
+        block = plan.propagator == "block"
+        keep = held_keep(self.keep(T), plan.lengths) if block else self.keep(T)
+        rows = self.coefficients(keep[None, :], [ca.mtimes(_select(plan), v).T for v in u])
+        coef = ca.vertcat(*[r if isinstance(r, ca.MX) else ca.MX(ca.DM(np.broadcast_to(r, (1, n_sub))))
                             for r in rows])
         zero = ca.MX.zeros(n)
         x0 = ca.vertcat(model.c0, model.c0, model.c0) if self.copy_start else ca.vertcat(model.c0, zero, zero)
-        chain = family_step(n).mapaccum("chain", T)
-        states = chain(x0, coef, model.m, model.lam, model.lam_w, model.sigma2)
-        last = states[:, -1]
+        if block:
+            # Each sub-block's doubling runs over its own length's bits (a kernel per bit
+            # width): at T = 10^5 that is 2413 bits in all instead of 483 × 12.
+            kernels: dict[int, ca.Function] = {}
+            last = x0
+            for i, k in enumerate(int(v) for v in plan.lengths):
+                width = k.bit_length()
+                if width not in kernels:
+                    kernels[width] = family_subblock(n, width)
+                last = kernels[width](last, coef[:, i], model.m, float(k), ca.DM(bits_of(k, width)), model.lam,
+                                      model.lam_w, model.sigma2)
+        else:
+            chain = family_step(n).mapaccum("chain", n_sub)
+            last = chain(x0, coef, model.m, model.lam, model.lam_w, model.sigma2)[:, -1]
         S = last[:n] if self.readout == 0 else last[2 * n:]
         return ca.dot(model.lam_w, S), self.step_constraints(plan, u)
 
@@ -525,9 +554,11 @@ class DanaSchedule(FamilySchedule):
         """``Δ(t)`` for the 0-based updates ``t < T``."""
         return self.delta / (self.delta + np.arange(T, dtype=float))
 
-    def coefficients(self, T: int, u: Sequence[Any]) -> list[Any]:
+    def keep(self, T: int) -> np.ndarray:
+        return 1.0 - self.momentum_rate(T)
+
+    def coefficients(self, keep: np.ndarray, u: Sequence[Any]) -> list[Any]:
         g2, g3 = u
-        keep = 1.0 - self.momentum_rate(T)[None, :]
         return [1.0, -g3 * ca.DM(keep), 0.0, keep, -(g2 + g3), 1.0, 1.0, 0.0]
 
     def step_constraints(self, plan: Plan, u: Sequence[ca.MX]) -> ca.MX:
@@ -601,10 +632,13 @@ class ScheduleFreeLR(FamilySchedule):
     def fixed(self) -> tuple[float, ...]:
         return (self.beta,)
 
-    def coefficients(self, T: int, u: Sequence[Any]) -> list[Any]:
+    def keep(self, T: int) -> np.ndarray:
+        return 1.0 - 1.0 / (np.arange(T, dtype=float) + 2.0)
+
+    def coefficients(self, keep: np.ndarray, u: Sequence[Any]) -> list[Any]:
         (g,) = u
-        c = 1.0 / (np.arange(T, dtype=float)[None, :] + 2.0)
-        return [1.0, 0.0, c, 1.0 - c, -g, -g * ca.DM(c), 1.0 - self.beta, self.beta]
+        c = 1.0 - keep
+        return [1.0, 0.0, c, keep, -g, -g * ca.DM(c), 1.0 - self.beta, self.beta]
 
 
 _SETS: dict[tuple[str, ...], type[LearningRate]] = {

@@ -11,9 +11,10 @@ couple the modes outside it, so the generated code is a few small loops whatever
 from __future__ import annotations
 
 import casadi as ca
+import numpy as np
 
 from optctl.model.blocks import Ops, block_weights, momentum_block_kernel
-from optctl.model.families import moment_step, point_moment
+from optctl.model.families import moment_block_kernel, moment_step, point_moment
 from optctl.model.momentum import momentum_position, momentum_velocity
 from optctl.model.spectrum import sgd_step
 
@@ -118,3 +119,44 @@ def family_step(n_modes: int) -> ca.Function:
     P = ca.dot(lw, point_moment(S00, S01, S11, u0, u1))
     N00, N01, N11 = moment_step(S00, S01, S11, P, A00, A01, A10, A11, b0, b1, u0, u1, lam, m, s2)
     return ca.Function("family_step", [x, c, m, lam, lw, s2], [ca.vertcat(N00, N01, N11)])
+
+
+def family_subblock(n_modes: int, n_bits: int) -> ca.Function:
+    """``n`` updates of a linear momentum family with its eight coefficients held, by the
+    closed-form propagator of :func:`~optctl.model.families.moment_block_kernel` (the loss at
+    the gradient's point taken linear in ``t`` inside the sub-block). Exact for ``n = 1``.
+
+    Inputs ``(x, c, m, n, bits, λ, wλ, σ²)`` as :func:`family_step`, with ``n`` and its
+    ``n_bits`` binary digits ``bits`` (most significant first); output ``x_next``.
+    """
+    lam, S00, S01, S11, u0, m, n = (ca.SX.sym(s) for s in ("lam", "S00", "S01", "S11", "u0", "m", "n"))
+    c, bits = ca.SX.sym("c", 8), ca.SX.sym("bits", n_bits)
+    free, w = moment_block_kernel(S00, S01, S11, u0, [c[i] for i in range(8)], n,
+                                  [bits[i] for i in range(n_bits)], lam, m)
+    kernel = ca.Function("family_block_kernel", [lam, S00, S01, S11, u0, c, m, n, bits],
+                         [ca.vertcat(*free), ca.vertcat(*w)])
+    kmap = kernel.map(n_modes)
+    nm = n_modes
+    x, cM = ca.MX.sym("x", 3 * nm), ca.MX.sym("c", 8)
+    lamM, lwM = ca.MX.sym("lam", nm), ca.MX.sym("lw", nm)
+    mM, nM, s2M, bitsM = ca.MX.sym("m"), ca.MX.sym("n"), ca.MX.sym("s2"), ca.MX.sym("bits", n_bits)
+    X = [x[:nm], x[nm:2 * nm], x[2 * nm:]]
+    p0, p1 = cM[6], cM[7]
+
+    def at_point(v: list[ca.MX]) -> ca.MX:  # Σ wλ E[p²] of per-mode moments v
+        return ca.dot(lwM, point_moment(v[0], v[1], v[2], p0, p1))
+
+    u0M = at_point(X) + s2M
+    freeM, wM = kmap(lamM.T, X[0].T, X[1].T, X[2].T, u0M, cM, mM, nM, bitsM)  # 3 × n_modes each
+    F = [freeM[i, :].T for i in range(3)]
+    W = [wM[i, :].T for i in range(3)]
+    alpha = at_point(W)
+    u_end = (at_point(F) - alpha * u0M + s2M) / (1 - alpha)
+    x_next = ca.vertcat(*[F[i] + W[i] * (u_end - u0M) for i in range(3)])
+    # Schedules that make the recursion diverge overflow the powers Aⁿ, and the closure can then
+    # turn them into a huge *negative* loss (measured: −8.7e269 where the per-step chain gives
+    # nan), which IPOPT would accept. A sub-block whose closure is singular (1 − α ≤ 0) or whose
+    # end loss is negative or not finite is an evaluation error (nan), so IPOPT cuts its step back.
+    ok = ca.logic_and(ca.logic_and(1 - alpha > 0, u_end >= s2M), ca.fabs(u_end) < np.inf)
+    x_next = ca.if_else(ok, x_next, np.nan * ca.DM.ones(3 * nm), True)
+    return ca.Function("family_subblock", [x, cM, mM, nM, bitsM, lamM, lwM, s2M], [x_next])
