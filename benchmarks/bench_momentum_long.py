@@ -32,6 +32,7 @@ import argparse
 import dataclasses
 import json
 import os
+import signal
 import sys
 import time
 from datetime import UTC, datetime
@@ -227,21 +228,26 @@ def _point_files(setting_out: Path) -> dict[str, float]:
     return {p.name: p.stat().st_mtime for p in sorted((setting_out / "points").glob("*-T*.json"))}
 
 
-def record_run(setting_out: Path, started: dict[str, Any], before: dict[str, float]) -> dict[str, Any]:
-    """Append this run of the setting (command, UTC start and end, wall seconds, load averages
-    at both ends, the points it solved or changed and those it found solved) to
-    ``runs.json``; returns the entry."""
+def _stop(signum: int, frame: Any) -> None:
+    raise SystemExit(f"stopped by signal {signum}: the point being solved is not written")
+
+
+def record_run(setting_out: Path, started: dict[str, Any], before: dict[str, float],
+               finished: bool = True) -> dict[str, Any]:
+    """Append this run of the setting (command, whether it finished, UTC start and end, wall
+    seconds, load averages at both ends, the points it solved or changed and those it found
+    solved) to ``runs.json``; returns the entry."""
     after = _point_files(setting_out)
     run = {k: v for k, v in started.items() if k != "_t0"}
-    entry = {**run, "end_utc": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+    entry = {**run, "finished": finished, "end_utc": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
              "wall_s": round(time.perf_counter() - started["_t0"], 1),
              "load_end": [round(x, 2) for x in os.getloadavg()],
              "solved": [n for n in after if n not in before],
              "changed": [n for n in after if n in before and after[n] != before[n]],
              "kept": [n for n in after if n in before and after[n] == before[n]]}
     path = setting_out / "runs.json"
-    runs = json.loads(path.read_text()) if path.exists() else []
-    write_json(path, [*runs, entry])
+    runs = json.loads(path.read_text())["runs"] if path.exists() else []
+    write_json(path, {"runs": [*runs, entry]})
     return entry
 
 
@@ -255,10 +261,18 @@ def runs_section(setting_out: Path) -> str:
              "end: measured under load, not the solver's speed.", "",
              "| command | start (UTC) | end | wall s | load at start | load at end | points solved | changed | kept from earlier |",
              "|---|---|---|---|---|---|---|---|---|"]
-    for r in json.loads(path.read_text()):
+    stopped = []
+    for r in json.loads(path.read_text())["runs"]:
         ld = lambda x: " / ".join(f"{v:.2f}" for v in x)  # noqa: E731
-        lines.append(f"| `{r['command']}` | {r['start_utc']} | {r['end_utc']} | {r['wall_s']:.0f} | {ld(r['load_start'])} "
-                     f"| {ld(r['load_end'])} | {len(r['solved'])} | {len(r['changed'])} | {len(r['kept'])} |")
+        mark = "" if r.get("finished", True) else " (stopped before the end)"
+        if mark:
+            stopped.append(r["start_utc"])
+        lines.append(f"| `{r['command']}`{mark} | {r['start_utc']} | {r['end_utc']} | {r['wall_s']:.0f} | "
+                     f"{ld(r['load_start'])} | {ld(r['load_end'])} | {len(r['solved'])} | {len(r['changed'])} | "
+                     f"{len(r['kept'])} |")
+    if stopped:
+        lines += ["", f"The runs started at {', '.join(stopped)} were stopped: the horizons a case lacks above "
+                  "were not solved, and a stopped case may lack its start checks (starts.md)."]
     return "\n".join(lines) + "\n"
 
 
@@ -292,15 +306,20 @@ def main() -> int:
                                    "load_start": [round(x, 2) for x in os.getloadavg()]}
         before = _point_files(out / setting)
         if not args.report_only:
-            for case in cases:  # solved points are kept one file each: a stopped run resumes
-                run_momentum_study(out / setting, study=study, horizons={case: horizons_of(case, args.max_T)},
-                                   setting=setting, second_start_max_T=args.second_start_max_T, escape=True)
-            if not args.no_check_starts:
-                check_starts(out / setting, study, cases, args.second_start_max_T)
-            entry = record_run(out / setting, started, before)
-            print(f"{setting}: {entry['wall_s']:.0f} s wall, load {entry['load_start']} → {entry['load_end']}, "
-                  f"{len(entry['solved'])} points solved, {len(entry['changed'])} changed, "
-                  f"{len(entry['kept'])} kept", flush=True)
+            signal.signal(signal.SIGTERM, _stop)  # a stopped run still records what it did
+            finished = False
+            try:
+                for case in cases:  # solved points are kept one file each: a stopped run resumes
+                    run_momentum_study(out / setting, study=study, horizons={case: horizons_of(case, args.max_T)},
+                                       setting=setting, second_start_max_T=args.second_start_max_T, escape=True)
+                    if not args.no_check_starts:
+                        check_starts(out / setting, study, [case], args.second_start_max_T)
+                finished = True
+            finally:
+                entry = record_run(out / setting, started, before, finished)
+                print(f"{setting}: {'finished' if finished else 'STOPPED'}, {entry['wall_s']:.0f} s wall, load "
+                      f"{entry['load_start']} → {entry['load_end']}, {len(entry['solved'])} points solved, "
+                      f"{len(entry['changed'])} changed, {len(entry['kept'])} kept", flush=True)
         done = {c: tuple(T for T in horizons_of(c, 100_000) if (out / setting / "points" / f"{c}-T{T}.json").exists())
                 for c in ("hard", "easy", "hard_b2")}
         done = {c: hs for c, hs in done.items() if hs}
