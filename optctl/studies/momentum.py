@@ -299,9 +299,10 @@ def momentum_report(summary: dict[str, Any]) -> str:
                   f"{'yes' if sv.get('normalize_init') else 'no'}, penalty κ = {sv.get('kappa', 0.0):g} on (η, β) "
                   f"(counted in the solve's objective, not in L_T), velocity start `{sv.get('momentum_init', 'model')}`. "
                   "Optimal SGD is solved without penalty on its default grid (\"L_T SGD\") and, as the start "
-                  "of the (η, β) solve, on the (η, β) grid (\"vs SGD, same grid\": β ≡ 1 is SGD — with the "
-                  "notebook's velocity start, SGD whose first step is scaled by η_{T−1} — so a converged "
-                  "(η, β) optimum without penalty is not above it).", ""]
+                  "of the (η, β) solve, on the (η, β) grid (\"vs SGD, same grid\": β ≡ 1 is SGD"
+                  + (" whose first step is scaled by η_{T−1}, the notebook's velocity start" if
+                     sv.get("momentum_init") == "notebook" else "")
+                  + ", so a converged (η, β) optimum without penalty is not above it).", ""]
     for phase, s in summary["phases"].items():
         n = len(s["horizons"])
         grid_sgd = s.get("sgd_same_grid_loss") or [None] * n
@@ -316,7 +317,7 @@ def momentum_report(summary: dict[str, Any]) -> str:
                                                 s["momentum_status"], spreads, grid_sgd, pen, strict=True):
             two = "one start" if sp is None else f"{sp:.1e}" + (" **disagree**" if sp > STARTS_RTOL else "")
             same = "—" if lg is None else f"{100 * (lm / lg - 1):+.2f}%"
-            pc = "—" if pk is None else f"{pk / lm:.1e}"
+            pc = f"{pk / lm:.1e}" if pk is not None else "0" if sv and not sv.get("kappa") else "—"
             lines.append(f"| {T} | {ls:.6g} | {lm:.6g} | {100 * g:.2f}% | {same} | {pc} | {st} | {two} |")
         lines += ["", "| exponent ζ (L_T ∝ T^-ζ) | SGD | momentum |", "|---|---|---|",
                   f"| fit over all horizons | {s['sgd_exponent']:.4f} | {s['momentum_exponent']:.4f} |"]
