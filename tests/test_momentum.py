@@ -269,3 +269,22 @@ def test_notebook_point_records_its_penalty_and_the_same_grid_sgd() -> None:
     row = next(ln for ln in text.splitlines() if ln.startswith("| 40 |"))
     assert f"{100 * (L / same - 1):+.2f}%" in row and f"{penalty / L:.1e}" in row
     assert "penalty κ = 0.01" in text
+
+
+def test_starts_are_ranked_by_what_the_solve_minimises() -> None:
+    """With a penalty the kept start is the one with the lower L_T + κP (the objective), even
+    when its L_T is higher; the spread is taken over that; without ``penalised`` (κ = 0), L_T."""
+    from types import SimpleNamespace
+
+    from optctl.studies.momentum import merge_start
+
+    rec = {"momentum_starts": [{"start": "continuation", "loss": 1.0, "penalty": 0.3, "penalised": 1.3}],
+           "momentum_loss": 1.0, "momentum_penalty": 0.3, "sgd_loss": 2.0}
+    res = SimpleNamespace(final_loss=1.1, status="Solve_Succeeded", replay_gap=0.0, iterations=7,
+                          transcription={}, eta=np.zeros(3), beta=np.ones(3))
+    out = merge_start(rec, res, {"start": "default", "loss": 1.1, "penalty": 0.05, "penalised": 1.15})  # type: ignore[arg-type]
+    assert out["momentum_loss"] == 1.1 and out["momentum_penalty"] == 0.05
+    assert out["starts_spread"] == pytest.approx(0.15 / 1.15) and out["starts_disagree"]
+    plain = {"momentum_starts": [{"start": "continuation", "loss": 1.0}], "momentum_loss": 1.0, "sgd_loss": 2.0}
+    kept = merge_start(plain, res, {"start": "default", "loss": 1.1})  # type: ignore[arg-type]
+    assert kept["momentum_loss"] == 1.0 and kept["starts_spread"] == pytest.approx(0.1)

@@ -52,6 +52,11 @@ def _warm(prev: dict[str, Any] | None) -> Callable[[np.ndarray], tuple[np.ndarra
 STARTS_RTOL = 1e-4
 
 
+def _ranked(start: dict[str, Any]) -> float:
+    """What ranks a start: ``L_T + κ P`` (what the solve minimises; ``L_T`` without ``κ``)."""
+    return float(start.get("penalised", start["loss"]))
+
+
 def penalty_of(res: ScheduleResult, kappa: float | None) -> float:
     """The smoothness penalty ``κ P`` the solve added to ``L_T`` at its answer
     (:func:`optctl.solver.controls.smoothness_penalty` of the block values; 0 without ``κ``)."""
@@ -74,8 +79,9 @@ def _solve_momentum(study: ControlStudy, spec: ProblemSpec, controls: Any, warm:
     else:
         res = solve(spec, study.solver, controls=controls, init=warm, start_from="best" if warm is None else "init")
         extra = {"iterations": res.iterations}
-    return res, {"start": name, "loss": res.final_loss, "status": res.status,
-                 "penalty": penalty_of(res, controls.kappa), "seconds": time.perf_counter() - t0, **extra}
+    pen = penalty_of(res, controls.kappa)
+    return res, {"start": name, "loss": res.final_loss, "status": res.status, "penalty": pen,
+                 "penalised": res.final_loss + pen, "seconds": time.perf_counter() - t0, **extra}
 
 
 def solve_point(study: ControlStudy, phase: str, T: int, *, eta_max: float, beta_min: float,
@@ -87,7 +93,8 @@ def solve_point(study: ControlStudy, phase: str, T: int, *, eta_max: float, beta
     study's ``setting`` (initial loss, penalty ``κ``, velocity start; docs/controls.md),
     started from the previous horizon's optimum rescaled in ``t/T`` (horizon continuation,
     :mod:`optctl.solver.continuation`). With ``second_start`` (and a previous horizon) it is
-    also solved from the default candidates; the lower of the two is kept and both are
+    also solved from the default candidates; the lower of the two is kept (by ``L_T + κ P``,
+    what the solve minimises: :func:`optctl.solver.continuation.penalised`) and both are
     recorded (``momentum_starts``, ``starts_disagree`` above :data:`STARTS_RTOL`). With
     ``escape`` each start is followed by the search over the block where the
     anneal begins (:func:`optctl.solver.continuation.solve_escape`), which on the hard case
@@ -105,9 +112,9 @@ def solve_point(study: ControlStudy, phase: str, T: int, *, eta_max: float, beta
     if second_start and warm is not None:
         cold, entry = _solve_momentum(study, spec, controls, None, "default", escape)
         starts.append(entry)
-        if cold.final_loss < mom.final_loss:
+        if _ranked(entry) < _ranked(first):
             mom = cold
-    losses = [float(st["loss"]) for st in starts]
+    losses = [_ranked(st) for st in starts]
     spread = (max(losses) - min(losses)) / min(losses) if len(starts) > 1 else None
     assert mom.beta is not None
     return {
@@ -142,10 +149,10 @@ def merge_start(record: dict[str, Any], res: ScheduleResult, entry: dict[str, An
     """``record`` with one more solved start (``entry`` its record, ``res`` its answer): the
     spread is recomputed over every start, and the lowest answer is kept."""
     starts = [*record["momentum_starts"], entry]
-    losses = [float(st["loss"]) for st in starts]
+    losses = [_ranked(st) for st in starts]
     spread = (max(losses) - min(losses)) / min(losses)
     out = {**record, "momentum_starts": starts, "starts_spread": spread, "starts_disagree": spread > STARTS_RTOL}
-    if res.final_loss < record["momentum_loss"]:
+    if _ranked(entry) < record["momentum_loss"] + record.get("momentum_penalty", 0.0):
         assert res.beta is not None
         out.update(momentum_loss=res.final_loss, momentum_status=res.status, momentum_replay_gap=res.replay_gap,
                    momentum_iterations=res.iterations, momentum_transcription=res.transcription,
@@ -302,7 +309,9 @@ def momentum_report(summary: dict[str, Any]) -> str:
                   "of the (η, β) solve, on the (η, β) grid (\"vs SGD, same grid\": β ≡ 1 is SGD"
                   + (" whose first step is scaled by η_{T−1}, the notebook's velocity start" if
                      sv.get("momentum_init") == "notebook" else "")
-                  + ", so a converged (η, β) optimum without penalty is not above it).", ""]
+                  + ", so a converged (η, β) optimum without penalty is not above it). "
+                  + ("Starts are compared and the lowest kept by L_T + κP, what the solve minimises."
+                     if sv.get("kappa") else ""), ""]
     for phase, s in summary["phases"].items():
         n = len(s["horizons"])
         grid_sgd = s.get("sgd_same_grid_loss") or [None] * n
