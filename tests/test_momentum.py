@@ -220,7 +220,8 @@ def test_add_start_records_every_start_and_keeps_the_lowest() -> None:
     rec = solve_point(study, "hard", 16, eta_max=1.0, beta_min=0.0)
     # a worse recorded answer, so that the new start must replace it
     worse = {**rec, "momentum_loss": 2 * rec["momentum_loss"],
-             "momentum_starts": [{**rec["momentum_starts"][0], "loss": 2 * rec["momentum_loss"]}]}
+             "momentum_starts": [{**rec["momentum_starts"][0], "loss": 2 * rec["momentum_loss"],
+                                  "penalised": 2 * rec["momentum_loss"]}]}  # κ = 0: the same
     out = add_start(study, worse, "from above", init=longer)
     assert [st["start"] for st in out["momentum_starts"]] == ["default", "from above"]
     losses = [st["loss"] for st in out["momentum_starts"]]
