@@ -11,12 +11,15 @@ refined grid K = 96 (``--K``; the study file's 48 leaves local optima whose star
 up to 2e-3 at T ≥ 3162, docs/controls.md), block propagator, grouped modes) on the models of the families study
 (``optctl/data/study_families.yaml``: hard a = 1.3, b = 2.75; hard_b2 a = 1.5, b = 2; easy
 a = 2.3, b = 1.75) at the families' horizons 10^2 … 10^5, in two settings: ``project`` (raw initial loss, κ = 0, velocity
-start v_0 = β_0 g_0) and ``notebook`` (normalised initial loss, κ = 1e-2, the notebook's
-velocity start). Each horizon starts from the previous one's optimum (horizon continuation);
+start v_0 = β_0 g_0) and ``notebook`` (normalised initial loss, κ = 1e-2 — the notebook's
+per-step penalty, on the block grid each change spread between block midpoints
+(``optctl.solver.controls.penalty_weights``) — the notebook's velocity start). One command
+per setting: ``--setting notebook`` (or ``project``) runs every case to 10^5. Each horizon starts from the previous one's optimum (horizon continuation);
 up to ``--second-start-max-T`` it is also solved from the default candidates and the two are
 compared (the lower is kept; a difference above 1e-4 is flagged in the tables).
 
-Writes results/momentum_long_K96/<setting>/ (points/*.json, summary.json, report.md, figures;
+Writes results/momentum_long_K96/<setting>/ (points/*.json, summary.json, report.md, figures,
+runs.json: each run's command, wall time, load averages and which points it solved or found solved;
 results/momentum_long_K<K>/ for another ``--K``, results/momentum_long/ for K = 48) and
 results/momentum_families/exponents.md (exponents_K<K>.md for another K): every method's L_T,
 local slopes, theory lines and the verdict, with the solver's flags. Resumable: solved points
@@ -28,6 +31,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import signal
+import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -215,6 +223,59 @@ def check_starts(setting_out: Path, study: Any, cases: list[str], second_start_m
                       f"{rec['starts_spread']:.1e}", flush=True)
 
 
+def _point_files(setting_out: Path) -> dict[str, float]:
+    """The setting's point files and their modification times."""
+    return {p.name: p.stat().st_mtime for p in sorted((setting_out / "points").glob("*-T*.json"))}
+
+
+def _stop(signum: int, frame: Any) -> None:
+    raise SystemExit(f"stopped by signal {signum}: the point being solved is not written")
+
+
+def record_run(setting_out: Path, started: dict[str, Any], before: dict[str, float],
+               finished: bool = True) -> dict[str, Any]:
+    """Append this run of the setting (command, whether it finished, UTC start and end, wall
+    seconds, load averages at both ends, the points it solved or changed and those it found
+    solved) to ``runs.json``; returns the entry."""
+    after = _point_files(setting_out)
+    run = {k: v for k, v in started.items() if k != "_t0"}
+    entry = {**run, "finished": finished, "end_utc": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+             "wall_s": round(time.perf_counter() - started["_t0"], 1),
+             "load_end": [round(x, 2) for x in os.getloadavg()],
+             "solved": [n for n in after if n not in before],
+             "changed": [n for n in after if n in before and after[n] != before[n]],
+             "kept": [n for n in after if n in before and after[n] == before[n]]}
+    path = setting_out / "runs.json"
+    runs = json.loads(path.read_text())["runs"] if path.exists() else []
+    write_json(path, {"runs": [*runs, entry]})
+    return entry
+
+
+def runs_section(setting_out: Path) -> str:
+    """Markdown: every recorded run of the setting (``runs.json``), for the end of report.md."""
+    path = setting_out / "runs.json"
+    if not path.exists():
+        return ""
+    lines = ["## Runs that wrote these points", "",
+             "Wall time on a shared 2-core machine with the load averages (1, 5, 15 min) at start and "
+             "end: measured under load, not the solver's speed.", "",
+             "| command | start (UTC) | end | wall s | load at start | load at end | points solved | changed | kept from earlier |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    stopped = []
+    for r in json.loads(path.read_text())["runs"]:
+        ld = lambda x: " / ".join(f"{v:.2f}" for v in x)  # noqa: E731
+        mark = "" if r.get("finished", True) else " (stopped before the end)"
+        if mark:
+            stopped.append(r["start_utc"])
+        lines.append(f"| `{r['command']}`{mark} | {r['start_utc']} | {r['end_utc']} | {r['wall_s']:.0f} | "
+                     f"{ld(r['load_start'])} | {ld(r['load_end'])} | {len(r['solved'])} | {len(r['changed'])} | "
+                     f"{len(r['kept'])} |")
+    if stopped:
+        lines += ["", f"The runs started at {', '.join(stopped)} were stopped: the horizons a case lacks above "
+                  "were not solved, and a stopped case may lack its start checks (starts.md)."]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=None, help="default results/momentum_long_K<K> (results/momentum_long for K = 48)")
@@ -238,18 +299,34 @@ def main() -> int:
     study = dataclasses.replace(base, models=models, solver=dataclasses.replace(base.solver, K=args.K))
     cases = args.case or ["hard", "easy", "hard_b2"]
     settings = ["project", "notebook"] if args.setting == "both" else [args.setting]
+    command = "python benchmarks/bench_momentum_long.py " + " ".join(sys.argv[1:])
     for setting in settings:
+        started: dict[str, Any] = {"command": command.strip(), "_t0": time.perf_counter(),
+                                   "start_utc": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+                                   "load_start": [round(x, 2) for x in os.getloadavg()]}
+        before = _point_files(out / setting)
         if not args.report_only:
-            for case in cases:  # solved points are kept one file each: a stopped run resumes
-                run_momentum_study(out / setting, study=study, horizons={case: horizons_of(case, args.max_T)},
-                                   setting=setting, second_start_max_T=args.second_start_max_T, escape=True)
-            if not args.no_check_starts:
-                check_starts(out / setting, study, cases, args.second_start_max_T)
+            signal.signal(signal.SIGTERM, _stop)  # a stopped run still records what it did
+            finished = False
+            try:
+                for case in cases:  # solved points are kept one file each: a stopped run resumes
+                    run_momentum_study(out / setting, study=study, horizons={case: horizons_of(case, args.max_T)},
+                                       setting=setting, second_start_max_T=args.second_start_max_T, escape=True)
+                    if not args.no_check_starts:
+                        check_starts(out / setting, study, [case], args.second_start_max_T)
+                finished = True
+            finally:
+                entry = record_run(out / setting, started, before, finished)
+                print(f"{setting}: {'finished' if finished else 'STOPPED'}, {entry['wall_s']:.0f} s wall, load "
+                      f"{entry['load_start']} → {entry['load_end']}, {len(entry['solved'])} points solved, "
+                      f"{len(entry['changed'])} changed, {len(entry['kept'])} kept", flush=True)
         done = {c: tuple(T for T in horizons_of(c, 100_000) if (out / setting / "points" / f"{c}-T{T}.json").exists())
                 for c in ("hard", "easy", "hard_b2")}
         done = {c: hs for c, hs in done.items() if hs}
         if done:  # the setting's summary, report and figures over every solved point
             run_momentum_study(out / setting, study=study, horizons=done, setting=setting, progress=False)
+            report = (out / setting / "report.md").read_text()
+            write_text_atomic(out / setting / "report.md", report + runs_section(out / setting))
             write_text_atomic(out / setting / "starts.md", starts_report(out / setting, args.K))
     name = "exponents.md" if args.K == DEFAULT_K else f"exponents_K{args.K}.md"
     write_text_atomic(fam_out / name, exponent_report(out, fam_out, args.K))

@@ -216,8 +216,10 @@ class ControlSpec:
     ``m_t ∈ [m_min, m_max]`` is chosen too, under the sample budget
     ``Σ_t m_t = T m̄`` with ``m̄`` the problem's ``batch_size`` (MODEL.md §4.2); with
     ``"momentum"`` the EMA weight ``β_t ∈ [beta_min, 1]`` of MODEL.md §3 is chosen
-    (β = 1 is plain SGD), with an optional smoothness penalty
-    ``κ Σ_j ‖u_{j+1} − u_j‖²`` on the block controls ``u = (η, β)`` (MODEL.md §4.3) and
+    (β = 1 is plain SGD), with an optional smoothness penalty ``κ Σ_t ‖u_{t+1} − u_t‖²``
+    on the per-step controls ``u = (η, β)`` (MODEL.md §4.3; on a block grid
+    ``κ Σ_j ‖u_{j+1} − u_j‖² / d_j``, ``d_j`` the updates between block midpoints:
+    :func:`optctl.solver.controls.penalty_weights`) and
     the velocity's start ``momentum_init`` (one of :data:`MOMENTUM_INITS`, default
     ``"model"``: ``v_0 = β_0 g_0`` as in MODEL.md §3; ``"notebook"``: ``v_0 = η_{T−1} g_0``,
     what the authors' momentum notebook computes; ``"zero"``: ``v_0 = 0``).

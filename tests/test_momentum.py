@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,27 @@ def test_kappa_smooths_the_controls(mom_result) -> None:  # type: ignore[no-unty
     tv = lambda r: np.sum(np.diff(r.eta_blocks) ** 2) + np.sum(np.diff(r.beta[r.grid[:-1]]) ** 2)  # noqa: E731
     assert tv(smooth) < tv(mom_result)
     assert smooth.final_loss >= mom_result.final_loss * (1 - JOINT_NOT_WORSE_RTOL)
+
+
+@pytest.mark.parametrize("grid, K", [("per_step", 48), ("uniform", 16)])
+def test_kappa_is_the_notebooks_per_step_penalty(grid: str, K: int) -> None:
+    """The penalty the solve adds to ``L_T`` is the notebook's ``κ Σ_t (u_{t+1} − u_t)²`` of a
+    per-step schedule, computed here in numpy: on the per-step grid that of the answer itself;
+    on 16 blocks of 3 updates, that of the schedule running linearly between block midpoints
+    (each jump spread over 3 updates costs a third of its square; the unweighted sum of block
+    differences, the earlier transcription, is 3× this and fails). ``L_T`` is the replay's."""
+    kappa = 1e-2
+    spec = replace(SMALL, normalize_init=True)
+    r = solve(spec, SolverOptions(grid=grid, K=K, propagator="step", modes="exact", max_iter=60),
+              controls=ControlSpec(controls=("lr", "momentum"), kappa=kappa, momentum_init="notebook"))
+    assert r.beta is not None and r.grid.size == K + 1
+    assert r.final_loss == pytest.approx(momentum_curve(spec, r.eta, r.beta, init="notebook")[-1], rel=1e-12)
+    t = np.arange(spec.T)
+    mids = 0.5 * (r.grid[:-1] + r.grid[1:] - 1)  # block midpoints, in updates
+    per_step = [np.interp(t, mids, u[r.grid[:-1]]) for u in (r.eta, r.beta)]
+    penalty = kappa * sum(float(np.sum(np.diff(u) ** 2)) for u in per_step)
+    assert penalty > 1e-4 * r.final_loss  # the check has something to compare
+    assert r.objective - r.final_loss == pytest.approx(penalty, rel=1e-6)  # the NLP sums L_T to ~1e-10
 
 
 @pytest.mark.parametrize("kw, field", [
@@ -198,7 +220,8 @@ def test_add_start_records_every_start_and_keeps_the_lowest() -> None:
     rec = solve_point(study, "hard", 16, eta_max=1.0, beta_min=0.0)
     # a worse recorded answer, so that the new start must replace it
     worse = {**rec, "momentum_loss": 2 * rec["momentum_loss"],
-             "momentum_starts": [{**rec["momentum_starts"][0], "loss": 2 * rec["momentum_loss"]}]}
+             "momentum_starts": [{**rec["momentum_starts"][0], "loss": 2 * rec["momentum_loss"],
+                                  "penalised": 2 * rec["momentum_loss"]}]}  # κ = 0: the same
     out = add_start(study, worse, "from above", init=longer)
     assert [st["start"] for st in out["momentum_starts"]] == ["default", "from above"]
     losses = [st["loss"] for st in out["momentum_starts"]]
@@ -212,3 +235,57 @@ def test_add_start_records_every_start_and_keeps_the_lowest() -> None:
     again = add_start(study, out, "default")
     assert again["momentum_loss"] == min(out["momentum_loss"], again["momentum_starts"][-1]["loss"])
     assert len(again["momentum_starts"]) == 3
+
+
+@pytest.mark.filterwarnings("ignore:Polyfit may be poorly conditioned")  # one horizon: no exponent to fit
+def test_notebook_point_records_its_penalty_and_the_same_grid_sgd() -> None:
+    """A study point in the notebook setting records the penalty its answer carries (the
+    notebook's per-step sum of the linear interpolation between block midpoints, computed
+    here) and its report compares L_T with optimal SGD on the same grid and shows κP / L_T."""
+    from dataclasses import replace as _replace
+
+    from optctl.io.studyconfig import load_control_study
+    from optctl.studies.momentum import momentum_report, solve_point, summarize
+
+    base = load_control_study()
+    study = _replace(base, models={"easy": {"a": 2.3, "b": 1.75, "N": 60, "sigma": 0.5, "batch_size": 4}},
+                     solver=SolverOptions(grid="uniform", K=8, tol=1e-8, max_iter=300))
+    rec = solve_point(study, "easy", 40, eta_max=1.0, beta_min=0.0, setting="notebook")
+    kappa = study.setting("notebook")["kappa"]
+    grid = np.arange(0, 41, 5)  # 8 blocks of 5 updates
+    t = np.arange(40)
+    mids = 0.5 * (grid[:-1] + grid[1:] - 1)
+    per_step = [np.interp(t, mids, np.asarray(rec[k])[grid[:-1]]) for k in ("eta", "beta")]
+    penalty = kappa * sum(float(np.sum(np.diff(u) ** 2)) for u in per_step)
+    assert penalty > 0 and rec["momentum_penalty"] == pytest.approx(penalty, rel=1e-9)
+    assert rec["momentum_starts"][0]["penalty"] == rec["momentum_penalty"]
+    spec = ProblemSpec(**rec["spec"])
+    L = momentum_curve(spec, np.asarray(rec["eta"]), np.asarray(rec["beta"]), init="notebook")[-1]
+    assert rec["momentum_loss"] == pytest.approx(L, rel=1e-10)
+    same = rec["momentum_transcription"]["sgd_final_loss"]
+    s = summarize([rec])
+    assert s["sgd_same_grid_loss"] == [same] and s["blocks"] == [8]
+    text = momentum_report({"eta_max": 1.0, "beta_min": 0.0, "setting": "notebook",
+                            "setting_values": study.setting("notebook"), "phases": {"easy": s}})
+    row = next(ln for ln in text.splitlines() if ln.startswith("| 40 |"))
+    assert f"{100 * (L / same - 1):+.2f}%" in row and f"{penalty / L:.1e}" in row
+    assert "penalty κ = 0.01" in text
+
+
+def test_starts_are_ranked_by_what_the_solve_minimises() -> None:
+    """With a penalty the kept start is the one with the lower L_T + κP (the objective), even
+    when its L_T is higher; the spread is taken over that; without ``penalised`` (κ = 0), L_T."""
+    from types import SimpleNamespace
+
+    from optctl.studies.momentum import merge_start
+
+    rec = {"momentum_starts": [{"start": "continuation", "loss": 1.0, "penalty": 0.3, "penalised": 1.3}],
+           "momentum_loss": 1.0, "momentum_penalty": 0.3, "sgd_loss": 2.0}
+    res = SimpleNamespace(final_loss=1.1, status="Solve_Succeeded", replay_gap=0.0, iterations=7,
+                          transcription={}, eta=np.zeros(3), beta=np.ones(3))
+    out = merge_start(rec, res, {"start": "default", "loss": 1.1, "penalty": 0.05, "penalised": 1.15})  # type: ignore[arg-type]
+    assert out["momentum_loss"] == 1.1 and out["momentum_penalty"] == 0.05
+    assert out["starts_spread"] == pytest.approx(0.15 / 1.15) and out["starts_disagree"]
+    plain = {"momentum_starts": [{"start": "continuation", "loss": 1.0}], "momentum_loss": 1.0, "sgd_loss": 2.0}
+    kept = merge_start(plain, res, {"start": "default", "loss": 1.1})  # type: ignore[arg-type]
+    assert kept["momentum_loss"] == 1.0 and kept["starts_spread"] == pytest.approx(0.1)

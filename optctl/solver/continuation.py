@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from optctl.errors import SpecError
-from optctl.solver.controls import Init
+from optctl.solver.controls import Init, smoothness_penalty
 from optctl.solver.result import ScheduleResult
 from optctl.solver.solve import solve
 from optctl.spec import ControlSpec, ProblemSpec, SolverOptions
@@ -104,6 +104,15 @@ def move_to_end(eta: np.ndarray, beta: np.ndarray, s_from: float, s_to: float) -
     return np.interp(src, s, eta[::-1])[::-1], np.interp(src, s, beta[::-1])[::-1]
 
 
+def penalised(res: ScheduleResult, kappa: float | None) -> float:
+    """What an ``(η, β)`` solve minimises, evaluated exactly: the replayed ``L_T`` plus the
+    smoothness penalty ``κ P`` of its block controls (:func:`smoothness_penalty`); ``L_T``
+    alone without ``κ``. Answers of the same problem are ranked by this."""
+    if not kappa or res.beta is None:
+        return float(res.final_loss)
+    return float(res.final_loss) + float(kappa) * smoothness_penalty(res.grid, res.eta_blocks, res.beta[res.grid[:-1]])
+
+
 def anneal_block(eta_blocks: np.ndarray, eta_max: float, rtol: float = 1e-3) -> int | None:
     """The block where the anneal begins: the one after the last block at the learning-rate
     bound (``None`` when no block but the last, or none, is at the bound)."""
@@ -151,7 +160,8 @@ def solve_escape(spec: ProblemSpec, options: SolverOptions | None = None, *,
     continuation's answer anneals two blocks early, 4.5e-4 above the best). Solved from ``init`` (or the default candidates), the answer is re-solved
     from itself with its anneal moved one block later and one block earlier
     (:func:`move_to_end`); while a move lowers the replayed ``L_T`` by more than ``rtol``
-    relative, the search keeps moving in that direction (at most ``max_moves`` solves after
+    relative (with a smoothness penalty ``κ``, ``L_T + κ P``: :func:`penalised`, what the solve
+    minimises), the search keeps moving in that direction (at most ``max_moves`` solves after
     the first; a move that IPOPT takes back to the same block is kept if lower but ends
     that direction). An answer without an anneal at the learning-rate bound is returned as solved.
 
@@ -165,6 +175,7 @@ def solve_escape(spec: ProblemSpec, options: SolverOptions | None = None, *,
                         "schedule: give controls: [lr, momentum]")
     t_all = time.perf_counter()
     solves: list[dict[str, object]] = []
+    kappa = controls.kappa
 
     def one(start: Init, name: str) -> ScheduleResult:
         t0 = time.perf_counter()
@@ -172,6 +183,7 @@ def solve_escape(spec: ProblemSpec, options: SolverOptions | None = None, *,
         j = anneal_block(res.eta_blocks, spec.eta_max)
         rec = {"start": name, "status": res.status, "success": bool(res.success), "iterations": int(res.iterations),
                "loss": float(res.final_loss), "replay_gap": float(res.replay_gap),
+               "penalised": penalised(res, kappa),
                "anneal_start": None if j is None else int(res.grid[j]), "seconds": time.perf_counter() - t0}
         solves.append(rec)
         if progress is not None:
@@ -194,7 +206,7 @@ def solve_escape(spec: ProblemSpec, options: SolverOptions | None = None, *,
             step = directions[0]
             res = moved(best, step)
             moves += res is not None
-            if res is None or res.final_loss >= best.final_loss * (1 - rtol):
+            if res is None or penalised(res, kappa) >= penalised(best, kappa) * (1 - rtol):
                 directions = directions[1:]
             elif anneal_block(res.eta_blocks, spec.eta_max) == anneal_block(best.eta_blocks, spec.eta_max):
                 best, directions = res, directions[1:]  # lower, but IPOPT moved the anneal back
@@ -207,6 +219,6 @@ def solve_escape(spec: ProblemSpec, options: SolverOptions | None = None, *,
     if smooth and j is not None and j > 2:
         assert best.beta is not None
         res = one((best.eta, smooth_plateau(best.eta, best.beta, best.grid, j)), "plateau β smoothed")
-        if res.final_loss < best.final_loss * (1 - rtol):
+        if penalised(res, kappa) < penalised(best, kappa) * (1 - rtol):
             best, _ = search(res, moves)  # the smoothed answer's anneal may sit elsewhere
     return Escape(result=best, solves=solves, seconds=time.perf_counter() - t_all)

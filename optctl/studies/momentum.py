@@ -29,6 +29,7 @@ from optctl.model.momentum import momentum_curve
 from optctl.model.montecarlo import simulate_sgd
 from optctl.model.replay import loss_curve
 from optctl.solver.continuation import solve_escape
+from optctl.solver.controls import smoothness_penalty
 from optctl.solver.result import ScheduleResult
 from optctl.solver.solve import solve
 from optctl.spec import ProblemSpec
@@ -51,6 +52,19 @@ def _warm(prev: dict[str, Any] | None) -> Callable[[np.ndarray], tuple[np.ndarra
 STARTS_RTOL = 1e-4
 
 
+def _ranked(start: dict[str, Any]) -> float:
+    """What ranks a start: ``L_T + κ P`` (what the solve minimises; ``L_T`` without ``κ``)."""
+    return float(start.get("penalised", start["loss"]))
+
+
+def penalty_of(res: ScheduleResult, kappa: float | None) -> float:
+    """The smoothness penalty ``κ P`` the solve added to ``L_T`` at its answer
+    (:func:`optctl.solver.controls.smoothness_penalty` of the block values; 0 without ``κ``)."""
+    if not kappa or res.beta is None:
+        return 0.0
+    return float(kappa) * smoothness_penalty(res.grid, res.eta_blocks, res.beta[res.grid[:-1]])
+
+
 def _solve_momentum(study: ControlStudy, spec: ProblemSpec, controls: Any, warm: Any, name: str,
                     escape: bool) -> tuple[ScheduleResult, dict[str, Any]]:
     """One ``(η, β)`` start: the plain solve, or with ``escape`` the search over the block
@@ -65,8 +79,9 @@ def _solve_momentum(study: ControlStudy, spec: ProblemSpec, controls: Any, warm:
     else:
         res = solve(spec, study.solver, controls=controls, init=warm, start_from="best" if warm is None else "init")
         extra = {"iterations": res.iterations}
-    return res, {"start": name, "loss": res.final_loss, "status": res.status,
-                 "seconds": time.perf_counter() - t0, **extra}
+    pen = penalty_of(res, controls.kappa)
+    return res, {"start": name, "loss": res.final_loss, "status": res.status, "penalty": pen,
+                 "penalised": res.final_loss + pen, "seconds": time.perf_counter() - t0, **extra}
 
 
 def solve_point(study: ControlStudy, phase: str, T: int, *, eta_max: float, beta_min: float,
@@ -78,7 +93,8 @@ def solve_point(study: ControlStudy, phase: str, T: int, *, eta_max: float, beta
     study's ``setting`` (initial loss, penalty ``κ``, velocity start; docs/controls.md),
     started from the previous horizon's optimum rescaled in ``t/T`` (horizon continuation,
     :mod:`optctl.solver.continuation`). With ``second_start`` (and a previous horizon) it is
-    also solved from the default candidates; the lower of the two is kept and both are
+    also solved from the default candidates; the lower of the two is kept (by ``L_T + κ P``,
+    what the solve minimises: :func:`optctl.solver.continuation.penalised`) and both are
     recorded (``momentum_starts``, ``starts_disagree`` above :data:`STARTS_RTOL`). With
     ``escape`` each start is followed by the search over the block where the
     anneal begins (:func:`optctl.solver.continuation.solve_escape`), which on the hard case
@@ -96,9 +112,9 @@ def solve_point(study: ControlStudy, phase: str, T: int, *, eta_max: float, beta
     if second_start and warm is not None:
         cold, entry = _solve_momentum(study, spec, controls, None, "default", escape)
         starts.append(entry)
-        if cold.final_loss < mom.final_loss:
+        if _ranked(entry) < _ranked(first):
             mom = cold
-    losses = [float(st["loss"]) for st in starts]
+    losses = [_ranked(st) for st in starts]
     spread = (max(losses) - min(losses)) / min(losses) if len(starts) > 1 else None
     assert mom.beta is not None
     return {
@@ -109,7 +125,7 @@ def solve_point(study: ControlStudy, phase: str, T: int, *, eta_max: float, beta
         "sgd_loss": sgd.final_loss, "sgd_status": sgd.status, "sgd_time_s": t_sgd,
         "momentum_loss": mom.final_loss, "momentum_status": mom.status, "momentum_time_s": t_mom,
         "momentum_replay_gap": mom.replay_gap, "momentum_iterations": mom.iterations,
-        "momentum_transcription": mom.transcription,
+        "momentum_transcription": mom.transcription, "momentum_penalty": penalty_of(mom, controls.kappa),
         "gain": (sgd.final_loss - mom.final_loss) / sgd.final_loss,
         "eta": mom.eta.tolist(), "beta": mom.beta.tolist(), "sgd_eta": sgd.eta.tolist(),
     }
@@ -133,13 +149,14 @@ def merge_start(record: dict[str, Any], res: ScheduleResult, entry: dict[str, An
     """``record`` with one more solved start (``entry`` its record, ``res`` its answer): the
     spread is recomputed over every start, and the lowest answer is kept."""
     starts = [*record["momentum_starts"], entry]
-    losses = [float(st["loss"]) for st in starts]
+    losses = [_ranked(st) for st in starts]
     spread = (max(losses) - min(losses)) / min(losses)
     out = {**record, "momentum_starts": starts, "starts_spread": spread, "starts_disagree": spread > STARTS_RTOL}
-    if res.final_loss < record["momentum_loss"]:
+    if _ranked(entry) < record["momentum_loss"] + record.get("momentum_penalty", 0.0):
         assert res.beta is not None
         out.update(momentum_loss=res.final_loss, momentum_status=res.status, momentum_replay_gap=res.replay_gap,
                    momentum_iterations=res.iterations, momentum_transcription=res.transcription,
+                   momentum_penalty=entry.get("penalty", 0.0),
                    gain=(record["sgd_loss"] - res.final_loss) / record["sgd_loss"],
                    eta=res.eta.tolist(), beta=res.beta.tolist())
     return out
@@ -172,8 +189,13 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "theory_easy": 1 - 1 / a,
         "beats_sgd_everywhere": all(r["gain"] > 0 for r in recs),
         "momentum_status": [r["momentum_status"] for r in recs],
+        "sgd_status": [r.get("sgd_status", "unknown") for r in recs],
         "starts_spread": [r.get("starts_spread") for r in recs],
         "momentum_replay_gap": [r["momentum_replay_gap"] for r in recs],
+        # optimal SGD on the (η, β) solve's own grid (its start), and the κ penalty at the answer
+        "sgd_same_grid_loss": [r.get("momentum_transcription", {}).get("sgd_final_loss") for r in recs],
+        "momentum_penalty": [r.get("momentum_penalty") for r in recs],
+        "blocks": sorted({int(r.get("momentum_transcription", {}).get("n_controls", 0)) for r in recs}),
     }
 
 
@@ -274,19 +296,38 @@ def _slope_verdict(s: dict[str, Any]) -> str:
 
 def momentum_report(summary: dict[str, Any]) -> str:
     """Markdown: losses per horizon, fitted exponents and local slopes side by side."""
+    sv = summary.get("setting_values") or {}
     lines = ["# Momentum as a control: optimal (η, β) against optimal SGD", "",
              "Bordelon & Mori, arXiv:2602.04774, figure 5. Same dynamics and the same "
              f"`η_max = {summary['eta_max']}` for both; `β ∈ [{summary['beta_min']}, 1]`. "
              "Losses are exact per-step replays of the solved schedules.", ""]
+    if sv:
+        lines += [f"Setting `{summary.get('setting', 'project')}`: normalised initial loss "
+                  f"{'yes' if sv.get('normalize_init') else 'no'}, penalty κ = {sv.get('kappa', 0.0):g} on (η, β) "
+                  f"(counted in the solve's objective, not in L_T), velocity start `{sv.get('momentum_init', 'model')}`. "
+                  "Optimal SGD is solved without penalty on its default grid (\"L_T SGD\") and, as the start "
+                  "of the (η, β) solve, on the (η, β) grid (\"vs SGD, same grid\": β ≡ 1 is SGD"
+                  + (" whose first step is scaled by η_{T−1}, the notebook's velocity start" if
+                     sv.get("momentum_init") == "notebook" else "")
+                  + ", so a converged (η, β) optimum without penalty is not above it). "
+                  + ("Starts are compared and the lowest kept by L_T + κP, what the solve minimises."
+                     if sv.get("kappa") else ""), ""]
     for phase, s in summary["phases"].items():
+        n = len(s["horizons"])
+        grid_sgd = s.get("sgd_same_grid_loss") or [None] * n
+        pen = s.get("momentum_penalty") or [None] * n
         lines += [f"## {phase} phase (a = {s['a']}, b = {s['b']})", "",
-                  "| T | L_T SGD | L_T momentum | momentum lower by | IPOPT status | two starts differ by |",
-                  "|---|---|---|---|---|---|"]
-        spreads = s.get("starts_spread") or [None] * len(s["horizons"])
-        for T, ls, lm, g, st, sp in zip(s["horizons"], s["sgd_loss"], s["momentum_loss"], s["gain"],
-                                        s["momentum_status"], spreads, strict=True):
+                  f"(η, β) on {', '.join(str(k) for k in s.get('blocks', []))} blocks.", "",
+                  "| T | L_T SGD | L_T momentum | momentum lower by | vs SGD, same grid | penalty κP / L_T "
+                  "| IPOPT status | two starts differ by |",
+                  "|---|---|---|---|---|---|---|---|"]
+        spreads = s.get("starts_spread") or [None] * n
+        for T, ls, lm, g, st, sp, lg, pk in zip(s["horizons"], s["sgd_loss"], s["momentum_loss"], s["gain"],
+                                                s["momentum_status"], spreads, grid_sgd, pen, strict=True):
             two = "one start" if sp is None else f"{sp:.1e}" + (" **disagree**" if sp > STARTS_RTOL else "")
-            lines.append(f"| {T} | {ls:.6g} | {lm:.6g} | {100 * g:.2f}% | {st} | {two} |")
+            same = "—" if lg is None else f"{100 * (lm / lg - 1):+.2f}%"
+            pc = f"{pk / lm:.1e}" if pk is not None else "0" if sv and not sv.get("kappa") else "—"
+            lines.append(f"| {T} | {ls:.6g} | {lm:.6g} | {100 * g:.2f}% | {same} | {pc} | {st} | {two} |")
         lines += ["", "| exponent ζ (L_T ∝ T^-ζ) | SGD | momentum |", "|---|---|---|",
                   f"| fit over all horizons | {s['sgd_exponent']:.4f} | {s['momentum_exponent']:.4f} |"]
         for i, (ps, pm) in enumerate(zip(s["sgd_local_slopes"], s["momentum_local_slopes"], strict=True)):
@@ -303,6 +344,17 @@ def momentum_report(summary: dict[str, Any]) -> str:
             lines += [f"IPOPT did not converge for the momentum problem at T = {capped} "
                       f"(statuses above): there the momentum losses are upper bounds on its "
                       "optimum and the gains lower bounds.", ""]
+        sgd_off = [(T, st) for T, st in zip(s["horizons"], s.get("sgd_status", []), strict=False)
+                   if st != "Solve_Succeeded"]
+        if sgd_off:
+            lines += [f"Optimal SGD did not end in IPOPT success at (T, status) = {sgd_off}: there its "
+                      "L_T is an upper bound on its optimum.", ""]
+        above = [T for T, lm, lg in zip(s["horizons"], s["momentum_loss"], grid_sgd, strict=True)
+                 if lg is not None and lm > lg]
+        if above:
+            lines += [f"(η, β) ends above SGD on its own grid at T = {above}: "
+                      + ("the solve minimises L_T + κP, and there it gave up L_T to lower the penalty."
+                         if sv.get("kappa") else "β ≡ 1 (SGD) is feasible, so that answer is not the optimum."), ""]
         mc = s.get("monte_carlo")
         if mc is not None:
             lines += [f"Monte-Carlo check of the solved (η, β) at T = {mc['T']} ({mc['n_runs']} runs of real "
