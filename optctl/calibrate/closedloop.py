@@ -10,7 +10,7 @@ from the state the updates already taken lead to (:func:`optctl.solver.solve.sol
     loop = ClosedLoop(pilots, fit_result, table, eta_max=peak_lr)
     for t in range(T):
         ...  # one update, the held-out loss logged at some steps
-        if t + 1 in checkpoints:
+        if t + 1 in logged_steps and loop.due(t + 1, checkpoints):
             scheduler.splice(loop.update(t + 1, logged_steps, logged_losses))
 
 Every re-solve records the refitted parameters and the final loss it predicts
