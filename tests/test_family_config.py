@@ -227,6 +227,19 @@ def test_unconverged_family_solve_exits_3_and_says_so(tmp_path: Path, capsys: py
     assert not summary["success"] and summary["status"] == "Maximum_Iterations_Exceeded"
 
 
+def test_family_solve_refuses_another_grid_and_records_its_plan(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    fam = {"name": "dana-constant", "gamma2": 0.2, "gamma3": 0.05, "solve": True}
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump({**BASE, "solver": {"grid": "uniform", "K": 8}, "family": fam}))
+    assert main(["solve", str(path), "--out", str(tmp_path / "r"), "--quiet"]) == 2
+    assert "solver.grid" in capsys.readouterr().err and not (tmp_path / "r").exists()
+    path.write_text(yaml.safe_dump({**BASE, "solver": {"K": 8, "max_iter": 2}, "family": fam}))
+    main(["solve", str(path), "--out", str(tmp_path / "r"), "--quiet"])
+    plan = json.loads((tmp_path / "r" / "summary.json").read_text())["plan"]
+    assert plan["grid"] == "refined" and plan["propagator"] in ("step", "block")
+
+
 @pytest.mark.parametrize(("family", "field", "exc"), [
     ({"name": "log-time", "lr": 0.3, "gamma3": 1.0, "solve": True}, "family.solve", ConfigError),
     ({"name": "schedule-free", "lr": 0.3, "beta": 0.9, "solve": "yes"}, "family.solve", SpecTypeError),

@@ -231,6 +231,9 @@ def run_family(spec: ProblemSpec, fam: FamilySpec, *, progress: Callable[[str], 
 def _solve_schedule(spec: ProblemSpec, fam: FamilySpec, start: F.LinearOptimizer, info: dict[str, Any],
                     options: SolverOptions | None, progress: Callable[[str], None] | None) -> F.LinearOptimizer:
     """The family's step schedules solved from ``start``; IPOPT's account goes into ``info``."""
+    if options is not None and options.grid not in ("auto", "refined"):
+        raise ConfigError("solver.grid", options.grid, "a family's schedule solve runs on the refined "
+                          "grid of solver.K blocks; write grid: refined (or leave it out)")
     cs: FamilySchedule
     if fam.name == "schedule-free":
         cs = ScheduleFreeLR(float(start.params["beta"]), fam.eta_max)
@@ -246,7 +249,9 @@ def _solve_schedule(spec: ProblemSpec, fam: FamilySpec, start: F.LinearOptimizer
     res = solve_family(spec, cs, [start_of(start, fam.eta_max)], options)
     info.update(start_loss=start_loss, success=res.success, status=res.status, message=res.message,
                 iterations=res.iterations, replay_gap=res.replay_gap, K=int(res.grid.size - 1),
-                solve_seconds=res.wall_time, schedules=list(res.schedules))
+                solve_seconds=res.wall_time, schedules=list(res.schedules),
+                plan={k: res.info[k] for k in ("grid", "propagator", "modes", "n_modes", "n_subblocks")
+                      if k in res.info})
     return res.optimizer
 
 
