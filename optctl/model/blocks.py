@@ -40,8 +40,8 @@ SERIES = 1e-4
 # Below this Δ log d the factor d^Δ (< 2e-22) is taken as 0. Kept, it changes nothing
 # next to the block's other terms, but products of such factors (the state of a strongly
 # contracted mode, and the adjoints of a gradient, block after block) reach the subnormal
-# range, where arithmetic is many times slower: the compiled NLP's gradient at T = 10^5
-# took 1.6 times as long.
+# range, where arithmetic is many times slower (with it the phase diagram's solves at
+# T = 10^5 run faster: README, Performance).
 Z_FLUSH = -50.0
 
 
