@@ -33,7 +33,7 @@ import numpy as np
 
 from optctl.errors import SpecError
 from optctl.model.blocks import bits_of
-from optctl.model.families import held_keep
+from optctl.model.families import dana_delta, held_keep
 from optctl.model.momentum import momentum_replay, momentum_start, start_weight
 from optctl.model.replay import Replay, replay
 from optctl.solver.dynamics import (
@@ -574,7 +574,7 @@ class DanaSchedule(FamilySchedule):
 
     def momentum_rate(self, T: int) -> np.ndarray:
         """``Δ(t)`` for the 0-based updates ``t < T``."""
-        return self.delta / (self.delta + np.arange(T, dtype=float))
+        return dana_delta(np.arange(T, dtype=float), self.delta)
 
     def keep(self, T: int) -> np.ndarray:
         return 1.0 - self.momentum_rate(T)
