@@ -21,6 +21,7 @@ import pytest
 import optctl.solver.ipopt as ip
 from optctl.io.drawing import FigureWorker, draw
 from optctl.io.files import read_arrays, write_arrays
+from optctl.model import ckernel
 from optctl.model.blocks import NUMPY, propagate_block
 from optctl.solver import evaluate as evaluate_module
 from optctl.solver.controls import control_set
@@ -103,10 +104,10 @@ def test_a_helper_ended_before_its_job_draws_nothing(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.skipif(ip._compiler() is None, reason="no C compiler")
+@pytest.mark.skipif(ip.compiler() is None, reason="no C compiler")
 def test_threaded_curvature_probes_equal_one_call_per_probe(tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(ip.CACHE_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv(ckernel.CACHE_DIR_ENV, str(tmp_path))
     spec = ProblemSpec(a=2.5, b=1.5, N=60, sigma=0.5, batch_size=4, T=400)
     cs = control_set(ControlSpec())
     options = resolve_options(SolverOptions(grid="uniform", K=80), None)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import optctl.solver.ipopt as ip
+from optctl.model import ckernel
 from optctl.model.replay import final_loss
 from optctl.solver.solve import solve
 from optctl.spec import ProblemSpec, SolverOptions
@@ -19,12 +20,12 @@ from optctl.spec import ProblemSpec, SolverOptions
 SPEC = ProblemSpec(a=2.5, b=1.5, N=60, sigma=0.5, batch_size=4, T=400)
 OPTIONS = SolverOptions(grid="uniform", K=20)
 
-pytestmark = pytest.mark.skipif(ip._compiler() is None, reason="no C compiler")
+pytestmark = pytest.mark.skipif(ip.compiler() is None, reason="no C compiler")
 
 
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv(ip.CACHE_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv(ckernel.CACHE_DIR_ENV, str(tmp_path))
     monkeypatch.delenv(ip.CACHE_ENV, raising=False)
     monkeypatch.setattr(ip, "_CACHE", type(ip._CACHE)())  # a fresh process's memory
     return tmp_path / "nlp"
@@ -87,7 +88,7 @@ def test_cache_off_stores_nothing(cache: Path, monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_xdg_cache_home_is_honoured(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv(ip.CACHE_DIR_ENV, raising=False)
+    monkeypatch.delenv(ckernel.CACHE_DIR_ENV, raising=False)
     monkeypatch.delenv(ip.CACHE_ENV, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert ip.nlp_cache_dir() == tmp_path / "optctl" / "nlp"
@@ -99,7 +100,7 @@ def test_concurrent_processes_share_the_cache(tmp_path: Path) -> None:
     code = ("from optctl.solver.solve import solve; from optctl.spec import ProblemSpec, SolverOptions; "
             "r = solve(ProblemSpec(a=2.5, b=1.5, N=60, sigma=0.5, batch_size=4, T=400), "
             "SolverOptions(grid='uniform', K=20)); print(repr(r.final_loss), r.iterations)")
-    env = {**os.environ, ip.CACHE_DIR_ENV: str(tmp_path)}
+    env = {**os.environ, ckernel.CACHE_DIR_ENV: str(tmp_path)}
     env.pop(ip.CACHE_ENV, None)
     procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
              for _ in range(2)]

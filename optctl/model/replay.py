@@ -1,17 +1,19 @@
 """Exact per-step replay of a schedule: the ground truth every solver is checked against.
 
 The recursion of :func:`optctl.model.spectrum.sgd_step` is run for every update with
-all ``N`` modes in float64. The default backend is one fused loop compiled with numba
-(:func:`_fused_pair`): each update computes the decay, updates the state and
-accumulates the next loss in a single pass over the modes, with the bias and variance
-runs interleaved, so the state stays in the L1 cache and the loop runs at close to
-the machine's floating-point speed (``benchmarks/bench_cli.py`` compares it with the
-other backends). It may sum the loss in another order than numpy's dot product and
-fuse multiply-adds (numba's ``reassoc`` and ``contract`` flags; no flag that changes
-how inf or NaN propagate), which moves results by about 1e-12 relative at 10⁶
-updates (tested). The kernels are compiled on first use and cached on disk by numba.
+all ``N`` modes in float64. The default backend is one fused loop compiled from C
+(:mod:`optctl.model.ckernel`, built once per machine and loaded with ctypes): each update
+computes the decay, updates the state and accumulates the next loss in a single pass over
+the modes, with the bias and variance runs interleaved, so the state stays in the L1
+cache and the loop runs at close to the machine's floating-point speed
+(``benchmarks/bench_cli.py`` compares it with the other backends). It sums the loss in
+another order than numpy's dot product and may fuse multiply-adds (nothing that changes
+how inf or NaN propagate), which moves results by about 1e-12 relative at 10⁶ updates
+(tested). Without a C compiler the same loop runs compiled by numba (``reassoc`` and
+``contract`` flags; its kernels cached on disk by numba); ``OPTCTL_REPLAY=numba`` asks
+for that one.
 
-Without numba (or with ``OPTCTL_REPLAY=reference``) the reference backends run: a
+Without either (or with ``OPTCTL_REPLAY=reference``) the reference backends run: a
 numpy loop up to ``NUMPY_MAX_T`` updates, beyond that a compiled ``jax.lax.scan``. jax
 is imported on the first long replay, and 64-bit mode is switched on only around that
 call (``jax.enable_x64``), so importing or using this module leaves jax's global
@@ -29,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from optctl.model import ckernel
 from optctl.model.spectrum import Spectrum, sgd_decay, sgd_step, spectrum
 from optctl.spec import ProblemSpec
 from optctl.validate import per_step
@@ -94,10 +97,12 @@ _FUSED_LOCK = threading.Lock()
 def preload() -> threading.Thread:
     """Load the replay's compiled kernels in a background thread and return it (started).
 
-    numba's import and its on-disk kernel cache take about half a second of interpreter
-    time. A solve starts this before IPOPT runs (CasADi releases the interpreter lock
-    while it computes), so that on a second core the replay is ready when IPOPT is done.
-    Joining the thread is optional: the first replay waits for the load either way.
+    The C kernels load in about a millisecond once built (the first command on a machine
+    builds them, about half a second); numba's import and its on-disk kernel cache, where
+    numba runs the replay, take about 0.75 s of interpreter time. A solve starts this
+    before IPOPT runs (CasADi releases the interpreter lock while it computes), so that
+    either is ready when IPOPT is done. Joining the thread is optional: the first replay
+    waits for the load either way.
     """
     thread = threading.Thread(target=_warm, name="optctl-replay-preload", daemon=True)
     thread.start()
@@ -115,10 +120,33 @@ def _warm() -> None:
 
 
 def _fused() -> tuple[Callable[..., None], Callable[..., None]] | None:
-    """The numba kernels (one state, two states interleaved), or None without numba; loaded
-    once per process (a lock keeps :func:`preload`'s thread and a replay from both doing it)."""
+    """The fused kernels (one state, two states interleaved): C (:mod:`optctl.model.ckernel`),
+    else numba, else None; ``OPTCTL_REPLAY=numba`` skips C, ``=reference`` both. Loaded once
+    per process (a lock keeps :func:`preload`'s thread and a replay from both doing it)."""
+    mode = os.environ.get("OPTCTL_REPLAY", "fused")
+    if mode == "reference":
+        return None
     with _FUSED_LOCK:
-        return _load_fused()
+        found = None if mode == "numba" else _load_c()
+        return found if found is not None else _load_fused()
+
+
+@functools.cache
+def _load_c() -> tuple[Callable[..., None], Callable[..., None]] | None:
+    """The C kernels behind the numba kernels' signatures (``c0`` is copied, not changed)."""
+    lib = ckernel.kernels()
+    if lib is None:
+        return None
+
+    def single(lam_w: np.ndarray, lam: np.ndarray, c0: np.ndarray, sigma2: float,
+               eta: np.ndarray, m: np.ndarray, out: np.ndarray) -> None:
+        lib.replay1(lam_w, lam, c0.copy(), sigma2, eta, m, out)
+
+    def pair(lam_w: np.ndarray, lam: np.ndarray, c0: np.ndarray, v0: np.ndarray, s0: float,
+             s1: float, eta: np.ndarray, m: np.ndarray, out0: np.ndarray, out1: np.ndarray) -> None:
+        lib.replay2(lam_w, lam, c0.copy(), v0.copy(), s0, s1, eta, m, out0, out1)
+
+    return single, pair
 
 
 def numba_jit(**options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]] | None:
@@ -312,14 +340,21 @@ def gradient(spec: ProblemSpec, eta: np.ndarray, batch_size: np.ndarray | float 
     ``∂L_T/∂η_t = Σ_k p_{t+1,k} [(−2λ_k + 2(1 + 1/m_t) η_t λ_k²) c_{t,k}
     + (2η_t/m_t) λ_k (L_t + σ²)]``, from the spectrum's ``c_0`` or the given state ``c0``.
     Stores the ``T × N`` trajectory, so it is meant for horizons up to a few ten thousand
-    updates. ``L_T`` includes the tail.
+    updates. ``L_T`` includes the tail. The C kernel (:mod:`optctl.model.ckernel`) computes
+    it where the replay uses C; else this numpy loop (the reference).
     """
     sp = spectrum(spec)
     eta_t = per_step("eta", eta, spec.T, "learning rate")
     m_t = per_step("batch_size", spec.batch_size if batch_size is None else batch_size, spec.T, "batch size")
+    start = np.ascontiguousarray(sp.c0 if c0 is None else c0, dtype=np.float64)
+    lib = ckernel.kernels() if os.environ.get("OPTCTL_REPLAY", "fused") == "fused" else None
+    if lib is not None:
+        loss, grad = lib.gradient(sp.lam, start, sp.sigma2, np.ascontiguousarray(eta_t, dtype=np.float64),
+                                  np.ascontiguousarray(m_t, dtype=np.float64))
+        return loss + sp.tail, grad
     lam = sp.lam
     states = np.empty((spec.T + 1, lam.size))
-    states[0] = sp.c0 if c0 is None else c0
+    states[0] = start
     for t in range(spec.T):
         c = states[t]
         states[t + 1] = sgd_step(c, float(lam @ c), eta_t[t], m_t[t], lam, sp.sigma2)

@@ -40,6 +40,7 @@ import casadi as ca
 import numpy as np
 
 from optctl.errors import ConfigError, SolverError
+from optctl.model.ckernel import cache_root, compiler
 from optctl.model.replay import gradient
 from optctl.solver.controls import LearningRate
 from optctl.solver.piecewise import expand
@@ -268,7 +269,7 @@ class Compiled:
 _CACHE: OrderedDict[tuple[object, ...], Compiled] = OrderedDict()
 _CACHE_SIZE = 8
 # Environment: OPTCTL_NLP_CACHE=off disables the on-disk cache; OPTCTL_CACHE_DIR moves it.
-CACHE_ENV, CACHE_DIR_ENV = "OPTCTL_NLP_CACHE", "OPTCTL_CACHE_DIR"
+CACHE_ENV = "OPTCTL_NLP_CACHE"
 # The sources that define an NLP: a change to any of them invalidates every stored library.
 _NLP_SOURCES = ("solver/transcribe.py", "solver/dynamics.py", "solver/controls.py", "solver/plan.py",
                 "solver/piecewise.py", "solver/grid.py", "solver/ipopt.py", "model/spectrum.py",
@@ -290,10 +291,7 @@ def nlp_cache_dir() -> Path | None:
     """
     if os.environ.get(CACHE_ENV, "on").strip().lower() in ("off", "0", "no", "false"):
         return None
-    if os.environ.get(CACHE_DIR_ENV):
-        return Path(os.environ[CACHE_DIR_ENV]) / "nlp"
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "optctl" / "nlp"
+    return cache_root() / "nlp"
 
 
 @functools.cache
@@ -316,10 +314,6 @@ def _disk_key(key: tuple[object, ...]) -> str:
 
 
 _COMPILE_FLAGS = ("-O1", "-shared", "-fPIC")
-
-
-def _compiler() -> str | None:
-    return shutil.which("gcc") or shutil.which("cc")
 
 
 def _sha256(path: Path) -> str:
@@ -389,11 +383,11 @@ def compile_problem(plan: Plan, controls: LearningRate, kappa: float, options: S
         hit.cache, hit.build_time = "memory", time.perf_counter() - t0
         return hit
     base: dict[str, Any] = {"ipopt": ipopt, "print_time": False}
-    compiler = _compiler()
+    cc = compiler()
     folder = nlp_cache_dir()
     lib = (folder if folder is not None else Path(_scratch_dir()) / "nlp") / f"{_disk_key(key)}.so"
     how = "disk"
-    if compiler is None:
+    if cc is None:
         how = "off"
     elif not _load_stored(lib):
         how = "built"
@@ -402,7 +396,7 @@ def compile_problem(plan: Plan, controls: LearningRate, kappa: float, options: S
             plain = ca.nlpsol("optctl", "ipopt", {"x": nlp.x, "p": nlp.p, "f": nlp.f, "g": nlp.g_c}, base)
         except RuntimeError as err:
             raise _setup_failure(err) from None
-        _build_library(plain, lib, compiler)
+        _build_library(plain, lib, cc)
     if how == "off":
         nlp = transcribe(plan, controls, kappa)
         n_x, n_p, n_g = int(nlp.x.numel()), int(nlp.p.numel()), int(nlp.g_c.numel())

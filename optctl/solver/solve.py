@@ -49,11 +49,13 @@ LAW_START_MIN_T = 1000
 # T = 10^3 by 8e-9, 10^6 by 6e-8, easy 10^6 by 2e-7, relative). Hard T = 10^7: 591 -> 23.
 LAW_START_IPOPT = {"mu_strategy": "monotone", "mu_init": 1e-6}
 # Curvature probes of the scaling at the law's start (optctl.solver.ipopt.curvature_scale;
-# 64 elsewhere). Each costs one gradient, about one IPOPT iteration. On the six reference lr
-# solves at T >= 1000 (K = 100), against 64: IPOPT iterations within 3 (hard T = 1000
-# 41 -> 34, hard T = 10^6 18 -> 21) and every replayed L_T below the version before the
-# monotone barrier; with 16, hard T = 10^6 took 25 iterations.
-LAW_START_PROBES = 32
+# 64 elsewhere). Each costs one gradient, about one IPOPT iteration, and at T = 1000 the 32
+# probes used before cost more CPU than the whole IPOPT run. On the six reference lr solves
+# (K = 100), IPOPT iterations with 32 -> 16 probes: easy T = 1000 18 -> 18, 3162 17 -> 17,
+# 10^6 26 -> 28; hard 34 -> 35, 31 -> 34, 27 -> 29; replayed L_T within 4e-9 relative
+# (higher at 10^6 by 3e-9, the tolerance's scale); the solve's CPU seconds lower or equal.
+# With 8, hard T = 1000 took 36 and 10^6 32 iterations.
+LAW_START_PROBES = 16
 # A warm solve (``warm=True``: ``init`` is the optimum of a nearby problem, a sweep's previous
 # horizon say) measures the curvature at this many controls instead of CURVATURE_PROBES
 # (the warm IPOPT run needs a rough scaling only; the 64 probes cost more than its ~15
