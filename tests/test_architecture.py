@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "optctl"
 # Bottom to top. A module may import its own layer and the layers below it.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core", ("optctl.errors", "optctl.validate", "optctl.versions", "optctl.theory", "optctl.spec",
-              "optctl.schedules", "optctl.table")),
+              "optctl.schedules", "optctl.table", "optctl.search")),
     ("figures", ("optctl.plots",)),
     ("model", ("optctl.model",)),
     ("baselines", ("optctl.baselines",)),

@@ -13,9 +13,7 @@ replayed exactly. Reported baseline losses are always exact replays.
 
 from __future__ import annotations
 
-import importlib
 import sys
-import threading
 import time
 from collections.abc import Sequence
 
@@ -41,9 +39,6 @@ def run_job(spec: ProblemSpec, options: SolverOptions, baselines: Sequence[str] 
     chosen = ("lr",) if controls is None else controls.controls
     _log(f"{'the law' if law else 'solving'}: T={spec.T}, N={spec.N}, a={spec.a}, b={spec.b} "
          f"({spec.phase} phase), controls {', '.join(chosen)}", progress)
-    if baselines and not law:
-        # The tuning's optimiser loads on another core while CasADi computes.
-        threading.Thread(target=importlib.import_module, args=("scipy.optimize",), daemon=True).start()
     if law:
         if chosen != ("lr",):
             raise SpecError("controls", ", ".join(chosen), "the law's schedule is for the learning rate "

@@ -21,7 +21,6 @@ measures how far a solved schedule lies from the law.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +28,7 @@ import numpy as np
 from optctl.model.blocks import NUMPY, propagate_block
 from optctl.model.replay import replay
 from optctl.model.spectrum import Spectrum, group_modes, spectrum
+from optctl.search import golden
 from optctl.solver.plan import make_plan
 from optctl.solver.resources import LAW_GRID_POINTS
 from optctl.solver.result import ScheduleResult
@@ -119,28 +119,8 @@ def _best(spec: ProblemSpec, C: float | None, T: float | None = None) -> tuple[_
         top = float(np.log(spec.eta_max * plan.sqrtK.max()))  # above this the rate is eta_max throughout
         # C falls about like 1/T: past the horizons a spec takes the search reaches further down
         low = top - 16.0 - 1.5 * max(0.0, float(np.log(plan.T / MAX_T)))
-        C = float(np.exp(_golden(lambda x: plan.loss(float(np.exp(x))), low, top + 0.1, 1e-4)))
+        C = float(np.exp(golden(lambda x: plan.loss(float(np.exp(x))), low, top + 0.1, 1e-4)))
     return plan, C
-
-
-def _golden(f: Callable[[float], float], lo: float, hi: float, xatol: float) -> float:
-    """The minimiser of ``f`` on ``[lo, hi]`` to within ``xatol`` by golden-section search
-    (one new evaluation per step; ``f`` unimodal there), without importing scipy.optimize
-    (about a second on a cold start)."""
-    g = (np.sqrt(5.0) - 1.0) / 2.0
-    a, b = lo, hi
-    c, d = b - g * (b - a), a + g * (b - a)
-    fc, fd = f(c), f(d)
-    while b - a > xatol:
-        if fc <= fd:
-            b, d, fd = d, c, fc
-            c = b - g * (b - a)
-            fc = f(c)
-        else:
-            a, c, fc = c, d, fd
-            d = a + g * (b - a)
-            fd = f(d)
-    return c if fc <= fd else d
 
 
 def law_loss(spec: ProblemSpec, K: int = 100) -> tuple[float, float]:
