@@ -1,14 +1,17 @@
-"""A run folder's figures drawn in helper processes, off the command's critical path.
+"""A run folder's figures drawn in a helper process, off the command's critical path.
 
-``optctl solve`` starts :class:`FigureWorker` as soon as its config is validated: two
-more Python processes (one on a single core) that lower their own priority (nice
-``HELPER_NICE``) and import matplotlib and :mod:`optctl.plots` (about half a CPU second
-each) on whatever core time the solve leaves idle, then wait. When
-the run folder is written, the figures' inputs (arrays and titles, no solver objects)
-are sent through pipes, shared out between the helpers; they draw and save them into the
-staged folder side by side while the first process writes the arrays, and the folder is
-renamed into place only when all are done. Matplotlib never shares a process (or its
-interpreter lock) with CasADi or the array compression.
+``optctl solve`` starts :class:`FigureWorker` as soon as its config is validated: one
+more Python process that lowers its own priority (nice ``HELPER_NICE``) and imports
+matplotlib, its PNG backend and :mod:`optctl.plots` (about half a CPU second) on whatever
+core time the solve leaves idle, then waits. When the run folder is written, the figures'
+inputs (arrays and titles, no solver objects) are sent through a pipe; the helper forks
+one process per figure beyond the first (each inherits the imports, so a figure costs
+only its own drawing, about 0.3 s) and they draw and save the figures into the staged
+folder side by side while the first process writes the arrays; the folder is renamed
+into place only when all are done. Matplotlib never shares a process (or its interpreter
+lock) with CasADi or the array compression. Where ``os.fork`` is missing the helper draws
+its figures one after the other; ``FigureWorker(helpers=n)`` starts ``n`` helpers and
+shares the figures out between them instead.
 
 If a helper cannot be started, dies, or reports an error, its figures are drawn in
 the calling process instead, so a run folder is never left without them.
@@ -23,14 +26,17 @@ import os
 import pickle
 import subprocess
 import sys
+import traceback
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 # A figure's inputs: the plots function's name, its positional and keyword arguments.
 Figure = tuple[str, tuple[Any, ...], dict[str, Any]]
-# Helper processes of a FigureWorker (a run folder has two or three figures).
-HELPERS = 2
+# Helper processes of a FigureWorker. One: it forks a process per further figure, which
+# inherits its imports (a second helper cost a second import of matplotlib, about half a
+# CPU second that a two-core machine took from the solve).
+HELPERS = 1
 # The helpers' niceness: their imports, made while the solve runs, take mostly the core time
 # that the solve, its kernels' loads and its threaded probes leave idle. When the figures
 # are drawn the command only waits for them, so on an idle machine the lower priority
@@ -53,18 +59,16 @@ class FigureWorker:
     """The helper processes (module docstring). Start them early, :meth:`submit` one job,
     :meth:`wait` for it; :meth:`close` (or leaving the ``with`` block) ends any still running.
 
-    ``helpers`` processes (default: two, one on a single core) share the job's figures,
-    the first figure to the first helper and so on: a run's figures cost about 0.3 s each
-    to lay out and render, and several helpers draw them side by side on the cores the
-    finished solve has left free. The helpers start at a lower priority (``HELPER_NICE``),
-    so that loading matplotlib takes little core time from the solve (a nice-10 process
-    gets about a tenth of a core that a normal one also wants)."""
+    ``helpers`` processes (default ``HELPERS``, one) share the job's figures, the first
+    figure to the first helper and so on; each draws its share side by side in forked
+    processes: a run's figures cost about 0.3 s each to lay out and render, and they are
+    drawn on the cores the finished solve has left free. The helpers start at a lower
+    priority (``HELPER_NICE``), so that loading matplotlib takes little core time from the
+    solve (a nice-10 process gets about a tenth of a core that a normal one also wants)."""
 
     def __init__(self, helpers: int | None = None) -> None:
         self._job: tuple[Path, Mapping[str, Figure]] | None = None
-        if helpers is None:
-            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-            helpers = min(HELPERS, max(1, cores))
+        helpers = HELPERS if helpers is None else helpers
         # the helpers import this very copy of optctl, however this process found it
         here = str(Path(__file__).resolve().parents[2])
         path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
@@ -138,14 +142,35 @@ class FigureWorker:
 def _serve() -> int:
     with contextlib.suppress(OSError):  # a lower priority is a preference, not a need
         os.nice(HELPER_NICE)
-    from optctl import plots  # noqa: F401  (the import is the point: done before the job comes)
+    # The imports are the point: done before the job comes, and shared by the forks below.
+    from matplotlib.backends import backend_agg  # noqa: F401
+
+    from optctl import plots  # noqa: F401
 
     try:
         folder, figures = pickle.load(sys.stdin.buffer)
     except EOFError:  # the command ended without a run folder to draw
         return 0
-    draw(Path(folder), figures)
-    return 0
+    names = list(figures)
+    children = []
+    if hasattr(os, "fork"):
+        for name in names[1:]:
+            pid = os.fork()
+            if pid == 0:  # the child: one figure, then out without the interpreter's teardown
+                code = 0
+                try:
+                    draw(Path(folder), {name: figures[name]})
+                except BaseException:  # said on stderr, which the command reads
+                    traceback.print_exc()
+                    code = 1
+                finally:
+                    sys.stderr.flush()
+                    os._exit(code)
+            children.append(pid)
+    draw(Path(folder), {n: figures[n] for n in (names[:1] if children else names)})
+    # a failed child's figure is missing: FigureWorker.wait draws it in the command
+    failed = [pid for pid in children if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0]
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
