@@ -10,8 +10,9 @@ Every timing is of a fresh process, as a user would run it:
 (B) the whole command at long horizons, hard case, no baselines: ``T = 10^6`` (and
     ``10^7`` unless ``--quick`` without ``--long``), cold and warm, with the process's
     peak memory;
-(C) the exact replay alone at ``T = 10^6``, ``N = 1000``: the fused numba loop (first
-    call in a fresh process, and warm), the reference jax scan, the reference numpy
+(C) the exact replay alone at ``T = 10^6``, ``N = 1000``: the fused C loop (first call
+    in a fresh process, and warm), the same loop under numba (the fallback without a C
+    compiler; first call and warm), the reference jax scan, the reference numpy
     loop (timed at ``10^4`` updates and scaled), with their agreement.
 
 Stages come from the run's own ``summary.json`` (``timings`` and ``solver``): interpreter
@@ -145,6 +146,13 @@ warm = []
 for _ in range(3):
     t = time.perf_counter(); rp._recurse(sp.lam, sp.lam, c0, s2, eta, m); warm.append(time.perf_counter() - t)
 out["fused_warm_s"] = min(warm)
+t = time.perf_counter(); nb = rp._fused_pair(rp._load_fused(), sp.lam, sp.lam, c0, s2, eta, m)
+out["numba_first_s"] = time.perf_counter() - t
+warm = []
+for _ in range(3):
+    t = time.perf_counter(); rp._fused_pair(rp._load_fused(), sp.lam, sp.lam, c0, s2, eta, m)
+    warm.append(time.perf_counter() - t)
+out["numba_warm_s"] = min(warm)
 t = time.perf_counter(); ref = rp._recurse_reference(sp.lam, sp.lam, c0, s2, eta, m)
 out["jax_first_s"] = time.perf_counter() - t
 t = time.perf_counter(); rp._recurse_reference(sp.lam, sp.lam, c0, s2, eta, m)
@@ -154,6 +162,7 @@ t = time.perf_counter(); rp._recurse_reference(sp.lam, sp.lam, c0, s2, eta[:n], 
 out["numpy_s_scaled"] = (time.perf_counter() - t) * T / n
 nz = ref != 0
 out["max_rel_diff_fused_vs_jax"] = float(np.max(np.abs(fused[nz] - ref[nz]) / np.abs(ref[nz])))
+out["max_rel_diff_numba_vs_jax"] = float(np.max(np.abs(nb[nz] - ref[nz]) / np.abs(ref[nz])))
 print(json.dumps(out))
 """
 
@@ -242,10 +251,11 @@ def markdown(p: dict[str, Any]) -> str:
     lines += ["", "## Stages (seconds, wall)", "",
               "The replay's kernels load in a background thread while IPOPT runs (CasADi releases "
               "the interpreter lock), so `replay` is the replay itself and the load is inside "
-              "`build` and `IPOPT` where no second core is free. The figures are drawn by two helper "
-              "processes started with the command (they load matplotlib at a lower priority while "
-              "the solve runs, and draw one figure each); `figures` is the wait for them after "
-              "the job, while the arrays are written. The last "
+              "`build` and `IPOPT` where no second core is free. The figures are drawn by a helper "
+              "process started with the command (it loads matplotlib at a lower priority while "
+              "the solve runs, then forks a process per further figure, so they draw side by "
+              "side); `figures` is the wait for them after the job, while the arrays are "
+              "written. The last "
               "column: CPU seconds of the command's main thread up to the end of the job (the "
               "critical path when a second core is free: a measure that waiting for a core on a "
               "shared machine does not inflate) and of its whole process (the background loads "
@@ -265,14 +275,19 @@ def markdown(p: dict[str, Any]) -> str:
     if r:
         lines += ["", f"## Exact replay, T = {r['T']:,}, N = 1000 (bias and variance)", "",
                   "| backend | seconds | note |", "|---|---|---|",
-                  f"| fused numba loop, warm (min of 3) | {r['fused_warm_s']:.3f} | "
+                  f"| fused C loop, warm (min of 3) | {r['fused_warm_s']:.3f} | "
                   f"{r['gflops_fused']:.1f} GFLOP/s at 3·N·T flops per state |",
-                  f"| fused numba loop, first call in a fresh process | {r['fused_first_s']:.3f} | "
+                  f"| fused C loop, first call in a fresh process | {r['fused_first_s']:.3f} | "
+                  "its library loaded (built once per machine) |",
+                  f"| the same loop under numba (without a C compiler), warm (min of 3) | "
+                  f"{r['numba_warm_s']:.3f} | |",
+                  f"| the same loop under numba, first call | {r['numba_first_s']:.3f} | "
                   "numba import and its on-disk kernel cache (compiles once per install) |",
                   f"| jax scan (reference), first call | {r['jax_first_s']:.3f} | jax import and XLA compilation |",
                   f"| jax scan (reference), warm | {r['jax_warm_s']:.3f} | |",
                   f"| numpy loop (reference), scaled from 10^4 updates | {r['numpy_s_scaled']:.3f} | |",
-                  "", f"Largest relative difference, fused against jax: {r['max_rel_diff_fused_vs_jax']:.1e}."]
+                  "", f"Largest relative difference against jax: C {r['max_rel_diff_fused_vs_jax']:.1e}, "
+                  f"numba {r['max_rel_diff_numba_vs_jax']:.1e}."]
     lines += ["", "Second command of the same shape: its NLP comes from the on-disk cache "
               "(`compile_cache: disk` in summary.json, compile seconds in brackets above).", ""]
     return "\n".join(lines)
