@@ -50,11 +50,11 @@ LAW_START_MIN_T = 1000
 LAW_START_IPOPT = {"mu_strategy": "monotone", "mu_init": 1e-6}
 # Curvature probes of the scaling at the law's start (optctl.solver.ipopt.curvature_scale;
 # 64 elsewhere). Each costs one gradient, about one IPOPT iteration, and at T = 1000 the 32
-# probes used before cost more CPU than the whole IPOPT run. On the six reference lr solves
-# (K = 100), IPOPT iterations with 32 -> 16 probes: easy T = 1000 18 -> 18, 3162 17 -> 17,
-# 10^6 26 -> 28; hard 34 -> 35, 31 -> 34, 27 -> 29; replayed L_T within 4e-9 relative
-# (higher at 10^6 by 3e-9, the tolerance's scale); the solve's CPU seconds lower or equal.
-# With 8, hard T = 1000 took 36 and 10^6 32 iterations.
+# probes used before cost more CPU than the whole IPOPT run. The reference solves
+# (benchmarks/reference_solves.py, results/benchmarks/reference_solves_probes16.md), IPOPT
+# iterations with 32 -> 16 probes: easy T = 1000 18 -> 18, 3162 17 -> 17, 10^6 15 -> 17;
+# hard 34 -> 35, 31 -> 34, 21 -> 25; replayed L_T equal within 1.4e-11 relative but at
+# 10^6 (easy 1.6e-8 lower, hard 2.7e-10 higher). With 8, hard T = 1000 took 36 iterations.
 LAW_START_PROBES = 16
 # A warm solve (``warm=True``: ``init`` is the optimum of a nearby problem, a sweep's previous
 # horizon say) measures the curvature at this many controls instead of CURVATURE_PROBES
