@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import traceback
@@ -75,9 +76,12 @@ class FigureWorker:
         self._procs: list[subprocess.Popen[bytes] | None] = []
         for _ in range(max(1, helpers)):
             try:
+                # a session of its own: the helper and its forks end together (_stop), and a
+                # Ctrl-C meant for the command is the command's to handle
                 self._procs.append(subprocess.Popen(
                     [sys.executable, "-m", "optctl.io.drawing"], stdin=subprocess.PIPE,
-                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": path}))
+                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": path},
+                    start_new_session=hasattr(os, "killpg")))
             except OSError:
                 self._procs.append(None)
 
@@ -124,6 +128,9 @@ class FigureWorker:
     def _stop(self, i: int) -> None:
         proc = self._procs[i]
         if proc is not None:
+            if hasattr(os, "killpg"):
+                with contextlib.suppress(OSError):
+                    os.killpg(proc.pid, signal.SIGKILL)  # the helper and any figure it forked
             with contextlib.suppress(OSError):
                 proc.kill()
                 for pipe in (proc.stdin, proc.stderr):
