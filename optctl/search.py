@@ -136,7 +136,9 @@ def nelder_mead(f: Callable[[np.ndarray], float], simplex: Sequence[np.ndarray],
         xc = clip(centre + 0.5 * ((xr if outside else worst) - centre))
         fc = f(xc)
         nfev += 1
-        if fc <= (fr if outside else vals[-1]):
+        # kept when no worse than the reflected point (outside), or better than the worst
+        # vertex (inside: on a tie the simplex shrinks, else a flat function never stops)
+        if (fc <= fr) if outside else (fc < vals[-1]):
             pts[-1], vals[-1] = xc, fc
             continue
         for i in range(1, len(pts)):  # shrink towards the best vertex

@@ -113,3 +113,22 @@ def test_numba_backend_matches_reference(monkeypatch: pytest.MonkeyPatch) -> Non
                                  np.array([0.0, sp.sigma2]), eta, m)
     np.testing.assert_allclose(got.bias, want[:, 0], rtol=REPLAY_BACKEND_RTOL)
     np.testing.assert_allclose(got.variance, want[:, 1], rtol=REPLAY_BACKEND_RTOL)
+
+
+def test_no_scratch_folder_while_the_cache_works(fresh: Path) -> None:
+    ckernel._scratch_dir.cache_clear()
+    assert ckernel.kernels() is not None
+    assert ckernel._scratch_dir.cache_info().currsize == 0
+
+
+def test_an_unwritable_cache_builds_in_a_scratch_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """OPTCTL_CACHE_DIR on a plain file: nothing can be stored, the kernels still load."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv(ckernel.CACHE_DIR_ENV, str(blocker))
+    ckernel._kernels.cache_clear()
+    try:
+        assert ckernel.kernels() is not None
+        assert ckernel._scratch_dir.cache_info().currsize == 1
+    finally:
+        ckernel._kernels.cache_clear()

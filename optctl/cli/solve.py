@@ -72,9 +72,9 @@ def run(args: argparse.Namespace) -> int:
     # once, and no two jobs ever both write it.
     if cfg.horizons is not None:
         return _anytime(cfg, out, args, str(path))
-    # The figures are drawn by two helper processes (one figure each, side by side; one on a
-    # single core) that load matplotlib at a lower priority while this one solves, so that
-    # their imports take mostly core time the solve leaves idle (optctl.io.drawing).
+    # The figures are drawn by a helper process that loads matplotlib at a lower priority
+    # while this one solves, so that its imports take mostly core time the solve leaves idle,
+    # and forks a process per further figure (optctl.io.drawing).
     with claim(out, overwrite=args.overwrite), FigureWorker() as worker:
         # CasADi and the solver are loaded once the config is known to be good, so that a
         # mistake in it is reported at once.

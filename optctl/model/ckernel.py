@@ -12,14 +12,14 @@ Results agree with the numpy reference to about 1e-12 relative (tested).
 Why C and not numba: the same loops under numba cost a command about 0.75 CPU seconds to
 import numba and load its cached kernels, more than a ``T = 1000`` solve spends in IPOPT.
 A shared library built by the C compiler that builds the NLPs loads in about a
-millisecond. It is compiled on first use (about half a second), stored under
+millisecond. It is compiled on first use (well under a second), stored under
 ``cache_root()/kernels`` keyed by the source, the flags and the processor (``-march=native``)
 and checked by its checksum on every load; a process that cannot store it builds it in a
 scratch folder. Without a C compiler, :func:`kernels` returns None and the replay falls
 back to numba, then to numpy.
 
 ctypes releases the interpreter lock during a call, so a replay runs beside CasADi and the
-figure helpers without holding up other threads.
+figure helper without holding up other threads.
 """
 
 from __future__ import annotations
@@ -270,16 +270,17 @@ def _kernels() -> Kernels | None:
     if cc is None:
         return None
     name = f"{_digest(cc)}.so"
-    for folder in (cache_root() / "kernels", Path(_scratch_dir())):
-        lib = folder / name
-        found = _load(lib)
-        if found is not None:
-            return found
-        try:
-            _build(cc, lib)
-        except OSError:
-            continue  # a folder we cannot write, or a compiler that failed: the next one
-        found = _load(lib)
-        if found is not None:
-            return found
-    return None
+    lib = cache_root() / "kernels" / name
+    found = _load(lib) or _built(cc, lib)
+    if found is None:  # the cache folder cannot hold it: a scratch folder, this process only
+        found = _built(cc, Path(_scratch_dir()) / name)
+    return found
+
+
+def _built(cc: str, lib: Path) -> Kernels | None:
+    """Build ``lib`` and load it; None if the folder cannot be written or the build fails."""
+    try:
+        _build(cc, lib)
+    except OSError:
+        return None
+    return _load(lib)

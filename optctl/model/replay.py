@@ -98,7 +98,7 @@ def preload() -> threading.Thread:
     """Load the replay's compiled kernels in a background thread and return it (started).
 
     The C kernels load in about a millisecond once built (the first command on a machine
-    builds them, about half a second); numba's import and its on-disk kernel cache, where
+    builds them, well under a second); numba's import and its on-disk kernel cache, where
     numba runs the replay, take about 0.75 s of interpreter time. A solve starts this
     before IPOPT runs (CasADi releases the interpreter lock while it computes), so that
     either is ready when IPOPT is done. Joining the thread is optional: the first replay
@@ -133,7 +133,7 @@ def _fused() -> tuple[Callable[..., None], Callable[..., None]] | None:
 
 @functools.cache
 def _load_c() -> tuple[Callable[..., None], Callable[..., None]] | None:
-    """The C kernels behind the numba kernels' signatures (``c0`` is copied, not changed)."""
+    """The C kernels behind the same signatures as the numba ones (``c0`` is copied, not changed)."""
     lib = ckernel.kernels()
     if lib is None:
         return None
@@ -219,7 +219,8 @@ def _load_fused() -> tuple[Callable[..., None], Callable[..., None]] | None:
 def _fused_pair(kernels: tuple[Callable[..., None], Callable[..., None]], lam_w: np.ndarray,
                 lam: np.ndarray, c0: np.ndarray, sigma2: np.ndarray, eta: np.ndarray,
                 m: np.ndarray) -> np.ndarray:
-    """The recursion by the numba kernels: states two at a time (the runs are independent)."""
+    """The recursion by the fused kernels (C or numba): states two at a time (the runs are
+    independent)."""
     single, pair = kernels
     S, T = c0.shape[0], eta.size
     out = np.empty((S, T + 1))
@@ -239,8 +240,8 @@ def _recurse(lam_w: np.ndarray, lam: np.ndarray, c0: np.ndarray, sigma2: np.ndar
              eta: np.ndarray, m: np.ndarray) -> np.ndarray:
     """Run the recursion from several initial states at once; losses of shape ``(T+1, S)``.
 
-    ``c0`` has shape ``(S, N)`` and ``sigma2`` shape ``(S,)``. The fused numba loop
-    when numba is there (module docstring), else :func:`_recurse_reference`.
+    ``c0`` has shape ``(S, N)`` and ``sigma2`` shape ``(S,)``. The fused loop (C, else numba;
+    module docstring) when there is one, else :func:`_recurse_reference`.
     """
     kernels = _fused()
     if kernels is not None:

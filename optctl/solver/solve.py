@@ -44,7 +44,7 @@ LAW_START_MIN_T = 1000
 # a whole 200-iteration round coming back, ended above its start, and fell back to a generic
 # start (591 iterations). A monotone barrier from 1e-6 (as the momentum problem uses,
 # optctl.solver.controls) stays near the start. Reference solves (benchmarks/reference_solves.py,
-# with LAW_START_PROBES), IPOPT iterations, polish included: easy T = 10^3 56 -> 18, 3162
+# with 32 curvature probes then; LAW_START_PROBES below for 16), IPOPT iterations, polish included: easy T = 10^3 56 -> 18, 3162
 # 70 -> 17, 10^6 90 -> 15; hard 95 -> 34, 95 -> 31, 164 -> 21; every replayed L_T lower (hard
 # T = 10^3 by 8e-9, 10^6 by 6e-8, easy 10^6 by 2e-7, relative). Hard T = 10^7: 591 -> 23.
 LAW_START_IPOPT = {"mu_strategy": "monotone", "mu_init": 1e-6}
@@ -54,7 +54,9 @@ LAW_START_IPOPT = {"mu_strategy": "monotone", "mu_init": 1e-6}
 # (benchmarks/reference_solves.py, results/benchmarks/reference_solves_probes16.md), IPOPT
 # iterations with 32 -> 16 probes: easy T = 1000 18 -> 18, 3162 17 -> 17, 10^6 15 -> 17;
 # hard 34 -> 35, 31 -> 34, 21 -> 25; replayed L_T equal within 1.4e-11 relative but at
-# 10^6 (easy 1.6e-8 lower, hard 2.7e-10 higher). With 8, hard T = 1000 took 36 iterations.
+# 10^6 (easy 1.6e-8 lower, hard 2.7e-10 higher); the (eta, beta) solve, whose start is such a
+# learning-rate solve, 333 -> 355 iterations, L_T 1.6e-10 higher. With 8, hard T = 1000 took
+# 36 iterations.
 LAW_START_PROBES = 16
 # A warm solve (``warm=True``: ``init`` is the optimum of a nearby problem, a sweep's previous
 # horizon say) measures the curvature at this many controls instead of CURVATURE_PROBES
