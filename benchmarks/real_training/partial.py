@@ -315,8 +315,10 @@ def write_part(records: list[dict[str, Any]], out: Path, seconds: float, quick: 
         n = min(len(p["history"]) for p in r["runs"])
         for i in range(n):
             errs = [p["history"][i]["predicted_final_loss"] / p["final"] - 1 for p in r["runs"]]
-            step = r["runs"][0]["history"][i]["step"]
-            md.append(f"| {r['task']} | {step} ({step / r['T']:.2f} T) | "
+            steps = [p["history"][i]["step"] for p in r["runs"]]
+            at = (f"{steps[0]} ({steps[0] / r['T']:.2f} T)" if len(set(steps)) == 1 else
+                  f"after the last checkpoint ({min(steps) / r['T']:.3f}–{max(steps) / r['T']:.3f} T)")
+            md.append(f"| {r['task']} | {at} | "
                       + ", ".join(f"{100 * e:+.1f}%" for e in errs)
                       + f" | {100 * max(abs(e) for e in errs):.1f}% | {sum(abs(e) <= 0.1 for e in errs)}/{len(errs)} |")
         extra = [p for p in r["runs"] if len(p["history"]) > n]
