@@ -35,7 +35,7 @@ for good to :data:`ANNEAL_FRACTION` of the largest rate the table has from that 
 on (:meth:`ClosedLoop.anneal_step`). For a table that holds its largest rate past the
 checkpoint this is where its anneal begins. A table that began to anneal earlier is still
 decaying there, and a single run's loss then still strays from its expectation by as much
-as the rate allows (on rf_hard seen 7% below it at 9/10 of the run, a deviation that was
+as the rate allows (on rf_hard seen 6.5% below it at 9/10 of the run, a deviation that was
 gone at the end, as the rate fell): its extra re-solve comes once the rate has halved
 again, where the run's loss strays less (up to version 4 it got none). Either way, the
 loop's prediction at every re-solve is recorded, not only at the last.
