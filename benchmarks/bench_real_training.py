@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import time
 from pathlib import Path
@@ -109,6 +110,9 @@ def _closed_loop_part(args: argparse.Namespace) -> int:
     out = (args.out / "quick" if args.quick else args.out) / "partial"
     counts = _seed_counts(args.seeds, 2 if args.quick else 8)
     records = []
+    # the stored runs of an earlier version of the loop, to pair the new runs' final losses with
+    stored = out / "closed_loop.json"
+    previous = ({r["task"]: r for r in json.loads(stored.read_text())["tasks"]} if stored.exists() else {})
     with Runner(args.cache or out.parent / "cache", workers=args.workers) as runner:
         for name in args.tasks:
             task = TASKS[name]
@@ -119,7 +123,7 @@ def _closed_loop_part(args: argparse.Namespace) -> int:
             given = (f" --tasks {' '.join(args.tasks)}" if args.tasks != list(TASKS) else "") + (
                 f" --seeds {' '.join(args.seeds)}" if args.seeds else "") + (
                 f" --trunk-decay {args.trunk_decay:g}" if args.trunk_decay else "")
-            write_part(records, out, time.perf_counter() - t0, args.quick, given)
+            write_part(records, out, time.perf_counter() - t0, args.quick, given, previous)
     print(f"report written to {out / 'closed_loop.md'} [{time.perf_counter() - t0:.0f} s]")
     return 0
 

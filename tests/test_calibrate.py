@@ -477,9 +477,54 @@ def test_the_final_loss_interval_is_built_from_the_fits_own_residuals() -> None:
     assert 1.7 < large["sd_params"] / small["sd_params"] < 2.3
     assert large["low"] < large["prediction"] < large["high"]
     assert large["sd_log"] == pytest.approx(np.hypot(large["sd_params"], large["sd_end"]))
+    assert large["sd_model"] == 0.0
     curves = _curves(TRUTH, 0.02, seed=1)
     with pytest.raises(SpecError, match="level"):
         C.final_loss_interval(curves, C.FitOptions(N=N), TRUTH, WSD_LONG, M, level=0.3)
+    with pytest.raises(SpecError, match="model_sd"):
+        C.final_loss_interval(curves, C.FitOptions(N=N), TRUTH, WSD_LONG, M, model_sd=-0.1)
+
+
+def test_a_model_error_widens_the_final_loss_interval_in_quadrature() -> None:
+    """The model-error sd adds to the parameter and end parts in quadrature; the centre
+    does not move; with 0 the interval is the one without it."""
+    curves = _curves(TRUTH, 0.02, seed=1)
+    res = C.fit(curves, C.FitOptions(N=N, bootstrap=0, starts=1, holdout=False))
+    base = C.final_loss_interval(curves, res.options, res.params, WSD_LONG, M)
+    wide = C.final_loss_interval(curves, res.options, res.params, WSD_LONG, M, model_sd=0.1)
+    assert wide["prediction"] == base["prediction"] and wide["sd_model"] == 0.1
+    assert wide["sd_log"] == pytest.approx(np.sqrt(base["sd_log"] ** 2 + 0.01))
+    assert wide["high"] / wide["prediction"] == pytest.approx(np.exp(1.6448536 * wide["sd_log"]))
+    assert C.final_loss_interval(curves, res.options, res.params, WSD_LONG, M, model_sd=0.0) == base
+
+
+def test_the_held_out_error_of_a_model_is_its_miss_beyond_the_noise() -> None:
+    """A run of the true model (TRUTH) with 5% log noise. A model whose loss scale is 30%
+    too high misses the points after ``since`` by its own log ratio there (weighted by
+    the points' noise), far beyond the standard error; the truth misses them by noise
+    only (sd within 3 standard errors of 0); with fewer than 3 unseen points nothing is
+    measured."""
+    import dataclasses
+
+    from optctl.calibrate.closedloop import held_out_error
+
+    lr = np.full(T, 0.05)
+    st = C.measurement_steps(T, 60)
+    true = C.predict(TRUTH, lr, M, N)[st]
+    y = true * np.exp(0.05 * np.random.default_rng(3).standard_normal(st.size))
+    run = dataclasses.replace(curve_from_arrays("run", st, lr[np.minimum(st, T - 1)], y, M), lr=lr)
+    options = C.FitOptions(N=N, bootstrap=0)
+    wrong = {**TRUTH, "loss_scale": 1.3 * TRUTH["loss_scale"]}
+    miss = held_out_error(wrong, run, T // 2, M, options)
+    later = st > T // 2
+    ratio = np.log(C.predict(wrong, lr, M, N)[st[later]] / true[later])
+    assert miss["points"] == later.sum() and miss["se"] < 0.02
+    assert miss["mean"] == pytest.approx(ratio.mean(), abs=3 * miss["se"]) and miss["mean"] > 5 * miss["se"]
+    assert miss["sd"] == pytest.approx(np.sqrt(miss["mean"] ** 2 - miss["se"] ** 2))
+    exact = held_out_error(TRUTH, run, T // 2, M, options)
+    assert abs(exact["mean"]) < 3 * exact["se"] and exact["sd"] < 3 * exact["se"]
+    few = held_out_error(wrong, run, int(st[-3]), M, options)
+    assert few["points"] == 2 and few["sd"] == 0.0
 
 
 @pytest.mark.slow
@@ -512,8 +557,10 @@ def test_the_anneal_begins_where_the_rate_stays_below_half_its_largest() -> None
 
 def test_the_closed_loop_resolves_once_more_when_the_anneal_begins_after_its_last_checkpoint() -> None:
     """``due``: every fixed checkpoint; after the last one, once, at the first step asked at
-    or after the anneal's start, when that start lies after the last checkpoint; never for
-    a table that anneals before it, nor with ``anneal_fraction=None``."""
+    or after the anneal's start, when that start lies after the last checkpoint; for a
+    table that anneals before it, once its rate has halved again after the checkpoint
+    (up to version 4 of the loop: never); never for a table whose rate stays above half
+    its rate at the checkpoint, nor with ``anneal_fraction=None``."""
     from optctl.calibrate.closedloop import ClosedLoop
 
     curves = _curves(TRUTH, 0.0)
@@ -528,6 +575,13 @@ def test_the_closed_loop_resolves_once_more_when_the_anneal_begins_after_its_las
     asked = [s for s in range(10, T_run, 10) if loop.due(s, checks)]
     assert asked == [*checks, next(s for s in range(910, T_run, 10) if s >= begins)]
     loop = ClosedLoop(curves, res, early, eta_max=0.12, batch_size=M)
+    again = loop.anneal_step(900)  # the rate at 900 is 0.0238; it halves for good at 950
+    assert again == 950 and early.lr[again] <= early.lr[900] / 2 < early.lr[again - 1]
+    assert loop.anneal_step() == 749 < checks[-1]  # the table anneals before the last checkpoint
+    assert [s for s in range(10, T_run, 10) if loop.due(s, checks)] == [*checks, 950]
+    flat = ScheduleTable(lr=np.concatenate([np.full(500, 0.12), np.linspace(0.12, 0.03, 301)[1:],
+                                            np.full(200, 0.03)]))
+    loop = ClosedLoop(curves, res, flat, eta_max=0.12, batch_size=M)
     assert [s for s in range(10, T_run, 10) if loop.due(s, checks)] == checks
     loop = ClosedLoop(curves, res, late, eta_max=0.12, batch_size=M, anneal_fraction=None)
     assert [s for s in range(10, T_run, 10) if loop.due(s, checks)] == checks

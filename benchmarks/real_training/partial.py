@@ -195,38 +195,70 @@ def interval_markdown(records: list[dict[str, Any]]) -> list[str]:
     if not rows:
         return []
     level = rows[0]["runs"][0]["history"][-1]["interval"]["level"]
-    md = ["", f"The last re-solve per seed — its step (`a`: the extra re-solve at the anneal's start; `c`: the "
+    md = ["", f"The last re-solve per seed — its step (`a`: the extra re-solve after the last checkpoint, where "
+          "the rate has fallen for good to half the table's largest from that checkpoint on; `c`: the "
           "last fixed checkpoint; in brackets where the anneal of the table it left begins) — and the "
           f"{100 * level:.0f}% interval of the final loss predicted there "
           "(`optctl.calibrate.fitting.final_loss_interval`: the refit's autocorrelation-robust parameter "
-          "covariance, linearised, and the noise of a loss measured after an anneal), as half-widths in log "
-          "(±, ≈ relative), and whether the measured final loss lies inside (✓) or not (✗):", "",
-          "| task | per seed: step, error, ± half-width | inside | median ± |", "|---|---|---:|---:|"]
-    inside_all, n_all = 0, 0
+          "covariance, linearised, the noise of a loss measured after an anneal and, from version 5, the "
+          "model error: the previous model's miss on the run's points it had not seen, net of their noise, "
+          "`optctl.calibrate.closedloop.held_out_error`), as half-widths in log "
+          "(±, ≈ relative), and whether the measured final loss lies inside (✓) or not (✗); `inside` "
+          "also without the model-error term:", "",
+          "| task | per seed: step, error, ± half-width | inside | without model error | median ± |",
+          "|---|---|---:|---:|---:|"]
+    inside_all, bare_all, n_all = 0, 0, 0
     for r in rows:
-        cells, inside, widths = [], 0, []
+        cells, inside, bare, widths = [], 0, 0, []
         for p in r["runs"]:
             h = p["history"][-1]
             iv = h["interval"]
             ok = iv["low"] <= p["final"] <= iv["high"]
             inside += ok
             half = float(np.log(iv["high"] / iv["prediction"]))
+            sd0 = float(np.sqrt(max(iv["sd_log"] ** 2 - iv.get("sd_model", 0.0) ** 2, 0.0)))
+            bare += abs(np.log(p["final"] / iv["prediction"])) <= half * sd0 / iv["sd_log"]
             widths.append(half)
             tag = "a" if h.get("trigger") == "anneal" else "c"
             cells.append(f"{h['step'] / r['T']:.3f} T {tag} (anneal {h['anneal_step'] / r['T']:.3f}), "
                          f"{100 * (h['predicted_final_loss'] / p['final'] - 1):+.1f}% ± {100 * half:.1f}% "
                          f"{'✓' if ok else '✗'}")
-        inside_all, n_all = inside_all + inside, n_all + len(r["runs"])
-        md.append(f"| {r['task']} | {'; '.join(cells)} | {inside}/{len(r['runs'])} | "
+        inside_all, bare_all, n_all = inside_all + inside, bare_all + bare, n_all + len(r["runs"])
+        md.append(f"| {r['task']} | {'; '.join(cells)} | {inside}/{len(r['runs'])} | {bare}/{len(r['runs'])} | "
                   f"{100 * float(np.median(widths)):.1f}% |")
     md += ["", f"Coverage over all {n_all} seeds: {inside_all}/{n_all} ({100 * inside_all / n_all:.0f}%; "
-           f"nominal {100 * level:.0f}%)."]
+           f"nominal {100 * level:.0f}%); without the model-error term {bare_all}/{n_all}."]
+    return md
+
+
+def paired_markdown(records: list[dict[str, Any]], previous: dict[str, dict[str, Any]]) -> list[str]:
+    """The loop's own final loss per task against the stored runs of an earlier version of
+    the loop (paired by seed): mean relative difference and its standard error."""
+    md: list[str] = []
+    for r in records:
+        old = previous.get(r["task"])
+        if old is None or old.get("prediction_version") == r["prediction_version"]:
+            continue
+        by_seed = {p["seed"]: p["final"] for p in old["runs"]}
+        pairs = [(p["final"], by_seed[p["seed"]]) for p in r["runs"] if p["seed"] in by_seed]
+        if len(pairs) < 2:
+            continue
+        d = np.array([a / b - 1 for a, b in pairs])
+        if not md:
+            md = ["", "The loop's own final loss against the stored runs of the previous version of the loop, "
+                  "paired by seed (new / old − 1; negative: the new runs ended lower):", "",
+                  "| task | versions | seeds | mean difference ± SE | per seed |", "|---|---|---:|---:|---|"]
+        md.append(f"| {r['task']} | {old.get('prediction_version')} → {r['prediction_version']} | {len(pairs)} | "
+                  f"{100 * d.mean():+.2f}% ± {100 * d.std(ddof=1) / np.sqrt(d.size):.2f}% | "
+                  + ", ".join(f"{100 * x:+.2f}%" for x in d) + " |")
     return md
 
 
 def write_part(records: list[dict[str, Any]], out: Path, seconds: float, quick: bool,
-               options: str = "") -> None:
-    """``closed_loop.json``, ``closed_loop.md`` and ``closed_loop.png`` under ``out``."""
+               options: str = "", previous: dict[str, dict[str, Any]] | None = None) -> None:
+    """``closed_loop.json``, ``closed_loop.md`` and ``closed_loop.png`` under ``out``;
+    ``previous``: per task, the record of an earlier version's runs to pair the loop's own
+    final losses with."""
     import datetime
     import os
 
@@ -255,7 +287,10 @@ def write_part(records: list[dict[str, Any]], out: Path, seconds: float, quick: 
             if any(r["prediction_version"] < PREDICTION_VERSION for r in records) else []),
           f"Final held-out loss predicted at the last re-solve ({CHECKPOINTS[-1]:g} T, or from version 4 the "
           "first measured step after the solved table's anneal has begun when it begins later: where the rate "
-          "has fallen for good to half the table's largest; table below), relative error per seed: "
+          "has fallen for good to half the table's largest; from version 5 the first measured step after "
+          f"{CHECKPOINTS[-1]:g} T where the rate has fallen for good to half the table's largest from "
+          f"{CHECKPOINTS[-1]:g} T on, which is the same step for a table that holds its largest rate past "
+          f"{CHECKPOINTS[-1]:g} T; table below), relative error per seed: "
           "by the latest refit (the loop's prediction; from version 3 its refits weigh each point by the "
           "inverse of its local noise variance) and, for comparison, by the accepted model (the pilots' fit "
           "until a refit predicts the run's unseen points better; the loop's prediction in version 2).", "",
@@ -270,17 +305,20 @@ def write_part(records: list[dict[str, Any]], out: Path, seconds: float, quick: 
                     f"{sum(abs(e) <= 0.1 for e in errs)}/{len(errs)}"]
         md.append("| " + " | ".join(row) + " |")
     md += interval_markdown(records)
+    md += paired_markdown(records, previous or {})
     md += ["", "How far ahead the loop predicts: the final loss predicted at every re-solve (the loop's "
            "prediction, the latest refit), relative error per seed, for the schedule the run went on with "
-           "from there (later re-solves changed it a little); `anneal`: the extra re-solve once the table's "
-           "anneal has begun, on the seeds that had one (their step in the interval table).", "",
+           "from there (later re-solves changed it a little); `anneal`: the extra re-solve after the last "
+           "checkpoint, on the seeds that had one (their step in the interval table).", "",
            "| task | re-solve at | per seed | worst | within 10% |", "|---|---:|---|---:|---:|"]
     for r in records:
         n = min(len(p["history"]) for p in r["runs"])
         for i in range(n):
             errs = [p["history"][i]["predicted_final_loss"] / p["final"] - 1 for p in r["runs"]]
-            step = r["runs"][0]["history"][i]["step"]
-            md.append(f"| {r['task']} | {step} ({step / r['T']:.2f} T) | "
+            steps = [p["history"][i]["step"] for p in r["runs"]]
+            at = (f"{steps[0]} ({steps[0] / r['T']:.2f} T)" if len(set(steps)) == 1 else
+                  f"after the last checkpoint ({min(steps) / r['T']:.3f}–{max(steps) / r['T']:.3f} T)")
+            md.append(f"| {r['task']} | {at} | "
                       + ", ".join(f"{100 * e:+.1f}%" for e in errs)
                       + f" | {100 * max(abs(e) for e in errs):.1f}% | {sum(abs(e) <= 0.1 for e in errs)}/{len(errs)} |")
         extra = [p for p in r["runs"] if len(p["history"]) > n]

@@ -568,7 +568,8 @@ HAC_LAGS = LONG_RUN_LAGS
 
 @fm.float64
 def final_loss_interval(curves: list[LossCurve], options: FitOptions, params: Mapping[str, float],
-                        lr: np.ndarray, batch_size: float, level: float = 0.9) -> dict[str, float]:
+                        lr: np.ndarray, batch_size: float, level: float = 0.9, *,
+                        model_sd: float = 0.0) -> dict[str, float]:
     """How far to trust a fit's prediction of the final loss of the schedule ``lr``.
 
     ``params`` fitted to ``curves`` with ``options`` (its weights, N, tail). The log of the
@@ -583,15 +584,23 @@ def final_loss_interval(curves: list[LossCurve], options: FitOptions, params: Ma
     any curve's last point (:func:`~optctl.calibrate.fitmodel.local_noise`; the curves
     that end annealed), added in quadrature. A parameter at an edge of its search box is
     held fixed there; one the curves do not determine (a singular direction) adds
-    nothing, so such a fit's interval is too narrow. Returns ``sd_log`` (the total sd of the log
-    final loss), ``sd_params`` (its part from the parameters), ``sd_end`` (the end noise),
-    and ``low``/``high`` the interval of the final loss at ``level``
+    nothing, so such a fit's interval is too narrow. Neither part sees the error of the
+    model itself (a curve the model cannot follow, whose refits agree with each other):
+    ``model_sd``, an sd of the log final loss measured elsewhere (the closed loop passes
+    the previous model's error on the run's points it had not seen,
+    :func:`optctl.calibrate.closedloop.held_out_error`), is added in quadrature. Returns
+    ``sd_log`` (the total sd of the log final loss), ``sd_params`` (its part from the
+    parameters), ``sd_end`` (the end noise), ``sd_model`` (``model_sd``), and
+    ``low``/``high`` the interval of the final loss at ``level``
     (``prediction · exp(± z sd_log)``). A linearisation: the spread of refits over noise
     draws can be wider than it says (:func:`pilot_sd`).
     """
     level = float(level)
     if not 0.5 <= level < 1.0:
         raise SpecError("level", level, "must lie in [0.5, 1), e.g. 0.9")
+    model_sd = float(model_sd)
+    if not (math.isfinite(model_sd) and model_sd >= 0):
+        raise SpecError("model_sd", model_sd, "give the model error's sd of the log final loss (>= 0, finite), or 0")
     lr = np.asarray(lr, dtype=float)
     if lr.ndim != 1 or lr.size < 1 or not np.all(np.isfinite(lr)) or np.any(lr < 0):
         raise SpecError("lr", f"{lr.size} rates", "give the schedule's real learning rate per update (>= 0, finite)")
@@ -633,10 +642,11 @@ def final_loss_interval(curves: list[LossCurve], options: FitOptions, params: Ma
         var = math.inf
     sd_params = math.sqrt(var) if math.isfinite(var) and var >= 0 else math.inf
     sd_end = min(float(fm.local_noise(data.logy[r, : int(data.mask[r].sum())])[-1]) for r in range(R))
-    sd = math.hypot(sd_params, sd_end)
+    sd = math.sqrt(sd_params**2 + sd_end**2 + model_sd**2)
     centre = float(predict(dict(params), lr, batch_size, options.N, tail=options.tail)[-1])
     zq = float(ndtri(0.5 + level / 2))
-    return {"prediction": centre, "sd_log": sd, "sd_params": sd_params, "sd_end": sd_end, "level": level,
+    return {"prediction": centre, "sd_log": sd, "sd_params": sd_params, "sd_end": sd_end,
+            "sd_model": model_sd, "level": level,
             "low": centre * math.exp(-zq * sd), "high": centre * math.exp(zq * sd)}
 
 
