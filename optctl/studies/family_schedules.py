@@ -193,10 +193,11 @@ def _two_starts(spec: ProblemSpec, cs: Any, starts: list[tuple[np.ndarray, ...]]
     diff = abs(res.final_loss - first.final_loss) / min(res.final_loss, first.final_loss)
     progress(f"{spec.T}: second start {i} (first {first.start}): L_T = {res.final_loss:.6g} ({res.status}, "
              f"{res.iterations} it, {res.wall_time:.0f} s); relative difference {diff:.1e}")
-    keep, alt = (record, other) if first.final_loss <= res.final_loss else (other, record)
+    first_kept = first.final_loss <= res.final_loss
+    keep, alt = (record, other) if first_kept else (other, record)
     alt = {k: v for k, v in alt.items() if k not in ("grid", "schedules", "second_start")}
-    keep = {**keep, "start": first.start if keep is record else i}
-    return {**keep, "second_start": {**alt, "start": i if keep is record else first.start},
+    keep = {**keep, "start": first.start if first_kept else i}
+    return {**keep, "second_start": {**alt, "start": i if first_kept else first.start},
             "starts_relative_difference": diff}
 
 
