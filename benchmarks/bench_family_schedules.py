@@ -36,6 +36,8 @@ def main() -> int:
     p.add_argument("--skip-T", type=int, action="append", default=[],
                    help="leave this horizon out (repeatable); the next one starts from the one before it")
     p.add_argument("--max-iter", type=int, default=3000, help="IPOPT iterations per solve")
+    p.add_argument("--attempts", type=int, default=None,
+                   help="starts solved in rank order until one succeeds (default: all)")
     p.add_argument("--record", default=None, help="write here instead of <out>/<case>_scheduled.json")
     p.add_argument("--seed", default=None, help="a record whose shorter horizon seeds the first solve")
     p.add_argument("--redo", action="append", default=[], help="recompute this entry (e.g. dana_solved_bounded)")
@@ -66,7 +68,8 @@ def main() -> int:
                   record=None if args.record is None else Path(args.record), redo=tuple(args.redo),
                   bounds=("unbounded", "bounded") if args.bounds == "both" else (args.bounds,),
                   second_start_T=tuple(args.second_start_T),
-                  families=("schedule-free", "dana") if args.family == "both" else (args.family,))
+                  families=("schedule-free", "dana") if args.family == "both" else (args.family,),
+                  attempts=args.attempts)
     return 0
 
 

@@ -29,7 +29,14 @@ from optctl.model import families as F
 from optctl.model.spectrum import spectrum
 from optctl.solver.controls import DanaSchedule, FamilySchedule, ScheduleFreeLR
 from optctl.solver.grid import make_grid, subdivide
-from optctl.solver.ipopt import compile_problem, fresh_scale, message, run_rounds, stop_on_sigint
+from optctl.solver.ipopt import (
+    compile_problem,
+    fresh_scale,
+    ipopt_options,
+    message,
+    run_rounds,
+    stop_on_sigint,
+)
 from optctl.solver.piecewise import expand
 from optctl.solver.plan import SUBBLOCK_RESTART, Plan, plan_spectrum
 from optctl.solver.transcribe import model_parameters
@@ -155,13 +162,15 @@ def solve_family(spec: ProblemSpec, cs: FamilySchedule, starts: list[tuple[np.nd
     floor = cs.floor(spec, controls, K)
     sp = spectrum(spec)
     names = schedule_names(cs)
+    ipopt = {k: v for k, v in cs.solve_ipopt(plan).items() if k not in options.ipopt}
+    history = int({**ipopt_options(options), **ipopt}["limited_memory_max_history"])
     tried: list[dict[str, Any]] = []
     best: FamilySolve | None = None
     for best_start in ranked[:max(1, attempts)]:
         scale = fresh_scale(prob, cands[best_start], floor, options.precondition, cs.curvature_clip)
         with stop_on_sigint(prob.monitor):
             run = run_rounds(prob, cands[best_start], scale, np.zeros(prob.size), bounds, floor, options,
-                             cs.constraint_bounds(spec, plan), cs.curvature_clip)
+                             cs.constraint_bounds(spec, plan), cs.curvature_clip, ipopt=ipopt or None)
         objective = prob.objective(run.u, run.scale) + sp.tail
         schedules = {name: expand(run.u[i * K:(i + 1) * K], plan.grid) for i, name in enumerate(names)}
         opt = optimizer_of(cs, spec.T, schedules)
@@ -177,7 +186,8 @@ def solve_family(spec: ProblemSpec, cs: FamilySchedule, starts: list[tuple[np.nd
             wall_time=time.perf_counter() - t0,
             at_box=cs.eta_max is None and bool(np.any((hi > 0) & (run.u >= 0.999 * hi))),
             info={**plan.describe(), "compile_cache": prob.cache, "compile_time_s": prob.build_time,
-                  "ipopt_rounds": run.rounds, "start_scores": [float(s) + sp.tail for s in scores]})
+                  "ipopt_rounds": run.rounds, "start_scores": [float(s) + sp.tail for s in scores],
+                  "lbfgs_history": history})
         tried.append({"start": best_start, "loss": final, "status": status, "success": res.success,
                       "iterations": run.iterations})
         if best is None or res.final_loss < best.final_loss:

@@ -47,6 +47,7 @@ def _record(res: FamilySolve, **extra: Any) -> dict[str, Any]:
             "attempts": res.info.get("attempts", []),
             "start_loss": res.start_loss, "start": res.start, "success": res.success,
             "propagator": res.info.get("propagator"), "n_subblocks": res.info.get("n_subblocks"),
+            "lbfgs_history": res.info.get("lbfgs_history"),
             "status": res.status, "iterations": res.iterations, "seconds": res.wall_time,
             "load_1min": _load(), "at_box": res.at_box, "max_effective_step": float(np.max(eff)),
             "grid": res.grid.tolist(), "schedules": {k: v[res.grid[:-1]].tolist() for k, v in res.schedules.items()},
@@ -83,7 +84,8 @@ def run_schedules(out: Path, cfg: dict[str, Any], case: str, horizons: list[int]
                   seed: Path | None = None, record: Path | None = None,
                   redo: tuple[str, ...] = (), bounds: tuple[str, ...] = ("unbounded", "bounded"),
                   second_start_T: tuple[int, ...] = (),
-                  families: tuple[str, ...] = ("schedule-free", "dana")) -> dict[str, Any]:
+                  families: tuple[str, ...] = ("schedule-free", "dana"),
+                  attempts: int | None = None) -> dict[str, Any]:
     """Solve and record every horizon of ``case`` into ``out/<case>_scheduled.json`` (or
     ``record``; resumable: finished entries are kept, those named in ``redo`` recomputed,
     e.g. ``dana_solved_bounded``; ``bounds`` chooses the unbounded and/or bounded solves). Needs the tuned families of ``out/<case>.json``.
@@ -91,7 +93,8 @@ def run_schedules(out: Path, cfg: dict[str, Any], case: str, horizons: list[int]
     the first horizon (each later horizon starts from the one before it anyway).
     ``second_start_T``: at these horizons every solve is repeated from its best-ranked other
     start (:func:`_two_starts`); the lower answer is kept and both are recorded. ``families``:
-    the scheduled families to solve (``"schedule-free"``, ``"dana"``)."""
+    the scheduled families to solve (``"schedule-free"``, ``"dana"``). ``attempts``: starts
+    solved in rank order until one succeeds (default: all of them)."""
     model = cfg["models"][case]
     eta_max = float(cfg["sgd"]["eta_max"])
     tuned = {int(r["T"]): r for r in read_json(out / f"{case}.json")["rows"]}
@@ -136,7 +139,8 @@ def run_schedules(out: Path, cfg: dict[str, Any], case: str, horizons: list[int]
                 src = tuned[T]["schedule-free"] if bound is None else row["schedule-free_bounded_tuned"]
                 beta, lr = float(src["params"]["beta"]), float(src["params"]["lr"])
                 starts = [(np.full(T, lr),), *_more_starts(row.get(key), prev.get(f"sf-{tag}"), T, ("lr",))]
-                res = solve_family(spec, ScheduleFreeLR(beta, bound), starts, options, attempts=len(starts))
+                res = solve_family(spec, ScheduleFreeLR(beta, bound), starts, options,
+                                   attempts=attempts or len(starts))
                 row[key] = _record(res, beta=beta)
                 if T in second_start_T:
                     row[key] = _two_starts(spec, ScheduleFreeLR(beta, bound), starts, options, res, row[key],
@@ -156,7 +160,8 @@ def run_schedules(out: Path, cfg: dict[str, Any], case: str, horizons: list[int]
                     opts = [F.dana(spec, T, pb["gamma2"], pb["gamma3"])]
                 dstarts = [*(_dana_start(o, T, bound) for o in opts),
                            *_more_starts(row.get(key), prev.get(f"dana-{tag}"), T, ("gamma2", "gamma3"))]
-                res = solve_family(spec, DanaSchedule(delta, bound), dstarts, options, attempts=len(dstarts))
+                res = solve_family(spec, DanaSchedule(delta, bound), dstarts, options,
+                                   attempts=attempts or len(dstarts))
                 row[key] = _record(res, delta=delta)
                 if T in second_start_T:
                     row[key] = _two_starts(spec, DanaSchedule(delta, bound), dstarts, options, res, row[key],
@@ -188,10 +193,11 @@ def _two_starts(spec: ProblemSpec, cs: Any, starts: list[tuple[np.ndarray, ...]]
     diff = abs(res.final_loss - first.final_loss) / min(res.final_loss, first.final_loss)
     progress(f"{spec.T}: second start {i} (first {first.start}): L_T = {res.final_loss:.6g} ({res.status}, "
              f"{res.iterations} it, {res.wall_time:.0f} s); relative difference {diff:.1e}")
-    keep, alt = (record, other) if first.final_loss <= res.final_loss else (other, record)
+    first_kept = first.final_loss <= res.final_loss
+    keep, alt = (record, other) if first_kept else (other, record)
     alt = {k: v for k, v in alt.items() if k not in ("grid", "schedules", "second_start")}
-    keep = {**keep, "start": first.start if keep is record else i}
-    return {**keep, "second_start": {**alt, "start": i if keep is record else first.start},
+    keep = {**keep, "start": first.start if first_kept else i}
+    return {**keep, "second_start": {**alt, "start": i if first_kept else first.start},
             "starts_relative_difference": diff}
 
 
@@ -346,13 +352,15 @@ def scheduled_section(families_out: Path, case: str) -> list[str]:
         lines += ["Solves that record their propagator (wall times measured on a shared machine under the load "
                   "shown, not speed claims; \"2nd start\": the same problem from its best-ranked other start, "
                   "the lower answer kept above):", "",
-                  "| T | solve | propagator (sub-blocks) | status | iterations | seconds | load (1 min) | replay gap "
-                  "| 2nd start: L_T, status, seconds | relative difference |", "|---" * 10 + "|"]
+                  "| T | solve | propagator (sub-blocks) | L-BFGS pairs | status | iterations | seconds "
+                  "| load (1 min) | replay gap | 2nd start: L_T, status, iterations, seconds | relative difference |",
+                  "|---" * 11 + "|"]
         for T, k, v in recent:
             o = v.get("second_start")
-            two = "—" if not o else f"{o['loss']:.6g}, {o['status']}, {o['seconds']:.0f}"
+            two = "—" if not o else f"{o['loss']:.6g}, {o['status']}, {o['iterations']}, {o['seconds']:.0f}"
             d = v.get("starts_relative_difference")
-            lines.append(f"| {T} | {k} | {v['propagator']} ({v['n_subblocks']}) | {v['status']} | {v['iterations']} "
+            pairs = v.get("lbfgs_history") or 30  # solves recorded before the field: IPOPT's 30
+            lines.append(f"| {T} | {k} | {v['propagator']} ({v['n_subblocks']}) | {pairs} | {v['status']} | {v['iterations']} "
                          f"| {v['seconds']:.0f} | {v['load_1min']:.1f} | {v['replay_gap']:.1e} | {two} | "
                          f"{'—' if d is None else f'{d:.1e}'} |")
         lines.append("")
