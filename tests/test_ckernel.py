@@ -40,7 +40,7 @@ def test_the_library_is_stored_with_its_checksum(fresh: Path) -> None:
     assert ckernel.kernels() is not None
     (lib,) = fresh.glob("*.so")
     record = json.loads(lib.with_suffix(".json").read_text())
-    assert record["sha256"] == ckernel._sha256(lib)
+    assert record["sha256"] == ckernel.sha256_file(lib)
     assert not [p for p in fresh.iterdir() if p.name.startswith(".")]  # no temporary left
 
 
@@ -51,7 +51,7 @@ def test_a_damaged_library_is_rebuilt(fresh: Path) -> None:
     lib.write_bytes(b"not a library")
     ckernel._kernels.cache_clear()
     assert ckernel.kernels() is not None
-    assert json.loads(lib.with_suffix(".json").read_text())["sha256"] == ckernel._sha256(lib)
+    assert json.loads(lib.with_suffix(".json").read_text())["sha256"] == ckernel.sha256_file(lib)
 
 
 @pytest.mark.parametrize("b", [2.0, 5.0])

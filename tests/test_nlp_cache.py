@@ -76,7 +76,7 @@ def test_a_damaged_entry_is_rebuilt(cache: Path, damage: str) -> None:
     again = solve(SPEC, OPTIONS)
     assert again.transcription["compile_cache"] == "built"
     assert again.final_loss == first.final_loss
-    assert json.loads(lib.with_suffix(".json").read_text())["sha256"] == ip._sha256(lib)
+    assert json.loads(lib.with_suffix(".json").read_text())["sha256"] == ckernel.sha256_file(lib)
 
 
 def test_cache_off_stores_nothing(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -108,7 +108,7 @@ def test_concurrent_processes_share_the_cache(tmp_path: Path) -> None:
     assert all(p.returncode == 0 for p in procs)
     assert outs[0] == outs[1]
     libs = list((tmp_path / "nlp").glob("*.so"))
-    assert len(libs) == 1 and ip._load_stored(libs[0])
+    assert len(libs) == 1 and ckernel.stored(libs[0])
     assert not [p for p in (tmp_path / "nlp").iterdir() if p.name.startswith(".")]
 
 

@@ -35,7 +35,9 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -171,8 +173,44 @@ def _processor() -> str:
         return f"{platform.machine()} {platform.processor()}"
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class BuildError(OSError):
+    """The C compiler failed (its message is the error's text)."""
+
+
+def stored(lib: Path) -> bool:
+    """True when the library ``lib`` and its record (``lib`` with ``.json``) exist and the
+    record's checksum is the library's: what :func:`store_library` left complete."""
+    try:
+        record = json.loads(lib.with_suffix(".json").read_text())
+        return bool(lib.is_file() and record.get("sha256") == sha256_file(lib))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def store_library(cc: str, flags: Sequence[str], source: Path, lib: Path, record: dict[str, Any]) -> None:
+    """Compile the C file ``source`` into the shared library ``lib`` with ``flags``, atomically:
+    the library and its record (``record`` and the library's checksum) are written under
+    temporary names and renamed, the library first, so that a record never names a missing
+    or partial library and concurrent builders of the same ``lib`` leave one whole copy.
+    Raises :class:`BuildError` when the compiler fails, OSError when ``lib``'s folder cannot
+    be written."""
+    lib.parent.mkdir(parents=True, exist_ok=True)
+    tmp = lib.parent / f".{lib.stem}.{os.getpid()}.{threading.get_ident()}.tmp"
+    meta = tmp.with_suffix(".json.tmp")
+    try:
+        done = subprocess.run([cc, *flags, str(source), "-o", str(tmp)], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise BuildError(done.stderr.strip()[-300:])
+        meta.write_text(json.dumps({"sha256": sha256_file(tmp), **record}))
+        os.replace(tmp, lib)
+        os.replace(meta, lib.with_suffix(".json"))
+    finally:
+        tmp.unlink(missing_ok=True)
+        meta.unlink(missing_ok=True)
 
 
 class Kernels:
@@ -227,31 +265,20 @@ def _digest(cc: str) -> str:
 def _load(lib: Path) -> Kernels | None:
     """The library at ``lib`` if it and its checksum record are there and agree."""
     try:
-        record = json.loads(lib.with_suffix(".json").read_text())
-        if not (lib.is_file() and record.get("sha256") == _sha256(lib)):
-            return None
-        return Kernels(ctypes.CDLL(str(lib)))
-    except (OSError, ValueError, AttributeError):
+        return Kernels(ctypes.CDLL(str(lib))) if stored(lib) else None
+    except OSError:
         return None
 
 
 def _build(cc: str, lib: Path) -> None:
-    """Compile ``SOURCE`` into ``lib`` atomically: the library and its checksum record are
-    written under temporary names and renamed (the library first)."""
+    """Compile ``SOURCE`` into ``lib`` (:func:`store_library`)."""
     lib.parent.mkdir(parents=True, exist_ok=True)
-    stem = f".{lib.stem}.{os.getpid()}.{threading.get_ident()}"
-    src, tmp, meta = (lib.parent / f"{stem}{ext}" for ext in (".c", ".tmp", ".json.tmp"))
+    src = lib.parent / f".{lib.stem}.{os.getpid()}.{threading.get_ident()}.c"
     try:
         src.write_text(SOURCE)
-        done = subprocess.run([cc, *FLAGS, str(src), "-o", str(tmp)], capture_output=True, text=True)
-        if done.returncode != 0:
-            raise OSError(done.stderr.strip()[-300:])
-        meta.write_text(json.dumps({"sha256": _sha256(tmp), "flags": list(FLAGS)}))
-        os.replace(tmp, lib)
-        os.replace(meta, lib.with_suffix(".json"))
+        store_library(cc, FLAGS, src, lib, {"flags": list(FLAGS)})
     finally:
-        for path in (src, tmp, meta):
-            path.unlink(missing_ok=True)
+        src.unlink(missing_ok=True)
 
 
 _LOCK = threading.Lock()

@@ -19,13 +19,11 @@ import atexit
 import contextlib
 import functools
 import hashlib
-import json
 import math
 import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -40,7 +38,7 @@ import casadi as ca
 import numpy as np
 
 from optctl.errors import ConfigError, SolverError
-from optctl.model.ckernel import cache_root, compiler
+from optctl.model.ckernel import BuildError, cache_root, compiler, store_library, stored
 from optctl.model.replay import gradient
 from optctl.solver.controls import LearningRate
 from optctl.solver.piecewise import expand
@@ -316,24 +314,9 @@ def _disk_key(key: tuple[object, ...]) -> str:
 _COMPILE_FLAGS = ("-O1", "-shared", "-fPIC")
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _load_stored(lib: Path) -> bool:
-    """True when ``lib`` and its record exist and the library's checksum matches."""
-    meta = lib.with_suffix(".json")
-    try:
-        record = json.loads(meta.read_text())
-        return bool(lib.is_file() and record.get("sha256") == _sha256(lib))
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
 def _build_library(nlp_solver: ca.Function, lib: Path, compiler: str) -> None:
-    """Generate the C code of ``nlp_solver``'s functions and compile it to ``lib``, atomically:
-    the library and its checksum record are written under temporary names and renamed."""
-    lib.parent.mkdir(parents=True, exist_ok=True)
+    """Generate the C code of ``nlp_solver``'s functions and compile it to ``lib`` with its
+    checksum record (:func:`optctl.model.ckernel.store_library`: atomic)."""
     work = Path(tempfile.mkdtemp(prefix="optctl-nlp-", dir=_scratch_dir()))
     here = os.getcwd()
     os.chdir(work)  # CasADi writes the generated source into the working directory
@@ -341,21 +324,12 @@ def _build_library(nlp_solver: ca.Function, lib: Path, compiler: str) -> None:
         nlp_solver.generate_dependencies("nlp.c")
     finally:
         os.chdir(here)
-    tmp = lib.parent / f".{lib.stem}.{os.getpid()}.{threading.get_ident()}.tmp"
     try:
-        done = subprocess.run([compiler, *_COMPILE_FLAGS, str(work / "nlp.c"), "-o", str(tmp)],
-                              capture_output=True, text=True)
-        if done.returncode != 0:
-            raise SolverError(f"the C compiler {compiler} could not compile the NLP: "
-                              f"{done.stderr.strip()[-300:]}; install a working gcc, or set "
-                              f"{CACHE_ENV}=off")
-        meta_tmp = tmp.with_suffix(".json.tmp")
-        meta_tmp.write_text(json.dumps({"sha256": _sha256(tmp), "versions": versions()}))
-        os.replace(tmp, lib)  # the library first: a record never names a missing library
-        os.replace(meta_tmp, lib.with_suffix(".json"))
+        store_library(compiler, _COMPILE_FLAGS, work / "nlp.c", lib, {"versions": versions()})
+    except BuildError as err:
+        raise SolverError(f"the C compiler {compiler} could not compile the NLP: {err}; install a "
+                          f"working gcc, or set {CACHE_ENV}=off") from None
     finally:
-        tmp.unlink(missing_ok=True)
-        tmp.with_suffix(".json.tmp").unlink(missing_ok=True)
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -389,7 +363,7 @@ def compile_problem(plan: Plan, controls: LearningRate, kappa: float, options: S
     how = "disk"
     if cc is None:
         how = "off"
-    elif not _load_stored(lib):
+    elif not stored(lib):
         how = "built"
         nlp = transcribe(plan, controls, kappa)
         try:
