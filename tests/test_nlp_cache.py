@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import optctl.solver.ipopt as ip
+from optctl.errors import SolverError
 from optctl.model import ckernel
 from optctl.model.replay import final_loss
 from optctl.solver.solve import solve
@@ -134,3 +136,13 @@ def test_second_command_skips_the_build_and_says_so(cache: Path, tmp_path: Path)
         assert {"prepare_s", "imports_s", "job_s", "write_s", "write_arrays_s",
                 "figures_s", "job_cpu_main_thread_s", "job_cpu_process_s"} <= set(s["timings"])
         assert 0 < s["timings"]["job_cpu_main_thread_s"] <= s["timings"]["job_cpu_process_s"]
+
+
+def test_a_failing_compiler_is_a_solver_error_and_stores_nothing(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    false = shutil.which("false")
+    if false is None:
+        pytest.skip("no `false` program")
+    monkeypatch.setattr(ip, "compiler", lambda: false)
+    with pytest.raises(SolverError, match="could not compile the NLP"):
+        solve(SPEC, OPTIONS)
+    assert not cache.exists() or not list(cache.iterdir())
