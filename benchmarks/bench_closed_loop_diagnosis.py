@@ -263,17 +263,25 @@ def write(records: list[dict[str, Any]], diags: list[dict[str, Any]], out: Path,
     write_text_atomic(out / "diagnosis.md", "\n".join(md) + "\n")
 
 
+def stored_records(path: Path, tasks: list[str] | None = None) -> list[dict[str, Any]] | None:
+    """The tasks' records of a stored closed-loop run (``closed_loop.json``), or None (said on
+    stderr) when there is none."""
+    if not path.exists():
+        print(f"error: {path} does not exist; run `python benchmarks/bench_real_training.py --part "
+              "closed_loop` first", file=sys.stderr)
+        return None
+    return [r for r in json.loads(path.read_text())["tasks"] if tasks is None or r["task"] in tasks]
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--input", type=Path, default=Path("results") / "real_training" / "partial" / "closed_loop.json")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 2, 5, 7], help="seeds refitted (the rest: split only)")
     p.add_argument("--tasks", nargs="+", default=None)
     args = p.parse_args()
-    if not args.input.exists():
-        print(f"error: {args.input} does not exist; run `python benchmarks/bench_real_training.py --part "
-              "closed_loop` first", file=sys.stderr)
+    records = stored_records(args.input, args.tasks)
+    if records is None:
         return 2
-    records = [r for r in json.loads(args.input.read_text())["tasks"] if args.tasks is None or r["task"] in args.tasks]
     t0 = time.perf_counter()
     diags = []
     for rec in records:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
@@ -47,7 +46,7 @@ for path in (_HERE, _HERE.parent):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from bench_closed_loop_diagnosis import OPTIONS, pilot_curves, run_curve  # noqa: E402
+from bench_closed_loop_diagnosis import OPTIONS, pilot_curves, run_curve, stored_records  # noqa: E402
 from real_training.tasks import TASKS  # noqa: E402
 
 from optctl.calibrate.fitmodel import local_noise  # noqa: E402
@@ -257,15 +256,13 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=400, help="simulated runs of rf_hard")
     p.add_argument("--no-refit", action="store_true", help="skip the refits with the task's N")
     args = p.parse_args()
-    if not args.input.exists():
-        print(f"error: {args.input} does not exist; run `python benchmarks/bench_real_training.py --part "
-              "closed_loop` first", file=sys.stderr)
-        return 2
     if args.runs < 10:
         print(f"error: --runs {args.runs}: give at least 10 simulated runs", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
-    records = json.loads(args.input.read_text())["tasks"]
+    records = stored_records(args.input)
+    if records is None:
+        return 2
     rec = next((r for r in records if r["task"] == TASK), None)
     if rec is None:
         print(f"error: {args.input} has no {TASK} record", file=sys.stderr)

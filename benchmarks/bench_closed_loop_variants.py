@@ -54,7 +54,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_closed_loop_diagnosis import OPTIONS, pilot_curves, run_curve  # noqa: E402
+from bench_closed_loop_diagnosis import OPTIONS, pilot_curves, run_curve, stored_records  # noqa: E402
 from real_training.methods import CHECKPOINTS  # noqa: E402
 
 import optctl.calibrate.fitting as fitting  # noqa: E402
@@ -174,14 +174,12 @@ def main() -> int:
     p.add_argument("--tasks", nargs="+", default=None)
     p.add_argument("--reuse", action="store_true", help="the refits of an existing variants.json")
     args = p.parse_args()
-    if not args.input.exists():
-        print(f"error: {args.input} does not exist; run `python benchmarks/bench_real_training.py --part "
-              "closed_loop` first", file=sys.stderr)
-        return 2
     import datetime
     import os
 
-    records = [r for r in json.loads(args.input.read_text())["tasks"] if args.tasks is None or r["task"] in args.tasks]
+    records = stored_records(args.input, args.tasks)
+    if records is None:
+        return 2
     t0 = time.perf_counter()
     out: list[dict[str, Any]] = []
     stored = args.input.parent / "variants.json"
