@@ -482,6 +482,18 @@ def _bootstrap(problem: _Problem, options: FitOptions, z: np.ndarray, res: np.nd
 LONG_RUN_LAGS = 10
 
 
+def _newey_west(g: np.ndarray, lags: int) -> np.ndarray:
+    """``Σ_{|l|<L} (1 − |l|/L) Γ_l`` for the ``n`` rows of ``g`` (``n × k``; ``Γ_l`` the sum
+    of ``g_{t+l} g_tᵀ``, ``L = min(lags, n // 3)``): the long-run second moment of its rows
+    with Bartlett weights, ``gᵀg`` alone when ``L < 2``."""
+    out = g.T @ g
+    L = min(lags, g.shape[0] // 3)
+    for lag in range(1, L):
+        c = g[lag:].T @ g[:-lag]
+        out += (1 - lag / L) * (c + c.T)
+    return out
+
+
 def _long_run_factors(res: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Per run ``f_r = √(1 + 2 Σ_{l<L} (1 − l/L) ρ_l)`` (at least 1): the Bartlett long-run
     variance of its residuals over their variance, ``ρ_l`` the lag-``l`` autocorrelation.
@@ -495,11 +507,9 @@ def _long_run_factors(res: np.ndarray, mask: np.ndarray) -> np.ndarray:
         e = res[r, mask[r]]
         e = e - e.mean()
         den = float(e @ e)
-        L = min(LONG_RUN_LAGS, e.size // 3)
-        if den <= 0 or L < 2:
+        if den <= 0:
             continue
-        acf = [float(e[lag:] @ e[:-lag]) / den for lag in range(1, L)]
-        f2 = 1 + 2 * sum((1 - lag / L) * rho for lag, rho in enumerate(acf, start=1))
+        f2 = float(_newey_west(e[:, None], LONG_RUN_LAGS)[0, 0]) / den
         out[r] = math.sqrt(max(f2, 1.0))
     return out
 
@@ -619,11 +629,7 @@ def final_loss_interval(curves: list[LossCurve], options: FitOptions, params: Ma
     for r in range(R):
         n = int(data.mask[r].sum())
         g = (data.weight[r, :n] * res[r, :n])[:, None] * J3[r, :n]
-        B += g.T @ g
-        L = min(HAC_LAGS, n // 3)
-        for lag in range(1, L):
-            c = g[lag:].T @ g[:-lag]
-            B += (1 - lag / L) * (c + c.T)
+        B += _newey_west(g, HAC_LAGS)
     # the final loss's gradient in the same coordinates, through the fit's own model
     T = lr.size
     one = fm.fit_data([LossCurve(name="final", steps=np.array([0, T]), lr=lr, loss=np.ones(2),
