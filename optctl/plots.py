@@ -15,6 +15,7 @@ from typing import Any
 
 import matplotlib
 import numpy as np
+from matplotlib.backends import backend_agg  # noqa: F401  (savefig's PNG backend, loaded with the module)
 from matplotlib.figure import Figure
 
 from optctl import theory

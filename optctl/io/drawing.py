@@ -149,9 +149,8 @@ class FigureWorker:
 def _serve() -> int:
     with contextlib.suppress(OSError):  # a lower priority is a preference, not a need
         os.nice(HELPER_NICE)
-    # The imports are the point: done before the job comes, and shared by the forks below.
-    from matplotlib.backends import backend_agg  # noqa: F401
-
+    # The import is the point (matplotlib and its PNG backend): done before the job comes,
+    # and shared by the forks below.
     from optctl import plots  # noqa: F401
 
     try:
