@@ -94,6 +94,11 @@ def bucket_length(T: int) -> int:
 _FUSED_LOCK = threading.Lock()
 
 
+def _backend() -> str:
+    """``$OPTCTL_REPLAY``: ``fused`` (default: C, else numba), ``numba`` or ``reference``."""
+    return os.environ.get("OPTCTL_REPLAY", "fused")
+
+
 def preload() -> threading.Thread:
     """Load the replay's compiled kernels in a background thread and return it (started).
 
@@ -123,7 +128,7 @@ def _fused() -> tuple[Callable[..., None], Callable[..., None]] | None:
     """The fused kernels (one state, two states interleaved): C (:mod:`optctl.model.ckernel`),
     else numba, else None; ``OPTCTL_REPLAY=numba`` skips C, ``=reference`` both. Loaded once
     per process (a lock keeps :func:`preload`'s thread and a replay from both doing it)."""
-    mode = os.environ.get("OPTCTL_REPLAY", "fused")
+    mode = _backend()
     if mode == "reference":
         return None
     with _FUSED_LOCK:
@@ -152,7 +157,7 @@ def _load_c() -> tuple[Callable[..., None], Callable[..., None]] | None:
 def numba_jit(**options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]] | None:
     """``numba.njit(cache=True, nogil=True, **options)``, or None without numba or with
     ``OPTCTL_REPLAY=reference`` (then the caller runs its numpy reference)."""
-    if os.environ.get("OPTCTL_REPLAY", "fused") == "reference":
+    if _backend() == "reference":
         return None
     try:
         import numba
@@ -348,7 +353,7 @@ def gradient(spec: ProblemSpec, eta: np.ndarray, batch_size: np.ndarray | float 
     eta_t = per_step("eta", eta, spec.T, "learning rate")
     m_t = per_step("batch_size", spec.batch_size if batch_size is None else batch_size, spec.T, "batch size")
     start = np.ascontiguousarray(sp.c0 if c0 is None else c0, dtype=np.float64)
-    lib = ckernel.kernels() if os.environ.get("OPTCTL_REPLAY", "fused") == "fused" else None
+    lib = ckernel.kernels() if _backend() == "fused" else None
     if lib is not None:
         loss, grad = lib.gradient(sp.lam, start, sp.sigma2, np.ascontiguousarray(eta_t, dtype=np.float64),
                                   np.ascontiguousarray(m_t, dtype=np.float64))
