@@ -271,9 +271,7 @@ def run_task(task: Task, runner: Runner, *, seeds: tuple[int, ...] = EVAL_SEEDS,
                    "refined_peak": ref_peak},
         "methods": {mth.name: {"cost": int(mth.cost), "updates": int(mth.cost + T), "info": mth.info,
                                "finals": [r["final"] for r in by_method[mth.name]],
-                               "curve_steps": by_method[mth.name][0]["steps"],
-                               "curve_mean": np.mean([_padded(r["loss"], len(rec) + 1) for r in by_method[mth.name]],
-                                                     axis=0).tolist(),
+                               **_mean_curve(by_method[mth.name]),
                                "lr": by_method[mth.name][0]["lr"]} for mth in methods},
         "closed_loop": {"history": [r.get("history", []) for r in closed],
                         "predicted_final_at_last_resolve": last_pred},
@@ -338,10 +336,13 @@ def _check_prefixes(design: list[Any], logs: list[dict[str, Any]], rung: dict[st
                            "deterministic?); its updates cannot be counted once")
 
 
-def _padded(values: list[float], n: int) -> np.ndarray:
-    out = np.full(n, np.nan)
-    out[: len(values)] = values
-    return out
+def _mean_curve(runs: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """The seeds' mean loss at the steps every run measured. The closed loop measures more
+    often near its re-solves, which fall at different steps on different seeds."""
+    common = sorted(set.intersection(*(set(r["steps"]) for r in runs)))
+    at = [dict(zip(r["steps"], r["loss"], strict=True)) for r in runs]
+    return {"curve_steps": common,
+            "curve_mean": np.mean([[m[s] for s in common] for m in at], axis=0).tolist()}
 
 
 def _fit_record(res: FitResult, seconds: float) -> dict[str, Any]:
