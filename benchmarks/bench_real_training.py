@@ -24,6 +24,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 _HERE = Path(__file__).resolve().parent
 for path in (_HERE, _HERE.parent):
@@ -57,9 +58,19 @@ def main(argv: list[str] | None = None) -> int:
                    help="evaluation seeds 0..N-1 (default 8; --quick 2), for every task or for one (TASK=N)")
     p.add_argument("--trunk-decay", type=float, default=0.0,
                    help="share of the trunk pilot that decays to 0 at its end (--part closed_loop only)")
+    p.add_argument("--report-only", action="store_true",
+                   help="write report.md and the figures again from OUT/results.json, training nothing")
     args = p.parse_args(argv)
     if args.part == "closed_loop":
         return _closed_loop_part(args)
+    if args.report_only:
+        out = args.out / "quick" if args.quick else args.out
+        data = json.loads((out / "results.json").read_text())
+        for rec in data["tasks"]:
+            report.figure(rec, out / f"{rec['task']}.png")
+        _write_report(out, data)
+        print(f"report written to {out / 'report.md'}")
+        return 0
     t0 = time.perf_counter()
     out = args.out / "quick" if args.quick else args.out
     seeds = tuple(range(_seed_counts(args.seeds, 2 if args.quick else 8)[""]))
@@ -73,23 +84,32 @@ def main(argv: list[str] | None = None) -> int:
             rec = run_task(task, runner, seeds=seeds, transfer=transfer)
             records.append(rec)
             report.figure(rec, out / f"{name}.png")
-            write_json(out / "results.json", {"tasks": records, "versions": versions(), "quick": args.quick,
-                                              "goals": {r["task"]: report.goals(r) for r in records}})
-        runs, fresh, seconds = runner.runs, runner.fresh, runner.seconds
-    wall = time.perf_counter() - t0
-    md = ["# Real training: optctl schedules against tuned baselines and the literature", "",
-          f"`python benchmarks/bench_real_training.py{' --quick' if args.quick else ''}`: {runs} training runs "
-          f"taking {seconds / 60:.0f} min of one core in all (about {seconds / 60 / args.workers:.0f} min on "
-          f"{args.workers} processes, plus the fits and solves); this invocation ran {fresh} of them and took "
-          f"{wall / 60:.0f} min (the rest came from the cache). Every method ends in one schedule run on the "
-          "same seeds; 'updates spent' counts every update before that run (probe, ladder, pilots, tuning) and "
-          "the run itself. What the numbers say: docs/real_training.md.", ""]
-    md += report.summary_markdown(records)
-    for rec in records:
-        md += report.task_markdown(rec)
-    write_text_atomic(out / "report.md", "\n".join(md))
-    print(f"report written to {out / 'report.md'} [{wall:.0f} s]")
+            data = {"tasks": records, "versions": versions(), "quick": args.quick, "workers": args.workers,
+                    "goals": {r["task"]: report.goals(r) for r in records}}
+            write_json(out / "results.json", data)
+        data["cost"] = {"runs": runner.runs, "fresh": runner.fresh, "training_seconds": runner.seconds,
+                        "wall_seconds": time.perf_counter() - t0}
+    write_json(out / "results.json", data)
+    _write_report(out, data)
+    print(f"report written to {out / 'report.md'} [{data['cost']['wall_seconds']:.0f} s]")
     return 0
+
+
+def _write_report(out: Path, data: dict[str, Any]) -> None:
+    c, workers = data["cost"], data["workers"]
+    md = ["# Real training: optctl schedules against tuned baselines and the literature", "",
+          f"`python benchmarks/bench_real_training.py{' --quick' if data['quick'] else ''}`: {c['runs']} training "
+          f"runs taking {c['training_seconds'] / 60:.0f} min of one core in all (about "
+          f"{c['training_seconds'] / 60 / workers:.0f} min on {workers} processes, plus the fits and solves); "
+          f"this invocation ran {c['fresh']} of them and took {c['wall_seconds'] / 60:.0f} min (the rest came from "
+          "the cache). Every method ends in one schedule run on the same seeds; 'updates spent' counts every "
+          "update before that run (probe, ladder, pilots, tuning) and the run itself. What the numbers say: "
+          "docs/real_training.md.", ""]
+    md += report.summary_markdown(data["tasks"])
+    for rec in data["tasks"]:
+        md += report.task_markdown(rec)
+    md += [report.WHAT_WAS_TRIED]
+    write_text_atomic(out / "report.md", "\n".join(md))
 
 
 def _seed_counts(given: list[str] | None, default: int) -> dict[str, int]:

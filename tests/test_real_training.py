@@ -285,3 +285,29 @@ def test_the_part_pairs_the_loops_final_losses_with_the_previous_version() -> No
     md = "\n".join(paired_markdown(new, old))
     assert "| t | 4 → 5 | 2 | +0.00% ± 10.00% | +10.00%, -10.00% |" in md
     assert "| u |" not in md and paired_markdown(new, {}) == []
+
+
+def test_a_methods_mean_curve_is_taken_where_every_seed_measured() -> None:
+    # the closed loop measures more often near its re-solves, at different steps per seed
+    from real_training.pipeline import _mean_curve
+
+    runs = [{"steps": [0, 5, 8, 10], "loss": [3.0, 2.0, 1.7, 1.0]},
+            {"steps": [0, 5, 7, 10], "loss": [5.0, 4.0, 9.0, 3.0]}]
+    assert _mean_curve(runs) == {"curve_steps": [0, 5, 10], "curve_mean": [4.0, 3.0, 2.0]}
+
+
+def test_the_report_is_written_again_from_the_stored_results(tmp_path: Path) -> None:
+    import json
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    stored = json.loads((root / "results" / "real_training" / "results.json").read_text())
+    stored["tasks"] = stored["tasks"][-1:]  # one task keeps it short
+    (tmp_path / "results.json").write_text(json.dumps(stored))
+    out = subprocess.run([sys.executable, str(root / "benchmarks" / "bench_real_training.py"), "--report-only",
+                          "--out", str(tmp_path)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = (tmp_path / "report.md").read_text()
+    task = stored["tasks"][0]["task"]
+    assert f"## {task}" in report and "Why, as measured" in report and "## What was tried" in report
+    assert f"{stored['cost']['runs']} training runs" in report and (tmp_path / f"{task}.png").exists()
