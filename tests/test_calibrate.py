@@ -241,8 +241,7 @@ def test_the_gate_is_net_of_noise_silent_on_noisy_model_curves_and_fires_on_unin
     stability edge scatters this much): the fit misses each point by ~0.3, which the old
     fixed threshold (0.1) called a poor fit; net of each curve's own noise the gate stays
     silent. The same noise on the uninformative design (the first 20 updates of two nearby
-    rates) still fires: the fit without one curve mispredicts it beyond its noise. And a
-    model that is wrong (the good curves fitted with a = b held at a wrong value) fires."""
+    rates) still fires: the fit without one curve mispredicts it beyond its noise."""
     noisy = _curves(TRUTH, 0.3, seed=1)
     good = C.fit(noisy, C.FitOptions(N=N, bootstrap=0, starts=2))
     q = good.quality
@@ -587,3 +586,6 @@ def test_the_closed_loop_resolves_once_more_when_the_anneal_begins_after_its_las
     assert [s for s in range(10, T_run, 10) if loop.due(s, checks)] == checks
     with pytest.raises(SpecError, match="anneal_fraction"):
         ClosedLoop(curves, res, late, eta_max=0.12, batch_size=M, anneal_fraction=1.5)
+    # a checkpoint between two measured steps is answered at the next measured step, once
+    loop = ClosedLoop(curves, res, late, eta_max=0.12, batch_size=M, anneal_fraction=None)
+    assert [s for s in range(0, T_run, 40) if loop.due(s, [250, 500, 510, 900])] == [280, 520, 920]

@@ -119,3 +119,24 @@ def test_shipped_fit_config_loads() -> None:
 
     cfg = load_fit_config(Path(__file__).parent.parent / "configs" / "fit_pilot.yaml")
     assert cfg.T == 20000 and cfg.options.bootstrap == 30 and cfg.baselines == ("constant", "cosine", "wsd")
+
+
+def test_solve_on_a_poor_fit_folder_warns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`optctl solve FIT_FOLDER` repeats the fit-quality gate's warnings on stderr, and says
+    nothing of the kind for a fit the gate passed."""
+    from optctl.io.fits import fit_warnings
+
+    cfg = tmp_path / "fit.yaml"
+    cfg.write_text(FIT_YAML)
+    fit_dir = tmp_path / "fit"
+    assert main(["fit", *_curves(tmp_path), "--config", str(cfg), "--out", str(fit_dir), "--quiet"]) == 0
+    fit = json.loads((fit_dir / "fit.json").read_text())
+    assert fit["quality"]["ok"] and fit_warnings(fit_dir) == []
+    capsys.readouterr()
+    assert main(["solve", str(fit_dir), "--out", str(tmp_path / "good"), "--no-baselines"]) == 0
+    assert "poor" not in capsys.readouterr().err
+    fit["quality"].update(ok=False, reasons=["the fitted model misses curve 'c1'"], advice="longer pilots")
+    (fit_dir / "fit.json").write_text(json.dumps(fit))
+    assert main(["solve", str(fit_dir), "--out", str(tmp_path / "poor"), "--no-baselines"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the fit in" in err and "misses curve 'c1'" in err and "longer pilots" in err

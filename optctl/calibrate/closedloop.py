@@ -8,9 +8,10 @@ from the state the updates already taken lead to (:func:`optctl.solver.solve.sol
 (:meth:`optctl.torch.TableScheduler.splice`)::
 
     loop = ClosedLoop(pilots, fit_result, table, eta_max=peak_lr)
+    logged_steps, logged_losses = [0], [loss_at_step_0]  # the run's loss at step 0 is required
     for t in range(T):
-        ...  # one update, the held-out loss logged at some steps
-        if t + 1 in logged_steps and loop.due(t + 1, checkpoints):
+        ...  # one update, the held-out loss logged (appended) at some steps
+        if logged_steps[-1] == t + 1 and loop.due(t + 1, checkpoints):
             scheduler.splice(loop.update(t + 1, logged_steps, logged_losses))
 
 Every re-solve records the refitted parameters and the final loss it predicts
@@ -124,6 +125,7 @@ interval of the predicted final loss. ``start``: the run's step at
         self.level = float(level)
         self.annealed = False  # the extra re-solve at the anneal has been asked for
         self._trigger = "checkpoint"  # why the next re-solve happens
+        self._checkpoints_done: set[int] = set()  # the checkpoints :meth:`due` has answered
         self.start = int(start)
         self.pilots = list(pilots)
         self.table = table
@@ -155,14 +157,17 @@ interval of the predicted final loss. ``start``: the run's step at
 
     def due(self, step: int, checkpoints: Sequence[int]) -> bool:
         """Whether to re-solve after update ``step`` (call it at every measured step):
-        at each of ``checkpoints``, and once more after the last of them at the first
+        at each of ``checkpoints`` (at the first measured step at or after it, so that a
+        checkpoint between two measurements is not lost), and once more after the last of them at the first
         step at which the rate has fallen for good to ``anneal_fraction`` of the table's
         largest rate from that checkpoint on (:meth:`anneal_step` with ``after``), so
         that the last refit sees the loss respond to part of the remaining decay. A
         table that holds its largest rate past the last checkpoint gets it where its
         anneal begins; one that anneals earlier, once its rate has fallen that far again;
         one whose rate stays above it, none."""
-        if step in checkpoints:
+        passed = {c for c in checkpoints if c <= step} - self._checkpoints_done
+        if passed:
+            self._checkpoints_done |= passed
             return True
         if self.anneal_fraction is None or self.annealed or not checkpoints:
             return False

@@ -12,7 +12,7 @@ from optctl.errors import ConfigError
 from optctl.io.config import RunConfig, default_config_path, load_config, with_overrides
 from optctl.io.drawing import FigureWorker
 from optctl.io.files import check_new, claim
-from optctl.io.fits import fit_folder_config
+from optctl.io.fits import fit_folder_config, fit_warnings
 from optctl.io.runs import default_out, write_run
 from optctl.solver.report import SolveReport
 from optctl.solver.resources import check_branching_fits, check_law_fits, check_solve_fits
@@ -26,8 +26,12 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.config) if args.config is not None else default_config_path()
     extra = {}
     if path.is_dir():  # a folder written by `optctl fit`: its practice maps travel along
-        path, calibration = fit_folder_config(path)
+        folder = path
+        path, calibration = fit_folder_config(folder)
         extra[calibration.name] = calibration.read_text()
+        if not args.quiet:
+            for warning in fit_warnings(folder):
+                print(f"warning: {warning}", file=sys.stderr)
     cfg = load_config(path)
     if cfg.horizons is not None:
         _check_anytime_options(cfg, args)

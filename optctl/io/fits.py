@@ -112,6 +112,19 @@ def read_calibration(path: str | os.PathLike[str]) -> tuple[float, dict[str, Any
                                                                   "loss_offset", "fit_dir")}}
 
 
+def fit_warnings(folder: Path) -> list[str]:
+    """The fit-quality gate's warnings recorded in a fit folder's ``fit.json`` (none when the
+    gate was silent, or the folder records no gate)."""
+    try:
+        quality = json.loads((folder / "fit.json").read_text()).get("quality")
+    except (OSError, ValueError):
+        return []
+    if not quality or quality.get("ok", True):
+        return []
+    return [f"the fit in {folder} is poor: {reason}" for reason in quality.get("reasons", [])] + [
+        f"the schedule extrapolates a fit that may not predict other schedules; {quality.get('advice', '')}".rstrip()]
+
+
 def fit_folder_config(folder: Path) -> tuple[Path, Path]:
     """The run config and calibration file of a folder written by ``optctl fit``."""
     calibration_file = folder / CALIBRATION_FILE
