@@ -311,3 +311,15 @@ def test_the_report_is_written_again_from_the_stored_results(tmp_path: Path) -> 
     task = stored["tasks"][0]["task"]
     assert f"## {task}" in report and "Why, as measured" in report and "## What was tried" in report
     assert f"{stored['cost']['runs']} training runs" in report and (tmp_path / f"{task}.png").exists()
+
+
+def test_the_run_cache_is_named_by_the_code_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    from real_training import jobs
+
+    train = {"kind": "train", "task": "rf_hard", "seed": 0, "lr": np.full(10, 0.1)}
+    loop = {"kind": "closed_loop", "task": "rf_hard", "seed": 0}
+    before = jobs._digest(train), jobs._digest(loop)
+    monkeypatch.setattr(jobs, "OPTCTL_CODE", "changed")
+    assert jobs._digest(train) == before[0] and jobs._digest(loop) != before[1]
+    monkeypatch.setattr(jobs, "TRAINING_CODE", "changed")
+    assert jobs._digest(train) != before[0]

@@ -4,13 +4,15 @@ A job is a plain dict (``kind``: ``train``, ``schedule_free`` or ``closed_loop``
 name, the seed, the schedule and what to record); :func:`run_job` runs one and returns a
 :class:`~real_training.training.RunLog` as a dict. :class:`Runner` runs a list of jobs on
 local processes (one torch thread each) and keeps every finished one as a JSON file named
-by a hash of the job, so running the benchmark again reuses it.
+by a hash of the job and of the code it runs (:data:`TRAINING_CODE`, :data:`OPTCTL_CODE`),
+so running the benchmark again reuses it until that code changes.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import hashlib
+import importlib.util
 import json
 import multiprocessing as mp
 import os
@@ -23,8 +25,25 @@ from typing import Any
 import numpy as np
 
 
-def _digest(job: dict[str, Any]) -> str:
+def _sources(paths: list[Path]) -> str:
     h = hashlib.sha256()
+    for path in sorted(paths):
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+_HERE = Path(__file__).resolve().parent
+# What a run's result depends on besides the job itself: the training code for every run,
+# and the optctl package for the closed loop (it refits and re-solves during training). A
+# change there gives new cache names, so a stale run is never reused.
+TRAINING_CODE = _sources([_HERE / "training.py", _HERE / "tasks.py", _HERE / "jobs.py"])
+OPTCTL_CODE = _sources(list(Path(importlib.util.find_spec("optctl").origin).parent.rglob("*.py")))  # type: ignore[arg-type,union-attr]
+
+
+def _digest(job: dict[str, Any]) -> str:
+    h = hashlib.sha256(TRAINING_CODE.encode())
+    if job.get("kind") == "closed_loop":
+        h.update(OPTCTL_CODE.encode())
     for key in sorted(job):
         value = job[key]
         h.update(key.encode())

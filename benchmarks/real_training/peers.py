@@ -208,8 +208,10 @@ def _compress(lr: FloatArray, steps: npt.NDArray[np.int64], max_nodes: int,
 _PARAM_NAMES = ("L0", "A", "alpha", "B", "C", "beta", "gamma")
 # Bounds on the log of each parameter during the fit (all parameters are positive):
 # the exponents stay in ranges where the power laws are numerically sane.
-_LOG_BOUNDS = [(None, None), (None, None), (np.log(1e-3), np.log(3.0)), (None, None),
-               (None, None), (np.log(1e-3), np.log(5.0)), (np.log(1e-4), np.log(2.0))]
+MPL_BOUNDS: dict[str, tuple[float | None, float | None]] = {
+    "alpha": (1e-3, 3.0), "beta": (1e-3, 5.0), "gamma": (1e-4, 2.0)}
+_LOG_BOUNDS = [tuple(None if v is None else float(np.log(v)) for v in MPL_BOUNDS.get(name, (None, None)))
+               for name in _PARAM_NAMES]
 
 
 def fit_multi_power_law(curves: Sequence[Curve], *, warmup_sum: float = 0.0,
