@@ -121,8 +121,9 @@ def fit_warnings(folder: Path) -> list[str]:
         return []
     if not quality or quality.get("ok", True):
         return []
+    advice = f"; try {quality['advice']}" if quality.get("advice") else ""
     return [f"the fit in {folder} is poor: {reason}" for reason in quality.get("reasons", [])] + [
-        f"the schedule extrapolates a fit that may not predict other schedules; {quality.get('advice', '')}".rstrip()]
+        f"the schedule extrapolates a fit that may not predict other schedules{advice}"]
 
 
 def fit_folder_config(folder: Path) -> tuple[Path, Path]:
