@@ -106,6 +106,12 @@ def task_markdown(rec: dict[str, Any]) -> list[str]:
 FAMILIES = ("cosine", "linear", "wsd")
 
 
+def _better_loop(means: dict[str, float]) -> float:
+    """optctl's mean final loss as every goal and diagnosis counts it: the better of its open
+    and closed loop."""
+    return min(means["optctl (open loop)"], means["optctl (closed loop)"])
+
+
 def mpl_edges(params: dict[str, float]) -> list[str]:
     """The Multi-Power Law parameters that its fit left on an edge of their box (within 1%)."""
     from real_training.peers import MPL_BOUNDS
@@ -136,7 +142,7 @@ def diagnosis(rec: dict[str, Any]) -> dict[str, Any]:
     means = {k: _mean_se(np.asarray(m["finals"], dtype=float))[0] for k, m in rec["methods"].items()}
     family, peak, best_full = _tuned_peak(rec)
     open_loop = means[REFERENCE]
-    ours = min(open_loop, means["optctl (closed loop)"])  # as in goals(): the better loop
+    ours = _better_loop(means)
     own = rec["methods"][REFERENCE]["info"].get("predicted_final")
     unseen = [p["optctl_error"] for p in rec["predictions"].values()]
     mpl = [p["mpl_error"] for p in rec["predictions"].values()]
@@ -235,7 +241,7 @@ def goals(rec: dict[str, Any]) -> dict[str, Any]:
     """The issue's targets, measured: optctl lowest at equal compute; within 1% of the
     full-grid cosine on at most a quarter of its updates; the closed loop's prediction."""
     means = _at_budget(rec)
-    ours = min(means["optctl (open loop)"], means["optctl (closed loop)"])  # the better of the two, throughout
+    ours = _better_loop(means)
     rival = min((v, k) for k, v in means.items() if not k.startswith("optctl"))
     cos = rec["methods"]["cosine (full grid)"]
     cos_mean = _mean_se(np.asarray(cos["finals"], dtype=float))[0]
