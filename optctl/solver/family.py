@@ -77,13 +77,20 @@ class FamilySolve:
 # is within 2.7e-4 of the exact replay at 0.05 (5e-4 at 0.1); the held factor alone costs ~1e-5, the
 # rest is the loss taken linear inside a sub-block.
 FAMILY_SUBBLOCK_REL = 0.05
+# Grouped modes of the family plans: the first FAMILY_GROUP_EXACT stay exact (GROUP_EXACT = 16 for
+# SGD and EMA momentum): at effective steps near 1000, 3-point Gauss bins over the head modes
+# miss (docs/momentum_families.md §7). Measured on the hard model's capped DANA schedule at T = 10^5 (effective step up to
+# 1075), blocked L_T against the exact replay: -5.5e-3 with 16 exact modes, +1.7e-3 with 32,
+# -1.4e-4 with 64, +5.7e-4 with 128 and +5.0e-4 with all 1500 (the rest is the sub-block error);
+# the other solved schedules (effective steps <= 200) move by <= 7e-5 between 16 and 128.
+FAMILY_GROUP_EXACT = 128
 # ``propagator: auto``: the exact per-step chain up to this many updates, sub-blocks beyond.
 FAMILY_STEP_MAX_T = 1000
 
 
 def family_plan(spec: ProblemSpec, options: SolverOptions) -> Plan:
     """The refined grid of ``options.K`` blocks (per step when ``K ≥ T``) on grouped modes when
-    ``N > options.group_min_N`` (``modes: exact`` keeps all), with ``options.propagator``:
+    ``N > options.group_min_N`` (the first :data:`FAMILY_GROUP_EXACT` kept; ``modes: exact`` keeps all), with ``options.propagator``:
     ``step`` chains the exact recursion update by update (cost ∝ T), ``block`` propagates
     closed-form sub-blocks (:data:`FAMILY_SUBBLOCK_REL`; cost ∝ log T), ``auto`` is ``step`` up
     to :data:`FAMILY_STEP_MAX_T` updates and ``block`` beyond."""
@@ -99,7 +106,7 @@ def family_plan(spec: ProblemSpec, options: SolverOptions) -> Plan:
     else:
         lengths, owner = subdivide(grid, FAMILY_SUBBLOCK_REL, SUBBLOCK_RESTART)
     return Plan(grid_kind="refined", grid=grid, lengths=lengths, owner=owner, propagator=propagator,
-                modes=modes, spectrum=plan_spectrum(spec, modes))
+                modes=modes, spectrum=plan_spectrum(spec, modes, FAMILY_GROUP_EXACT))
 
 
 def optimizer_of(cs: FamilySchedule, T: int, schedules: dict[str, np.ndarray]) -> F.LinearOptimizer:

@@ -75,10 +75,10 @@ class Plan:
                 "n_subblocks": int(self.lengths.size)}
 
 
-def plan_spectrum(spec: ProblemSpec, modes: str) -> Spectrum:
-    """All ``N`` modes, or (``modes="grouped"``) the Gauss-grouped tail."""
+def plan_spectrum(spec: ProblemSpec, modes: str, n_exact: int = GROUP_EXACT) -> Spectrum:
+    """All ``N`` modes, or (``modes="grouped"``) the Gauss-grouped tail beyond the first ``n_exact``."""
     sp = spectrum(spec)
-    return group_modes(sp, spec, GROUP_EXACT, GROUP_RATIO, GROUP_NODES) if modes == "grouped" else sp
+    return group_modes(sp, spec, n_exact, GROUP_RATIO, GROUP_NODES) if modes == "grouped" else sp
 
 
 def resolve_options(options: SolverOptions, second: str | None = None) -> SolverOptions:
