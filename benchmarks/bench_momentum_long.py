@@ -45,7 +45,13 @@ from optctl.io.files import write_json, write_text_atomic
 from optctl.io.studyconfig import load_control_study
 from optctl.studies.families import dana_exponent, load_study
 from optctl.studies.family_schedules import scheduled_section
-from optctl.studies.momentum import STARTS_RTOL, add_start, load_points, run_momentum_study
+from optctl.studies.momentum import (
+    STARTS_RTOL,
+    add_start,
+    load_points,
+    restart_capped,
+    run_momentum_study,
+)
 
 LONG = (100, 316, 1000, 3162, 10_000, 31_623, 100_000)
 FAMILIES = ("dana-decaying", "dana-constant", "log-time", "schedule-free")
@@ -206,7 +212,9 @@ def check_starts(setting_out: Path, study: Any, cases: list[str], second_start_m
     """Complete the two-start check of solved points: a point up to ``second_start_max_T``
     solved from one start only gets the default start; a point whose starts disagree (above
     STARTS_RTOL) gets a third, the next longer horizon's optimum rescaled in t/T ("from
-    above"), which tells a local optimum of one start from an unconverged problem."""
+    above"), which tells a local optimum of one start from an unconverged problem; a point
+    whose answer stopped at the iteration cap is restarted from it in one long IPOPT round
+    (``restart_capped``)."""
     for case in cases:
         recs = load_points(setting_out).get(case, [])
         for i, rec in enumerate(recs):
@@ -221,6 +229,11 @@ def check_starts(setting_out: Path, study: Any, cases: list[str], second_start_m
                 write_json(path, rec)
                 print(f"{case} T={rec['T']}: start from T={recs[i + 1]['T']} added, starts differ "
                       f"{rec['starts_spread']:.1e}", flush=True)
+            if rec["momentum_status"] == "Maximum_Iterations_Exceeded" and "restart" not in names:
+                rec = restart_capped(study, rec)
+                write_json(path, rec)
+                print(f"{case} T={rec['T']}: capped answer restarted in one long round: "
+                      f"{rec['momentum_status']}, L_T {rec['momentum_loss']:.10g}", flush=True)
 
 
 def _point_files(setting_out: Path) -> dict[str, float]:

@@ -237,6 +237,31 @@ def test_add_start_records_every_start_and_keeps_the_lowest() -> None:
     assert len(again["momentum_starts"]) == 3
 
 
+def test_restart_capped_replaces_a_capped_answer_by_the_converged_one() -> None:
+    """A point whose (η, β) solve stopped at the iteration cap is re-solved from its own answer
+    in one long round: the converged answer replaces it (replayed), the capped one is recorded,
+    and a converged point is left as it is."""
+    from dataclasses import replace as _replace
+
+    from optctl.io.studyconfig import load_control_study
+    from optctl.studies.momentum import restart_capped, solve_point
+
+    base = load_control_study()
+    study = _replace(base, solver=SolverOptions(grid="uniform", K=6, tol=1e-8, max_iter=400))
+    capped = solve_point(_replace(study, solver=_replace(study.solver, max_iter=4, round_iter=4)),
+                         "hard", 16, eta_max=1.0, beta_min=0.0)
+    assert capped["momentum_status"] == "Maximum_Iterations_Exceeded"
+    out = restart_capped(study, capped)
+    assert out["momentum_status"] == "Solve_Succeeded"
+    assert [st["start"] for st in out["momentum_starts"]] == ["default", "restart"]
+    assert out["capped_answer"]["loss"] == capped["momentum_loss"]
+    assert out["momentum_loss"] <= capped["momentum_loss"] * (1 + 1e-4)
+    spec = ProblemSpec(**out["spec"])
+    L = momentum_replay(spec, np.asarray(out["eta"]), np.asarray(out["beta"])).loss[-1]
+    assert L == pytest.approx(out["momentum_loss"], rel=1e-10)
+    assert restart_capped(study, out) is out
+
+
 @pytest.mark.filterwarnings("ignore:Polyfit may be poorly conditioned")  # one horizon: no exponent to fit
 def test_notebook_point_records_its_penalty_and_the_same_grid_sgd() -> None:
     """A study point in the notebook setting records the penalty its answer carries (the

@@ -162,6 +162,34 @@ def merge_start(record: dict[str, Any], res: ScheduleResult, entry: dict[str, An
     return out
 
 
+# IPOPT round length of the restart of a capped point (one round where the study's rounds of
+# ``solver.round_iter`` each restart the limited-memory Hessian; docs/controls.md, hard_b2 at 10^5).
+RESTART_ROUND_ITER = 1000
+
+
+def restart_capped(study: ControlStudy, record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with its capped ``(η, β)`` answer (``Maximum_Iterations_Exceeded``) re-solved
+    from itself in one long IPOPT round (:data:`RESTART_ROUND_ITER`), recorded as the start
+    ``"restart"``. A converged restart replaces the capped answer when it is lower or within
+    :data:`STARTS_RTOL` above it (the capped point was then at the optimum to that precision,
+    and the converged one is the certified point); otherwise the lower answer is kept as
+    :func:`merge_start` keeps it. A record that is not capped is returned unchanged."""
+    if record["momentum_status"] != "Maximum_Iterations_Exceeded":
+        return record
+    spec = ProblemSpec(**record["spec"])
+    controls = replace(study.momentum_controls(record["setting"]), beta_min=record["beta_min"])
+    long_rounds = replace(study, solver=replace(study.solver, round_iter=RESTART_ROUND_ITER))
+    res, entry = _solve_momentum(long_rounds, spec, controls, _warm(record), "restart", False)
+    entry["from"] = f"the capped answer, solver.round_iter = {RESTART_ROUND_ITER} (one long IPOPT round)"
+    capped = record["momentum_loss"] + record.get("momentum_penalty", 0.0)
+    if res.success and _ranked(entry) <= capped * (1 + STARTS_RTOL):
+        # force the converged answer in: merge_start keeps only a strictly lower one
+        record = {**record, "momentum_loss": float("inf"), "momentum_penalty": 0.0, "capped_answer": {
+            "loss": record["momentum_loss"], "status": record["momentum_status"],
+            "iterations": record["momentum_iterations"]}}
+    return merge_start(record, res, entry)
+
+
 def fit_exponent(T: Sequence[float], L: Sequence[float]) -> float:
     """``ζ`` of the least-squares fit ``log L = c − ζ log T``."""
     return float(-np.polyfit(np.log(np.asarray(T, float)), np.log(np.asarray(L, float)), 1)[0])
