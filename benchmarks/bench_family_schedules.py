@@ -4,6 +4,7 @@
     python benchmarks/bench_family_schedules.py --case easy --min-T 31623 --second-start-T 31623
     python benchmarks/bench_family_schedules.py --two-starts 316     # DANA from two starts
     python benchmarks/bench_family_schedules.py --case hard --bound-check  # bounded Schedule-Free at the bound: KKT?
+    python benchmarks/bench_family_schedules.py --case hard --sgd-same-grid  # optimal SGD on the families' blocks
 
 Reads the tuned families of results/momentum_families/<case>.json (written by
 bench_momentum_families.py) and writes results/momentum_families/<case>_scheduled.json
@@ -23,7 +24,7 @@ import numpy as np
 from optctl.io.files import read_json, write_json
 from optctl.spec import ProblemSpec
 from optctl.studies.families import load_study
-from optctl.studies.family_schedules import bound_check, run_schedules, two_starts
+from optctl.studies.family_schedules import bound_check, run_schedules, sgd_same_grid, two_starts
 
 
 def main() -> int:
@@ -46,6 +47,8 @@ def main() -> int:
     p.add_argument("--second-start-T", type=int, action="append", default=[],
                    help="at this horizon (repeatable) also solve each problem from its best-ranked other start")
     p.add_argument("--two-starts", type=int, default=None, help="only: DANA at this T from two starts")
+    p.add_argument("--sgd-same-grid", action="store_true",
+                   help="only: optimal SGD on the families' K refined blocks at every stored horizon that lacks it")
     p.add_argument("--bound-check", action="store_true",
                    help="only: the one-sided derivatives of L_T at Schedule-Free's gamma = eta_max, every solved T")
     args = p.parse_args()
@@ -62,6 +65,9 @@ def main() -> int:
         return 0
     if args.bound_check:
         return _bound_check(out, cfg, args.case)
+    if args.sgd_same_grid:
+        sgd_same_grid(out, cfg, args.case, progress=lambda s: print(s, flush=True))
+        return 0
     horizons = [T for T in cfg["horizons"] if args.min_T <= T <= args.max_T and T not in args.skip_T]
     run_schedules(out, cfg, args.case, horizons, K=args.K, max_iter=args.max_iter,
                   progress=lambda s: print(s, flush=True), seed=None if args.seed is None else Path(args.seed),

@@ -182,9 +182,9 @@ def test_sub_blocked_and_per_step_solves_agree(cs: FamilySchedule) -> None:
 
 
 def test_family_plans_keep_enough_exact_modes_at_large_effective_steps() -> None:
-    """A DANA schedule shaped like the hard model's T = 10^5 solves (effective step up to ~600):
-    the family plan's grouped modes follow the exact replay (all modes), while the 16 exact head
-    modes of the SGD plans miss it (measured 8e-5 against 9e-3, docs/momentum_families.md §7)."""
+    """A DANA schedule shaped like the hard model's T = 10^5 solve (effective step up to ~1200):
+    the family plan's grouped modes follow the exact replay (all modes), while 16 or 32 exact head
+    modes miss it (measured 4.2e-4 against -1.6e-2 and 2.3e-2, docs/momentum_families.md §7)."""
     spec = ProblemSpec(a=1.3, b=2.75, N=1500, sigma=0.7, batch_size=4, T=100_000)
     cs = DanaSchedule(4.0 + spec.a / spec.b)
     plan = family_plan(spec, SolverOptions(K=24))
@@ -192,11 +192,11 @@ def test_family_plans_keep_enough_exact_modes_at_large_effective_steps() -> None
     grid = plan.grid
     fall = np.minimum(1.0, (1.0 - (grid[:-1] + grid[1:]) / (2.0 * spec.T)) / 0.3)
     blocks = {"gamma2": 0.6 * fall + 1e-3,
-              "gamma3": 1.2 * fall * (1.0 + grid[:-1]) ** (-0.33) * (grid[:-1] >= 15) + 1e-4}
+              "gamma3": 2.35 * fall * (1.0 + grid[:-1]) ** (-0.33) * (grid[:-1] >= 15) + 1e-4}
     exact = _exact(cs, spec, grid, blocks)
     steps = F.generalized_momentum(spec.T, 1.0, *(np.repeat(blocks[k], np.diff(grid)) for k in ("gamma2", "gamma3")),
                                    cs.momentum_rate(spec.T))
-    assert float(np.max(F.effective_step(steps))) > 500
+    assert float(np.max(F.effective_step(steps))) > 1000
     u = np.concatenate([blocks["gamma2"], blocks["gamma3"]])
 
     def blocked(p: Plan) -> float:
@@ -207,5 +207,5 @@ def test_family_plans_keep_enough_exact_modes_at_large_effective_steps() -> None
 
     assert plan.spectrum.n_modes < spec.N / 5
     assert abs(blocked(plan) / exact - 1) <= APPROX_GAP
-    head16 = replace(plan, spectrum=plan_spectrum(spec, "grouped", 16))
-    assert abs(blocked(head16) / exact - 1) > 5 * APPROX_GAP
+    for head in (16, 32):  # power: the SGD plans' 16, or twice that, is not enough here
+        assert abs(blocked(replace(plan, spectrum=plan_spectrum(spec, "grouped", head))) / exact - 1) > 10 * APPROX_GAP

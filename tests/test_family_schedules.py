@@ -161,7 +161,7 @@ def test_schedule_free_bound_check_tells_an_active_bound_from_an_inactive_one() 
 
 def test_scheduled_study_records_a_second_start_and_keeps_the_lower(tmp_path) -> None:
     from optctl.io.files import read_json, write_json
-    from optctl.studies.family_schedules import run_schedules, scheduled_section
+    from optctl.studies.family_schedules import run_schedules, scheduled_section, sgd_same_grid
 
     model = {"a": SPEC.a, "b": SPEC.b, "N": SPEC.N, "sigma": SPEC.sigma, "batch_size": SPEC.batch_size}
     cfg = {"models": {"tiny": model}, "sgd": {"eta_max": 1.0}}
@@ -185,7 +185,44 @@ def test_scheduled_study_records_a_second_start_and_keeps_the_lower(tmp_path) ->
         assert v["starts_relative_difference"] == pytest.approx((other["loss"] - v["loss"]) / v["loss"])
     assert read_json(tmp_path / "tiny_scheduled.json")["rows"][0]["T"] == SPEC.T
     text = "\n".join(scheduled_section(tmp_path, "tiny"))
-    assert "| 80 | dana_solved_unbounded | step (80) |" in text
+    assert f"| 80 | dana_solved_unbounded | step (80) | {SPEC.N} |" in text
+    assert rec["rows"][0]["dana_solved_unbounded"]["n_modes"] == SPEC.N
+    sgd_same_grid(tmp_path, cfg, "tiny", progress=lambda s: None)  # the table's like-for-like column
+    same = read_json(tmp_path / "tiny_scheduled.json")["rows"][0]["sgd_same_grid"]["loss"]
+    assert f"| {SPEC.T} | 1 | {same:.5g} ({100 * (same - 1):+.1f}%) |" in "\n".join(scheduled_section(tmp_path, "tiny"))
+
+
+def test_sgd_on_the_families_blocks_is_a_restriction_of_the_per_step_optimum(tmp_path) -> None:
+    """The like-for-like reference: optimal SGD on the families' K refined blocks is never below
+    optimal SGD per step (a restriction of it), and is what the scheduled table prints."""
+    from optctl import solve
+    from optctl.io.files import read_json, write_json
+    from optctl.model.replay import replay
+    from optctl.studies.family_schedules import sgd_same_grid
+
+    model = {"a": SPEC.a, "b": SPEC.b, "N": SPEC.N, "sigma": SPEC.sigma, "batch_size": SPEC.batch_size}
+    per_step = solve(SPEC)
+    write_json(tmp_path / "tiny.json", {"rows": [{"T": SPEC.T, "sgd": {"loss": per_step.final_loss}}]})
+    write_json(tmp_path / "tiny_scheduled.json", {"model": model, "eta_max": 1.0, "K": 6,
+                                                  "rows": [{"T": SPEC.T, "sgd_loss": per_step.final_loss}]})
+    sgd_same_grid(tmp_path, {"models": {"tiny": model}}, "tiny", progress=lambda s: None)
+    same = read_json(tmp_path / "tiny_scheduled.json")["rows"][0]["sgd_same_grid"]
+    assert same["status"] == "Solve_Succeeded" and same["K"] == 6
+    assert same["loss"] > per_step.final_loss * (1 + 1e-6)  # 6 blocks cost something at T = 80
+    coarse = solve(SPEC, SolverOptions(grid="refined", K=6))
+    assert float(replay(SPEC, coarse.eta).loss[-1]) == pytest.approx(same["loss"], rel=1e-9)
+
+
+def test_scheduled_verdict_compares_with_sgd_on_both_grids() -> None:
+    from optctl.studies.family_schedules import COLUMNS, _slopes, _verdict
+
+    Ts = [1000, 10000]
+    cols = {"sgd": [1.0, 0.5], "sgd_grid": [1.02, 0.52], **{c[0]: [float("nan")] * 2 for c in COLUMNS}}
+    cols["DANA solved (γ₂, γ₃)(t)"] = [0.9, 0.4]
+    sl = {k: _slopes(Ts, v) for k, v in cols.items()}
+    text = _verdict(Ts, cols, sl, 48)
+    assert "at T = 10000" in text and "DANA solved (γ₂, γ₃)(t): -20.0%, -23.1% against SGD on its 48 blocks" in text
+    assert "slope 0.352 (a larger slope)" in text and "Schedule-Free" not in text
 
 
 def test_dana_solve_with_a_long_quasi_newton_memory_converges_where_30_pairs_crawl() -> None:

@@ -82,7 +82,9 @@ FAMILY_SUBBLOCK_REL = 0.05
 # miss (docs/momentum_families.md §7). Measured on the hard model's capped DANA schedule at T = 10^5 (effective step up to
 # 1075), blocked L_T against the exact replay: -5.5e-3 with 16 exact modes, +1.7e-3 with 32,
 # -1.4e-4 with 64, +5.7e-4 with 128 and +5.0e-4 with all 1500 (the rest is the sub-block error);
-# the other solved schedules (effective steps <= 200) move by <= 7e-5 between 16 and 128.
+# the other stored solves (effective steps <= 223) move by <= 7e-5 between 16 and 128. A synthetic
+# schedule with steps up to 1192 (tests/test_family_blocks.py): 32 exact modes -> 2.3e-2, 64 -> 4.8e-4,
+# 128 -> 4.2e-4.
 FAMILY_GROUP_EXACT = 128
 # ``propagator: auto``: the exact per-step chain up to this many updates, sub-blocks beyond.
 FAMILY_STEP_MAX_T = 1000

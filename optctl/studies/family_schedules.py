@@ -27,6 +27,7 @@ from optctl.model import families as F
 from optctl.solver.controls import DanaSchedule, ScheduleFreeLR
 from optctl.solver.family import FamilySolve, solve_family
 from optctl.solver.piecewise import expand
+from optctl.solver.solve import solve
 from optctl.spec import ProblemSpec, SolverOptions
 
 
@@ -47,7 +48,7 @@ def _record(res: FamilySolve, **extra: Any) -> dict[str, Any]:
             "attempts": res.info.get("attempts", []),
             "start_loss": res.start_loss, "start": res.start, "success": res.success,
             "propagator": res.info.get("propagator"), "n_subblocks": res.info.get("n_subblocks"),
-            "lbfgs_history": res.info.get("lbfgs_history"),
+            "n_modes": res.info.get("n_modes"), "lbfgs_history": res.info.get("lbfgs_history"),
             "status": res.status, "iterations": res.iterations, "seconds": res.wall_time,
             "load_1min": _load(), "at_box": res.at_box, "max_effective_step": float(np.max(eff)),
             "grid": res.grid.tolist(), "schedules": {k: v[res.grid[:-1]].tolist() for k, v in res.schedules.items()},
@@ -201,6 +202,30 @@ def _two_starts(spec: ProblemSpec, cs: Any, starts: list[tuple[np.ndarray, ...]]
             "starts_relative_difference": diff}
 
 
+def sgd_same_grid(out: Path, cfg: dict[str, Any], case: str, progress: Callable[[str], None] = print) -> None:
+    """Optimal SGD on the families' own refined grid (``K`` blocks of ``<case>_scheduled.json``)
+    at every horizon there that lacks it, stored under ``"sgd_same_grid"`` (loss, status,
+    seconds, load): the like-for-like reference for the scheduled families, whose ``K`` blocks
+    are coarser than SGD's default grid (per step to ``T = 500``, then 100 refined blocks)."""
+    model = cfg["models"][case]
+    path = out / f"{case}_scheduled.json"
+    rec = read_json(path)
+    for row in rec["rows"]:
+        if "sgd_same_grid" in row:
+            continue
+        T = int(row["T"])
+        spec = ProblemSpec(a=float(model["a"]), b=float(model["b"]), N=int(model["N"]), sigma=float(model["sigma"]),
+                           batch_size=int(model["batch_size"]), T=T)
+        t0 = time.perf_counter()
+        res = solve(spec, SolverOptions(grid="refined", K=int(rec["K"])))
+        row["sgd_same_grid"] = {"loss": res.final_loss, "status": res.status, "K": int(rec["K"]),
+                                "replay_gap": res.replay_gap, "seconds": time.perf_counter() - t0,
+                                "load_1min": _load()}
+        write_json(path, rec)
+        progress(f"{case} T={T}: optimal SGD on {rec['K']} refined blocks: L_T = {res.final_loss:.6g} "
+                 f"({res.status}; default grid {row['sgd_loss']:.6g})")
+
+
 def _per_step(record: dict[str, Any]) -> dict[str, np.ndarray]:
     """A stored solve's schedules, per update (expanded from its block grid)."""
     grid = np.asarray(record["grid"])
@@ -271,6 +296,26 @@ COLUMNS = (  # (title, row key, tuned-family key in <case>.json or None)
 )
 
 
+def _verdict(Ts: list[int], cols: dict[str, list[float]], sl: dict[str, list[float]], K: int) -> str:
+    """One plain sentence per solved family at the last horizon: its ``L_T`` against optimal SGD on
+    the default grid and on the families' ``K`` blocks, and its last local slope against theirs."""
+    T, parts = Ts[-1], []
+    for title, key, _ in COLUMNS:
+        if key is None or "solved" not in key or not np.isfinite(cols[title][-1]):
+            continue
+        L, s = cols[title][-1], sl[title][-1]
+        same = cols["sgd_grid"][-1]
+        vs_same = f", {100 * (L / same - 1):+.1f}% against SGD on its {K} blocks" if np.isfinite(same) else ""
+        slope = "—" if not np.isfinite(s) else f"{s:.3f}"
+        beats = "" if not np.isfinite(s) else (" (a larger slope)" if s > sl["sgd"][-1] + 0.01 else
+                                                " (a smaller slope)" if s < sl["sgd"][-1] - 0.01 else " (within 0.01)")
+        parts.append(f"{title}: {100 * (L / cols['sgd'][-1] - 1):+.1f}%{vs_same}; slope {slope}{beats}")
+    same_slope = sl["sgd_grid"][-1]
+    ref = f"optimal SGD's {sl['sgd'][-1]:.3f}" + (f" ({same_slope:.3f} on its {K} blocks)" if np.isfinite(same_slope) else "")
+    return (f"Verdict (scheduled families), as measured at T = {T}, last local slope over {Ts[-2]}→{T} against "
+            f"{ref}: " + "; ".join(parts) + ".")
+
+
 def scheduled_section(families_out: Path, case: str) -> list[str]:
     """Markdown lines: the optimally scheduled families of ``case`` beside optimal SGD and the
     tuned families, unbounded and at optimal SGD's ``η_max``, with local slopes (empty when
@@ -297,15 +342,21 @@ def scheduled_section(families_out: Path, case: str) -> list[str]:
              "\"γ = η_max in every block: KKT\": the solved schedule is the bound and every one-sided derivative "
              f"of the exact L_T there is negative (`--bound-check`, {case}_sf_bound_check.json); a replay gap "
              "above 1e-3; a schedule at the box (100); \"—\": not solved.", "",
-             "| T | optimal SGD | " + " | ".join(c[0] for c in COLUMNS) + " |",
-             "|---" * (2 + len(COLUMNS)) + "|"]
+             f"\"Optimal SGD, {rec['K']} blocks\": optimal SGD on the families' own refined grid "
+             "(`--sgd-same-grid`), the like-for-like reference; percentages are against optimal SGD on its "
+             "default grid.", "",
+             f"| T | optimal SGD | optimal SGD, {rec['K']} blocks | " + " | ".join(c[0] for c in COLUMNS) + " |",
+             "|---" * (3 + len(COLUMNS)) + "|"]
     Ts = [int(r["T"]) for r in rows]
-    cols: dict[str, list[float]] = {"sgd": [], **{c[0]: [] for c in COLUMNS}}
+    cols: dict[str, list[float]] = {"sgd": [], "sgd_grid": [], **{c[0]: [] for c in COLUMNS}}
     for r in rows:
         T = int(r["T"])
         sgd = float(tuned[T]["sgd"]["loss"])
         cols["sgd"].append(sgd)
-        cells = [f"{sgd:.5g}"]
+        same = r.get("sgd_same_grid")
+        cols["sgd_grid"].append(float(same["loss"]) if same else float("nan"))
+        cells = [f"{sgd:.5g}", "—" if not same else f"{same['loss']:.5g} ({100 * (same['loss'] / sgd - 1):+.1f}%)"
+                 + ("" if same["status"] == "Solve_Succeeded" else f" [{same['status']}]")]
         for title, key, fam in COLUMNS:
             if fam is None and key not in r:
                 cols[title].append(float("nan"))
@@ -337,12 +388,13 @@ def scheduled_section(families_out: Path, case: str) -> list[str]:
         lines.append(f"| {T} | " + " | ".join(cells) + " |")
     if len(Ts) > 1:
         lines += ["", "Local slopes −Δ log L_T / Δ log T:", "",
-                  "| T range | optimal SGD | " + " | ".join(c[0] for c in COLUMNS) + " |",
-                  "|---" * (2 + len(COLUMNS)) + "|"]
+                  f"| T range | optimal SGD | optimal SGD, {rec['K']} blocks | " + " | ".join(c[0] for c in COLUMNS) + " |",
+                  "|---" * (3 + len(COLUMNS)) + "|"]
         sl = {k: _slopes(Ts, v) for k, v in cols.items()}
         for i in range(len(Ts) - 1):
             lines.append(f"| {Ts[i]}→{Ts[i + 1]} | " + " | ".join(
                 f"{sl[k][i]:.4f}" if np.isfinite(sl[k][i]) else "—" for k in cols) + " |")
+        lines += ["", _verdict(Ts, cols, sl, int(rec["K"]))]
     solved = ("dana_solved_unbounded", "schedule-free_solved_unbounded", "dana_solved_bounded",
               "schedule-free_solved_bounded")
     worst = max(abs(float(r[k]["replay_gap"])) for r in rows for k in solved if k in r)
@@ -351,16 +403,18 @@ def scheduled_section(families_out: Path, case: str) -> list[str]:
     if recent:
         lines += ["Solves that record their propagator (wall times measured on a shared machine under the load "
                   "shown, not speed claims; \"2nd start\": the same problem from its best-ranked other start, "
-                  "the lower answer kept above):", "",
-                  "| T | solve | propagator (sub-blocks) | L-BFGS pairs | status | iterations | seconds "
+                  "the lower answer kept above; modes: the grouped spectrum's size, \"—\" for solves recorded "
+                  "before it was, which kept 16 modes exact: 52 for N = 1500 and 2000, 49 for N = 1000):", "",
+                  "| T | solve | propagator (sub-blocks) | modes | L-BFGS pairs | status | iterations | seconds "
                   "| load (1 min) | replay gap | 2nd start: L_T, status, iterations, seconds | relative difference |",
-                  "|---" * 11 + "|"]
+                  "|---" * 12 + "|"]
         for T, k, v in recent:
             o = v.get("second_start")
             two = "—" if not o else f"{o['loss']:.6g}, {o['status']}, {o['iterations']}, {o['seconds']:.0f}"
             d = v.get("starts_relative_difference")
             pairs = v.get("lbfgs_history") or 30  # solves recorded before the field: IPOPT's 30
-            lines.append(f"| {T} | {k} | {v['propagator']} ({v['n_subblocks']}) | {pairs} | {v['status']} | {v['iterations']} "
+            lines.append(f"| {T} | {k} | {v['propagator']} ({v['n_subblocks']}) | {v.get('n_modes') or '—'} | {pairs} "
+                         f"| {v['status']} | {v['iterations']} "
                          f"| {v['seconds']:.0f} | {v['load_1min']:.1f} | {v['replay_gap']:.1e} | {two} | "
                          f"{'—' if d is None else f'{d:.1e}'} |")
         lines.append("")
