@@ -223,6 +223,12 @@ def test_scheduled_verdict_compares_with_sgd_on_both_grids() -> None:
     text = _verdict(Ts, cols, sl, 48)
     assert "at T = 10000" in text and "DANA solved (γ₂, γ₃)(t): -20.0%, -23.1% against SGD on its 48 blocks" in text
     assert "slope 0.352 (a larger slope)" in text and "Schedule-Free" not in text
+    # a column missing the horizon before the last: its slope over the span it has, against SGD's there
+    Ts3 = [1000, 3162, 10000]
+    cols3 = {"sgd": [1.0, 0.7, 0.5], "sgd_grid": [1.0, 0.7, 0.5], **{c[0]: [float("nan")] * 3 for c in COLUMNS}}
+    cols3["Schedule-Free solved γ(t)"] = [0.9, float("nan"), 0.4]
+    text3 = _verdict(Ts3, cols3, {k: _slopes(Ts3, v) for k, v in cols3.items()}, 48)
+    assert "slope 0.352 over 1000→10000 (SGD's 0.301) (a larger slope)" in text3
 
 
 def test_dana_solve_with_a_long_quasi_newton_memory_converges_where_30_pairs_crawl() -> None:

@@ -23,6 +23,8 @@ from optctl.model.replay import loss_curve, replay
 from optctl.spec import ControlSpec, ProblemSpec, SolverOptions
 from optctl.studies.momentum import load_points, loss_curves
 
+SPEC_HARD_SMALL = ProblemSpec(a=1.3, b=2.75, N=20, sigma=0.7, batch_size=4, T=8)
+
 MC_SPEC = ProblemSpec(a=2.5, b=1.5, N=100, sigma=0.5, batch_size=4, T=120)
 MC_ETA = 1.2 / (1.0 + np.arange(MC_SPEC.T) / 30.0)
 MC_BETA = np.linspace(0.15, 0.9, MC_SPEC.T)
@@ -260,6 +262,34 @@ def test_restart_capped_replaces_a_capped_answer_by_the_converged_one() -> None:
     L = momentum_replay(spec, np.asarray(out["eta"]), np.asarray(out["beta"])).loss[-1]
     assert L == pytest.approx(out["momentum_loss"], rel=1e-10)
     assert restart_capped(study, out) is out
+
+
+def test_restart_capped_keeps_a_converged_restart_a_hair_above_the_capped_answer(monkeypatch) -> None:
+    """The case restart_capped exists for: IPOPT converges (Solve_Succeeded) 1e-10 above the capped
+    answer, so merge_start alone would keep the capped one; the converged one must be kept. One
+    that ends 1e-3 above is not."""
+    import types
+
+    from optctl.studies import momentum as M
+
+    capped = {"momentum_status": "Maximum_Iterations_Exceeded", "momentum_loss": 1.0, "momentum_penalty": 0.0,
+              "momentum_iterations": 4000, "sgd_loss": 1.1, "spec": SPEC_HARD_SMALL.to_dict(), "setting": "project",
+              "beta_min": 0.0, "eta": [0.5] * 8, "beta": [0.9] * 8,
+              "momentum_starts": [{"start": "continuation", "loss": 1.0, "penalised": 1.0}]}
+    for above, kept in ((1e-10, True), (1e-3, False)):
+        res = types.SimpleNamespace(final_loss=1.0 + above, status="Solve_Succeeded", success=False,
+                                    replay_gap=0.0, iterations=7, transcription="exact",
+                                    eta=np.full(8, 0.4), beta=np.full(8, 0.8))
+        entry = {"start": "restart", "loss": 1.0 + above, "status": "Solve_Succeeded", "penalty": 0.0,
+                 "penalised": 1.0 + above}
+        monkeypatch.setattr(M, "_solve_momentum", lambda *a, res=res, entry=entry: (res, dict(entry)))
+        out = M.restart_capped(M.load_control_study(), capped)
+        assert [st["start"] for st in out["momentum_starts"]] == ["continuation", "restart"]
+        if kept:
+            assert out["momentum_status"] == "Solve_Succeeded" and out["momentum_loss"] == 1.0 + above
+            assert out["capped_answer"]["loss"] == 1.0
+        else:
+            assert out["momentum_status"] == "Maximum_Iterations_Exceeded" and out["momentum_loss"] == 1.0
 
 
 @pytest.mark.filterwarnings("ignore:Polyfit may be poorly conditioned")  # one horizon: no exponent to fit

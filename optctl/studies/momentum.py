@@ -183,13 +183,13 @@ def restart_capped(study: ControlStudy, record: dict[str, Any]) -> dict[str, Any
     entry["from"] = f"the capped answer, solver.round_iter = {RESTART_ROUND_ITER} (one long IPOPT round)"
     capped = record["momentum_loss"] + record.get("momentum_penalty", 0.0)
     # IPOPT's own status, not ``res.success``: a restart that converges a hair above the capped
-    # point (measured: 1.9e-10 of L_T + κP, notebook hard T = 10^5) has its round discarded by
+    # point (measured: 1.8e-7 of L_T + κP, notebook hard T = 10^5) has its round discarded by
     # the driver's keep-only-lower rule, yet it certifies that the optimum is there
     if res.status == "Solve_Succeeded" and _ranked(entry) <= capped * (1 + STARTS_RTOL):
         # force the converged answer in: merge_start keeps only a strictly lower one
         record = {**record, "momentum_loss": float("inf"), "momentum_penalty": 0.0, "capped_answer": {
             "loss": record["momentum_loss"], "status": record["momentum_status"],
-            "iterations": record["momentum_iterations"]}}
+            "iterations": record["momentum_iterations"]}}  # the kept solve's count (its last round's)
     return merge_start(record, res, entry)
 
 
