@@ -28,7 +28,7 @@ from optctl.solver.family import family_plan
 from optctl.solver.ipopt import compile_problem
 from optctl.solver.transcribe import model_parameters
 from optctl.spec import ProblemSpec, SolverOptions
-from optctl.studies.families import load_study
+from optctl.studies.families import load_study, study_spec
 
 
 def _hessian(cs: DanaSchedule, spec: ProblemSpec, options: SolverOptions, u: np.ndarray) -> np.ndarray:
@@ -75,8 +75,7 @@ def main() -> int:
     for T in args.T:
         v = rows[T]["dana_solved_unbounded"]
         t0 = time.perf_counter()
-        spec = ProblemSpec(a=float(model["a"]), b=float(model["b"]), N=int(model["N"]), sigma=float(model["sigma"]),
-                           batch_size=int(model["batch_size"]), T=T)
+        spec = study_spec(model, T)
         options = SolverOptions(K=int(rec["K"]))
         grid = np.asarray(v["grid"])
         K = grid.size - 1

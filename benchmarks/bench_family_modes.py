@@ -32,7 +32,7 @@ from optctl.solver.grid import subdivide
 from optctl.solver.plan import SUBBLOCK_RESTART, Plan, plan_spectrum
 from optctl.solver.transcribe import model_parameters, transcribe
 from optctl.spec import ProblemSpec, SolverOptions
-from optctl.studies.families import load_study
+from optctl.studies.families import load_study, study_spec
 
 
 def blocked(plan: Plan, cs: DanaSchedule, spec: ProblemSpec, u: np.ndarray) -> float:
@@ -53,8 +53,7 @@ def main() -> int:
     args = p.parse_args()
     out = Path("results/momentum_families")
     model = load_study()["models"][args.case]
-    spec = ProblemSpec(a=float(model["a"]), b=float(model["b"]), N=int(model["N"]), sigma=float(model["sigma"]),
-                       batch_size=int(model["batch_size"]), T=args.T)
+    spec = study_spec(model, args.T)
     rec = read_json(Path(args.record) if args.record else out / f"{args.case}_scheduled.json")
     v = next(r for r in rec["rows"] if int(r["T"]) == args.T)["dana_solved_unbounded"]
     grid = np.asarray(v["grid"])

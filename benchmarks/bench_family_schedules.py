@@ -22,8 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from optctl.io.files import read_json, write_json
-from optctl.spec import ProblemSpec
-from optctl.studies.families import load_study
+from optctl.studies.families import load_study, study_spec
 from optctl.studies.family_schedules import bound_check, run_schedules, sgd_same_grid, two_starts
 
 
@@ -57,8 +56,7 @@ def main() -> int:
     if args.two_starts is not None:
         model = cfg["models"][args.case]
         row = {int(r["T"]): r for r in read_json(out / f"{args.case}.json")["rows"]}[args.two_starts]
-        spec = ProblemSpec(a=float(model["a"]), b=float(model["b"]), N=int(model["N"]),
-                           sigma=float(model["sigma"]), batch_size=int(model["batch_size"]), T=args.two_starts)
+        spec = study_spec(model, args.two_starts)
         res = two_starts(spec, row, args.K)
         write_json(out / f"{args.case}_scheduled_two_starts_T{args.two_starts}.json", res)
         print(res, f"load {os.getloadavg()[0]:.1f}")
@@ -90,8 +88,7 @@ def _bound_check(out: Path, cfg: dict, case: str) -> int:  # type: ignore[type-a
         if v is None:
             continue
         T = int(r["T"])
-        spec = ProblemSpec(a=float(model["a"]), b=float(model["b"]), N=int(model["N"]), sigma=float(model["sigma"]),
-                           batch_size=int(model["batch_size"]), T=T)
+        spec = study_spec(model, T)
         t0 = time.perf_counter()
         checks = [bound_check(spec, float(v["beta"]), float(rec["eta_max"]), np.asarray(v["grid"]), h)
                   for h in (1e-3, 1e-5)]

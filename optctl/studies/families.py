@@ -63,6 +63,12 @@ def load_study(path: str | Path | None = None) -> dict[str, Any]:
                        example="optctl/data/study_families.yaml")
 
 
+def study_spec(model: dict[str, Any], T: int) -> ProblemSpec:
+    """A study file's model (``a, b, N, sigma, batch_size``) at horizon ``T``."""
+    return ProblemSpec(a=float(model["a"]), b=float(model["b"]), N=int(model["N"]), sigma=float(model["sigma"]),
+                       batch_size=int(model["batch_size"]), T=int(T))
+
+
 def dana_exponent(a: float, b: float) -> float:
     """The loss exponent of tuned DANA-decaying as we read arXiv:2505.16098.
 

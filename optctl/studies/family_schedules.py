@@ -29,6 +29,7 @@ from optctl.solver.family import FamilySolve, solve_family
 from optctl.solver.piecewise import expand
 from optctl.solver.solve import solve
 from optctl.spec import ProblemSpec, SolverOptions
+from optctl.studies.families import study_spec
 
 
 def _stretch(values: np.ndarray, T: int) -> np.ndarray:
@@ -110,8 +111,7 @@ def run_schedules(out: Path, cfg: dict[str, Any], case: str, horizons: list[int]
         if T not in tuned:
             progress(f"{case} T={T}: no tuned families in {case}.json; skipped")
             continue
-        spec = ProblemSpec(a=float(model["a"]), b=float(model["b"]), N=int(model["N"]), sigma=float(model["sigma"]),
-                           batch_size=int(model["batch_size"]), T=T)
+        spec = study_spec(model, T)
         row: dict[str, Any] = dict(old.get(T, {"T": T, "sgd_loss": float(tuned[T]["sgd"]["loss"])}))
 
         def todo(key: str, row: dict[str, Any] = row) -> bool:
@@ -214,8 +214,7 @@ def sgd_same_grid(out: Path, cfg: dict[str, Any], case: str, progress: Callable[
         if "sgd_same_grid" in row:
             continue
         T = int(row["T"])
-        spec = ProblemSpec(a=float(model["a"]), b=float(model["b"]), N=int(model["N"]), sigma=float(model["sigma"]),
-                           batch_size=int(model["batch_size"]), T=T)
+        spec = study_spec(model, T)
         t0 = time.perf_counter()
         res = solve(spec, SolverOptions(grid="refined", K=int(rec["K"])))
         row["sgd_same_grid"] = {"loss": res.final_loss, "status": res.status, "K": int(rec["K"]),
