@@ -21,7 +21,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import casadi as ca
 import numpy as np
 
 from optctl.io.files import read_json, write_json
@@ -29,17 +28,10 @@ from optctl.model import families as F
 from optctl.solver import family as FS
 from optctl.solver.controls import DanaSchedule
 from optctl.solver.grid import subdivide
-from optctl.solver.plan import SUBBLOCK_RESTART, Plan, plan_spectrum
-from optctl.solver.transcribe import model_parameters, transcribe
-from optctl.spec import ProblemSpec, SolverOptions
+from optctl.solver.plan import SUBBLOCK_RESTART, plan_spectrum
+from optctl.solver.transcribe import transcribed_loss
+from optctl.spec import SolverOptions
 from optctl.studies.families import load_study, study_spec
-
-
-def blocked(plan: Plan, cs: DanaSchedule, spec: ProblemSpec, u: np.ndarray) -> float:
-    nlp = transcribe(plan, cs)
-    f = ca.Function("f", [nlp.x, nlp.p], [nlp.f])
-    return float(f(np.ones(u.size), np.concatenate([u, np.zeros(u.size), model_parameters(plan, spec)]))) \
-        + plan.spectrum.tail
 
 
 def main() -> int:
@@ -70,7 +62,7 @@ def main() -> int:
         t0 = time.perf_counter()
         pl = replace(plan, modes="exact", spectrum=plan_spectrum(spec, "exact")) if n == "all" else \
             replace(plan, spectrum=plan_spectrum(spec, "grouped", int(n)))
-        L = blocked(pl, cs, spec, u)
+        L = transcribed_loss(pl, cs, spec, u)
         rows.append({"exact_modes": n, "n_modes": pl.spectrum.n_modes, "subblock_rel": FS.FAMILY_SUBBLOCK_REL,
                      "blocked": L, "gap": L / exact - 1, "seconds": time.perf_counter() - t0})
         print(f"exact modes {n} ({pl.spectrum.n_modes} in all): gap {rows[-1]['gap']:+.2e}", flush=True)
@@ -78,7 +70,7 @@ def main() -> int:
         t0 = time.perf_counter()
         lengths, owner = subdivide(grid, rel, SUBBLOCK_RESTART)
         pl = replace(plan, lengths=lengths, owner=owner, spectrum=plan_spectrum(spec, "grouped", 16))
-        L = blocked(pl, cs, spec, u)
+        L = transcribed_loss(pl, cs, spec, u)
         rows.append({"exact_modes": "16", "n_modes": pl.spectrum.n_modes, "subblock_rel": rel,
                      "blocked": L, "gap": L / exact - 1, "seconds": time.perf_counter() - t0})
         print(f"16 exact modes, sub-blocks {rel}: gap {rows[-1]['gap']:+.2e}", flush=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import casadi as ca
 import numpy as np
 import pytest
 
@@ -23,8 +22,8 @@ from optctl.model.spectrum import spectrum
 from optctl.solver.controls import DanaSchedule, FamilySchedule, ScheduleFreeLR
 from optctl.solver.family import FAMILY_SUBBLOCK_REL, family_plan, solve_family, start_of
 from optctl.solver.grid import make_grid, subdivide
-from optctl.solver.plan import Plan, plan_spectrum
-from optctl.solver.transcribe import model_parameters, transcribe
+from optctl.solver.plan import plan_spectrum
+from optctl.solver.transcribe import transcribed_loss
 from optctl.spec import ProblemSpec, SolverOptions
 from tests.conftest import APPROX_GAP, CLOSED_FORM_RTOL
 
@@ -131,10 +130,7 @@ def test_transcribed_sub_block_objective_is_the_propagator_and_near_the_replay(c
     assert plan.propagator == "block" and plan.lengths.size < SPEC.T / 3
     blocks = _schedules(SPEC.T, plan.grid)
     u = np.concatenate([blocks[k] for k in (("gamma2", "gamma3") if isinstance(cs, DanaSchedule) else ("lr",))])
-    nlp = transcribe(plan, cs)
-    f = ca.Function("f", [nlp.x, nlp.p], [nlp.f])
-    p = np.concatenate([u, np.zeros(u.size), model_parameters(plan, SPEC)])
-    objective = float(f(np.ones(u.size), p)) + plan.spectrum.tail
+    objective = transcribed_loss(plan, cs, SPEC, u)
     numpy_blocks = F.blocked_loss(SPEC, _held(cs, SPEC.T, plan.lengths, plan.owner, blocks), plan.lengths)
     assert objective == pytest.approx(numpy_blocks, rel=1e-10)
     assert abs(objective / _exact(cs, SPEC, plan.grid, blocks) - 1) <= BLOCK_TOL
@@ -198,14 +194,7 @@ def test_family_plans_keep_enough_exact_modes_at_large_effective_steps() -> None
                                    cs.momentum_rate(spec.T))
     assert float(np.max(F.effective_step(steps))) > 1000
     u = np.concatenate([blocks["gamma2"], blocks["gamma3"]])
-
-    def blocked(p: Plan) -> float:
-        nlp = transcribe(p, cs)
-        f = ca.Function("f", [nlp.x, nlp.p], [nlp.f])
-        return float(f(np.ones(u.size), np.concatenate([u, np.zeros(u.size), model_parameters(p, spec)]))) \
-            + p.spectrum.tail
-
     assert plan.spectrum.n_modes < spec.N / 5
-    assert abs(blocked(plan) / exact - 1) <= APPROX_GAP
+    assert abs(transcribed_loss(plan, cs, spec, u) / exact - 1) <= APPROX_GAP
     for head in (16, 32):  # power: the SGD plans' 16, or twice that, is not enough here
-        assert abs(blocked(replace(plan, spectrum=plan_spectrum(spec, "grouped", head))) / exact - 1) > 10 * APPROX_GAP
+        assert abs(transcribed_loss(replace(plan, spectrum=plan_spectrum(spec, "grouped", head)), cs, spec, u) / exact - 1) > 10 * APPROX_GAP

@@ -55,6 +55,17 @@ def transcribe(plan: Plan, controls: LearningRate, kappa: float = 0.0) -> NLP:
                f=f + ca.dot(g, y), g_c=g_c)
 
 
+def transcribed_loss(plan: Plan, controls: LearningRate, spec: ProblemSpec, u: np.ndarray) -> float:
+    """The NLP's objective (tail included) at the decision vector ``u`` of ``controls`` (scale
+    ``s = u``, ``y = 1``, no gradient term): what a solve on ``plan`` optimises, to check a plan
+    against the exact replay without compiling it."""
+    u = np.asarray(u, dtype=float)
+    nlp = transcribe(plan, controls)
+    f = ca.Function("f", [nlp.x, nlp.p], [nlp.f])
+    return float(f(np.ones(u.size), np.concatenate([u, np.zeros(u.size), model_parameters(plan, spec)]))) \
+        + plan.spectrum.tail
+
+
 def model_parameters(plan: Plan, spec: ProblemSpec, c0: np.ndarray | None = None) -> np.ndarray:
     """The model part of the NLP parameters: ``(λ, wλ, c_0, σ², m̄)`` of the plan's modes,
     starting from ``c0`` (a state of those modes) instead of the spectrum's when given."""
