@@ -145,14 +145,16 @@ def add_start(study: ControlStudy, record: dict[str, Any], start: str,
     return merge_start(record, res, entry)
 
 
-def merge_start(record: dict[str, Any], res: ScheduleResult, entry: dict[str, Any]) -> dict[str, Any]:
+def merge_start(record: dict[str, Any], res: ScheduleResult, entry: dict[str, Any], *,
+                keep_new: bool = False) -> dict[str, Any]:
     """``record`` with one more solved start (``entry`` its record, ``res`` its answer): the
-    spread is recomputed over every start, and the lowest answer is kept."""
+    spread is recomputed over every start, and the lowest answer is kept (``keep_new``: the
+    new answer, whatever its rank)."""
     starts = [*record["momentum_starts"], entry]
     losses = [_ranked(st) for st in starts]
     spread = (max(losses) - min(losses)) / min(losses)
     out = {**record, "momentum_starts": starts, "starts_spread": spread, "starts_disagree": spread > STARTS_RTOL}
-    if _ranked(entry) < record["momentum_loss"] + record.get("momentum_penalty", 0.0):
+    if keep_new or _ranked(entry) < record["momentum_loss"] + record.get("momentum_penalty", 0.0):
         assert res.beta is not None
         out.update(momentum_loss=res.final_loss, momentum_status=res.status, momentum_replay_gap=res.replay_gap,
                    momentum_iterations=res.iterations, momentum_transcription=res.transcription,
@@ -185,12 +187,12 @@ def restart_capped(study: ControlStudy, record: dict[str, Any]) -> dict[str, Any
     # IPOPT's own status, not ``res.success``: a restart that converges a hair above the capped
     # point (measured: 1.8e-7 of L_T + κP, notebook hard T = 10^5) has its round discarded by
     # the driver's keep-only-lower rule, yet it certifies that the optimum is there
-    if res.status == "Solve_Succeeded" and _ranked(entry) <= capped * (1 + STARTS_RTOL):
-        # force the converged answer in: merge_start keeps only a strictly lower one
-        record = {**record, "momentum_loss": float("inf"), "momentum_penalty": 0.0, "capped_answer": {
-            "loss": record["momentum_loss"], "status": record["momentum_status"],
-            "iterations": record["momentum_iterations"]}}  # the kept solve's count (its last round's)
-    return merge_start(record, res, entry)
+    converged = res.status == "Solve_Succeeded" and _ranked(entry) <= capped * (1 + STARTS_RTOL)
+    out = merge_start(record, res, entry, keep_new=converged)
+    if converged:
+        out["capped_answer"] = {"loss": record["momentum_loss"], "status": record["momentum_status"],
+                                "iterations": record["momentum_iterations"]}  # the kept solve's (its last round's)
+    return out
 
 
 def fit_exponent(T: Sequence[float], L: Sequence[float]) -> float:
